@@ -1,0 +1,52 @@
+# Two commands do all set-up on a fresh machine (Python 3.11 + pip):
+#   make demo   -> creates .venv, installs pinned dependencies, runs the pipeline on config.yaml
+#   make test   -> same install, then the test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# Set TORCH_INDEX_URL to a CPU wheel index to avoid the CUDA build on GPU-less machines that
+# have no local CPU wheel (e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu).
+TORCH_INDEX_URL ?=
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install demo test test-fast lint report clean benchmark slurm-up slurm-down
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --rerun-incomplete
+	@echo "Results: results/tables, results/figures. HTML report: make report"
+
+report: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --report report.html
+
+test: install
+	$(BIN)/python -m pytest -q -ra tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m "not slow and not slurm" tests
+
+lint: install
+	$(BIN)/snakemake --lint --configfile config.yaml
+
+benchmark: install
+	$(BIN)/python benchmarks/bench_itermask.py
+
+slurm-up:
+	bash slurm/cluster_up.sh
+
+slurm-down:
+	bash slurm/cluster_down.sh
+
+clean:
+	rm -rf results data/demo .snakemake checkpoints report.html
