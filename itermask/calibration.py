@@ -1,0 +1,32 @@
+"""Thresholds calibrated on healthy validation subjects."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_json
+from .errors import InputError
+
+
+def fixed_tau_from_results(subject_dirs: list[str], out_json: str, condition: str = "val") -> float:
+    """Median of the subject-specific taus of validation subjects (IterMask3D fixed-τ ablation).
+
+    Each folder is an inference output `.../sub-<id>/` holding `<condition>/result.json`.
+    """
+    taus: dict[str, float] = {}
+    for d in subject_dirs:
+        path = Path(d) / condition / "result.json"
+        if not path.exists():
+            raise InputError(f"no '{condition}' result (needed for the fixed threshold)", path=path)
+        result = json.loads(path.read_text())
+        tau = result.get("tau")
+        if tau is None or not np.isfinite(tau):
+            raise InputError("result has no finite 'tau'", path=path)
+        taus[Path(d).name] = float(tau)
+    if not taus:
+        raise InputError("no validation subjects to calibrate the fixed threshold on", path=out_json)
+    tau = float(np.median(list(taus.values())))
+    write_json(out_json, {"tau": tau, "statistic": "median", "per_subject": taus})
+    return tau

@@ -1,0 +1,50 @@
+"""Command-line entry point ``itermask`` (``python -m itermask.cli``).
+
+Sub-commands:
+- ``rethreshold``: human in the loop: re-run the final IterMask stage of one inference
+  condition at a chosen tau, without retraining; writes ``mask_tau-<tau>.nii.gz`` beside the
+  original mask.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import ItermaskError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="itermask", description="IterMask2 / IterMask3D utilities")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("rethreshold", help="re-run the final stage of one condition at a chosen tau")
+    r.add_argument("--model", required=True, help="model.pt of the experiment")
+    r.add_argument("--condition-dir", required=True,
+                   help="an inference condition folder (holds result.json), e.g. results/inference/EXP/DS/sub-X/lesion")
+    r.add_argument("--tau", required=True, type=float, help="error threshold tau")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    r.add_argument("--out-name", default=None, help="output file name (default mask_tau-<tau>.nii.gz)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default sys.argv[1:]), run the sub-command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "rethreshold":
+        from .inference import rethreshold
+
+        if not args.tau >= 0:
+            print("error: --tau must be a non-negative number", file=sys.stderr)
+            return 2
+        try:
+            out = rethreshold(args.model, args.condition_dir, args.tau, device=args.device, out_name=args.out_name)
+        except ItermaskError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(out)
+        return 0
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

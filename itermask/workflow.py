@@ -1,0 +1,59 @@
+"""Glue for workflow scripts: logging to the rule's log file and thread limits."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def rule_context(smk: Any) -> Iterator[logging.Logger]:
+    """Send stdout/stderr of the rule's script to its log file, limit threads, log timing.
+
+    Errors are written to the log with their traceback and re-raised, so Snakemake marks
+    the job failed and removes its declared outputs.
+    """
+    threads = int(getattr(smk, "threads", 1) or 1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[var] = str(threads)
+    log_path = smk.log[0] if len(smk.log) else None
+    stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
+    logger = logging.getLogger(f"itermask.{smk.rule}")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    start = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    try:
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            logger.info("rule %s wildcards %s threads %d", smk.rule, dict(smk.wildcards), threads)
+            yield logger
+        logger.info("done in %.1f s", time.perf_counter() - start)
+    except Exception as exc:
+        logger.error("%s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
+        raise
+    finally:
+        if log_path:
+            stream.close()
+
+
+def device_of(smk: Any) -> str:
+    """Device from config: 'auto' picks CUDA when available."""
+    dev = smk.config.get("device", "auto")
+    if dev == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return dev

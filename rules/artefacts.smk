@@ -1,0 +1,30 @@
+# Synthetic anomalies for detection (METHOD.md §2), applied to preprocessed healthy test
+# volumes; every draw is seeded and recorded in a sidecar JSON. One job per subject writes
+# all artefact types and severity levels.
+
+ARTEFACTS = STUDY.artefact_conditions()
+
+
+rule artefacts:
+    input:
+        unpack(artefact_inputs),
+    output:
+        image=expand(ART + "/image.nii.gz", artefact=ARTEFACTS, allow_missing=True),
+        hf=expand(ART + "/hf.nii.gz", artefact=ARTEFACTS, allow_missing=True),
+        json=expand(ART + "/params.json", artefact=ARTEFACTS, allow_missing=True),
+    params:
+        specs={a: STUDY.artefact_params(a) for a in ARTEFACTS},
+        seed=SEED,
+        hf_radius=config["preprocess"].get("hf_radius", 15),
+    log:
+        R + "/logs/artefacts/{dataset}_{sequence}_{subject}.log",
+    group:
+        "inference"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../workflow_scripts/artefacts.py"

@@ -1,0 +1,39 @@
+# Training one model per experiment that owns a model (METHOD.md §4-5). Checkpoints go to
+# checkpoints/{experiment}/ (not a Snakemake output), so a killed or timed-out job resumes.
+
+
+rule train:
+    input:
+        train_inputs,
+    output:
+        model=R + "/models/{experiment}/model.pt",
+        loss=R + "/models/{experiment}/loss.tsv",
+        png=report(
+            R + "/models/{experiment}/loss.png",
+            caption="../report/captions/loss.rst",
+            category="Training",
+        ),
+    params:
+        settings=lambda w: STUDY.experiment(w.experiment),
+        train=lambda w: train_items(w.experiment, "train"),
+        val=lambda w: train_items(w.experiment, "val"),
+        checkpoint_dir=lambda w: f"checkpoints/{w.experiment}",
+        seed=SEED,
+        hf_radius=lambda w: (
+            config["preprocess"].get("slices2d", {}).get("hf_radius", 15)
+            if STUDY.experiment(w.experiment)["method"] == "itermask2"
+            else config["preprocess"].get("hf_radius", 15)
+        ),
+    log:
+        R + "/logs/train/{experiment}.log",
+    benchmark:
+        R + "/benchmarks/train/{experiment}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: RES["threads"]
+    resources:
+        mem_mb=RES["train_mem_mb"],
+        runtime=RES["train_runtime"],
+        gpu=RES["gpu"],
+    script:
+        "../workflow_scripts/train.py"

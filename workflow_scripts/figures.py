@@ -1,0 +1,11 @@
+"""Rule figures -> itermask.figures.make_figures."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.figures import make_figures  # noqa: E402
+from itermask.workflow import rule_context  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with rule_context(smk):
+    make_figures(smk.wildcards.experiment, list(smk.input.dirs), smk.input.segmentation, smk.input.scores, smk.output[0])

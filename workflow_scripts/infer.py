@@ -1,0 +1,20 @@
+"""Rule infer -> itermask.inference.infer_subject."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.inference import infer_subject  # noqa: E402
+from itermask.workflow import device_of, rule_context  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with rule_context(smk) as log:
+    infer_subject(
+        smk.input.model,
+        smk.params.conditions,
+        smk.params.settings,
+        smk.output[0],
+        device=device_of(smk),
+        seed=smk.params.seed,
+        fixed_tau_path=smk.input.fixed_tau[0] if smk.input.fixed_tau else None,
+        log=log.info,
+    )

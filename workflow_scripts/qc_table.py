@@ -1,0 +1,11 @@
+"""Rule qc_table -> itermask.preprocess.qc_table."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.preprocess import qc_table  # noqa: E402
+from itermask.workflow import rule_context  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with rule_context(smk):
+    qc_table(list(smk.input), smk.output[0])

@@ -1,0 +1,14 @@
+"""Rule table -> itermask.tables.make_table."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.tables import make_table  # noqa: E402
+from itermask.workflow import rule_context  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with rule_context(smk):
+    spec = smk.params.spec
+    root = smk.params.metrics_dir
+    metrics = {e: [f"{root}/{e}/segmentation.tsv", f"{root}/{e}/detection.tsv"] for e in spec["experiments"]}
+    make_table(spec["name"], spec["kind"], metrics, smk.output.md, smk.output.csv, smk.output.tex, caption=spec.get("caption", ""))
