@@ -9,15 +9,15 @@ rule artefacts:
     input:
         unpack(artefact_inputs),
     output:
-        image=expand(ART + "/image.nii.gz", artefact=ARTEFACTS, allow_missing=True),
-        hf=expand(ART + "/hf.nii.gz", artefact=ARTEFACTS, allow_missing=True),
-        json=expand(ART + "/params.json", artefact=ARTEFACTS, allow_missing=True),
+        image=expand(f"{ART}/image.nii.gz", artefact=ARTEFACTS, allow_missing=True),
+        hf=expand(f"{ART}/hf.nii.gz", artefact=ARTEFACTS, allow_missing=True),
+        json=expand(f"{ART}/params.json", artefact=ARTEFACTS, allow_missing=True),
     params:
         specs={a: STUDY.artefact_params(a) for a in ARTEFACTS},
         seed=SEED,
         hf_radius=config["preprocess"].get("hf_radius", 15),
     log:
-        R + "/logs/artefacts/{dataset}_{sequence}_{subject}.log",
+        f"{R}/logs/artefacts/{{dataset}}_{{sequence}}_{{subject}}.log",
     group:
         "inference"
     conda:

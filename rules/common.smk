@@ -18,7 +18,7 @@ RES = {
     "infer_mem_mb": 12000,
     **config.get("resources", {}),
 }
-PRE = R + "/preproc/{dataset}/sub-{subject}"
+PRE = f"{R}/preproc/{{dataset}}/sub-{{subject}}"
 
 
 wildcard_constraints:
@@ -60,7 +60,7 @@ def has_label(dataset, subject):
 
 
 def label_of(dataset, subject):
-    return [PRE.format(dataset=dataset, subject=subject) + "/label.nii.gz"] if has_label(dataset, subject) else []
+    return [f"{PRE.format(dataset=dataset, subject=subject)}/label.nii.gz"] if has_label(dataset, subject) else []
 
 
 def slice_role(wildcards):
@@ -106,14 +106,14 @@ def all_targets():
 
 
 # -- artefacts, training, inference -------------------------------------------------------
-ART = R + "/artefacts/{dataset}/{sequence}/sub-{subject}/{artefact}"
+ART = f"{R}/artefacts/{{dataset}}/{{sequence}}/sub-{{subject}}/{{artefact}}"
 
 
 def artefact_inputs(wildcards):
     kinds = {STUDY.artefact_params(a)[0] for a in STUDY.artefact_conditions()}
     files = {
         "image": preprocessed(wildcards.dataset, wildcards.subject, wildcards.sequence)["image"],
-        "brain": PRE.format(dataset=wildcards.dataset, subject=wildcards.subject) + "/brainmask.nii.gz",
+        "brain": f"{PRE.format(dataset=wildcards.dataset, subject=wildcards.subject)}/brainmask.nii.gz",
     }
     if "other_sequence" in kinds:
         other = config["artefacts"]["other_sequence"]
@@ -190,10 +190,17 @@ def train_items(experiment, split):
     seq = exp["sequence"]
     subjects = d.splits.get(split, ())
     if exp["method"] == "itermask2":
-        return [{"subject": s, "slices": PRE.format(dataset=d.name, subject=s) + f"/{seq}_slices2d.npz"} for s in subjects]
+        return [{"subject": s, "slices": f"{PRE.format(dataset=d.name, subject=s)}/{seq}_slices2d.npz"} for s in subjects]
     return [{"subject": s, **preprocessed(d.name, s, seq)} for s in subjects]
 
 
 def train_inputs(wildcards):
     items = train_items(wildcards.experiment, "train") + train_items(wildcards.experiment, "val")
     return sorted({v for item in items for k, v in item.items() if k != "subject"})
+
+
+def table_spec(name):
+    for table in config.get("tables", []):
+        if table["name"] == name:
+            return table
+    raise ValueError(f"unknown table '{name}'")

@@ -8,9 +8,9 @@ rule demo_data:
     params:
         dataset=STUDY.demo_dataset,
     log:
-        R + "/logs/demo_data.log",
+        f"{R}/logs/demo_data.log",
     benchmark:
-        R + "/benchmarks/demo_data.tsv"
+        f"{R}/benchmarks/demo_data.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 2

@@ -5,13 +5,13 @@ rule evaluate:
     input:
         lambda w: inference_dirs(w.experiment),
     output:
-        segmentation=R + "/metrics/{experiment}/segmentation.tsv",
-        detection=R + "/metrics/{experiment}/detection.tsv",
-        scores=R + "/metrics/{experiment}/scores.tsv",
+        segmentation=f"{R}/metrics/{{experiment}}/segmentation.tsv",
+        detection=f"{R}/metrics/{{experiment}}/detection.tsv",
+        scores=f"{R}/metrics/{{experiment}}/scores.tsv",
     params:
         evaluation=config.get("evaluation", {}),
     log:
-        R + "/logs/evaluate/{experiment}.log",
+        f"{R}/logs/evaluate/{{experiment}}.log",
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -25,18 +25,18 @@ rule evaluate:
 rule figures:
     input:
         dirs=lambda w: inference_dirs(w.experiment),
-        segmentation=R + "/metrics/{experiment}/segmentation.tsv",
-        scores=R + "/metrics/{experiment}/scores.tsv",
+        segmentation=f"{R}/metrics/{{experiment}}/segmentation.tsv",
+        scores=f"{R}/metrics/{{experiment}}/scores.tsv",
     output:
         report(
-            directory(R + "/figures/{experiment}"),
+            directory(f"{R}/figures/{{experiment}}"),
             patterns=["{name}.png"],
             caption="../report/captions/figures.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
     log:
-        R + "/logs/figures/{experiment}.log",
+        f"{R}/logs/figures/{{experiment}}.log",
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -47,33 +47,26 @@ rule figures:
         "../workflow_scripts/figures.py"
 
 
-def table_spec(name):
-    for table in config.get("tables", []):
-        if table["name"] == name:
-            return table
-    raise ValueError(f"unknown table '{name}'")
-
-
 rule table:
     input:
         lambda w: expand(
-            R + "/metrics/{experiment}/{kind}.tsv",
+            f"{R}/metrics/{{experiment}}/{{kind}}.tsv",
             experiment=table_spec(w.name)["experiments"],
             kind=["segmentation", "detection"],
         ),
     output:
-        md=R + "/tables/{name}.md",
+        md=f"{R}/tables/{{name}}.md",
         csv=report(
-            R + "/tables/{name}.csv",
+            f"{R}/tables/{{name}}.csv",
             caption="../report/captions/table.rst",
             category="Tables",
         ),
-        tex=R + "/tables/{name}.tex",
+        tex=f"{R}/tables/{{name}}.tex",
     params:
         spec=lambda w: table_spec(w.name),
-        metrics_dir=R + "/metrics",
+        metrics_dir=f"{R}/metrics",
     log:
-        R + "/logs/table/{name}.log",
+        f"{R}/logs/table/{{name}}.log",
     conda:
         "../envs/evaluate.yaml"
     threads: 1

@@ -6,9 +6,9 @@ rule fixed_tau:
     input:
         fixed_tau_dirs,
     output:
-        R + "/models/{experiment}/fixed_tau.json",
+        f"{R}/models/{{experiment}}/fixed_tau.json",
     log:
-        R + "/logs/fixed_tau/{experiment}.log",
+        f"{R}/logs/fixed_tau/{{experiment}}.log",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -23,15 +23,15 @@ rule infer:
     input:
         unpack(infer_inputs),
     output:
-        directory(R + "/inference/{experiment}/{dataset}/sub-{subject}"),
+        directory(f"{R}/inference/{{experiment}}/{{dataset}}/sub-{{subject}}"),
     params:
         conditions=infer_conditions,
         settings=infer_settings,
         seed=SEED,
     log:
-        R + "/logs/infer/{experiment}_{dataset}_{subject}.log",
+        f"{R}/logs/infer/{{experiment}}_{{dataset}}_{{subject}}.log",
     benchmark:
-        R + "/benchmarks/infer/{experiment}_{dataset}_{subject}.tsv"
+        f"{R}/benchmarks/infer/{{experiment}}_{{dataset}}_{{subject}}.tsv"
     group:
         "inference"
     conda:

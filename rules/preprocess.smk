@@ -6,14 +6,14 @@ rule brain_mask:
     input:
         unpack(raw_mask_source),
     output:
-        PRE + "/native_brainmask.nii.gz",
+        f"{PRE}/native_brainmask.nii.gz",
     params:
         method=lambda w: ds(w).mask_method,
         device=DEVICE,
     log:
-        R + "/logs/brain_mask/{dataset}_{subject}.log",
+        f"{R}/logs/brain_mask/{{dataset}}_{{subject}}.log",
     benchmark:
-        R + "/benchmarks/brain_mask/{dataset}_{subject}.tsv"
+        f"{R}/benchmarks/brain_mask/{{dataset}}_{{subject}}.tsv"
     group:
         "subject"
     conda:
@@ -28,14 +28,14 @@ rule brain_mask:
 
 rule resample_mask:
     input:
-        PRE + "/native_brainmask.nii.gz",
+        f"{PRE}/native_brainmask.nii.gz",
     output:
-        PRE + "/brainmask.nii.gz",
+        f"{PRE}/brainmask.nii.gz",
     params:
         spacing=config["preprocess"]["spacing_mm"],
         box=config["preprocess"]["box"],
     log:
-        R + "/logs/resample_mask/{dataset}_{subject}.log",
+        f"{R}/logs/resample_mask/{{dataset}}_{{subject}}.log",
     group:
         "subject"
     conda:
@@ -51,11 +51,11 @@ rule resample_mask:
 rule resample_image:
     input:
         image=raw_image,
-        grid=PRE + "/brainmask.nii.gz",
+        grid=f"{PRE}/brainmask.nii.gz",
     output:
-        temp(PRE + "/{sequence}_resampled.nii.gz"),
+        temp(f"{PRE}/{{sequence}}_resampled.nii.gz"),
     log:
-        R + "/logs/resample_image/{dataset}_{subject}_{sequence}.log",
+        f"{R}/logs/resample_image/{{dataset}}_{{subject}}_{{sequence}}.log",
     group:
         "subject"
     conda:
@@ -71,11 +71,11 @@ rule resample_image:
 rule resample_label:
     input:
         unpack(raw_label),
-        grid=PRE + "/brainmask.nii.gz",
+        grid=f"{PRE}/brainmask.nii.gz",
     output:
-        PRE + "/label.nii.gz",
+        f"{PRE}/label.nii.gz",
     log:
-        R + "/logs/resample_label/{dataset}_{subject}.log",
+        f"{R}/logs/resample_label/{{dataset}}_{{subject}}.log",
     group:
         "subject"
     conda:
@@ -90,15 +90,15 @@ rule resample_label:
 
 rule normalise:
     input:
-        image=PRE + "/{sequence}_resampled.nii.gz",
-        brain=PRE + "/brainmask.nii.gz",
+        image=f"{PRE}/{{sequence}}_resampled.nii.gz",
+        brain=f"{PRE}/brainmask.nii.gz",
     output:
-        image=PRE + "/{sequence}.nii.gz",
-        hf=PRE + "/{sequence}_hf.nii.gz",
+        image=f"{PRE}/{{sequence}}.nii.gz",
+        hf=f"{PRE}/{{sequence}}_hf.nii.gz",
     params:
         pre=config["preprocess"],
     log:
-        R + "/logs/normalise/{dataset}_{subject}_{sequence}.log",
+        f"{R}/logs/normalise/{{dataset}}_{{subject}}_{{sequence}}.log",
     group:
         "subject"
     conda:
@@ -113,16 +113,16 @@ rule normalise:
 
 rule slices2d:
     input:
-        image=PRE + "/{sequence}.nii.gz",
-        brain=PRE + "/brainmask.nii.gz",
+        image=f"{PRE}/{{sequence}}.nii.gz",
+        brain=f"{PRE}/brainmask.nii.gz",
         label=lambda w: label_of(w.dataset, w.subject),
     output:
-        PRE + "/{sequence}_slices2d.npz",
+        f"{PRE}/{{sequence}}_slices2d.npz",
     params:
         role=slice_role,
         cfg=config["preprocess"].get("slices2d", {}),
     log:
-        R + "/logs/slices2d/{dataset}_{subject}_{sequence}.log",
+        f"{R}/logs/slices2d/{{dataset}}_{{subject}}_{{sequence}}.log",
     group:
         "subject"
     conda:
@@ -138,20 +138,20 @@ rule slices2d:
 rule qc_subject:
     input:
         images=lambda w: [preprocessed(w.dataset, w.subject, q)["image"] for q in ds(w).sequences],
-        brain=PRE + "/brainmask.nii.gz",
+        brain=f"{PRE}/brainmask.nii.gz",
         label=lambda w: label_of(w.dataset, w.subject),
     output:
         png=report(
-            R + "/qc/{dataset}/sub-{subject}.png",
+            f"{R}/qc/{{dataset}}/sub-{{subject}}.png",
             caption="../report/captions/qc_subject.rst",
             category="Quality control",
             subcategory="{dataset}",
         ),
-        json=R + "/qc/{dataset}/sub-{subject}.json",
+        json=f"{R}/qc/{{dataset}}/sub-{{subject}}.json",
     params:
         sequences=lambda w: list(ds(w).sequences),
     log:
-        R + "/logs/qc_subject/{dataset}_{subject}.log",
+        f"{R}/logs/qc_subject/{{dataset}}_{{subject}}.log",
     group:
         "subject"
     conda:
@@ -166,15 +166,15 @@ rule qc_subject:
 
 rule qc_table:
     input:
-        lambda w: expand(R + "/qc/{{dataset}}/sub-{subject}.json", subject=ds(w).subjects),
+        lambda w: expand(f"{R}/qc/{w.dataset}/sub-{{subject}}.json", subject=ds(w).subjects),
     output:
         report(
-            R + "/qc/{dataset}_qc.tsv",
+            f"{R}/qc/{{dataset}}_qc.tsv",
             caption="../report/captions/qc_table.rst",
             category="Quality control",
         ),
     log:
-        R + "/logs/qc_table/{dataset}.log",
+        f"{R}/logs/qc_table/{{dataset}}.log",
     conda:
         "../envs/preprocess.yaml"
     threads: 1

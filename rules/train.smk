@@ -6,10 +6,10 @@ rule train:
     input:
         train_inputs,
     output:
-        model=R + "/models/{experiment}/model.pt",
-        loss=R + "/models/{experiment}/loss.tsv",
+        model=f"{R}/models/{{experiment}}/model.pt",
+        loss=f"{R}/models/{{experiment}}/loss.tsv",
         png=report(
-            R + "/models/{experiment}/loss.png",
+            f"{R}/models/{{experiment}}/loss.png",
             caption="../report/captions/loss.rst",
             category="Training",
         ),
@@ -25,9 +25,9 @@ rule train:
             else config["preprocess"].get("hf_radius", 15)
         ),
     log:
-        R + "/logs/train/{experiment}.log",
+        f"{R}/logs/train/{{experiment}}.log",
     benchmark:
-        R + "/benchmarks/train/{experiment}.tsv"
+        f"{R}/benchmarks/train/{{experiment}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: RES["threads"]
