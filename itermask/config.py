@@ -123,6 +123,8 @@ class Dataset:
     mask_sequence: str
     mask_pattern: str | None
     splits: dict[str, tuple[str, ...]]
+    labelled_splits: tuple[str, ...] = ("test_lesion",)
+    sequence_names: tuple[tuple[str, str], ...] = ()
 
     @property
     def subjects(self) -> list[str]:
@@ -138,18 +140,19 @@ class Dataset:
         raise KeyError(f"subject '{subject}' is not in dataset '{self.name}'")
 
     def image(self, subject: str, sequence: str) -> str:
-        return format_pattern(self.pattern, subject=subject, sequence=sequence)
+        return format_pattern(self.pattern, subject=subject, sequence=dict(self.sequence_names).get(sequence, sequence))
 
     def label(self, subject: str) -> str | None:
-        """Label file of a lesioned test subject, else None."""
-        if self.label_pattern is None or subject not in self.splits.get("test_lesion", ()):
+        """Label file of a subject in a labelled split (default: test_lesion), else None."""
+        if self.label_pattern is None or self.split_of(subject) not in self.labelled_splits:
             return None
         return format_pattern(self.label_pattern, subject=subject)
 
     def mask_file(self, subject: str) -> str | None:
         if self.mask_method != "pattern":
             return None
-        return format_pattern(self.mask_pattern or "", subject=subject, sequence=self.mask_sequence)
+        seq = dict(self.sequence_names).get(self.mask_sequence, self.mask_sequence)
+        return format_pattern(self.mask_pattern or "", subject=subject, sequence=seq)
 
 
 def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str, ...]:
@@ -202,11 +205,10 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
     elif "role" in entry:
         if generated:
             raise ConfigError(f"dataset '{name}': a generated dataset must list its subjects in 'splits'")
-        found = glob_subjects(pattern, sequences[0])
+        first = entry.get("sequence_names", {}).get(sequences[0], sequences[0])
+        found = glob_subjects(pattern, first)
         if not found:
-            raise ConfigError(
-                f"dataset '{name}': pattern '{pattern.replace('{sequence}', sequences[0])}' matches no file"
-            )
+            raise ConfigError(f"dataset '{name}': pattern '{pattern.replace('{sequence}', first)}' matches no file")
         splits = {entry["role"]: tuple(found)}
     else:
         raise ConfigError(f"dataset '{name}': give 'splits' (subject lists) or 'role' (glob the pattern)")
@@ -231,6 +233,8 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         mask_sequence=mask_sequence,
         mask_pattern=mask.get("pattern"),
         splits=splits,
+        labelled_splits=tuple(entry.get("labelled_splits", ("test_lesion",))),
+        sequence_names=tuple(entry.get("sequence_names", {}).items()),
     )
 
 

@@ -1,0 +1,142 @@
+"""Configuration validation: schema messages name the key; semantic checks name the problem."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from itermask.config import Study, bids_pattern, deep_merge, glob_subjects, load_config
+from itermask.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def demo_config() -> dict:
+    return load_config(ROOT / "config.yaml")
+
+
+def test_shipped_configs_validate(demo_config):
+    study = Study(demo_config, base_dir=ROOT)
+    assert study.datasets["demo"].subjects[:2] == ["d01", "d02"]
+    Study(load_config(ROOT / "tests/configs/tiny.yaml"), base_dir=ROOT)
+
+
+def test_wrong_type_names_key(demo_config):
+    demo_config["datasets"]["demo"]["sequences"] = "FLAIR"
+    with pytest.raises(ConfigError, match=r"datasets\.demo\.sequences': expected array, got str 'FLAIR'"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_unknown_key_lists_allowed(demo_config):
+    demo_config["preprocess"]["spacing"] = 1.0
+    with pytest.raises(ConfigError, match=r"'preprocess'.*spacing.*allowed keys: .*spacing_mm"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_box_must_be_divisible_by_16(demo_config):
+    demo_config["preprocess"]["box"] = [64, 64, 60]
+    with pytest.raises(ConfigError, match=r"preprocess\.box\.2"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_duplicate_subject_ids(demo_config):
+    demo_config["datasets"]["demo"]["splits"]["val"] = ["d09", "d01"]
+    with pytest.raises(ConfigError, match=r"dataset 'demo': duplicate subject ID 'd01' in splits 'train' and 'val'"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_pattern_that_matches_nothing(demo_config, tmp_path):
+    demo_config["datasets"]["ext"] = {
+        "pattern": str(tmp_path / "sub-{subject}_{sequence}.nii.gz"),
+        "sequences": ["FLAIR"],
+        "brain_mask": {"method": "stripped"},
+        "role": "test_healthy",
+    }
+    with pytest.raises(ConfigError, match=r"dataset 'ext': pattern '.*sub-\{subject\}_FLAIR.nii.gz' matches no file"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_glob_role_finds_subjects(demo_config, tmp_path):
+    for s in ("b2", "a1"):
+        (tmp_path / f"sub-{s}_FLAIR.nii.gz").write_bytes(b"")
+    (tmp_path / "sub-x_y_FLAIR.nii.gz").write_bytes(b"")  # not a valid ID: ignored
+    demo_config["datasets"]["ext"] = {
+        "pattern": str(tmp_path / "sub-{subject}_{sequence}.nii.gz"),
+        "sequences": ["FLAIR"],
+        "brain_mask": {"method": "stripped"},
+        "role": "test_healthy",
+    }
+    study = Study(demo_config, base_dir=ROOT)
+    assert study.datasets["ext"].splits == {"test_healthy": ("a1", "b2")}
+
+
+def test_split_file_and_missing_split_file(demo_config, tmp_path):
+    f = tmp_path / "train.txt"
+    f.write_text("# comment\nd01\nd02\n\n")
+    demo_config["datasets"]["demo"]["splits"]["train"] = str(f)
+    assert Study(demo_config, base_dir=ROOT).datasets["demo"].splits["train"] == ("d01", "d02")
+    demo_config["datasets"]["demo"]["splits"]["train"] = str(tmp_path / "nope.txt")
+    with pytest.raises(ConfigError, match=r"split 'train' file '.*nope.txt' does not exist"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_lesion_split_needs_labels(demo_config):
+    del demo_config["datasets"]["demo"]["label_pattern"]
+    with pytest.raises(ConfigError, match="test_lesion.*label_pattern"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_experiment_references(demo_config):
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["im3d_flair"]["sequence"] = "T2w"
+    with pytest.raises(ConfigError, match=r"experiments\.im3d_flair'\.sequence: 'T2w' is not a sequence of dataset 'demo'"):
+        Study(cfg, base_dir=ROOT)
+    cfg = copy.deepcopy(demo_config)
+    cfg["tables"][0]["experiments"].append("nope")
+    with pytest.raises(ConfigError, match="'nope' is not an experiment"):
+        Study(cfg, base_dir=ROOT)
+    cfg = copy.deepcopy(demo_config)
+    del cfg["experiments"]["im3d_flair_fixedtau"]["model_from"]
+    with pytest.raises(ConfigError, match="threshold 'fixed' needs fixed_tau or model_from"):
+        Study(cfg, base_dir=ROOT)
+
+
+def test_experiment_settings_merge_defaults(demo_config):
+    study = Study(demo_config, base_dir=ROOT)
+    exp = study.experiment("im3d_flair_fixedtau")
+    assert exp["infer"]["threshold"] == "fixed"
+    assert exp["infer"]["gamma"] == demo_config["method_defaults"]["itermask3d"]["infer"]["gamma"]
+    assert study.model_experiment("im3d_flair_fixedtau") == "im3d_flair"
+    assert study.trained_experiments() == ["im2_flair", "im3d_flair", "im3d_flair_nofreq"]
+
+
+def test_conditions_per_split(demo_config):
+    study = Study(demo_config, base_dir=ROOT)
+    n_art = len(demo_config["artefacts"]["types"]) + sum(
+        len(s["values"]) for s in demo_config["artefacts"]["severity"].values()
+    )
+    assert study.conditions("im3d_flair", "demo", "d09") == ["val"]
+    assert study.conditions("im3d_flair", "demo", "d14") == ["lesion"]
+    healthy = study.conditions("im3d_flair", "demo", "d11")
+    assert healthy[0] == "healthy" and len(healthy) == 1 + n_art
+    assert "ghosting-s2" in healthy
+    assert study.conditions("im3d_flair_nofreq", "demo", "d11") == []  # detect: false
+    assert study.conditions("im3d_flair", "demo", "d01") == []  # training subject
+    kind, params = study.artefact_params("ghosting-s0")
+    assert kind == "ghosting" and params["intensity"] == 0.5 and params["num_ghosts"] == 4
+
+
+def test_bids_pattern_and_deep_merge():
+    assert (
+        bids_pattern({"root": "/d/", "session": "01", "acquisition": "fast"})
+        == "/d/sub-{subject}/ses-01/anat/sub-{subject}_ses-01_acq-fast_{sequence}.nii.gz"
+    )
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_glob_subjects_anchors_whole_path(tmp_path):
+    (tmp_path / "sub-01_T1w.nii.gz").write_bytes(b"")
+    (tmp_path / "sub-01_T1w.nii.gz.bak").write_bytes(b"")
+    assert glob_subjects(str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "T1w") == ["01"]

@@ -1,0 +1,86 @@
+"""Dry-runs (`snakemake -n`) of every shipped configuration, and `snakemake --lint`."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from itermask.config import Study, iter_files, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    counts, inside = {}, False
+    for line in stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            inside = True
+            continue
+        if inside:
+            parts = line.split()
+            if not parts:
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_demo_config_dry_run(tmp_path):
+    res = _snakemake("-n", "--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    counts = _job_counts(res.stdout)
+    cfg = load_config(ROOT / "config.yaml")
+    assert counts["demo_data"] == 1
+    assert counts["brain_mask"] == len(Study(cfg, base_dir=ROOT).datasets["demo"].subjects)
+    assert counts["table"] == len(cfg["tables"])
+
+
+def test_paper_config_dry_run_lists_every_table(tmp_path):
+    cfg = load_config(ROOT / "paper.yaml")
+    study = Study(cfg, base_dir=ROOT)
+    for *_, path in iter_files(study):  # zero-byte stand-ins for the users' data
+        p = tmp_path / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    res = _snakemake("-n", "--configfile", str(ROOT / "paper.yaml"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    for table in cfg["tables"]:
+        assert f"{cfg['results_dir']}/tables/{table['name']}.md" in res.stdout
+    counts = _job_counts(res.stdout)
+    assert "demo_data" not in counts
+    assert counts["train"] == len(study.trained_experiments())
+
+
+def test_tiny_config_dry_run(tmp_path):
+    res = _snakemake("-n", "--configfile", str(ROOT / "tests/configs/tiny.yaml"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+
+
+def test_bad_config_fails_with_clear_message(tmp_path):
+    bad = load_config(ROOT / "config.yaml")
+    bad["preprocess"]["spacing_mm"] = "three"
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert res.returncode != 0
+    assert "config key 'preprocess.spacing_mm': expected number, got str 'three'" in res.stderr + res.stdout
+
+
+def test_lint_clean():
+    res = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

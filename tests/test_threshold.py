@@ -1,0 +1,187 @@
+"""Tests of the subject-specific threshold (itermask.threshold)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from itermask.threshold import ThresholdFit, subject_threshold
+
+T = np.arange(1, 101, dtype=float)
+
+
+def first_t_over_gamma(a: float, b: float, gamma: float) -> float:
+    """Analytic first t where a b / cos^2(b t) > gamma (a, b > 0, a b < gamma)."""
+    return math.acos(math.sqrt(a * b / gamma)) / b
+
+
+def moving_average_derivative(curve: np.ndarray, t: np.ndarray, window: int = 5) -> np.ndarray:
+    """Independent loop version of the documented derivative branch."""
+    prev_y, prev_t = 0.0, 0.0
+    d = []
+    for yi, ti in zip(curve, t):
+        d.append((yi - prev_y) / (ti - prev_t))
+        prev_y, prev_t = yi, ti
+    half = window // 2
+    out = []
+    for i in range(len(d)):
+        part = d[max(0, i - half): min(len(d), i + half + 1)]
+        out.append(sum(part) / len(part))
+    return np.array(out)
+
+
+def test_tangent_fit_recovers_parameters_with_noise():
+    rng = np.random.default_rng(0)
+    a, b = 0.05, 0.014
+    curve = a * np.tan(b * T) + rng.normal(0.0, 0.002, T.size)
+    fit = subject_threshold(curve, gamma=0.01)
+    assert fit.branch == "tangent"
+    assert fit.n_fit == 100
+    assert fit.a == pytest.approx(a, rel=0.05)
+    assert fit.b == pytest.approx(b, rel=0.01)
+    assert fit.r2 > 0.99
+    # tau is the measured curve value at k*, not the fitted one
+    assert fit.tau == curve[fit.k]
+    assert fit.t_star == T[fit.k]
+
+
+@pytest.mark.parametrize("a, b, gamma", [(0.05, 0.014, 0.01), (0.2, 0.012, 0.01), (0.02, 0.015, 0.05)])
+def test_k_star_matches_analytic_derivative(a, b, gamma):
+    t_cross = first_t_over_gamma(a, b, gamma)
+    assert 1 < t_cross < 100 and abs(t_cross - round(t_cross)) > 0.05  # not a borderline case
+    expected_t = math.floor(t_cross) + 1
+    fit = subject_threshold(a * np.tan(b * T), gamma=gamma)
+    assert fit.branch == "tangent"
+    assert fit.t_star == expected_t
+    assert fit.k == expected_t - 1
+    assert fit.tau == pytest.approx(a * math.tan(b * expected_t), rel=1e-12)
+
+
+def test_derivative_never_exceeding_gamma_gives_last_point():
+    a, b = 0.05, 0.014  # a b / cos^2(1.4) = 0.0248 < 0.05 on the whole range
+    fit = subject_threshold(a * np.tan(b * T), gamma=0.05)
+    assert fit.branch == "tangent"
+    assert fit.k == 99 and fit.t_star == 100.0
+
+
+@pytest.mark.parametrize("step", [1, 5])
+def test_step_curve_takes_derivative_branch(step):
+    t = np.arange(step, 101, step, dtype=float)
+    curve = np.where(t <= 40, 0.01, 1.0) + 0.0005 * t
+    fit = subject_threshold(curve, gamma=0.01, t=t)
+    assert fit.r2 < 0.85
+    assert fit.branch == "derivative"
+    expected = moving_average_derivative(curve, t)
+    np.testing.assert_allclose(fit.derivative, expected, rtol=1e-12, atol=1e-15)
+    expected_k = int(np.flatnonzero(expected > 0.01)[0])
+    assert fit.k == expected_k
+    # the jump at t=41 enters the centred window of 5 two points earlier
+    jump = int(np.flatnonzero(t > 40)[0])
+    assert expected_k == jump - 2
+    assert fit.tau == curve[jump - 2]
+    # per t unit: with 5 % steps the jump of 0.9925 is a slope of 0.1985 per percent, averaged
+    # with four neighbours of slope 0.0005
+    if step == 5:
+        assert max(fit.derivative) == pytest.approx((0.9925 / 5 + 4 * 0.0005) / 5, rel=1e-9)
+
+
+def test_derivative_branch_edges_and_anchor():
+    """First difference uses the (0, 0) anchor; windows are truncated at both ends."""
+    curve = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.6])
+    fit = subject_threshold(curve, gamma=1.0)
+    assert fit.branch == "derivative"
+    d = [0.5, 0, 0, 0, 0, 0, 0.1]
+    expected = [sum(d[0:3]) / 3, sum(d[0:4]) / 4, sum(d[0:5]) / 5, sum(d[1:6]) / 5,
+                sum(d[2:7]) / 5, sum(d[3:7]) / 4, sum(d[4:7]) / 3]
+    np.testing.assert_allclose(fit.derivative, expected, rtol=1e-12)
+
+
+def test_y_limit_truncates_fit():
+    a, b = 1.0, 0.0155
+    curve = a * np.tan(b * T)
+    first_over = int(np.flatnonzero(curve > 10.0)[0])  # tan(b t) > 10 first at t = 95
+    assert first_over == math.floor(math.atan(10.0) / b)  # index of t = floor(atan(10)/b) + 1
+    # garbage after the first exceedance must not influence the fit
+    corrupted = curve.copy()
+    corrupted[first_over + 1:] = 1e6 * (1 + np.arange(corrupted.size - first_over - 1) % 3)
+    fit = subject_threshold(corrupted, gamma=0.01, y_limit=10.0)
+    assert fit.n_fit == first_over
+    assert fit.a == pytest.approx(a, rel=1e-6)
+    assert fit.b == pytest.approx(b, rel=1e-6)
+    # a larger y_limit includes the garbage, and the fit no longer recovers the curve
+    loose = subject_threshold(corrupted, gamma=0.01, y_limit=1e9)
+    assert loose.n_fit == 100
+    assert not (loose.a == pytest.approx(a, rel=1e-3) and loose.b == pytest.approx(b, rel=1e-3))
+
+
+def test_first_point_over_y_limit_falls_back_to_derivative():
+    curve = np.linspace(11.0, 20.0, 100)
+    fit = subject_threshold(curve, gamma=0.01)
+    assert fit.n_fit == 0
+    assert math.isnan(fit.a) and math.isnan(fit.b) and math.isnan(fit.r2)
+    assert fit.branch == "derivative"
+
+
+def test_percent_steps_match_dense_curve():
+    a, b, gamma = 0.05, 0.014, 0.01
+    dense = subject_threshold(a * np.tan(b * T), gamma=gamma)
+    t5 = np.arange(5, 101, 5, dtype=float)
+    sparse = subject_threshold(a * np.tan(b * t5), gamma=gamma, t=t5)
+    assert sparse.branch == dense.branch == "tangent"
+    assert sparse.a == pytest.approx(dense.a, rel=1e-6)
+    assert sparse.b == pytest.approx(dense.b, rel=1e-6)
+    # the sparse k* is the first 5 % step at or after the dense one
+    assert sparse.t_star == 5 * math.ceil(dense.t_star / 5)
+    assert sparse.tau == pytest.approx(a * math.tan(b * sparse.t_star), rel=1e-12)
+    assert abs(sparse.tau - dense.tau) <= a * math.tan(b * (dense.t_star + 5)) - dense.tau
+    # R^2 uses t <= 80 % of the range in both cases: 80 dense points, 16 sparse ones
+    assert sparse.r2 == pytest.approx(1.0, abs=1e-9)
+
+
+def test_gamma_is_per_t_unit_not_per_step():
+    t5 = np.arange(5, 101, 5, dtype=float)
+    curve = 0.02 * t5  # slope 0.02 per percent = 0.1 per 5 % step
+    assert subject_threshold(curve, gamma=0.01, t=t5).k == 0
+    assert subject_threshold(curve, gamma=0.03, t=t5).k == t5.size - 1
+
+
+def test_flat_curve_falls_back():
+    fit = subject_threshold(np.zeros(100), gamma=0.01)
+    assert math.isnan(fit.r2)
+    assert fit.branch == "derivative"
+    assert fit.k == 99 and fit.tau == 0.0
+    flat = subject_threshold(np.full(100, 0.3), gamma=0.01)
+    assert flat.branch == "derivative"
+    assert flat.tau == 0.3
+
+
+@pytest.mark.parametrize(
+    "curve, t, message",
+    [
+        (np.r_[np.arange(99) * 0.01, np.nan], None, "non-finite"),
+        (np.r_[np.arange(99) * 0.01, np.inf], None, "non-finite"),
+        (np.ones((10, 2)), None, "1-D"),
+        (np.array([0.1]), None, "at least 2"),
+        (np.arange(10) * 0.1, np.arange(1, 10), "shape"),
+        (np.arange(10) * 0.1, np.r_[1, 3, 2, 4, 5, 6, 7, 8, 9, 10], "increasing"),
+        (np.arange(10) * 0.1, np.arange(0, 10), "positive"),
+    ],
+)
+def test_bad_input_raises(curve, t, message):
+    with pytest.raises(ValueError, match=message):
+        subject_threshold(curve, gamma=0.01, t=t)
+
+
+def test_to_dict_is_json_safe():
+    fit = subject_threshold(np.linspace(11.0, 20.0, 20), gamma=0.01)
+    d = fit.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert d["a"] is None and d["b"] is None and d["r2"] is None
+    assert json.loads(text)["k"] == fit.k
+    assert len(d["derivative"]) == 20
+    good = subject_threshold(0.05 * np.tan(0.014 * T), gamma=0.01)
+    assert isinstance(good, ThresholdFit)
+    assert good.to_dict()["a"] == pytest.approx(0.05)
+    np.testing.assert_allclose(good.model([10.0, 50.0]), 0.05 * np.tan(0.014 * np.array([10.0, 50.0])), rtol=1e-8)
