@@ -1,0 +1,28 @@
+"""IterMask2 / IterMask3D: unsupervised anomaly detection and segmentation in brain MRI.
+
+Public API (imported lazily so that `import itermask.<module>` stays light):
+
+- ``high_frequency(image, radius=15)``: the high-frequency conditioning image (2D or 3D).
+- ``training_mask(brain_mask, rng)``: a random training mask inside the brain (2D or 3D).
+- ``subject_threshold(curve, gamma, y_limit=10.0, r2_min=0.85)``: the subject-specific
+  threshold from a phase-A threshold curve (tau, k*, tangent fit, branch used).
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["high_frequency", "training_mask", "subject_threshold"]
+
+_LOCATIONS = {
+    "high_frequency": "itermask.highfreq",
+    "training_mask": "itermask.masks",
+    "subject_threshold": "itermask.threshold",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOCATIONS:
+        return getattr(import_module(_LOCATIONS[name]), name)
+    raise AttributeError(f"module 'itermask' has no attribute '{name}'")
