@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,6 +457,8 @@ def train_experiment(
     settings = train_settings(method, cfg.get("train", {}))
     data = load_volumes(train_items) if method == "itermask3d" else load_slices(train_items)
     val = (load_volumes(val_items) if method == "itermask3d" else load_slices(val_items)) if val_items else None
+    if method == "itermask2" and val is None:
+        raise InputError("itermask2 needs validation slices (healthy) to calibrate tau; none were given")
     if val is not None and val.spatial != data.spatial:
         raise InputError(f"validation size {val.spatial} differs from training size {data.spatial}")
     net_cfg = dict(cfg.get("network", {}))
@@ -534,12 +537,17 @@ def train_experiment(
     t_last, s_last = time.perf_counter(), step
     for m in models.values():
         m.train()
-    with deterministic(dev.type == "cpu"):
+    # batches are pure functions of the step: the next one is prepared (masks drawn on the
+    # CPU) in a background thread while the current step runs
+    with deterministic(dev.type == "cpu"), ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(make_batch, data, step, batch_size, seed, settings) if step < n_steps else None
         while step < n_steps:
             if max_steps_this_run is not None and ran >= max_steps_this_run:
                 log(f"[{name}] stopping after {ran} steps (max_steps_this_run)")
                 return
-            x, hf, mask = make_batch(data, step, batch_size, seed, settings)
+            x, hf, mask = pending.result()
+            if step + 1 < n_steps:
+                pending = pool.submit(make_batch, data, step + 1, batch_size, seed, settings)
             x, hf, mask = x.to(dev), hf.to(dev), mask.to(dev)
             torch.manual_seed(derive_seed(seed, 1, step))  # dropout
             noise_gen.manual_seed(derive_seed(seed, 2, step))
@@ -558,7 +566,7 @@ def train_experiment(
                 schedulers[k].step()
                 if emas:
                     ema_update(emas[k], models[k], float(settings["ema"]), step, bool(settings["ema_warmup"]))
-                history["loss_first" if k == "first" else "loss"].append(float(loss))
+                history["loss_first" if k == "first" else "loss"].append(loss.item())
             step += 1
             ran += 1
             if step % report_every == 0 or step == n_steps:
@@ -589,8 +597,6 @@ def train_experiment(
             "weights": "ema" if emas else "final",
         }
         if method == "itermask2":
-            if val is None:
-                raise InputError("itermask2 needs validation slices to calibrate tau")
             pct = float(infer_cfg.get("tau_percentile", 80))
             _, errs = evaluate(final["masked"], variant, val, seed, eval_batch, dev, precision, True)
             tau = calibration_tau(errs, pct)

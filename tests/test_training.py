@@ -1,0 +1,240 @@
+"""Training loop: exact resume, learning, precision choice, calibration, batches."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from itermask.errors import ConfigError
+from itermask.networks import load_models
+from itermask.nifti import save_nifti
+from itermask.training import (
+    Samples,
+    calibration_tau,
+    ema_update,
+    epoch_order,
+    make_batch,
+    pick_precision,
+    resolve_device,
+    total_steps,
+    train_experiment,
+    train_settings,
+)
+
+torch.set_num_threads(1)
+
+NET3D = {"channels": [2, 4, 4, 8, 8], "dropout": 0.2}
+NET2D = {"channels": [4, 4, 8], "attention_res": [8], "dropout": 0.1, "num_res_blocks": 1}
+
+
+def smooth_volume(rng: np.random.Generator, brain: np.ndarray, sigma: float = 4.0) -> np.ndarray:
+    x = gaussian_filter(rng.normal(size=brain.shape), sigma)
+    x = x / x.std() * brain
+    return np.where(brain, x, x[brain].min()).astype(np.float32)
+
+
+def sphere(shape: tuple[int, ...], radius: float) -> np.ndarray:
+    g = np.indices(shape) - (np.array(shape)[:, None] - 1).reshape(-1, *[1] * len(shape)) / 2
+    return np.sqrt((g**2).sum(0)) < radius
+
+
+def make_items_3d(folder: Path, n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    brain = sphere((32, 32, 32), 12)
+    items = []
+    for i in range(n):
+        x = smooth_volume(rng, brain)
+        hf = x - gaussian_filter(x, 1.0)
+        item = {"subject": f"s{i}"}
+        for key, arr in (("image", x), ("hf", hf), ("brain", brain)):
+            item[key] = str(folder / f"s{i}_{key}.nii.gz")
+            save_nifti(arr, np.eye(4), item[key])
+        items.append(item)
+    return items
+
+
+def make_items_2d(folder: Path, n: int, seed: int = 0, slices: int = 4) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    brain = np.repeat(sphere((32, 32), 12)[None], slices, 0)
+    brain[-1] = False  # an empty slice: must be skipped
+    items = []
+    for i in range(n):
+        x = np.stack([smooth_volume(rng, b, 3.0) if b.any() else np.full(b.shape, -3, np.float32) for b in brain])
+        hf = x - gaussian_filter(x, (0, 1, 1))
+        path = folder / f"s{i}_slices2d.npz"
+        np.savez(path, image=x, hf=hf.astype(np.float32), brain=brain, label=np.zeros_like(brain),
+                 index=np.arange(slices), role="train")
+        items.append({"subject": f"s{i}", "slices": str(path)})
+    return items
+
+
+def run(method, variant, train, val, cfg, out: Path, **kw):
+    logs: list[str] = []
+    kw.setdefault("device", "cpu")
+    train_experiment(
+        method, variant, train, val, cfg,
+        out_model=str(out / "model.pt"), out_loss_tsv=str(out / "loss.tsv"), out_loss_png=str(out / "loss.png"),
+        checkpoint_dir=str(out / "ckpt"), log=logs.append, **kw,
+    )
+    return logs
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    ma, meta_a = load_models(a)
+    mb, meta_b = load_models(b)
+    assert ma.keys() == mb.keys() and meta_a == meta_b
+    for k in ma:
+        sa, sb = ma[k].state_dict(), mb[k].state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), f"{k}.{name} differs"
+
+
+# --------------------------------------------------------------------------------------
+
+
+def test_resume_equals_uninterrupted_3d(tmp_path):
+    items = make_items_3d(tmp_path, 4)
+    cfg = {"network": NET3D, "train": {"steps": 6, "batch_size": 2, "checkpoint_every": 2, "rot90_p": 0.5,
+                                       "lr_drop_at": 0.5, "lr_after_drop": 1e-4}}
+    run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "a")
+    logs = run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "b", max_steps_this_run=5)
+    assert not (tmp_path / "b" / "model.pt").exists()  # "killed" before the end
+    logs = run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "b")
+    assert any("resuming from checkpoint at step 4/6" in line for line in logs)
+    assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+    assert (tmp_path / "a" / "loss.tsv").read_text() == (tmp_path / "b" / "loss.tsv").read_text()
+    assert (tmp_path / "b" / "ckpt" / "previous.pt").exists()
+    # a different seed gives different weights (the comparison above can fail)
+    cfg["train"]["steps"] = 2
+    run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "c", seed=0)
+    run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "d", seed=1)
+    with pytest.raises(AssertionError):
+        assert_same_weights(tmp_path / "c" / "model.pt", tmp_path / "d" / "model.pt")
+
+
+def test_resume_equals_uninterrupted_2d_with_ema_and_calibration(tmp_path):
+    items = make_items_2d(tmp_path, 3)
+    cfg = {"network": NET2D, "train": {"steps": 5, "batch_size": 4, "checkpoint_every": 2, "ema": 0.9},
+           "infer": {"tau_percentile": 80}}
+    run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "a", out_calibration=str(tmp_path / "a" / "cal.json"))
+    run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "b", max_steps_this_run=3)
+    logs = run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "b",
+               out_calibration=str(tmp_path / "b" / "cal.json"))
+    assert any("resuming from checkpoint at step 2/5" in line for line in logs)
+    assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+
+    models, meta = load_models(tmp_path / "a" / "model.pt")
+    assert set(models) == {"first", "masked"}
+    assert meta["in_channels"] == {"first": 1, "masked": 2}
+    assert meta["network"]["image_size"] == 32 and meta["spatial_dims"] == 2
+    cal = json.loads((tmp_path / "a" / "cal.json").read_text())
+    tau = meta["calibration"]["tau"]
+    assert np.isfinite(tau) and tau > 0 and cal["tau"] == tau
+    assert cal["n_slices"] == 3  # 4 slices, the empty one skipped
+    assert cal == json.loads((tmp_path / "b" / "cal.json").read_text())
+    header = (tmp_path / "a" / "loss.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["step", "loss", "loss_first", "val_loss", "val_loss_first"]
+
+
+def test_changed_config_starts_fresh(tmp_path):
+    items = make_items_3d(tmp_path, 2)
+    cfg = {"network": NET3D, "train": {"steps": 2, "batch_size": 1, "checkpoint_every": 1, "rot90_p": 0.0}}
+    run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a", max_steps_this_run=1)
+    cfg["train"]["lr"] = 5e-4
+    logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")
+    assert any("another configuration" in line for line in logs)
+    assert not any("resuming" in line for line in logs)
+    models, meta = load_models(tmp_path / "a" / "model.pt")
+    assert meta["in_channels"] == {"masked": 1} and meta["variant"] == "no_freq"
+
+
+def test_loss_decreases_on_smooth_volumes(tmp_path):
+    items = make_items_3d(tmp_path, 3)
+    cfg = {"network": {"channels": [2, 4, 4, 8, 8], "dropout": 0.0},
+           "train": {"steps": 25, "batch_size": 2, "lr": 3e-3, "checkpoint_every": 25, "rot90_p": 0.0,
+                     "lr_drop_at": None}}
+    run("itermask3d", "full", items, [], cfg, tmp_path / "o")
+    rows = [line.split("\t") for line in (tmp_path / "o" / "loss.tsv").read_text().splitlines()[1:]]
+    loss = np.array([float(r[1]) for r in rows])
+    assert len(loss) == 25
+    assert loss[-5:].mean() < 0.5 * loss[:3].mean(), loss
+    assert (tmp_path / "o" / "loss.png").stat().st_size > 1000
+
+
+def test_pick_precision():
+    assert pick_precision("cpu") == pick_precision("cpu", True)
+    p = pick_precision("cpu")
+    assert not p.autocast and p.dtype == torch.float32 and not p.scaler
+    p = pick_precision("cuda", bf16_supported=True)
+    assert p.autocast and p.dtype == torch.bfloat16 and not p.scaler
+    p = pick_precision("cuda", bf16_supported=False)
+    assert p.autocast and p.dtype == torch.float16 and p.scaler
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+def test_calibration_tau_known_answer():
+    errors = np.arange(1, 101, dtype=float)
+    assert calibration_tau(errors, 80) == pytest.approx(80.2)
+    assert calibration_tau(errors, 50) == pytest.approx(50.5)
+
+
+def test_steps_from_epochs_and_setting_errors():
+    s = train_settings("itermask3d", {"steps": None, "epochs": 3, "batch_size": 2})
+    assert total_steps(s, 5) == 9  # 3 epochs x ceil(5/2)
+    with pytest.raises(ConfigError, match="exactly one"):
+        train_settings("itermask3d", {"steps": 10, "epochs": 3})
+    with pytest.raises(ConfigError, match="unknown train keys"):
+        train_settings("itermask2", {"steps": 10, "emma": 0.9})
+
+
+def test_ema_update_known_answer():
+    model, ema = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for p in ema.parameters():
+            p.fill_(0.0)
+    ema_update(ema, model, 0.9, step=1000, warmup=False)
+    assert all(torch.allclose(p, torch.tensor(0.1)) for p in ema.parameters())
+    ema_update(ema, model, 0.9999, step=0, warmup=True)  # decay min(0.9999, 1/10) = 0.1
+    assert all(torch.allclose(p, torch.tensor(0.1 * 0.1 + 0.9)) for p in ema.parameters())
+
+
+def _toy_samples(n: int = 3) -> Samples:
+    rng = np.random.default_rng(0)
+    brain = np.repeat(sphere((16, 16, 16), 6)[None], n, 0)
+    image = torch.from_numpy(rng.normal(size=(n, 1, 16, 16, 16)).astype(np.float32))
+    return Samples(image, image * 2, brain, [f"s{i}" for i in range(n)])
+
+
+def test_make_batch_masks_fresh_or_fixed_and_rotation():
+    data = _toy_samples()
+    settings = train_settings("itermask3d", {"steps": 10, "rot90_p": 0.0})
+    # batch = all 3 samples, so step 0 is epoch 0 and step 1 is epoch 1
+    order0, order1 = epoch_order(0, 0, 3), epoch_order(0, 1, 3)
+    _, _, m0 = make_batch(data, 0, 3, 0, settings)
+    _, _, m1 = make_batch(data, 1, 3, 0, settings)
+    m0 = {int(i): m0[b, 0] for b, i in enumerate(order0)}
+    m1 = {int(i): m1[b, 0] for b, i in enumerate(order1)}
+    assert all(m0[i].any() and not torch.equal(m0[i], m1[i]) for i in range(3))
+    assert all(not (m0[i] & ~torch.from_numpy(data.brain[i])).any() for i in range(3))  # inside the brain
+    fixed = {**settings, "fixed_masks": True}
+    _, _, f0 = make_batch(data, 0, 3, 0, fixed)
+    _, _, f1 = make_batch(data, 1, 3, 0, fixed)
+    f0 = {int(i): f0[b, 0] for b, i in enumerate(order0)}
+    f1 = {int(i): f1[b, 0] for b, i in enumerate(order1)}
+    assert all(torch.equal(f0[i], f1[i]) for i in range(3))
+    # rot90 with p=1 rotates image, hf and mask identically in the plane of axes (0, 2)
+    rot = {**settings, "rot90_p": 1.0}
+    x, hf, m = make_batch(data, 0, 3, 0, rot)
+    _, _, m_plain = make_batch(data, 0, 3, 0, settings)
+    for b, i in enumerate(order0):
+        assert torch.equal(x[b, 0], torch.rot90(data.image[i, 0], 1, (0, 2)))
+        assert torch.equal(hf[b, 0], torch.rot90(data.hf[i, 0], 1, (0, 2)))
+        assert torch.equal(m[b, 0], torch.rot90(m_plain[b, 0], 1, (0, 2)))
