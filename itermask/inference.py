@@ -1,5 +1,5 @@
 """Inference stage (METHOD.md §6): IterMask3D, IterMask2 (2D slices and slice-wise on volumes),
-the human-in-the-loop re-threshold, and the fixed (median validation) tau.
+and the human-in-the-loop re-threshold (the fixed tau is ``calibration.fixed_tau_from_results``).
 
 Three kinds of conditions, chosen by the model's method and the condition's inputs:
 - ``3d``: IterMask3D on a preprocessed volume (image, hf, brain NIfTI).
@@ -18,7 +18,6 @@ brain voxels; ``score`` is the one named by cfg ``score`` (mask_size -> the frac
 from __future__ import annotations
 
 import math
-import shutil
 import time
 import zlib
 from pathlib import Path
@@ -183,11 +182,11 @@ def _load_npz_inputs(name: str, cond: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _model_size(meta: Mapping[str, Any]) -> int | None:
-    for key in ("image_size", "size", "slice_size"):
-        if meta.get(key) is not None:
-            value = meta[key]
-            return int(value[0] if isinstance(value, (list, tuple)) else value)
-    return None
+    """Training slice size (px) of a 2D model: meta network.image_size, else image_shape[0]."""
+    value = (meta.get("network") or {}).get("image_size")
+    if value is None and meta.get("image_shape"):
+        value = meta["image_shape"][0]
+    return None if value is None else int(value)
 
 
 # ----------------------------------------------------------------------------------------
@@ -307,31 +306,40 @@ def _run_itermask2_pooled(
 # ----------------------------------------------------------------------------------------
 def _plot_curve(path: Path, percents: np.ndarray, curve: np.ndarray, fit: dict | None, tau: float,
                 mode: str, y_limit: float) -> None:
+    """Threshold curve with tangent fit, k* and tau: linear zoom (left) and log scale (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(percents, curve, "o-", ms=3, label="threshold curve $T$")
-    if fit and fit.get("a") is not None and fit.get("b") is not None and fit.get("b"):
-        a, b = float(fit["a"]), float(fit["b"])
-        t = np.linspace(percents[0], percents[-1], 400)
-        t = t[np.abs(b * t) < 0.98 * np.pi / 2]
-        ax.plot(t, a * np.tan(b * t), "--", label=f"fit {a:.3g}·tan({b:.3g}·t)")
-    if fit and fit.get("t_star") is not None:
-        ax.axvline(float(fit["t_star"]), color="tab:red", lw=1, label=f"k* (t = {float(fit['t_star']):g} %)")
-    ax.axhline(tau, color="tab:green", lw=1, label=f"tau = {tau:.4g} ({mode})")
-    finite = curve[np.isfinite(curve)]
-    top = max(min(float(finite.max()) if finite.size else 1.0, 2 * y_limit), 1.5 * tau, 1e-6)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("brain voxels removed (%)")
-    ax.set_ylabel("error threshold")
-    title = "IterMask3D phase A"
-    if fit:
-        title += f"  [{fit.get('branch')}, R² = {fit.get('r2') if fit.get('r2') is None else round(float(fit['r2']), 3)}]"
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, log_scale in zip(axes, (False, True)):
+        ax.plot(percents, curve, "o-", ms=3, label="threshold curve $T$")
+        if fit and fit.get("a") is not None and fit.get("b"):
+            a, b = float(fit["a"]), float(fit["b"])
+            t = np.linspace(percents[0], percents[-1], 400)
+            t = t[np.abs(b * t) < 0.98 * np.pi / 2]
+            ax.plot(t, a * np.tan(b * t), "--", label=f"fit {a:.3g}·tan({b:.3g}·t)")
+        if fit and fit.get("t_star") is not None:
+            ax.axvline(float(fit["t_star"]), color="tab:red", lw=1, label=f"k* (t = {float(fit['t_star']):g} %)")
+        ax.axhline(tau, color="tab:green", lw=1, label=f"tau = {tau:.4g} ({mode})")
+        ax.set_xlabel("brain voxels removed (%)")
+        if log_scale:
+            positive = curve[np.isfinite(curve) & (curve > 0)]
+            ax.set_yscale("log")
+            if positive.size:
+                ax.set_ylim(min(positive.min(), tau) / 2, max(positive.max(), tau) * 2)
+            ax.axhline(y_limit, color="grey", lw=0.8, ls=":", label=f"fit y-limit {y_limit:g}")
+            ax.set_title("log scale", fontsize=9)
+        else:
+            ax.set_ylim(0, max(3.0 * tau, 1e-6))
+            ax.set_ylabel("error threshold")
+            title = "IterMask3D phase A (zoom: 0 to 3 tau)"
+            if fit:
+                r2 = fit.get("r2")
+                title += f"  [{fit.get('branch')}, R² = {'n/a' if r2 is None else f'{float(r2):.3f}'}]"
+            ax.set_title(title, fontsize=9)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
@@ -454,7 +462,7 @@ def _infer_itermask2(models, meta, vols, npzs, cfg, tmp: Path, subject_dir, seed
     pieces, kinds = [], []
     for name, v in vols.items():
         if size is None:
-            raise InputError("IterMask2 model meta has no image size ('image_size'): cannot run it slice-wise",
+            raise InputError("IterMask2 model meta has no image size (network.image_size): cannot run it slice-wise",
                              path=common["model"])
         sl = _slices_of_volume(v, size, int(meta.get("hf_radius", 15)))
         v["slices"] = sl
@@ -575,20 +583,3 @@ def rethreshold(
     write_json(folder / (name[: -len(".nii.gz")] + ".json"), _finite(record))
     return out_path
 
-
-def write_fixed_tau(result_paths: list[str], out_path: str) -> float:
-    """Median subject-specific tau of validation subjects' result.json files -> fixed_tau.json."""
-    import json
-
-    taus, sources = [], []
-    for p in result_paths:
-        try:
-            taus.append(float(json.loads(Path(p).read_text())["subject_tau"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"cannot read 'subject_tau' ({exc})", path=p) from exc
-        sources.append(str(p))
-    if not taus:
-        raise InputError("no validation results to take the median tau of", path=out_path)
-    tau = float(np.median(taus))
-    write_json(out_path, {"tau": tau, "n_subjects": len(taus), "subject_taus": taus, "sources": sources})
-    return tau

@@ -267,10 +267,9 @@ def qc_subject(
         label = _load_grid_array(label_path, "label", dataset, subject)[0] > 0
         _check_same_shape(label, brain, label_path, dataset, subject)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    stats = subject_stats(volumes, brain, voxel_ml, label=label) if brain.any() else None
-    if stats is None:
+    if not brain.any():
         raise InputError("brain mask is empty", path=brainmask_path, dataset=dataset, subject=subject)
-    record = {"dataset": dataset, "subject": subject, **stats}
+    record = {"dataset": dataset, "subject": subject, **subject_stats(volumes, brain, voxel_ml, label=label)}
     fig = qc_figure(volumes, brain, label, title=f"{dataset} / sub-{subject}")
     save_figure(fig, out_png, dpi=80)
     write_json(out_json, record)

@@ -16,7 +16,9 @@ import numpy as np
 def _brain_extraction(no_gpu: bool):
     from deepbet import BrainExtraction
 
-    return BrainExtraction(no_gpu=no_gpu)
+    with warnings.catch_warnings():  # deepbet ships TorchScript models; torch.jit.load is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return BrainExtraction(no_gpu=no_gpu)
 
 
 def _use_gpu(device: str) -> bool:

@@ -33,7 +33,7 @@ log() { printf '[slurm-up %6ss] %s\n' "$(since "$T0")" "$*"; }
 
 dump_logs() {
     local f
-    for f in "$STATE"/log/*.log "$STATE"/log/*.out; do
+    for f in "$STATE"/log/*.log "$STATE"/log/*.out "$STATE"/mysql/mariadb.log; do
         [[ -s $f ]] || continue
         echo "----- tail of $f -----" >&2
         tail -n 25 "$f" >&2
@@ -105,11 +105,12 @@ start() {
     log "started $name (pid $!)"
 }
 
-# wait_for WHAT SECONDS CMD...: poll CMD until it succeeds.
+# wait_for NAME SECONDS CMD...: poll CMD until it succeeds; fail early if daemon NAME died.
 wait_for() {
     local what=$1 limit=$2 t=$(date +%s.%N) deadline=$((SECONDS + $2))
     shift 2
     until "$@" >/dev/null 2>&1; do
+        alive "$what" || die "$what exited during start-up"
         ((SECONDS < deadline)) || die "$what not ready after ${limit} s"
         sleep 0.3
     done
@@ -169,12 +170,12 @@ if [[ ! -s $STATE/munge/munge.key ]]; then
         dd if=/dev/urandom of="$STATE/munge/munge.key" bs=1 count=128 status=none
     log "munge key created"
 fi
-chmod 700 "$STATE/munge"
+chmod 755 "$STATE/munge"   # the socket must be reachable by every user; the key stays 0400
 chmod 400 "$STATE/munge/munge.key"
 start munged munged --foreground --force --socket="$MUNGE_SOCKET" \
     --key-file="$STATE/munge/munge.key" --pid-file="$STATE/run/munged.pid.daemon" \
     --log-file="$STATE/log/munged.log" --seed-file="$STATE/munge/munged.seed"
-wait_for munge 20 bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'"
+wait_for munged 20 bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'"
 
 # mariadb: own data directory, socket and port
 if [[ ! -d $STATE/mysql/data/mysql ]]; then
@@ -187,10 +188,10 @@ if [[ ! -d $STATE/mysql/data/mysql ]]; then
 fi
 chown -R mysql:mysql "$STATE/mysql"
 start mariadbd mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql/data" \
-    --socket="$DB_SOCKET" --pid-file="$STATE/run/mariadbd.pid.daemon" --port="$DB_PORT" \
-    --bind-address=127.0.0.1 --log-error="$STATE/log/mariadb.log" --skip-log-bin \
+    --socket="$DB_SOCKET" --pid-file="$STATE/mysql/mariadbd.pid" --port="$DB_PORT" \
+    --bind-address=127.0.0.1 --log-error="$STATE/mysql/mariadb.log" --skip-log-bin \
     --innodb-buffer-pool-size=128M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900
-wait_for mariadb 60 mariadb-admin --no-defaults --socket="$DB_SOCKET" -u root ping
+wait_for mariadbd 60 mariadb-admin --no-defaults --socket="$DB_SOCKET" -u root ping
 mariadb --no-defaults --socket="$DB_SOCKET" -u root <<SQL || die "creating the slurm database user failed"
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
