@@ -1,0 +1,167 @@
+"""Bad input files: a clear InputError naming dataset, subject and file, and no output left."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from itermask import preprocess as pp
+from itermask.errors import InputError
+
+IDS = dict(dataset="dsX", subject="007")
+AFF = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def good_image(path: Path, shape=(8, 9, 10), affine=AFF) -> Path:
+    data = np.random.default_rng(0).random(shape).astype(np.float32) + 1
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+def grid(tmp_path: Path) -> Path:
+    path = tmp_path / "grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.uint8), AFF), path)
+    return path
+
+
+def assert_error(exc: pytest.ExceptionInfo, bad: Path, problem: str) -> None:
+    msg = str(exc.value)
+    assert str(bad) in msg and "dsX" in msg and "007" in msg, msg
+    assert problem in msg, msg
+    assert exc.value.path == str(bad)
+
+
+def assert_nothing_written(out_dir: Path) -> None:
+    assert not out_dir.exists() or not any(out_dir.iterdir()), list(out_dir.iterdir())
+
+
+def write_bad(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "in" / f"{kind}.nii.gz"
+    path.parent.mkdir(exist_ok=True)
+    if kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    elif kind == "truncated_gzip":
+        good_image(path, shape=(30, 30, 30))
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    elif kind == "four_d":
+        nib.save(nib.Nifti1Image(np.ones((6, 6, 6, 3), np.float32), AFF), path)
+    elif kind in ("nan", "inf"):
+        data = np.ones((6, 6, 6), np.float32)
+        data[1, 2, 3] = np.nan if kind == "nan" else np.inf
+        nib.save(nib.Nifti1Image(data, AFF), path)
+    elif kind == "all_zero":
+        nib.save(nib.Nifti1Image(np.zeros((6, 6, 6), np.float32), AFF), path)
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+BAD = [
+    ("random_bytes", "cannot read"),
+    ("truncated_gzip", "cannot read"),
+    ("four_d", "expected a 3D image"),
+    ("nan", "NaN/Inf"),
+    ("inf", "NaN/Inf"),
+    ("all_zero", "empty"),
+]
+
+
+@pytest.mark.parametrize("kind, problem", BAD)
+def test_bad_image_for_brain_mask(tmp_path, kind, problem):
+    bad = write_bad(tmp_path, kind)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as exc:
+        pp.make_brain_mask(bad, out / "native_brainmask.nii.gz", method="stripped", **IDS)
+    assert_error(exc, bad, problem)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("kind, problem", BAD)
+def test_bad_image_for_resampling(tmp_path, kind, problem):
+    bad = write_bad(tmp_path, kind)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as exc:
+        pp.resample_image(bad, grid(tmp_path), out / "T1w_resampled.nii.gz", **IDS)
+    assert_error(exc, bad, problem)
+    assert_nothing_written(out)
+
+
+def test_truncated_gzip_is_really_truncated(tmp_path):
+    bad = write_bad(tmp_path, "truncated_gzip")
+    with pytest.raises((EOFError, OSError)):
+        gzip.decompress(bad.read_bytes())
+
+
+@pytest.mark.parametrize("what, problem", [("shape", "shape (8, 9, 11) differs"), ("affine", "affine differs")])
+def test_label_grid_differs_from_image(tmp_path, what, problem):
+    image = good_image(tmp_path / "img.nii.gz")
+    label_path = tmp_path / "label.nii.gz"
+    if what == "shape":
+        lab = nib.Nifti1Image(np.ones((8, 9, 11), np.uint8), AFF)
+    else:
+        shifted = AFF.copy()
+        shifted[:3, 3] = [0.0, 4.0, 0.0]
+        lab = nib.Nifti1Image(np.ones((8, 9, 10), np.uint8), shifted)
+    nib.save(lab, label_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as exc:
+        pp.resample_label(label_path, image, grid(tmp_path), out / "label.nii.gz", **IDS)
+    assert_error(exc, label_path, problem)
+    assert_nothing_written(out)
+
+
+def test_missing_label_file(tmp_path):
+    image = good_image(tmp_path / "img.nii.gz")
+    missing = tmp_path / "nope_label.nii.gz"
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as exc:
+        pp.resample_label(missing, image, grid(tmp_path), out / "label.nii.gz", **IDS)
+    assert_error(exc, missing, "label file missing")
+    assert_nothing_written(out)
+
+
+def test_empty_label_for_test_slice(tmp_path):
+    img = tmp_path / "img.nii.gz"
+    brain = np.zeros((8, 8, 8), np.uint8)
+    brain[2:6, 2:6, 2:6] = 1
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 8)).astype(np.float32), AFF), img)
+    nib.save(nib.Nifti1Image(brain, AFF), tmp_path / "brain.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.uint8), AFF), tmp_path / "label.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as exc:
+        pp.extract_slices2d(img, tmp_path / "brain.nii.gz", out / "s.npz", label_path=tmp_path / "label.nii.gz",
+                            role="test", size=8, **IDS)
+    assert_error(exc, tmp_path / "label.nii.gz", "label is empty")
+    assert_nothing_written(out)
+
+
+def test_pattern_mask_missing(tmp_path):
+    image = good_image(tmp_path / "img.nii.gz")
+    missing = tmp_path / "mask_missing.nii.gz"
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as exc:
+        pp.make_brain_mask(image, out / "m.nii.gz", method="pattern", mask_path=missing, **IDS)
+    assert_error(exc, missing, "does not exist")
+    assert_nothing_written(out)
+
+
+def test_failure_after_writing_starts_leaves_no_temp_file(tmp_path, monkeypatch):
+    # an error raised while the output is being written leaves neither output nor temp file
+    image = good_image(tmp_path / "img.nii.gz")
+    out = tmp_path / "out"
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", **IDS)
+    assert_nothing_written(out)
