@@ -10,8 +10,12 @@ torch versions select exactly the same frequencies.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily: CPU-only stages need not pay for it
+    import torch
 
 
 def _low_frequency_mask_np(shape: tuple[int, ...], radius: int) -> np.ndarray:
@@ -37,6 +41,8 @@ def high_frequency(image: np.ndarray, radius: int = 15) -> np.ndarray:
 
 
 def _low_frequency_mask_torch(shape: tuple[int, ...], radius: int, device: torch.device) -> torch.Tensor:
+    import torch
+
     d2 = torch.zeros(shape, dtype=torch.int64, device=device)
     for axis, n in enumerate(shape):
         offset = (torch.arange(n, dtype=torch.int64, device=device) - n // 2) ** 2
@@ -51,6 +57,8 @@ def high_frequency_torch(x: torch.Tensor, radius: int = 15, ndim: int | None = N
     (e.g. (B, C, H, W) slices). All leading dims are batch dims. Computed in complex64
     (autocast disabled) on the tensor's device; returns float32 of the same shape.
     """
+    import torch
+
     if ndim is None:
         ndim = 3 if x.dim() >= 5 else 2
     if ndim not in (2, 3) or x.dim() < ndim:

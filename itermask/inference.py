@@ -231,11 +231,14 @@ def _slices_of_volume(vol: dict[str, Any], size: int, hf_radius: int) -> dict[st
 
     brain = vol["brain"]
     z = np.flatnonzero(brain.any(axis=(0, 1)))
-    scaled = np.asarray(scale_for_2d(vol["image"], brain), dtype=np.float32)
+    try:
+        scaled = np.asarray(scale_for_2d(vol["image"], brain), dtype=np.float32)
+    except ValueError as exc:
+        raise InputError(f"cannot scale the volume for the 2D model ({exc})", path=vol["paths"]["image"]) from exc
     img = np.moveaxis(scaled[:, :, z], -1, 0)
     br = np.moveaxis(brain[:, :, z], -1, 0)
     img_r = np.asarray(resize_slices(img, size), dtype=np.float32)
-    br_r = np.asarray(resize_slices(br.astype(np.float32), size)) > 0.5
+    br_r = np.asarray(resize_slices(br, size), dtype=bool)
     keep = br_r.reshape(len(br_r), -1).any(axis=1)
     hf_r = high_frequency_torch(torch.from_numpy(img_r[keep]), hf_radius, ndim=2).numpy()
     return {"scaled": scaled, "z": z[keep], "image": img_r[keep], "hf": hf_r, "brain": br_r[keep]}
@@ -408,7 +411,10 @@ def _infer_itermask3d(model, vols, cfg, tmp: Path, subject_dir, seed, input_vari
                       common, log) -> None:
     from .threshold import subject_threshold
 
-    percents = phase_a_percents(float(cfg.get("step_percent", 1)))
+    try:
+        percents = phase_a_percents(float(cfg.get("step_percent", 1)))
+    except ValueError as exc:
+        raise ConfigError(f"infer.step_percent: {exc}") from exc
     gamma, y_limit, r2_min = float(cfg.get("gamma", 0.01)), float(cfg.get("y_limit", 10.0)), float(cfg.get("r2_min", 0.85))
     mode = cfg.get("threshold", "subject")
     if mode not in ("subject", "fixed"):
@@ -545,6 +551,10 @@ def rethreshold(
     if not name.endswith(".nii.gz"):
         name += ".nii.gz"
     kind = prev.get("kind")
+    for p in (prev.get("inputs") or {}).values():
+        if p and not Path(p).exists():
+            raise InputError("input of the original run not found (run from the pipeline's working directory, "
+                             "where the relative paths of result.json resolve)", path=p)
     t0 = time.perf_counter()
     if kind == "3d":
         vol = _load_volume_inputs(prev["condition"], prev["inputs"])

@@ -141,8 +141,9 @@ def run_lockstep(
 ) -> None:
     """Advance ``samples`` in lockstep batches of at most ``batch_size`` until all are done.
 
-    Samples are moved to ``device`` when they join the batch and back to the CPU (outputs
-    detached and cloned) when they stop; ``step`` updates every sample of the batch once.
+    Samples are moved to ``device`` when they join the batch and back to the CPU (tensors
+    cloned, so no batch tensor stays alive) when they stop; ``step`` updates every sample of
+    the batch once.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -159,7 +160,7 @@ def run_lockstep(
         for s in active:
             if s.done:
                 s.seconds = time.perf_counter() - s.started
-                for name in ("recon", "error"):
+                for name in s._TENSORS:  # outputs may be views of batch tensors: own them
                     t = getattr(s, name)
                     if t is not None:
                         setattr(s, name, t.detach().clone())

@@ -11,7 +11,6 @@ from typing import Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
-import torch
 
 from .atomic import atomic_path, save_figure, write_json
 from .errors import InputError
@@ -19,7 +18,6 @@ from .highfreq import high_frequency, high_frequency_torch
 from .nifti import check_same_grid, load_array, load_nifti, save_nifti
 from .normalise import iterative_zscore
 from .qc import qc_figure, qc_table, subject_stats
-from .resample import crop_or_pad_to_box, resample_to_grid, resample_to_spacing
 from .slices2d import (
     brain_slices,
     resize_slices,
@@ -109,6 +107,8 @@ def resample_mask(
 ) -> None:
     """Nearest-resample the native mask to isotropic ``spacing_mm`` and crop/pad it to ``box``
     centred on the mask's bounding box. The output defines the subject's target grid."""
+    from .resample import crop_or_pad_to_box, resample_to_spacing  # antspyx: slow import
+
     ctx = dict(dataset=dataset, subject=subject)
     img = load_nifti(native_mask_path, **ctx)
     binary = nib.Nifti1Image((np.asanyarray(img.dataobj) > 0).astype(np.uint8), img.affine)
@@ -130,6 +130,8 @@ def resample_image(
     image_path: str | Path, grid_path: str | Path, out_path: str | Path, *, dataset: str, subject: str
 ) -> None:
     """Linearly resample the (validated, RAS) raw image onto the grid of ``grid_path``; float32."""
+    from .resample import resample_to_grid
+
     img = load_nifti(image_path, dataset=dataset, subject=subject)
     grid = nib.load(str(grid_path))
     data = resample_to_grid(img, grid.shape[:3], grid.affine, "linear")
@@ -146,6 +148,8 @@ def resample_label(
     subject: str,
 ) -> None:
     """Binarise the label (> 0), check it shares its image's grid, nearest-resample onto the grid."""
+    from .resample import resample_to_grid
+
     ctx = dict(dataset=dataset, subject=subject)
     if not Path(label_path).exists():
         raise InputError("label file missing", path=label_path, **ctx)
@@ -203,6 +207,8 @@ def extract_slices2d(
     ``role``: "train" (central range, brain, no lesion), "test" (largest-lesion slice; needs a
     non-empty label) or "all" (every slice with brain).
     """
+    import torch
+
     ctx = dict(dataset=dataset, subject=subject)
     if role not in ("train", "test", "all"):
         raise ValueError(f"role must be 'train', 'test' or 'all', got '{role}'")

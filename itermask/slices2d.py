@@ -7,8 +7,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def scale_for_2d(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -33,6 +31,9 @@ def resize_slices(slices: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
 
     Boolean input is treated as masks: area-averaged, then kept where the fraction is >= 0.5.
     """
+    import torch
+    import torch.nn.functional as F
+
     arr = np.asarray(slices)
     out_hw = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
     is_mask = arr.dtype == bool

@@ -30,12 +30,8 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     start = time.perf_counter()
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    if "torch" in sys.modules:  # otherwise OMP_NUM_THREADS above applies when it is imported
+        sys.modules["torch"].set_num_threads(threads)
     try:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             logger.info("rule %s wildcards %s threads %d", smk.rule, dict(smk.wildcards), threads)

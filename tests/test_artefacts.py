@@ -1,0 +1,153 @@
+"""Synthetic artefacts: exact geometry, equality with direct TorchIO calls, determinism."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+
+from itermask import artefacts as art
+
+torch.set_num_threads(1)
+
+
+def _volume(shape=(24, 20, 18), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape).astype(np.float32)
+    brain = np.zeros(shape, bool)
+    brain[4:20, 3:17, 2:14] = True  # top of the brain at axial index 13
+    x[~brain] = x[brain].min()
+    return x, brain
+
+
+def _tio(x):
+    return tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(x.copy())[None], affine=np.eye(4)))
+
+
+def test_chunk_top_slab_ends_at_top_of_brain():
+    x, brain = _volume()
+    out, rec = art.apply_artefact("chunk_top", x, brain, {"size": 5}, np.random.default_rng(0))
+    vmin = x.min()
+    changed = np.flatnonzero(np.any(out != x, axis=(0, 1)))
+    assert rec["sampled"]["axial_range"] == [9, 14]
+    assert np.all(out[:, :, 9:14] == vmin)
+    assert set(changed) <= set(range(9, 14)) and 13 in changed
+    np.testing.assert_array_equal(out[:, :, :9], x[:, :, :9])
+    np.testing.assert_array_equal(out[:, :, 14:], x[:, :, 14:])
+
+
+def test_chunk_middle_slab_exact():
+    x, brain = _volume()
+    out, _ = art.apply_artefact("chunk_middle", x, brain, {"size": 4, "start": 6}, np.random.default_rng(0))
+    assert np.all(out[:, :, 6:10] == x.min())
+    np.testing.assert_array_equal(np.delete(out, range(6, 10), axis=2), np.delete(x, range(6, 10), axis=2))
+
+
+def test_kspace_noise_leaves_central_rows_and_dc_row():
+    x, brain = _volume()
+    rng = np.random.default_rng(3)
+    clean, noisy = art.kspace_noise_spectra(x, 0.01, 2, rng)
+    n = x.shape[0]
+    diff = noisy - clean
+    assert np.all(diff[n // 2 - 1 : n // 2 + 1] == 0)  # rows N/2-1 and N/2 untouched
+    others = np.delete(diff, [n // 2 - 1, n // 2], axis=0)
+    assert np.all(others != 0)
+    # amplitude bound per slice: |Re noise| <= 0.01 * max|Re F| of that slice
+    bound = 0.01 * np.abs(clean.real).max(axis=(0, 1))
+    assert np.all(np.abs(others.real) <= bound + 1e-9)
+    assert np.abs(others.real).max(axis=(0, 1)).min() > 0.5 * bound.min()
+    out, _ = art.apply_artefact("kspace_noise", x, brain, {"amplitude": 0.01}, np.random.default_rng(3))
+    spec_out = np.fft.fftshift(np.fft.fft2(out.astype(np.float64), axes=(0, 1)), axes=(0, 1))
+    # the DC row is its own Hermitian mirror, so it survives taking the real part
+    np.testing.assert_allclose(spec_out[n // 2], clean[n // 2], atol=1e-3)
+    assert not np.allclose(out, x)
+
+
+def test_zipper_columns_exact():
+    x, brain = _volume()
+    out, rec = art.apply_artefact("zipper", x, brain, {"columns": [2, 10], "width": 3}, np.random.default_rng(1))
+    cols = [2, 3, 4, 10, 11, 12]
+    assert rec["sampled"]["stripe_columns"] == cols
+    np.testing.assert_array_equal(np.delete(out, cols, axis=1), np.delete(x, cols, axis=1))
+    stripes = out[:, cols, :]
+    lo, hi = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+    assert np.all(stripes >= lo - 1e-6) and np.all(stripes <= hi + 1e-6)
+    varying = hi > lo  # slices with brain; background-only slices have a zero range
+    assert varying.sum() == 12
+    assert np.mean(stripes[..., varying] != x[:, cols, :][..., varying]) > 0.99
+    np.testing.assert_array_equal(stripes[..., ~varying], x[:, cols, :][..., ~varying])
+
+
+def test_spike_and_ghosting_equal_torchio():
+    x, brain = _volume()
+    out, _ = art.apply_artefact("spike", x, brain, {"positions": [[0.45, 0.45, 0.45]], "intensity": 4.0},
+                                np.random.default_rng(0))
+    ref = tio.Spike(spikes_positions=np.array([[0.45, 0.45, 0.45]]), intensity=4.0)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_array_equal(out, ref)
+    assert not np.allclose(out, x)
+    out, _ = art.apply_artefact("ghosting-s1", x, brain, {"intensity": 1.0}, np.random.default_rng(0))
+    ref = tio.Ghosting(num_ghosts=4, axis=1, intensity=1.0, restore=0.01)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_bias_field_equals_torchio_with_same_seed():
+    x, brain = _volume()
+    out, rec = art.apply_artefact("bias_field", x, brain, {"coefficients": [0.05, 0.3], "order": 2},
+                                  np.random.default_rng(5))
+    torch.manual_seed(rec["torch_seed"])
+    shift = float(x.min())
+    ref = tio.RandomBiasField(coefficients=(0.05, 0.3), order=2)(_tio(x - shift))["image"].data[0].numpy() + shift
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+    coeffs = rec["sampled"]["torchio_history"][0]["arguments"]["coefficients"]["image"]
+    assert len(coeffs) == 10 and all(0.05 <= c <= 0.3 for c in coeffs) and len(set(coeffs)) > 1
+    # the recorded coefficients reproduce the output with the deterministic transform
+    det = tio.BiasField(coefficients=coeffs, order=2)(_tio(x - shift))["image"].data[0].numpy() + shift
+    np.testing.assert_allclose(out, det, atol=1e-5)
+
+
+def test_determinism_and_seed_dependence():
+    x, brain = _volume()
+    a, ra = art.apply_artefact("motion", x, brain, {"num_transforms": 1}, np.random.default_rng(7))
+    b, rb = art.apply_artefact("motion", x, brain, {"num_transforms": 1}, np.random.default_rng(7))
+    c, _ = art.apply_artefact("motion", x, brain, {"num_transforms": 1}, np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert ra["sampled"] == rb["sampled"]
+    assert not np.array_equal(a, c)
+    k1, _ = art.apply_artefact("kspace_noise", x, brain, {}, np.random.default_rng(1))
+    k2, _ = art.apply_artefact("kspace_noise", x, brain, {}, np.random.default_rng(1))
+    np.testing.assert_array_equal(k1, k2)
+    assert art.derive_seed(0, "d11", "ghosting") == art.derive_seed(0, "d11", "ghosting")
+    assert art.derive_seed(0, "d11", "ghosting") != art.derive_seed(0, "d12", "ghosting")
+
+
+def test_unknown_params_and_types_rejected():
+    x, brain = _volume()
+    with pytest.raises(ValueError):
+        art.apply_artefact("spike", x, brain, {"intensty": 2}, np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        art.apply_artefact("nonsense", x, brain, {}, np.random.default_rng(0))
+    assert art.base_type("kspace_noise-s2") == "kspace_noise"
+
+
+def test_make_artefact_stage(tmp_path):
+    from itermask.highfreq import high_frequency
+
+    x, brain = _volume(shape=(20, 20, 20))
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(x, aff), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), tmp_path / "brain.nii.gz")
+    outs = [tmp_path / "o" / n for n in ("image.nii.gz", "hf.nii.gz", "params.json")]
+    kw = dict(artefact="spike-s0", params={"intensity": 1.0}, seed=0, hf_radius=3, dataset="demo", subject="d11")
+    art.make_artefact(str(tmp_path / "img.nii.gz"), str(tmp_path / "brain.nii.gz"), *map(str, outs), **kw)
+    out = np.asarray(nib.load(outs[0]).dataobj)
+    hf = np.asarray(nib.load(outs[1]).dataobj)
+    rec = json.loads(outs[2].read_text())
+    ref = tio.Spike(spikes_positions=np.array([[0.45, 0.45, 0.45]]), intensity=1.0)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    np.testing.assert_allclose(hf, high_frequency(out, radius=3), atol=1e-5)
+    assert rec["type"] == "spike" and rec["params"]["intensity"] == 1.0
+    assert rec["derived_seed"] == art.derive_seed(0, "d11", "spike-s0")
+    assert rec["torchio_version"] == tio.__version__

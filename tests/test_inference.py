@@ -1,0 +1,490 @@
+"""Iterative inference (METHOD.md §6): loops, lockstep batching, stage outputs, re-threshold.
+
+Fake networks with known reconstructions make the expected masks/thresholds computable
+independently of the code under test.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from itermask import inference
+from itermask.iterate import brain_quantile, phase_a_percents, run_itermask2, run_itermask3d
+
+torch.set_num_threads(1)
+S = 32
+
+
+# ----------------------------------------------------------------------------------------
+# Fake networks
+# ----------------------------------------------------------------------------------------
+class Oracle(nn.Module):
+    """Knows each sample's image x and healthy image h, found by the HF channel (the last).
+
+    Masked voxels are those whose first input channel differs from x (masking noise);
+    ``rule(x, h, masked) -> reconstruction``. For an input with only the HF channel,
+    ``masked`` is None.
+    """
+
+    def __init__(self, entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rule) -> None:
+        super().__init__()
+        self.entries = [(hf.float(), x.float(), h.float()) for hf, x, h in entries]
+        self.rule = rule
+        self.batch_sizes: list[int] = []
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(inp.shape[0])
+        outs = []
+        for b in range(inp.shape[0]):
+            hf_in = inp[b, -1]
+            match = [(x, h) for hf, x, h in self.entries if torch.equal(hf, hf_in)]
+            assert len(match) == 1, "sample not registered"
+            x, h = match[0]
+            masked = None if inp.shape[1] == 1 else inp[b, 0] != x
+            outs.append(self.rule(x, h, masked)[None, None])
+        return torch.cat(outs)
+
+
+def ball(center, radius, shape=(S, S, S)) -> torch.Tensor:
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
+    return sum((g - c) ** 2 for g, c in zip(grids, center)) <= radius**2
+
+
+def cube(lo, hi, shape=(S, S, S)) -> torch.Tensor:
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def const_tau(tau):
+    return lambda curve: (tau, None)
+
+
+# ----------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------
+def test_brain_quantile_matches_numpy_inverted_cdf_with_different_brain_sizes():
+    g = torch.Generator().manual_seed(1)
+    err = torch.rand((3, 1, 9, 11), generator=g)
+    brain = torch.zeros_like(err, dtype=torch.bool)
+    brain[0, 0, :5, :7] = True      # 35 voxels
+    brain[1, 0, 2:, 1:] = True      # 70 voxels
+    brain[2, 0] = True              # 99 voxels
+    for p in (1.0, 5.0, 37.0, 50.0, 99.0, 100.0):
+        got = brain_quantile(err, brain, p).numpy()
+        want = [np.quantile(err[b][brain[b]].numpy(), p / 100, method="inverted_cdf") for b in range(3)]
+        np.testing.assert_array_equal(got, np.asarray(want, dtype=np.float32))
+        # what it means: [e > T] keeps the top (100 - p) % of the brain
+        for b in range(3):
+            n = int(brain[b].sum())
+            kept = int((err[b][brain[b]] > torch.tensor(got[b])).sum())
+            assert kept == n - math.ceil(n * p / 100)
+
+
+def test_phase_a_percents():
+    assert phase_a_percents(5) == tuple(float(v) for v in range(5, 101, 5))
+    assert len(phase_a_percents(1)) == 100
+    with pytest.raises(ValueError):
+        phase_a_percents(7)
+
+
+# ----------------------------------------------------------------------------------------
+# IterMask3D
+# ----------------------------------------------------------------------------------------
+def test_phase_a_curve_equals_independent_quantiles_and_is_monotone():
+    """Reconstruction = HF channel, so e = (x - hf)^2 whatever the mask: T_i = quantile_i."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn((S, S, S), generator=g)
+    hf = x - torch.randn((S, S, S), generator=g)
+    brain = ball((15.5, 15.5, 15.5), 12)
+    recorder: list[np.ndarray] = []
+
+    def choose(curve):
+        recorder.append(curve)
+        return 0.5, None
+
+    model = Oracle([(hf, x, x)], lambda x_, h_, m: hf)
+    percents = phase_a_percents(10)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=percents, choose_tau=choose,
+                          tol=0.01, max_iterations=5)
+    e = ((x - hf) ** 2)[brain].numpy()
+    want = [np.quantile(e, p / 100, method="inverted_cdf") for p in percents]
+    np.testing.assert_allclose(r.curve, want, rtol=1e-6)
+    assert np.all(np.diff(r.curve) >= 0)
+    assert r.iterations_a == 10 and len(recorder) == 1 and np.array_equal(recorder[0], r.curve)
+    np.testing.assert_array_equal(r.percents, percents)
+    # phase B with a mask-independent error converges after 2 steps: [e > tau] twice
+    assert r.iterations_b == 2 and r.converged and r.changes[-1] == 0.0
+    np.testing.assert_array_equal(r.mask.numpy(), (((x - hf) ** 2 > 0.5) & brain).numpy())
+
+
+def _cube_subject(seed: int, lo, hi, radius=13):
+    g = torch.Generator().manual_seed(seed)
+    brain = ball((15.5, 15.5, 15.5), radius)
+    h = torch.where(brain, torch.randn((S, S, S), generator=g), torch.tensor(-3.0))
+    anomaly = cube(lo, hi) & brain
+    x = h + 0.15 * torch.randn((S, S, S), generator=g) * brain + 3.0 * anomaly
+    hf = x + 100.0 + seed  # an identifier of the subject (the Oracle ignores its values)
+    return x, hf, brain, h, anomaly
+
+
+def _inpaint_rule(x, h, masked):
+    """Masked voxels -> the healthy image; visible voxels -> x pulled 30 % towards h."""
+    return torch.where(masked, h, x - 0.3 * (x - h))
+
+
+def test_final_mask_concentrates_on_the_anomalous_cube():
+    x, hf, brain, h, anomaly = _cube_subject(3, (10, 10, 10), (17, 17, 17))
+    model = Oracle([(hf, x, h)], _inpaint_rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=phase_a_percents(5),
+                          choose_tau=const_tau(1.0), tol=0.01, max_iterations=10)
+    assert dice(r.mask.numpy(), anomaly.numpy()) > 0.95
+    assert r.converged and r.iterations_b <= 3
+    # the error map is (x - x_hat)^2 in the brain and 0 outside
+    assert float(r.error[~brain].abs().max()) == 0.0
+    np.testing.assert_allclose(r.error.numpy(), (((x - r.recon) ** 2) * brain).numpy(), rtol=1e-6)
+
+
+def test_phase_b_can_expand_and_stops_by_its_rule():
+    """Region R is reconstructed badly only when the mask is small: the mask grows back."""
+    brain = ball((15.5, 15.5, 15.5), 13)
+    x = torch.zeros((S, S, S)) + brain * 1.0
+    hf = x + 7.0
+    core = cube((12, 12, 12), (16, 16, 16))          # always anomalous (64 voxels)
+    rim = cube((16, 12, 12), (20, 16, 16))           # anomalous only in small-mask context (64)
+    small = 1000
+
+    def rule(x_, h_, masked):
+        err = 2.0 * core.float()
+        if int(masked.sum()) < small:
+            err = err + 2.0 * rim.float()
+        return x_ + err
+
+    model = Oracle([(hf, x, x)], rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                          tol=0.01, max_iterations=10)
+    # step 1: mask = brain -> core; step 2: small mask -> core + rim (expansion); step 3: unchanged
+    assert r.iterations_b == 3 and r.converged
+    assert r.changes[1] == pytest.approx(64 / 64) and r.changes[2] == 0.0
+    np.testing.assert_array_equal(r.mask.numpy(), (core | rim).numpy())
+
+    # a cap on the iterations stops the loop without convergence
+    (r2,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                           tol=0.01, max_iterations=2)
+    assert r2.iterations_b == 2 and not r2.converged
+    # the change is relative to the previous mask: step 1 = |brain xor core| / |brain|
+    n_brain = int(brain.sum())
+    assert r.changes[0] == pytest.approx((n_brain - 64) / n_brain)
+    # the loop stops at the first step whose change is below tol
+    for tol, steps in ((r.changes[0] + 1e-3, 1), (r.changes[0] - 1e-3, 3)):
+        (r3,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                               tol=tol, max_iterations=10)
+        assert r3.iterations_b == steps and r3.converged
+
+
+def test_single_step_no_spatial():
+    x, hf, brain, h, anomaly = _cube_subject(4, (8, 8, 8), (14, 14, 14))
+    model = Oracle([(hf, x, h)], _inpaint_rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                          max_iterations=1)
+    assert r.iterations_b == 1
+    np.testing.assert_array_equal(r.mask.numpy(), ((((x - h) ** 2) > 1.0) & brain).numpy())
+
+
+class TinyConv3d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.PReLU(),
+                                 nn.Conv3d(4, 1, 3, padding=1))
+        with torch.no_grad():
+            self.net[1].running_mean.uniform_(-0.1, 0.1)
+            self.net[1].running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_lockstep_equals_one_by_one():
+    """3 subjects with different brains: batch 3, batch 2 (queue refill) and one at a time agree."""
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn((16, 16, 16), generator=g) for _ in range(3)]
+    hfs = [torch.randn((16, 16, 16), generator=g) for _ in range(3)]
+    brains = [ball((7.5, 7.5, 7.5), r, (16, 16, 16)) for r in (5, 6.5, 7.5)]
+    model = TinyConv3d()
+    kw = dict(percents=phase_a_percents(10), choose_tau=lambda c: (float(c[6]), None), tol=0.05,
+              max_iterations=6)
+    seeds = [11, 22, 33]
+    together = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=3, **kw)
+    pairs = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=2, **kw)
+    alone = [run_itermask3d(model, [x], [f], [b], [s], batch_size=1, **kw)[0]
+             for x, f, b, s in zip(xs, hfs, brains, seeds)]
+    for a, b, c in zip(together, pairs, alone):
+        np.testing.assert_allclose(a.curve, c.curve, rtol=1e-5)
+        np.testing.assert_allclose(b.curve, c.curve, rtol=1e-5)
+        assert a.tau == pytest.approx(c.tau, rel=1e-5)
+        assert a.iterations_b == b.iterations_b == c.iterations_b
+        np.testing.assert_array_equal(a.mask.numpy(), c.mask.numpy())
+        np.testing.assert_array_equal(b.mask.numpy(), c.mask.numpy())
+        np.testing.assert_allclose(a.error.numpy(), c.error.numpy(), rtol=1e-5, atol=1e-6)
+    # different brains -> different curves (the test would catch mixed-up subjects)
+    assert not np.allclose(together[0].curve, together[2].curve)
+
+
+# ----------------------------------------------------------------------------------------
+# IterMask2
+# ----------------------------------------------------------------------------------------
+def test_itermask2_first_step_and_shrink_stop_rule():
+    n = 3
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn((n, S, S), generator=g)
+    hf = x + torch.arange(n, dtype=torch.float32)[:, None, None] + 50  # identifies the slice
+    brain = torch.zeros((n, S, S), dtype=torch.bool)
+    brain[:, 4:28, 4:28] = True
+    brain[1, 4:10] = False
+    e1 = torch.rand((n, S, S), generator=g)              # first-model error, known
+    anomaly = torch.zeros((n, S, S), dtype=torch.bool)
+    anomaly[:, 12:20, 12:20] = True
+    entries_first = [(hf[k], x[k], x[k] - e1[k].sqrt()) for k in range(n)]
+    entries_masked = [(hf[k], x[k], x[k] - 2.0 * anomaly[k]) for k in range(n)]
+    first = Oracle(entries_first, lambda x_, h_, m: h_)
+    # masked model: masked pixels -> healthy image (error 4 on the anomaly), visible -> x
+    masked = Oracle(entries_masked, lambda x_, h_, m: torch.where(m, h_, x_))
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, first_percentile=40, tol=0.01,
+                        max_iterations=10, batch_size=2)
+    for k, r in enumerate(res):
+        e1_k = (x[k] - entries_first[k][2]) ** 2  # = e1 up to rounding; computed like the code
+        vals = e1_k[brain[k]].numpy()
+        m1 = (e1_k > float(np.quantile(vals, 0.4, method="inverted_cdf"))) & brain[k]
+        np.testing.assert_array_equal(r.first_mask.numpy(), m1.numpy())
+        # M2 = M1 & anomaly (shrink > tol), M3 = M2 (shrink 0 -> stop after 2 masked steps)
+        np.testing.assert_array_equal(r.mask.numpy(), (m1 & anomaly[k]).numpy())
+        assert r.iterations == 2 and r.converged and r.shrinks[-1] == 0.0
+        assert r.shrinks[0] == pytest.approx(1 - int((m1 & anomaly[k]).sum()) / int(m1.sum()))
+        np.testing.assert_allclose(r.error.numpy(), (4.0 * (m1 & anomaly[k])).numpy(), rtol=1e-6)
+    # a tolerance above the first shrink stops after one masked step
+    big = max(r.shrinks[0] for r in res) + 0.01
+    res1 = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, tol=big, max_iterations=10)
+    assert all(r.iterations == 1 and r.converged for r in res1)
+    assert max(masked.batch_sizes) <= 3
+
+
+# ----------------------------------------------------------------------------------------
+# Stage functions
+# ----------------------------------------------------------------------------------------
+AFFINE = np.array([[-2.0, 0, 0, 40.0], [0, 2.0, 0, -50.0], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
+
+
+def _write(path, arr):
+    nib.save(nib.Nifti1Image(np.asarray(arr), AFFINE), str(path))
+    return str(path)
+
+
+def _subject_files(tmp_path, seed, lo, hi):
+    x, hf, brain, h, anomaly = _cube_subject(seed, lo, hi)
+    d = tmp_path / f"in{seed}"
+    d.mkdir()
+    cond = {"image": _write(d / "image.nii.gz", x.numpy()), "hf": _write(d / "hf.nii.gz", hf.numpy()),
+            "brain": _write(d / "brain.nii.gz", brain.numpy().astype(np.uint8)),
+            "label": _write(d / "label.nii.gz", anomaly.numpy().astype(np.uint8))}
+    return cond, (hf, x, h), anomaly
+
+
+def _fake_loader(models, meta):
+    return lambda path, device: (models, meta)
+
+
+def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
+    pytest.importorskip("itermask.threshold")
+    c1, e1, a1 = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    c2, e2, a2 = _subject_files(tmp_path, 8, (15, 12, 10), (21, 18, 17))
+    c2["label"] = None
+    model = Oracle([e1, e2], _inpaint_rule)
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3}
+    monkeypatch.setattr(inference, "_load_models", _fake_loader({"masked": model}, meta))
+    cfg = {"method": "itermask3d", "variant": "full", "step_percent": 5, "gamma": 0.01, "y_limit": 10.0,
+           "r2_min": 0.85, "threshold": "subject", "fixed_tau": None, "tol": 0.01, "max_iterations": 10,
+           "batch_size": 2, "score": "mask_size"}
+    out = tmp_path / "out" / "sub-01"
+    inference.infer_subject("model.pt", {"lesion": c1, "healthy": c2}, cfg, str(out), device="cpu", log=lambda m: None)
+    for name, cond, anomaly in (("lesion", c1, a1), ("healthy", c2, a2)):
+        folder = out / name
+        for f in ("recon", "error", "mask", "brainmask"):
+            img = nib.load(str(folder / f"{f}.nii.gz"))
+            np.testing.assert_allclose(img.affine, AFFINE)
+            assert img.shape == (S, S, S)
+        assert nib.load(str(folder / "mask.nii.gz")).get_data_dtype() == np.uint8
+        assert (folder / "label.nii.gz").exists() == (cond["label"] is not None)
+        assert (folder / "curve.png").stat().st_size > 1000
+        res = json.loads((folder / "result.json").read_text())
+        assert res["kind"] == "3d" and res["threshold"] == "subject" and res["iterations_a"] == 20
+        assert len(res["curve"]) == 20 and res["percents"][-1] == 100.0
+        assert res["tau"] == res["fit"]["tau"] == res["subject_tau"]
+        assert res["inputs"]["image"] == cond["image"]
+        mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
+        brain = nib.load(cond["brain"]).get_fdata() > 0
+        assert res["scores"]["mask_size_voxels"] == mask.sum()
+        assert res["score"] == pytest.approx(mask.sum() / brain.sum())
+        error = nib.load(str(folder / "error.nii.gz")).get_fdata()
+        np.testing.assert_array_equal(mask, (error > res["tau"]) & brain)
+    # the second batch slot took subject 2 alongside subject 1
+    assert max(model.batch_sizes) == 2
+
+    # human in the loop: the original tau gives back the original mask; a new tau a new file
+    lesion = out / "lesion"
+    orig_bytes = (lesion / "mask.nii.gz").read_bytes()
+    res = json.loads((lesion / "result.json").read_text())
+    same = inference.rethreshold("model.pt", str(lesion), res["tau"], device="cpu", out_name="same.nii.gz")
+    np.testing.assert_array_equal(nib.load(str(same)).get_fdata(), nib.load(str(lesion / "mask.nii.gz")).get_fdata())
+    from itermask.cli import main
+
+    assert main(["rethreshold", "--model", "model.pt", "--condition-dir", str(lesion), "--tau", "0.5",
+                 "--device", "cpu"]) == 0
+    new = lesion / "mask_tau-0.5.nii.gz"
+    new_mask = nib.load(str(new)).get_fdata() > 0
+    np.testing.assert_allclose(nib.load(str(new)).affine, AFFINE)
+    x = nib.load(c1["image"]).get_fdata(dtype=np.float32)
+    brain = nib.load(c1["brain"]).get_fdata() > 0
+    h = e1[2].numpy()
+    np.testing.assert_array_equal(new_mask, ((x - h) ** 2 > 0.5) & brain)   # converged at tau 0.5
+    info = json.loads((lesion / "mask_tau-0.5.json").read_text())
+    assert info["tau"] == 0.5 and info["converged"]
+    assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
+
+
+def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
+    pytest.importorskip("itermask.threshold")
+    c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))
+    model = Oracle([e1], _inpaint_rule)
+    meta = {"method": "itermask3d", "variant": "full"}
+    monkeypatch.setattr(inference, "_load_models", _fake_loader({"masked": model}, meta))
+    (tmp_path / "fixed_tau.json").write_text(json.dumps({"tau": 1.0}))
+    cfg = {"method": "itermask3d", "variant": "full", "step_percent": 10, "threshold": "fixed", "tol": 0.01,
+           "max_iterations": 10, "batch_size": 1, "score": "mean_error"}
+    out = tmp_path / "sub-02"
+    inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(out), device="cpu",
+                            fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    res = json.loads((out / "lesion" / "result.json").read_text())
+    assert res["tau"] == 1.0 and res["threshold"] == "fixed" and len(res["curve"]) == 10
+    assert res["score_name"] == "mean_error" and res["score"] == res["scores"]["mean_error"]
+    mask = nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata() > 0
+    assert dice(mask, a1.numpy()) > 0.95
+    # no_freq experiment with a full model is refused; wrong grid is refused
+    with pytest.raises(inference.InputError, match="no_freq"):
+        inference.infer_subject("m.pt", {"lesion": c1}, {**cfg, "variant": "no_freq"}, str(out), device="cpu",
+                                fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    bad = dict(c1)
+    bad["brain"] = str(tmp_path / "bad.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((S, S, S), np.uint8), np.eye(4)), bad["brain"])
+    with pytest.raises(inference.InputError, match="affine"):
+        inference.infer_subject("m.pt", {"lesion": bad}, cfg, str(tmp_path / "sub-03"), device="cpu",
+                                fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    assert not (tmp_path / "sub-03").exists()
+
+
+class TinyConv2d(nn.Module):
+    def __init__(self, cin: int, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(cin, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
+    pytest.importorskip("itermask.slices2d")
+    x, hf, brain, h, anomaly = _cube_subject(10, (8, 8, 8), (14, 14, 14))
+    vol = torch.where(brain, x, torch.tensor(-3.0)).numpy()
+    brain_np = brain.numpy().copy()
+    brain_np[:, :, :4] = False  # a few axial slices without brain
+    d = tmp_path / "in"
+    d.mkdir()
+    cond3d = {"image": _write(d / "image.nii.gz", vol), "hf": _write(d / "hf.nii.gz", hf.numpy()),
+              "brain": _write(d / "brain.nii.gz", brain_np.astype(np.uint8)), "label": None}
+    n2 = 3
+    g = torch.Generator().manual_seed(3)
+    img2 = torch.randn((n2, 16, 16), generator=g).numpy()
+    br2 = np.zeros((n2, 16, 16), bool)
+    br2[:, 3:13, 3:13] = True
+    np.savez(d / "slices.npz", image=img2, hf=img2 * 0.5, brain=br2, label=np.zeros_like(br2),
+             index=np.array([10, 11, 12]), role=np.array("test"))
+    models = {"first": TinyConv2d(1, 0), "masked": TinyConv2d(2, 1)}
+    meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "spatial_dims": 2,
+            "network": {"image_size": 16}, "calibration": {"tau": 0.05}}
+    monkeypatch.setattr(inference, "_load_models", _fake_loader(models, meta))
+    cfg = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
+           "max_iterations": 5, "batch_size": 8, "score": "mask_size"}
+    out = tmp_path / "sub-04"
+    inference.infer_subject("m.pt", {"healthy": cond3d, "lesion": {"slices": str(d / "slices.npz")}}, cfg,
+                            str(out), device="cpu", log=lambda m: None)
+    res = json.loads((out / "healthy" / "result.json").read_text())
+    z_brain = np.flatnonzero(brain_np.any(axis=(0, 1)))
+    assert res["kind"] == "slicewise" and res["slices"] == z_brain.tolist() and res["tau"] == 0.05
+    for f in ("recon", "error", "mask", "brainmask", "input2d"):
+        img = nib.load(str(out / "healthy" / f"{f}.nii.gz"))
+        assert img.shape == (S, S, S)
+        np.testing.assert_allclose(img.affine, AFFINE)
+    mask = nib.load(str(out / "healthy" / "mask.nii.gz")).get_fdata() > 0
+    error = nib.load(str(out / "healthy" / "error.nii.gz")).get_fdata()
+    assert not mask[~brain_np].any() and not error[~brain_np].any() and error[brain_np].max() > 0
+    assert not mask[:, :, :4].any()
+    res2 = json.loads((out / "lesion" / "result.json").read_text())
+    assert res2["kind"] == "2d" and res2["slices"] == [10, 11, 12] and len(res2["per_slice_scores"]) == 3
+    for f in ("recon", "error", "mask", "brainmask", "label"):
+        assert nib.load(str(out / "lesion" / f"{f}.nii.gz")).shape == (16, 16, n2)
+    # re-threshold of a 2D condition at the calibration tau reproduces the mask
+    p = inference.rethreshold("m.pt", str(out / "lesion"), 0.05, device="cpu")
+    np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata())
+
+
+def test_infer_subject_with_saved_networks(tmp_path):
+    """The real model files (networks.save_models / load_models), no fakes: runs end to end."""
+    networks = pytest.importorskip("itermask.networks")
+    pytest.importorskip("itermask.threshold")
+    pytest.importorskip("itermask.slices2d")
+    n = 16
+    x, hf, brain, h, anomaly = _cube_subject(11, (5, 5, 5), (9, 9, 9), radius=6)
+    sl = (slice(8, 24),) * 3
+    d = tmp_path / "in"
+    d.mkdir()
+    cond = {"image": _write(d / "image.nii.gz", x[sl].numpy()), "hf": _write(d / "hf.nii.gz", x[sl].numpy() * 0.1),
+            "brain": _write(d / "brain.nii.gz", brain[sl].numpy().astype(np.uint8)), "label": None}
+    net3 = {"channels": [4, 8]}
+    torch.manual_seed(0)
+    model3 = networks.build_network("itermask3d", 2, net3)
+    networks.save_models(tmp_path / "m3.pt", {"masked": model3},
+                         {"method": "itermask3d", "variant": "full", "network": net3, "in_channels": {"masked": 2},
+                          "hf_radius": 3, "spatial_dims": 3})
+    cfg3 = {"method": "itermask3d", "variant": "no_spatial", "step_percent": 25, "threshold": "subject",
+            "tol": 0.01, "max_iterations": 10, "batch_size": 1, "score": "mask_size"}
+    inference.infer_subject(str(tmp_path / "m3.pt"), {"healthy": cond}, cfg3, str(tmp_path / "o3"), device="cpu",
+                            log=lambda m: None)
+    res = json.loads((tmp_path / "o3" / "healthy" / "result.json").read_text())
+    assert res["iterations_a"] == 4 and res["iterations_b"] == 1 and res["variant"] == "no_spatial"
+    assert nib.load(str(tmp_path / "o3" / "healthy" / "recon.nii.gz")).shape == (n, n, n)
+
+    net2 = {"channels": [4, 4], "attention_res": [8], "image_size": 16, "num_res_blocks": 1}
+    m2 = {k: networks.build_network("itermask2", c, net2) for k, c in (("first", 1), ("masked", 2))}
+    networks.save_models(tmp_path / "m2.pt", m2,
+                         {"method": "itermask2", "variant": "full", "network": networks.network_settings("itermask2", net2),
+                          "in_channels": {"first": 1, "masked": 2}, "hf_radius": 3, "spatial_dims": 2,
+                          "calibration": {"tau": 0.1}})
+    cfg2 = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
+            "max_iterations": 3, "batch_size": 64, "score": "mean_error"}
+    inference.infer_subject(str(tmp_path / "m2.pt"), {"healthy": cond}, cfg2, str(tmp_path / "o2"), device="cpu",
+                            log=lambda m: None)
+    res = json.loads((tmp_path / "o2" / "healthy" / "result.json").read_text())
+    assert res["kind"] == "slicewise" and res["tau"] == 0.1 and res["score_name"] == "mean_error"
+    assert nib.load(str(tmp_path / "o2" / "healthy" / "error.nii.gz")).shape == (n, n, n)

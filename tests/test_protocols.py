@@ -1,0 +1,204 @@
+"""Thresholding protocols and the evaluation stage on a synthetic inference folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from itermask import protocols as P
+from itermask.evaluation import evaluate_experiment
+from itermask.figures import make_figures, sensitivity_figure
+
+
+def _dice(pred, g):
+    return 2 * np.sum(pred & g) / (pred.sum() + g.sum())
+
+
+def test_honest_threshold_is_hand_quantile():
+    rng = np.random.default_rng(0)
+    val = [rng.random(37), rng.random(64)]
+    pooled = np.sort(np.concatenate(val))
+    pos = (pooled.size - 1) * (1 - 0.05)  # linear interpolation between order statistics
+    lo = int(np.floor(pos))
+    hand = pooled[lo] + (pos - lo) * (pooled[lo + 1] - pooled[lo])
+    assert P.honest_threshold(val, 0.05) == pytest.approx(hand)
+    with pytest.raises(ValueError):
+        P.honest_threshold([], 0.05)
+
+
+def test_dice_curve_matches_direct_masks():
+    rng = np.random.default_rng(1)
+    e = rng.random(500)
+    g = rng.random(500) > 0.8
+    ts = np.array([-1.0, 0.1, 0.5, 0.93, 2.0])
+    expected = [(_dice(e > t, g) if (e > t).sum() + g.sum() else np.nan) for t in ts]
+    np.testing.assert_allclose(P.dice_curve(e, g, ts), expected)
+
+
+def test_per_image_best_is_exact():
+    rng = np.random.default_rng(2)
+    e = np.round(rng.random(300), 2)  # ties on purpose
+    g = (e + rng.normal(0, 0.2, 300)) > 0.8
+    best = max(_dice(e > t, g) for t in np.r_[np.unique(e), -1.0])
+    r = P.per_image_best_threshold(e, g)
+    assert r["dice"] == pytest.approx(best)
+    assert _dice(e > r["theta"], g) == pytest.approx(best)
+
+
+def test_paper_threshold_maximises_mean_dice():
+    rng = np.random.default_rng(3)
+    errors, labels = [], []
+    for scale in (1.0, 3.0):  # raw error scales differ; pooled min-max is shared
+        g = rng.random(400) > 0.85
+        e = np.where(g, rng.uniform(0.5, 1.0, 400), rng.uniform(0.0, 0.6, 400)) * scale
+        errors.append(e)
+        labels.append(g)
+    r = P.paper_threshold(errors, labels)
+    lo = min(e.min() for e in errors)
+    hi = max(e.max() for e in errors)
+    cand = P.paper_candidates(np.concatenate([(e - lo) / (hi - lo) for e in errors]))
+    brute = max(np.mean([_dice(e > lo + c * (hi - lo), g) for e, g in zip(errors, labels)]) for c in cand)
+    assert r["mean_dice"] == pytest.approx(brute)
+    assert np.mean([_dice(e > r["theta"], g) for e, g in zip(errors, labels)]) == pytest.approx(brute)
+    # a single shared threshold cannot be perfect for both scales, per-image can do better
+    per_image = np.mean([P.per_image_best_threshold(e, g)["dice"] for e, g in zip(errors, labels)])
+    assert per_image >= r["mean_dice"] - 1e-12
+
+
+# ----------------------------------------------------------------------------- stage fixture
+SHAPE = (16, 16, 12)
+
+
+def _write_condition(folder: Path, x, recon, brain, label=None, score=None, extra=None):
+    folder.mkdir(parents=True)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    save = lambda a, n, dt: nib.save(nib.Nifti1Image(np.asarray(a, dt), aff), folder / n)  # noqa: E731
+    err = np.where(brain, (x - recon) ** 2, 0)
+    save(x, "image.nii.gz", np.float32)
+    save(recon, "recon.nii.gz", np.float32)
+    save(err, "error.nii.gz", np.float32)
+    save(brain, "brainmask.nii.gz", np.uint8)
+    save(err > 0.5, "mask.nii.gz", np.uint8)
+    if label is not None:
+        save(label, "label.nii.gz", np.uint8)
+    score = score or {"mask_size": float((err > 0.5).sum()), "mean_error": float(err[brain].mean())}
+    # the layout itermask.inference writes
+    result = {"kind": "3d", "score_name": "mask_size", "score": score["mask_size"],
+              "scores": {"mask_size_fraction": score["mask_size"], "mask_size_voxels": 7, "brain_voxels": 99,
+                         "mean_error": score["mean_error"]},
+              "tau": 0.5, "curve": list(np.linspace(0.1, 3, 20) ** 2), "percents": list(range(5, 101, 5)),
+              "fit": {"a": 1.0, "b": 0.01, "t": list(range(5, 101, 5)), "t_star": 60.0, "k": 11}, **(extra or {})}
+    (folder / "result.json").write_text(json.dumps(result))
+    return err
+
+
+@pytest.fixture()
+def inference(tmp_path):
+    rng = np.random.default_rng(4)
+    brain = np.zeros(SHAPE, bool)
+    brain[2:14, 2:14, 1:11] = True
+    root = tmp_path / "inference" / "exp" / "demo"
+    dirs, val_err, lesion = [], [], {}
+    for i, subj in enumerate(["a", "b", "c"]):
+        d = root / f"sub-{subj}"
+        dirs.append(str(d))
+        x = rng.normal(size=SHAPE).astype(np.float32)
+        recon = x + rng.normal(0, 0.3, SHAPE).astype(np.float32)
+        if subj == "a":  # a validation subject
+            val_err.append(_write_condition(d / "val", x, recon, brain)[brain])
+            continue
+        label = np.zeros(SHAPE, bool)
+        label[5:9, 5:9, 4:7 + i] = True
+        recon_l = np.where(label, x - 2.0, recon)
+        err = _write_condition(d / "lesion", x, recon_l, brain, label)
+        lesion[subj] = (err, label)
+        _write_condition(d / "healthy", x, recon, brain, score={"mask_size": 10.0 + i, "mean_error": 0.1})
+        _write_condition(d / "ghosting", x, recon, brain, score={"mask_size": 20.0 + i, "mean_error": 0.2})
+        for k in range(2):
+            _write_condition(d / f"ghosting-s{k}", x, recon, brain, score={"mask_size": 11.5 + 5 * k, "mean_error": 0.2})
+    return dirs, val_err, lesion, brain, tmp_path
+
+
+def test_evaluate_experiment_end_to_end(inference):
+    dirs, val_err, lesion, brain, tmp = inference
+    out = [str(tmp / "m" / n) for n in ("segmentation.tsv", "detection.tsv", "scores.tsv")]
+    evaluate_experiment("exp", dirs, *out, protocols=["honest", "paper", "per_image_best"], honest_fpr=0.02,
+                        size_bins=[70, 100])
+    seg = pd.read_csv(out[0], sep="\t")
+    assert sorted(seg["protocol"].unique()) == ["honest", "iterative_mask", "paper", "per_image_best"]
+    assert len(seg) == 8
+    honest = seg[seg["protocol"] == "honest"]
+    assert honest["threshold"].iloc[0] == pytest.approx(np.quantile(np.concatenate(val_err), 0.98), rel=1e-5)
+    for subj, (err, label) in lesion.items():
+        row = honest[honest["subject"] == subj].iloc[0]
+        assert row["dice"] == pytest.approx(_dice(brain & (err > row["threshold"]), label), rel=1e-6)
+        best = seg[(seg["protocol"] == "per_image_best") & (seg["subject"] == subj)].iloc[0]
+        brute = max(_dice(brain & (err > t), label) for t in np.unique(err[brain]))
+        assert best["dice"] == pytest.approx(brute, rel=1e-6)
+        assert row["lesion_voxels"] == label.sum()
+    assert set(seg["size_class"]) == {"small", "medium"}  # 64 < 70 <= 80 <= 100
+    assert np.isfinite(seg[["psnr", "ssim", "assd_mm", "auroc_voxel"]].to_numpy()).all()
+
+    det = pd.read_csv(out[1], sep="\t")
+    prim = det[det["score_name"] == "mask_size"].set_index("anomaly")
+    assert list(prim.index) == ["ghosting", "ghosting-s0", "ghosting-s1", "lesion", "all"]
+    assert prim.loc["ghosting", "auroc"] == 1.0 and prim.loc["ghosting", "n_pos"] == 2
+    # s0 scores 11.5 vs healthy 11, 12: 2 of 4 pairs ordered -> 0.5; s1 (16.5) -> 1
+    assert prim.loc["ghosting-s0", "auroc"] == 0.5
+    assert prim.loc["ghosting-s1", "auroc"] == 1.0
+    assert bool(prim["primary"].all())
+    scores = pd.read_csv(out[2], sep="\t")
+    assert set(scores["role"]) == {"val", "test"}
+    assert (scores[scores["condition"] == "healthy"]["label"] == 0).all()
+    assert set(scores["score_name"]) == {"mask_size", "mask_size_voxels", "mean_error"}
+    assert scores[scores["primary"]]["score_name"].unique().tolist() == ["mask_size"]
+
+    figs = make_figures("exp", dirs, out[0], out[2], str(tmp / "fig"))
+    names = sorted(Path(f).name for f in figs)
+    assert names == ["overlay_demo_sub-b.png", "overlay_demo_sub-c.png", "roc.png", "severity.png",
+                     "threshold_curves.png"]
+    assert all(Path(f).stat().st_size > 1000 for f in figs)
+    png = sensitivity_figure({"exp": out[0]}, {"exp": 15}, "HF radius r", str(tmp / "fig" / "sens.png"))
+    assert png is not None and Path(png).exists()
+
+
+def test_evaluate_without_conditions_writes_headers(tmp_path):
+    d = tmp_path / "inference" / "exp" / "demo" / "sub-x"
+    d.mkdir(parents=True)
+    out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
+    evaluate_experiment("exp", [str(d)], *out, protocols=["honest"], honest_fpr=0.01, size_bins=[200, 800])
+    assert open(out[0]).read().startswith("experiment\tdataset\tsubject\tprotocol")
+    assert all(len(pd.read_csv(p, sep="\t")) == 0 for p in out)
+
+
+def test_evaluate_2d_stack_uses_slices_npz(tmp_path):
+    """kind '2d': (H, W, n) results, PSNR/SSIM against the slices2d npz rows named in result.json."""
+    rng = np.random.default_rng(5)
+    h = 20
+    images = rng.normal(size=(3, h, h)).astype(np.float32)  # npz rows with axial indices 30, 31, 32
+    npz = tmp_path / "FLAIR_slices2d.npz"
+    np.savez(npz, image=images, index=np.array([30, 31, 32]))
+    x = np.moveaxis(images[[2]], 0, -1)  # result holds slice 32 only
+    brain = np.zeros((h, h, 1), bool)
+    brain[3:17, 3:17] = True
+    label = np.zeros_like(brain)
+    label[8:12, 8:12] = True
+    recon = x + 0.1
+    recon[label] = x[label] - 3
+    d = tmp_path / "inference" / "e2" / "demo" / "sub-z"
+    err = _write_condition(d / "lesion", x, recon, brain, label,
+                           extra={"kind": "2d", "slices": [32], "inputs": {"slices": str(npz)}})
+    (d / "lesion" / "image.nii.gz").unlink()  # force the npz route
+    out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
+    evaluate_experiment("e2", [str(d)], *out, protocols=["per_image_best"], honest_fpr=0.01, size_bins=[10, 20])
+    seg = pd.read_csv(out[0], sep="\t").set_index("protocol")
+    healthy = brain & ~label
+    rng_ = x[healthy].max() - x[healthy].min()
+    assert seg.loc["per_image_best", "psnr"] == pytest.approx(10 * np.log10(rng_**2 / 0.01), rel=1e-4)
+    assert seg.loc["per_image_best", "dice"] == 1.0 and seg.loc["per_image_best", "assd_mm"] == 0.0
+    assert seg.loc["per_image_best", "size_class"] == "medium"  # 16 pixels
+    assert err[label].min() > err[healthy].max()

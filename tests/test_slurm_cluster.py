@@ -1,0 +1,237 @@
+"""The SLURM profile (slurm/config.yaml) on a real single-node SLURM cluster.
+
+The session fixture starts the cluster with tools/slurm_cluster/up.sh (munged, mariadbd,
+slurmdbd, slurmctld, slurmd; packages installed with apt if missing) and stops it with
+tools/slurm_cluster/down.sh at the end, also when tests fail. Needs root. Run with
+`pytest -m slurm tests/test_slurm_cluster.py`.
+
+Workflows are run through `run_snakemake_with_profile`, which uses the repository's profile
+unchanged except for the node size (`--cores` = CPUs of the test node) and a short first status
+check (the plugin waits 20 s in the profile, 2 s here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "slurm"
+UP = REPO / "tools" / "slurm_cluster" / "up.sh"
+DOWN = REPO / "tools" / "slurm_cluster" / "down.sh"
+STAND_IN = REPO / "tests" / "fixtures" / "slurm_workflow"
+STATE = Path(os.environ.get("ITERMASK_SLURM_DIR", "/tmp/itermask-slurm"))
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A running test cluster: its state directory, node size and client environment."""
+
+    state_dir: Path
+    cpus: int
+    env: dict[str, str]
+
+    @property
+    def jobcomp_log(self) -> Path:
+        return self.state_dir / "log" / "jobcomp.log"
+
+
+def _daemon_running(name: str) -> bool:
+    """True when the PID that up.sh recorded for `name` still runs that daemon."""
+    try:
+        pid = int((STATE / "run" / f"{name}.pid").read_text())
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except (OSError, ValueError):
+        return False
+    return Path(argv0.decode()).name == name
+
+
+def _client_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    env["SLURM_CONF"] = str(STATE / "etc" / "slurm.conf")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}:/usr/sbin:/sbin"
+    return env
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Start the single-node cluster for the session; stop it afterwards (if we started it)."""
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM test cluster needs root (it starts munged, mariadbd and the SLURM daemons)")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and apt-get is not available to install it")
+    already_up = all(_daemon_running(d) for d in DAEMONS)
+    t0 = time.monotonic()
+    try:
+        up = subprocess.run(["bash", str(UP)], capture_output=True, text=True, timeout=900)
+        print(up.stdout, file=sys.stderr)
+        if up.returncode != 0:
+            pytest.fail(f"tools/slurm_cluster/up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
+        print(f"slurm cluster set-up: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        yield SlurmCluster(state_dir=STATE, cpus=os.cpu_count() or 1, env=_client_env())
+    finally:
+        if not already_up:
+            down = subprocess.run(["bash", str(DOWN)], capture_output=True, text=True, timeout=180)
+            print(down.stdout, down.stderr, file=sys.stderr)
+
+
+def run_snakemake_with_profile(
+    cluster: SlurmCluster,
+    workdir: Path,
+    *args: str,
+    snakefile: Path | None = None,
+    timeout_s: float = 300,
+) -> subprocess.CompletedProcess:
+    """Run `snakemake --profile <repo>/slurm` in `workdir` on the test cluster.
+
+    `args` go to Snakemake as they are (targets, `--configfile ...`, `--config ...`). Only the
+    node size (`--cores`) and the first status check are overridden. On timeout Snakemake gets
+    SIGINT (it then cancels its SLURM jobs) and the test fails with its output.
+    """
+    cmd = [
+        str(SNAKEMAKE),
+        "--profile", str(PROFILE),
+        "--directory", str(workdir),
+        "--cores", str(cluster.cpus),
+        "--slurm-init-seconds-before-status-checks", "2",
+    ]
+    if snakefile is not None:
+        cmd += ["--snakefile", str(snakefile)]
+    cmd += list(args)
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, env=cluster.env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        pytest.fail(f"snakemake did not finish within {timeout_s} s:\n{out[-8000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def sacct_jobs(cluster: SlurmCluster, *, name: str) -> dict[str, dict[str, str]]:
+    """Accounting records (allocations only) of all jobs named `name`, keyed by job id."""
+    fields = ["JobIDRaw", "JobName", "State", "Comment", "AllocCPUS", "AllocTRES", "TimelimitRaw", "Partition"]
+    res = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "-S", "now-1days", "--name", name, "--format", ",".join(fields)],
+        env=cluster.env, capture_output=True, text=True, timeout=30, check=True,
+    )
+    rows = [dict(zip(fields, line.split("|"))) for line in res.stdout.splitlines() if line.strip()]
+    return {r["JobIDRaw"]: r for r in rows}
+
+
+def jobcomp_records(cluster: SlurmCluster) -> dict[str, dict[str, str]]:
+    """Records of the job-completion log (jobcomp/filetxt), keyed by job id."""
+    records = {}
+    for line in cluster.jobcomp_log.read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if "JobId" in fields:
+            records[fields["JobId"]] = fields
+    return records
+
+
+def run_id(output: str) -> str:
+    """The SLURM run ID that the executor gives (as job name) to every job of one run."""
+    m = re.search(r"SLURM run ID: (\S+)", output)
+    assert m, output[-4000:]
+    return m.group(1)
+
+
+def new_workdir(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty working directory for one run, and the stand-in Snakefile."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return work, STAND_IN / "Snakefile"
+
+
+def test_profile_runs_group_and_gpu_jobs_under_slurm(slurm_cluster, tmp_path):
+    """Group job (2 subjects in one SLURM job) + a gpu=1 job, all submitted through sbatch."""
+    work, snakefile = new_workdir(tmp_path)
+    t0 = time.monotonic()
+    res = run_snakemake_with_profile(slurm_cluster, work, snakefile=snakefile, timeout_s=240)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout[-8000:]
+
+    # Every output was written inside a SLURM job; both subjects' chains shared one job.
+    group_ids = set()
+    for subject in ("s1", "s2"):
+        lines = (work / "out" / "norm" / f"{subject}.txt").read_text().splitlines()
+        assert [ln.split(" slurm_job=")[0] for ln in lines] == [f"prep {subject}", f"norm {subject}"]
+        group_ids |= {ln.split(" slurm_job=")[1] for ln in lines}
+    assert len(group_ids) == 1 and group_ids != {""}, group_ids
+    (group_id,) = group_ids
+    model = json.loads((work / "out" / "model.json").read_text())
+    train_id = model["slurm_job"]
+    assert train_id and train_id != group_id
+    assert model["epochs"] == 2 and model["resumed_from_epoch"] == 0
+    assert model["cuda_visible_devices"] == "0"  # the node's (fake) GPU was allocated
+
+    # Accounting: exactly these two jobs ran for this run, both completed.
+    jobs = sacct_jobs(slurm_cluster, name=run_id(res.stdout))
+    assert set(jobs) == {group_id, train_id}, jobs
+    assert all(j["State"] == "COMPLETED" and j["Partition"] == "debug" for j in jobs.values()), jobs
+    assert jobs[train_id]["Comment"] == "rule_train"
+    assert "gres/gpu=1" in jobs[train_id]["AllocTRES"]
+    assert jobs[group_id]["Comment"].startswith("rule_subject")
+    # prep has 2 threads per subject: the group is stacked in layers to fit --cores (node size).
+    assert int(jobs[group_id]["AllocCPUS"]) == slurm_cluster.cpus
+    # The job-completion log (second record) agrees.
+    comp = jobcomp_records(slurm_cluster)
+    for job_id in (group_id, train_id):
+        assert comp[job_id]["JobState"] == "COMPLETED"
+        assert comp[job_id]["Name"] == run_id(res.stdout)
+    print(f"test A: {elapsed:.1f} s for 2 SLURM jobs", file=sys.stderr)
+
+
+def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path):
+    """SLURM kills the first training attempt at its 1-minute limit; the profile's retries
+    resubmit it and the new attempt resumes from the checkpoint instead of starting over."""
+    work, snakefile = new_workdir(tmp_path)
+    epochs = 50  # 2 s each: 100 s of work, more than the first attempt can do before SLURM kills it
+    t0 = time.monotonic()
+    res = run_snakemake_with_profile(
+        slurm_cluster, work, "out/model.json",
+        "--config", f"epochs={epochs}", "epoch_seconds=2", "first_runtime=1", "retry_runtime=5",
+        snakefile=snakefile, timeout_s=330,
+    )
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout[-8000:]
+
+    model = json.loads((work / "out" / "model.json").read_text())
+    assert model["epochs"] == epochs
+    first, *later = model["attempts"]
+    assert first["start_epoch"] == 0
+    assert later, "the training finished in its first attempt: it was never killed"
+    assert 0 < model["resumed_from_epoch"] < epochs  # resumed, not restarted
+    assert model["resumed_from_epoch"] == later[-1]["start_epoch"]
+    checkpoint = json.loads((work / "checkpoints" / "train.json").read_text())
+    assert checkpoint["epoch"] == epochs
+
+    jobs = sacct_jobs(slurm_cluster, name=run_id(res.stdout))
+    assert jobs[first["slurm_job"]]["State"] == "TIMEOUT"
+    assert jobs[first["slurm_job"]]["TimelimitRaw"] == "1"
+    assert jobs[model["slurm_job"]]["State"] == "COMPLETED"
+    assert jobs[model["slurm_job"]]["TimelimitRaw"] == "5"
+    assert len(jobs) == len(model["attempts"])  # one SLURM job per attempt, nothing else
+    assert jobcomp_records(slurm_cluster)[first["slurm_job"]]["JobState"] == "TIMEOUT"
+    print(f"test B: {elapsed:.1f} s, {len(jobs)} attempts", file=sys.stderr)
