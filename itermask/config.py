@@ -315,7 +315,6 @@ class Study:
         if m.group("k") is not None:
             sweep = art["severity"][kind]
             params[sweep["param"]] = sweep["values"][int(m.group("k"))]
-            params["severity_level"] = int(m.group("k"))
         return kind, params
 
     def conditions(self, name: str, dataset: str, subject: str) -> list[str]:

@@ -164,42 +164,50 @@ def new_workdir(tmp_path: Path) -> tuple[Path, Path]:
     return work, STAND_IN / "Snakefile"
 
 
+def _job_ids(path: Path) -> list[str]:
+    """The `slurm_job=` values written by the stand-in rules into one output."""
+    return re.findall(r"slurm_job=(\S*)", path.read_text())
+
+
 def test_profile_runs_group_and_gpu_jobs_under_slurm(slurm_cluster, tmp_path):
-    """Group job (2 subjects in one SLURM job) + a gpu=1 job, all submitted through sbatch."""
+    """Both groups of 2 subjects run as one SLURM job each; the GPU group gets the fake GPU."""
     work, snakefile = new_workdir(tmp_path)
     t0 = time.monotonic()
     res = run_snakemake_with_profile(slurm_cluster, work, snakefile=snakefile, timeout_s=240)
     elapsed = time.monotonic() - t0
     assert res.returncode == 0, res.stdout[-8000:]
 
-    # Every output was written inside a SLURM job; both subjects' chains shared one job.
-    group_ids = set()
-    for subject in ("s1", "s2"):
-        lines = (work / "out" / "norm" / f"{subject}.txt").read_text().splitlines()
-        assert [ln.split(" slurm_job=")[0] for ln in lines] == [f"prep {subject}", f"norm {subject}"]
-        group_ids |= {ln.split(" slurm_job=")[1] for ln in lines}
-    assert len(group_ids) == 1 and group_ids != {""}, group_ids
-    (group_id,) = group_ids
-    model = json.loads((work / "out" / "model.json").read_text())
-    train_id = model["slurm_job"]
-    assert train_id and train_id != group_id
-    assert model["epochs"] == 2 and model["resumed_from_epoch"] == 0
-    assert model["cuda_visible_devices"] == "0"  # the node's (fake) GPU was allocated
+    # Every output was written inside a SLURM job; each group's jobs (all subjects) shared one.
+    out = work / "out"
+    subject_ids = {j for s in ("s1", "s2") for j in _job_ids(out / "norm" / f"{s}.txt")}
+    inference_ids = {j for s in ("s1", "s2") for j in _job_ids(out / "infer" / f"{s}.txt")}
+    assert len(subject_ids) == 1 and "" not in subject_ids, subject_ids
+    assert len(inference_ids) == 1 and "" not in inference_ids, inference_ids
+    (subject_job,) = subject_ids
+    (inference_job,) = inference_ids
+    assert subject_job != inference_job
+    for s in ("s1", "s2"):
+        norm = (out / "norm" / f"{s}.txt").read_text()
+        assert norm.startswith(f"prep {s} ") and f"\nnorm {s} " in norm
+        infer = (out / "infer" / f"{s}.txt").read_text()
+        assert infer.startswith(f"synth {s} ") and infer.rstrip().endswith("gpus=0")  # fake GPU 0
 
     # Accounting: exactly these two jobs ran for this run, both completed.
-    jobs = sacct_jobs(slurm_cluster, name=run_id(res.stdout))
-    assert set(jobs) == {group_id, train_id}, jobs
+    name = run_id(res.stdout)
+    jobs = sacct_jobs(slurm_cluster, name=name)
+    assert set(jobs) == {subject_job, inference_job}, jobs
     assert all(j["State"] == "COMPLETED" and j["Partition"] == "debug" for j in jobs.values()), jobs
-    assert jobs[train_id]["Comment"] == "rule_train"
-    assert "gres/gpu=1" in jobs[train_id]["AllocTRES"]
-    assert jobs[group_id]["Comment"].startswith("rule_subject")
+    assert jobs[subject_job]["Comment"].startswith("rule_subject")
+    assert jobs[inference_job]["Comment"].startswith("rule_inference")
     # prep has 2 threads per subject: the group is stacked in layers to fit --cores (node size).
-    assert int(jobs[group_id]["AllocCPUS"]) == slurm_cluster.cpus
+    assert int(jobs[subject_job]["AllocCPUS"]) == slurm_cluster.cpus
+    assert "gres/gpu" not in jobs[subject_job]["AllocTRES"]
+    # Two GPU jobs in one group: one GPU for the group (profile: gpu=1 per SLURM job), not two.
+    assert "gres/gpu=1" in jobs[inference_job]["AllocTRES"]
     # The job-completion log (second record) agrees.
     comp = jobcomp_records(slurm_cluster)
-    for job_id in (group_id, train_id):
-        assert comp[job_id]["JobState"] == "COMPLETED"
-        assert comp[job_id]["Name"] == run_id(res.stdout)
+    for job_id in jobs:
+        assert comp[job_id]["JobState"] == "COMPLETED" and comp[job_id]["Name"] == name
     print(f"test A: {elapsed:.1f} s for 2 SLURM jobs", file=sys.stderr)
 
 
@@ -232,6 +240,8 @@ def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path
     assert jobs[first["slurm_job"]]["TimelimitRaw"] == "1"
     assert jobs[model["slurm_job"]]["State"] == "COMPLETED"
     assert jobs[model["slurm_job"]]["TimelimitRaw"] == "5"
+    assert all("gres/gpu=1" in j["AllocTRES"] for j in jobs.values())
+    assert model["cuda_visible_devices"] == "0"
     assert len(jobs) == len(model["attempts"])  # one SLURM job per attempt, nothing else
     assert jobcomp_records(slurm_cluster)[first["slurm_job"]]["JobState"] == "TIMEOUT"
     print(f"test B: {elapsed:.1f} s, {len(jobs)} attempts", file=sys.stderr)

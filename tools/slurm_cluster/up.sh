@@ -221,12 +221,20 @@ done
 
 start slurmctld slurmctld -D -f "$SLURM_CONF"
 wait_for slurmctld 60 bash -c "scontrol ping | grep -q UP"
+SLURMD_SINCE=0
+alive slurmd || SLURMD_SINCE=$(($(date +%s) - 1))
 start slurmd slurmd -D -f "$SLURM_CONF"
 
+# Ready = the node is schedulable and its state comes from the slurmd started above (not from
+# the state slurmctld recovered from an earlier run).
 node_ready() {
-    local s
+    local s since
+    alive slurmd || die "slurmd exited during start-up"
     s=$(sinfo -h -N -n "$NODE" -o %t 2>/dev/null | head -n 1)
-    [[ $s == idle || $s == mix || $s == alloc ]]
+    [[ $s == idle || $s == mix || $s == alloc ]] || return 1
+    since=$(scontrol show node "$NODE" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
+    [[ -n $since && $since != None ]] || return 1
+    (($(date -d "$since" +%s 2>/dev/null || echo 0) >= SLURMD_SINCE))
 }
 deadline=$((SECONDS + WAIT_S))
 until node_ready; do
