@@ -82,3 +82,10 @@ def test_rerun_is_complete_and_resumes_after_deletion(tiny_run):
     shutil.rmtree(tiny_run / "results_tiny/inference/im3d/tiny/sub-t07")
     res = run_snakemake(tiny_run, "-n")
     assert "infer" in res.stdout and "train " not in res.stdout
+
+
+def test_html_report(tiny_run):
+    res = run_snakemake(tiny_run, "--report", "report.html", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (tiny_run / "report.html").read_text(errors="ignore")
+    assert "segmentation_2d" in html and "Quality control" in html
