@@ -89,3 +89,18 @@ def test_html_report(tiny_run):
     assert res.returncode == 0, res.stderr[-3000:]
     html = (tiny_run / "report.html").read_text(errors="ignore")
     assert "segmentation_2d" in html and "Quality control" in html
+
+
+def test_training_learns_and_lesions_have_higher_error(tiny_run):
+    r = tiny_run / "results_tiny"
+    loss = pd.read_csv(r / "models/im3d/loss.tsv", sep="\t")
+    first, last = loss["loss"].iloc[:5].mean(), loss["loss"].iloc[-5:].mean()
+    assert last < 0.7 * first, (first, last)
+    ratios = []
+    for s in ("t06", "t07"):
+        d = r / f"inference/im3d/tiny/sub-{s}/lesion"
+        err = np.asarray(nib.load(d / "error.nii.gz").dataobj)
+        lab = np.asarray(nib.load(d / "label.nii.gz").dataobj) > 0
+        brain = np.asarray(nib.load(d / "brainmask.nii.gz").dataobj) > 0
+        ratios.append(err[lab & brain].mean() / err[brain & ~lab].mean())
+    assert min(ratios) > 1.0, ratios
