@@ -279,3 +279,13 @@ def qc_subject(
     fig = qc_figure(volumes, brain, label, title=f"{dataset} / sub-{subject}")
     save_figure(fig, out_png, dpi=80)
     write_json(out_json, record)
+
+
+def qc_skullstrip(image_path: str | Path, mask_path: str | Path, out_png: str | Path, *, dataset: str, subject: str) -> None:
+    """QC picture of the skull-strip: the raw head (RAS) with the native brain-mask outline."""
+    img = load_nifti(image_path, dataset=dataset, subject=subject)
+    mask = np.asarray(load_nifti(mask_path, dataset=dataset, subject=subject).dataobj) > 0
+    _check_same_shape(mask, np.asarray(img.dataobj), mask_path, dataset, subject)
+    name = Path(image_path).name.split(".")[0]
+    fig = qc_figure({name: np.asarray(img.dataobj, dtype=np.float32)}, mask, title=f"{dataset} / sub-{subject}: skull-strip")
+    save_figure(fig, out_png, dpi=80)

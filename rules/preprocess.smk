@@ -6,7 +6,13 @@ rule brain_mask:
     input:
         unpack(raw_mask_source),
     output:
-        f"{PRE}/native_brainmask.nii.gz",
+        mask=f"{PRE}/native_brainmask.nii.gz",
+        qc=report(
+            f"{R}/qc/{{dataset}}/sub-{{subject}}_skullstrip.png",
+            caption="../report/captions/qc_skullstrip.rst",
+            category="Quality control",
+            subcategory="skull-strip {dataset}",
+        ),
     params:
         method=lambda w: ds(w).mask_method,
         device=DEVICE,
