@@ -43,10 +43,10 @@ benchmark: install
 	$(BIN)/python benchmarks/bench_itermask.py
 
 slurm-up:
-	bash slurm/cluster_up.sh
+	bash tools/slurm_cluster/up.sh
 
 slurm-down:
-	bash slurm/cluster_down.sh
+	bash tools/slurm_cluster/down.sh
 
 clean:
 	rm -rf results data/demo .snakemake checkpoints report.html

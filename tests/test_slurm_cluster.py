@@ -82,7 +82,11 @@ def slurm_cluster():
         if up.returncode != 0:
             pytest.fail(f"tools/slurm_cluster/up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
         print(f"slurm cluster set-up: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-        yield SlurmCluster(state_dir=STATE, cpus=os.cpu_count() or 1, env=_client_env())
+        env = _client_env()
+        cpus = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%c"], env=env, capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()[0]
+        yield SlurmCluster(state_dir=STATE, cpus=int(cpus), env=env)
     finally:
         if not already_up:
             down = subprocess.run(["bash", str(DOWN)], capture_output=True, text=True, timeout=180)
