@@ -19,6 +19,15 @@ include: "rules/infer.smk"
 include: "rules/evaluate.smk"
 
 
+# Light aggregation rules run where Snakemake runs (a cluster job would cost more than they do).
+localrules:
+    all,
+    qc_table,
+    fixed_tau,
+    table,
+    figures,
+
+
 rule all:
     input:
         all_targets(),

@@ -249,3 +249,32 @@ def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path
     assert len(jobs) == len(model["attempts"])  # one SLURM job per attempt, nothing else
     assert jobcomp_records(slurm_cluster)[first["slurm_job"]]["JobState"] == "TIMEOUT"
     print(f"test B: {elapsed:.1f} s, {len(jobs)} attempts", file=sys.stderr)
+
+
+LOCAL_RULES = {"all", "qc_table", "fixed_tau", "table", "figures"}
+
+
+def test_tiny_pipeline_under_slurm_equals_local_run(slurm_cluster, tmp_path, tiny_run):
+    """The real pipeline (tiny config) through `--profile slurm`: every non-local job ran as a
+    SLURM job that completed, and the metrics equal those of the local run."""
+    import pandas as pd
+
+    workdir = tmp_path / "tiny_slurm"
+    workdir.mkdir()
+    res = run_snakemake_with_profile(
+        slurm_cluster, workdir, "--configfile", str(REPO / "tests/configs/tiny.yaml"),
+        snakefile=REPO / "Snakefile", timeout_s=1500,
+    )
+    assert res.returncode == 0, res.stdout[-8000:]
+    local_rules = set(re.findall(r"^localrule (\w+):", res.stdout, flags=re.M))
+    assert local_rules <= LOCAL_RULES, local_rules
+    submitted = set(re.findall(r"SLURM jobid (\d+)", res.stdout))
+    assert submitted, res.stdout[-3000:]
+    jobs = sacct_jobs(slurm_cluster, name=run_id(res.stdout))
+    assert set(jobs) == submitted
+    assert all(j["State"] == "COMPLETED" for j in jobs.values()), jobs
+    for exp in ("im3d", "im3d_fixed", "im2"):
+        for kind in ("segmentation", "detection"):
+            ours = pd.read_csv(workdir / f"results_tiny/metrics/{exp}/{kind}.tsv", sep="\t")
+            local = pd.read_csv(tiny_run / f"results_tiny/metrics/{exp}/{kind}.tsv", sep="\t")
+            pd.testing.assert_frame_equal(ours, local, check_exact=False, rtol=1e-5, atol=1e-6)
