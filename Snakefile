@@ -26,6 +26,7 @@ localrules:
     fixed_tau,
     table,
     figures,
+    sensitivity,
 
 
 rule all:

@@ -3,6 +3,14 @@
 `load_config` / `validate_config` check the structure (schema) and the meaning (references
 between sections, subject lists, patterns). `Study` answers the questions the workflow asks:
 which subjects, which files, which conditions each experiment evaluates.
+
+Sensitivity sweeps (config `sweeps:`) add derived experiments, named by `sweep_name`:
+``<experiment>__<param>_<value>`` with the value's decimal point written 'p'
+(``im2_flair__tau_percentile_60``, ``im3d_flair_seg__gamma_0p05``). `tau_percentile` and
+`gamma` sweeps reuse the base experiment's model (`model_from`) and override `infer`;
+`hf_radius` sweeps train one model per value (experiment-level `hf_radius`). Derived
+experiments only segment (no detection runs); a value equal to the base experiment's own
+setting adds no experiment (the base stands for it).
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import copy
 import glob
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -22,6 +31,11 @@ from .errors import ConfigError
 
 SPLITS = ("train", "val", "test_healthy", "test_lesion")
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9]+$")
+SWEEP_PARAMS = ("tau_percentile", "hf_radius", "gamma")
+SWEEP_METHOD = {"tau_percentile": "itermask2", "gamma": "itermask3d"}  # hf_radius: both
+DEFAULT_HF_RADIUS = 15
+DEFAULT_TAU_PERCENTILE = 80.0  # itermask.training's calibration default
+DEFAULT_GAMMA = 0.01  # itermask.inference's default
 
 
 def load_schema() -> dict:
@@ -109,6 +123,22 @@ def glob_subjects(pattern: str, sequence: str) -> list[str]:
         if m:
             found.add(m.group("subject"))
     return sorted(found)
+
+
+def sweep_value_token(value: float) -> str:
+    """Wildcard-safe text of a sweep value: plain decimal digits, 'p' for the point.
+
+    60 -> '60', 60.0 -> '60', 0.05 -> '0p05', 1e-5 -> '0p00001' (no exponent, no '-').
+    """
+    text = format(Decimal(str(value)).normalize(), "f")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        raise ConfigError(f"sweep value {value!r} must be a non-negative number")
+    return text.replace(".", "p")
+
+
+def sweep_name(experiment: str, param: str, value: float) -> str:
+    """Name of the experiment derived from `experiment` with `param` set to `value`."""
+    return f"{experiment}__{param}_{sweep_value_token(value)}"
 
 
 @dataclass(frozen=True)
@@ -239,13 +269,20 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
 
 
 class Study:
-    """The validated configuration and everything derived from it."""
+    """The validated configuration and everything derived from it.
+
+    `experiments` holds the raw entries of the config's experiments plus the experiments
+    derived from `sweeps:`; every method below works on it.
+    """
 
     def __init__(self, config: dict, base_dir: str | Path = ".") -> None:
         validate_schema(config)
         self.config = config
         self.base_dir = Path(base_dir)
         self.results = config["results_dir"].rstrip("/")
+        self.experiments: dict[str, dict] = dict(config["experiments"])
+        # (base experiment, param) -> {experiment: value}, the base at its own value first
+        self.sweeps: dict[tuple[str, str], dict[str, float]] = {}
         self._check_references()
 
     # -- datasets ---------------------------------------------------------------------
@@ -264,7 +301,7 @@ class Study:
     # -- experiments ------------------------------------------------------------------
     def experiment(self, name: str) -> dict:
         """Experiment settings: method defaults deep-merged with the experiment's own keys."""
-        exp = self.config["experiments"][name]
+        exp = self.experiments[name]
         defaults = self.config["method_defaults"].get(exp["method"], {})
         merged = deep_merge(defaults, exp)
         merged.setdefault("variant", "full")
@@ -273,18 +310,44 @@ class Study:
         merged["name"] = name
         return merged
 
+    def stored_hf_radius(self, name: str) -> int:
+        """Radius of the preprocessed HF images an experiment reads (2D slices or volumes)."""
+        pre = self.config["preprocess"]
+        if self.experiments[name]["method"] == "itermask2":
+            return int(pre.get("slices2d", {}).get("hf_radius", DEFAULT_HF_RADIUS))
+        return int(pre.get("hf_radius", DEFAULT_HF_RADIUS))
+
+    def hf_radius(self, name: str) -> int:
+        """The experiment's HF radius r: its `hf_radius`, else that of the preprocessed HF."""
+        exp = self.experiments[name]
+        return int(exp["hf_radius"]) if "hf_radius" in exp else self.stored_hf_radius(name)
+
+    def setting(self, name: str, param: str) -> float:
+        """Value of a sweepable setting (`SWEEP_PARAMS`) for an experiment, defaults applied."""
+        if param == "hf_radius":
+            return float(self.hf_radius(name))
+        default = {"tau_percentile": DEFAULT_TAU_PERCENTILE, "gamma": DEFAULT_GAMMA}[param]
+        return float(self.experiment(name).get("infer", {}).get(param, default))
+
     def model_experiment(self, name: str) -> str:
         """The experiment whose trained model `name` uses (follows model_from)."""
         seen = [name]
-        while "model_from" in self.config["experiments"][seen[-1]]:
-            nxt = self.config["experiments"][seen[-1]]["model_from"]
+        while "model_from" in self.experiments[seen[-1]]:
+            nxt = self.experiments[seen[-1]]["model_from"]
             if nxt in seen:
                 raise ConfigError(f"experiments: model_from cycle {' -> '.join(seen + [nxt])}")
             seen.append(nxt)
         return seen[-1]
 
     def trained_experiments(self) -> list[str]:
-        return sorted({self.model_experiment(e) for e in self.config["experiments"]})
+        return sorted({self.model_experiment(e) for e in self.experiments})
+
+    def sweep_members(self, experiment: str, param: str) -> dict[str, float]:
+        """Experiments of one sweep (the base at its own value included) -> swept value."""
+        try:
+            return dict(self.sweeps[(experiment, param)])
+        except KeyError:
+            raise ConfigError(f"no sweep of '{param}' for experiment '{experiment}' in config 'sweeps'") from None
 
     def test_datasets(self, name: str, kind: str) -> list[str]:
         """Datasets an experiment runs on for `kind` ('detect' or 'segment')."""
@@ -343,7 +406,116 @@ class Study:
                     pairs.append((d, s))
         return pairs
 
+    # -- sweeps -----------------------------------------------------------------------
+    def _derived_entry(self, base: str, param: str, value: float) -> dict:
+        """Raw experiment entry of `base` with `param` = `value` (see the module docstring)."""
+        entry = copy.deepcopy(self.experiments[base])
+        entry["detect"] = False
+        entry["label"] = f"{entry.get('label', base)} ({param} {value:g})"
+        if param == "hf_radius":
+            owner = self.experiments[self.model_experiment(base)]
+            entry.pop("model_from", None)
+            for key in ("network", "train"):  # train as the model the base uses was trained
+                if key in owner:
+                    entry[key] = copy.deepcopy(owner[key])
+                else:
+                    entry.pop(key, None)
+            entry["hf_radius"] = int(value)
+        else:
+            entry["model_from"] = base
+            entry["infer"] = {**entry.get("infer", {}), param: value}
+        return entry
+
+    def _add_sweeps(self) -> list[str]:
+        """Add the experiments of config `sweeps:`; return the derived names."""
+        derived: list[str] = []
+        for i, sweep in enumerate(self.config.get("sweeps", [])):
+            base, param, values = sweep["experiment"], sweep["param"], sweep["values"]
+            where = f"config key 'sweeps.{i}'"
+            if base not in self.config["experiments"]:
+                raise ConfigError(f"{where}.experiment: '{base}' is not an experiment")
+            if (base, param) in self.sweeps:
+                raise ConfigError(f"{where}: a second sweep of '{param}' for '{base}' (give all values in one)")
+            exp = self.experiment(base)
+            if param in SWEEP_METHOD and exp["method"] != SWEEP_METHOD[param]:
+                raise ConfigError(f"{where}.param: '{param}' is a setting of {SWEEP_METHOD[param]}, "
+                                  f"'{base}' is {exp['method']}")
+            if param == "hf_radius" and exp["variant"] == "no_freq":
+                raise ConfigError(f"{where}.param: '{base}' is a no_freq experiment: it has no HF input")
+            if not self.test_datasets(base, "segment"):
+                raise ConfigError(f"{where}.experiment: '{base}' does not segment (segment: false); "
+                                  "sweeps compare segmentation")
+            for v in values:
+                if param == "tau_percentile" and not (float(v).is_integer() and 1 <= v <= 99):
+                    raise ConfigError(f"{where}.values: tau_percentile {v!r} must be an integer 1..99 "
+                                      "(training stores the validation error quantiles at integer percentiles)")
+                if param == "hf_radius" and not float(v).is_integer():
+                    raise ConfigError(f"{where}.values: hf_radius {v!r} must be an integer")
+                if param == "gamma" and v <= 0:
+                    raise ConfigError(f"{where}.values: gamma {v!r} must be > 0")
+            own = self.setting(base, param)
+            members = {base: own}
+            for v in values:
+                if float(v) == own:
+                    continue  # the base experiment is this point
+                name = sweep_name(base, param, v)
+                if name in self.experiments:
+                    raise ConfigError(f"{where}.values: derived experiment '{name}' already exists "
+                                      "(repeated value, or an experiment of that name)")
+                self.experiments[name] = self._derived_entry(base, param, v)
+                members[name] = float(v)
+                derived.append(name)
+            self.sweeps[(base, param)] = members
+        return derived
+
     # -- checks -----------------------------------------------------------------------
+    def _check_experiment(self, name: str) -> None:
+        cfg = self.config
+        datasets = cfg["datasets"]
+        art = cfg.get("artefacts", {})
+        exp = self.experiments[name]
+        where = f"config key 'experiments.{name}'"
+        if exp["dataset"] not in datasets:
+            raise ConfigError(f"{where}.dataset: '{exp['dataset']}' is not a dataset ({', '.join(datasets)})")
+        if exp["method"] not in cfg["method_defaults"]:
+            raise ConfigError(f"{where}.method: no method_defaults.{exp['method']} section")
+        if "model_from" in exp:
+            src = exp["model_from"]
+            if src not in self.experiments:
+                raise ConfigError(f"{where}.model_from: '{src}' is not an experiment")
+            src_exp = self.experiments[src]
+            same = ("method", "dataset", "sequence")
+            if any(src_exp.get(k) != exp.get(k) for k in same):
+                raise ConfigError(f"{where}.model_from: '{src}' must have the same method, dataset and sequence")
+            if exp.get("variant", "full") == "no_freq" or src_exp.get("variant", "full") == "no_freq":
+                if exp.get("variant", "full") != src_exp.get("variant", "full"):
+                    raise ConfigError(f"{where}.model_from: a no_freq model cannot be shared with other variants")
+            if self.hf_radius(name) != self.hf_radius(src):
+                raise ConfigError(f"{where}.hf_radius: {self.hf_radius(name)} differs from the radius of "
+                                  f"model_from '{src}' ({self.hf_radius(src)})")
+        for kind in ("detect", "segment"):
+            value = exp.get(kind, False)
+            for d in (value if isinstance(value, list) else []):
+                if d not in datasets:
+                    raise ConfigError(f"{where}.{kind}: '{d}' is not a dataset")
+        merged = self.experiment(name)
+        for d in [exp["dataset"]] + self.test_datasets(name, "segment") + self.test_datasets(name, "detect"):
+            if exp["sequence"] not in datasets[d]["sequences"]:
+                raise ConfigError(f"{where}.sequence: '{exp['sequence']}' is not a sequence of dataset '{d}'")
+        infer = merged.get("infer", {})
+        if merged["method"] == "itermask3d" and infer.get("threshold") == "fixed" and infer.get("fixed_tau") is None:
+            if "model_from" not in exp:
+                raise ConfigError(
+                    f"{where}.infer: threshold 'fixed' needs fixed_tau or model_from (its validation taus give the median)"
+                )
+        if self.test_datasets(name, "detect") and "other_sequence" in art.get("types", []):
+            other = art.get("other_sequence")
+            for d in self.test_datasets(name, "detect"):
+                if other is None or other not in datasets[d]["sequences"] or other == exp["sequence"]:
+                    raise ConfigError(
+                        f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset '{d}'"
+                    )
+
     def _check_references(self) -> None:
         cfg = self.config
         datasets = cfg["datasets"]
@@ -353,54 +525,23 @@ class Study:
         for t in art.get("severity", {}):
             if t not in art.get("types", []):
                 raise ConfigError(f"config key 'artefacts.severity.{t}': '{t}' is not in artefacts.types")
-        for name, exp in cfg["experiments"].items():
-            where = f"config key 'experiments.{name}'"
-            if exp["dataset"] not in datasets:
-                raise ConfigError(f"{where}.dataset: '{exp['dataset']}' is not a dataset ({', '.join(datasets)})")
-            if exp["method"] not in cfg["method_defaults"]:
-                raise ConfigError(f"{where}.method: no method_defaults.{exp['method']} section")
-            if "model_from" in exp:
-                src = exp["model_from"]
-                if src not in cfg["experiments"]:
-                    raise ConfigError(f"{where}.model_from: '{src}' is not an experiment")
-                src_exp = cfg["experiments"][src]
-                same = ("method", "dataset", "sequence")
-                if any(src_exp.get(k) != exp.get(k) for k in same):
-                    raise ConfigError(f"{where}.model_from: '{src}' must have the same method, dataset and sequence")
-                if exp.get("variant", "full") == "no_freq" or src_exp.get("variant", "full") == "no_freq":
-                    if exp.get("variant", "full") != src_exp.get("variant", "full"):
-                        raise ConfigError(f"{where}.model_from: a no_freq model cannot be shared with other variants")
-            for kind in ("detect", "segment"):
-                value = exp.get(kind, False)
-                for d in (value if isinstance(value, list) else []):
-                    if d not in datasets:
-                        raise ConfigError(f"{where}.{kind}: '{d}' is not a dataset")
-            merged = self.experiment(name)
-            for d in [exp["dataset"]] + self.test_datasets(name, "segment") + self.test_datasets(name, "detect"):
-                if exp["sequence"] not in datasets[d]["sequences"]:
-                    raise ConfigError(f"{where}.sequence: '{exp['sequence']}' is not a sequence of dataset '{d}'")
-            infer = merged.get("infer", {})
-            if merged["method"] == "itermask3d" and infer.get("threshold") == "fixed" and infer.get("fixed_tau") is None:
-                if "model_from" not in exp:
-                    raise ConfigError(
-                        f"{where}.infer: threshold 'fixed' needs fixed_tau or model_from (its validation taus give the median)"
-                    )
-            if self.test_datasets(name, "detect") and "other_sequence" in art.get("types", []):
-                other = art.get("other_sequence")
-                for d in self.test_datasets(name, "detect"):
-                    if other is None or other not in datasets[d]["sequences"] or other == exp["sequence"]:
-                        raise ConfigError(
-                            f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset '{d}'"
-                        )
+        if "sensitivity" in cfg["experiments"]:
+            raise ConfigError("config key 'experiments.sensitivity': the name is reserved (figures/sensitivity/ "
+                              "holds the sweeps' figures)")
+        for name in cfg["experiments"]:
+            self._check_experiment(name)
+        for name in self._add_sweeps():
+            self._check_experiment(name)
         for table in cfg.get("tables", []):
             for e in table["experiments"]:
-                if e not in cfg["experiments"]:
+                if e not in self.experiments:
                     raise ConfigError(f"config key 'tables' ({table['name']}): '{e}' is not an experiment")
         # resolve datasets now so subject-list problems surface at parse time
         _ = self.datasets
-        for name in cfg["experiments"]:
-            ds = self.datasets[cfg["experiments"][name]["dataset"]]
-            if not ds.splits.get("train") and name in self.trained_experiments():
+        trained = self.trained_experiments()
+        for name, exp in self.experiments.items():
+            ds = self.datasets[exp["dataset"]]
+            if not ds.splits.get("train") and name in trained:
                 raise ConfigError(f"config key 'experiments.{name}': dataset '{ds.name}' has no 'train' split")
 
 

@@ -14,6 +14,19 @@ Three kinds of conditions, chosen by the model's method and the condition's inpu
 Detection scores (result.json ``scores``): ``mask_size_fraction`` = final mask voxels /
 brain voxels, ``mask_size_voxels``, ``brain_voxels``, ``mean_error`` = mean error over
 brain voxels; ``score`` is the one named by cfg ``score`` (mask_size -> the fraction).
+
+IterMask2's tau: the model's calibration tau (``meta["calibration"]["tau"]``, the validation
+error quantile at the percentile training was configured with). When cfg ``tau_percentile``
+names another percentile, tau is the validation error quantile at that percentile, read from
+the quantiles training stores at every integer percentile 1..99
+(``meta["calibration"]["quantiles"]``): a tau-percentile sweep needs no retraining. A model
+without them (trained before they were stored) raises InputError for another percentile.
+
+High-frequency radius: cfg ``hf_radius`` (set by the workflow only when the experiment's
+radius differs from that of the preprocessed HF inputs) makes inference recompute the HF
+images of 3D volumes and 2D slice files from their images at that radius, which must be the
+model's (``meta["hf_radius"]``); result.json records ``hf_radius`` and ``hf_recomputed``.
+Slice-wise runs always compute HF at the model's radius.
 """
 from __future__ import annotations
 
@@ -105,6 +118,60 @@ def _input_variant(cfg_variant: str, meta: Mapping[str, Any], model_path: str) -
             f"model, but the model was trained as '{model_variant}'", path=model_path,
         )
     return "no_freq" if model_variant == "no_freq" else "full"
+
+
+def itermask2_tau(meta: Mapping[str, Any], percentile: float | None, model_path: str = "") -> tuple[float, float | None]:
+    """(tau, percentile) of an IterMask2 model for cfg ``tau_percentile`` (module docstring)."""
+    cal = meta.get("calibration") or {}
+    if cal.get("tau") is None:
+        raise InputError("IterMask2 model has no calibration tau (meta['calibration']['tau'])", path=model_path)
+    own = None if cal.get("percentile") is None else float(cal["percentile"])
+    if percentile is None or (own is not None and float(percentile) == own):
+        return float(cal["tau"]), own
+    pcts, values = cal.get("quantile_percentiles"), cal.get("quantiles")
+    if not pcts or not values:
+        raise InputError(f"infer.tau_percentile {percentile:g} differs from the model's calibration percentile "
+                         f"{own} and the model stores no per-percentile quantiles (trained before they were "
+                         "stored): retrain it, or use its own percentile", path=model_path)
+    table = {float(p): float(v) for p, v in zip(pcts, values)}
+    if float(percentile) not in table:
+        raise ConfigError(f"infer.tau_percentile {percentile:g}: the model stores quantiles at integer "
+                          f"percentiles {int(min(table))}..{int(max(table))} only")
+    return table[float(percentile)], float(percentile)
+
+
+def _recompute_radius(cfg: Mapping[str, Any], meta: Mapping[str, Any], model_path: str) -> int | None:
+    """Radius to recompute the HF inputs at (cfg ``hf_radius``, checked against the model), or None."""
+    if cfg.get("hf_radius") is None:
+        return None
+    radius = int(cfg["hf_radius"])
+    if meta.get("hf_radius") is not None and int(meta["hf_radius"]) != radius:
+        raise InputError(f"experiment hf_radius {radius}, but the model was trained with HF radius "
+                         f"{int(meta['hf_radius'])}", path=model_path)
+    return radius
+
+
+def high_frequency_stack(images: list[np.ndarray], radius: int, ndim: int, device: torch.device,
+                         batch_size: int) -> list[np.ndarray]:
+    """HF images (over the last ``ndim`` axes) of arrays of one shape, in batches on ``device``."""
+    from .highfreq import high_frequency_torch
+
+    if not images:
+        return []
+    x = np.stack([np.asarray(a, dtype=np.float32) for a in images])
+    out = [high_frequency_torch(torch.from_numpy(x[i:i + batch_size]).to(device), radius, ndim=ndim).cpu().numpy()
+           for i in range(0, len(x), max(1, batch_size))]
+    return list(np.concatenate(out))
+
+
+def _recompute_volume_hf(vols: list[dict[str, Any]], radius: int, device: torch.device, batch_size: int) -> None:
+    """Replace each volume's ``hf`` by the HF of its image at ``radius`` (grouped by shape)."""
+    by_shape: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+    for v in vols:
+        by_shape.setdefault(v["image"].shape, []).append(v)
+    for group in by_shape.values():
+        for v, hf in zip(group, high_frequency_stack([v["image"] for v in group], radius, 3, device, batch_size)):
+            v["hf"] = hf
 
 
 def _fixed_tau(cfg: Mapping[str, Any], fixed_tau_path: str | None) -> tuple[float, str]:
@@ -391,8 +458,16 @@ def infer_subject(
 
     vols = {n: _load_volume_inputs(n, c) for n, c in conditions.items() if "slices" not in c}
     npzs = {n: _load_npz_inputs(n, c) for n, c in conditions.items() if "slices" in c}
+    radius = _recompute_radius(cfg, meta, model_path)
+    if radius is not None:
+        batch = max(1, int(cfg.get("batch_size", 4)))
+        if method == "itermask3d":
+            _recompute_volume_hf(list(vols.values()), radius, dev, batch)
+        for d in npzs.values():
+            d["hf"] = np.stack(high_frequency_stack(list(d["image"]), radius, 2, dev, batch))
+        log(f"[infer] HF images recomputed at radius {radius} (model's radius)")
     common = {"method": method, "variant": variant, "model": str(model_path), "device": str(dev),
-              "base_seed": int(seed)}
+              "base_seed": int(seed), "hf_radius": meta.get("hf_radius"), "hf_recomputed": radius is not None}
 
     with atomic_dir(out_dir) as tmp:
         if method == "itermask3d":
@@ -458,11 +533,7 @@ def _infer_itermask3d(model, vols, cfg, tmp: Path, subject_dir, seed, input_vari
 
 def _infer_itermask2(models, meta, vols, npzs, cfg, tmp: Path, subject_dir, seed, input_variant, dev, common,
                      log) -> None:
-    try:
-        tau = float(meta["calibration"]["tau"])
-    except (KeyError, TypeError) as exc:
-        raise InputError("IterMask2 model has no calibration tau (meta['calibration']['tau'])",
-                         path=common["model"]) from exc
+    tau, tau_percentile = itermask2_tau(meta, cfg.get("tau_percentile"), common["model"])
     params = _itermask2_params(cfg)
     size = _model_size(meta)
     pieces, kinds = [], []
@@ -486,6 +557,7 @@ def _infer_itermask2(models, meta, vols, npzs, cfg, tmp: Path, subject_dir, seed
     score = cfg.get("score", "mask_size")
     for (kind, name), res, piece in zip(kinds, per_input, pieces):
         base = {**common, "kind": kind, "condition": name, "tau": tau, "threshold": "calibration",
+                "tau_percentile": tau_percentile,
                 "first_step_percentile": params["first_percentile"], "tol": params["tol"],
                 "max_iterations": params["max_iterations"], "seeds": piece[3],
                 "iterations": [q.iterations for q in res], "shrinks": [q.shrinks for q in res],
@@ -556,8 +628,11 @@ def rethreshold(
             raise InputError("input of the original run not found (run from the pipeline's working directory, "
                              "where the relative paths of result.json resolve)", path=p)
     t0 = time.perf_counter()
+    recompute = int(prev["hf_radius"]) if prev.get("hf_recomputed") else None
     if kind == "3d":
         vol = _load_volume_inputs(prev["condition"], prev["inputs"])
+        if recompute is not None:
+            _recompute_volume_hf([vol], recompute, dev, 1)
         (r,) = _run_3d(models["masked"], [vol], [int(prev["seed"])], input_variant=input_variant, percents=(),
                        choose_tau=lambda _c: (tau, None), tol=float(prev["tol"]),
                        max_iterations=int(prev["max_iterations"]), batch_size=1, device=dev)
@@ -572,6 +647,8 @@ def rethreshold(
             piece = (sl["image"], sl["hf"], sl["brain"], [int(s) for s in prev["seeds"]])
         else:
             d = _load_npz_inputs(prev["condition"], prev["inputs"])
+            if recompute is not None:
+                d["hf"] = np.stack(high_frequency_stack(list(d["image"]), recompute, 2, dev, 64))
             piece = (d["image"], d["hf"], d["brain"], [int(s) for s in prev["seeds"]])
         (res,) = _run_itermask2_pooled(models, [piece], tau=tau, input_variant=input_variant, params=params,
                                        device=dev)

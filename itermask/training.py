@@ -382,6 +382,29 @@ def calibration_tau(errors: np.ndarray, percentile: float) -> float:
     return float(np.percentile(errors, percentile))
 
 
+CALIBRATION_PERCENTILES = tuple(range(1, 100))
+
+
+def calibration_quantiles(errors: np.ndarray) -> list[float]:
+    """The same quantiles as `calibration_tau` at every integer percentile 1..99, so inference
+    can use another tau percentile without retraining (``itermask.inference``)."""
+    if errors.size == 0:
+        raise InputError("no masked validation pixels to calibrate tau")
+    return [float(q) for q in np.percentile(errors, CALIBRATION_PERCENTILES)]
+
+
+def recompute_hf(data: Samples, radius: int, device: torch.device, batch_size: int | None = None) -> Samples:
+    """`data` with its HF images recomputed from the images at `radius` (batched, on `device`;
+    default batches: 4 volumes or 256 slices)."""
+    from .highfreq import high_frequency_torch
+
+    ndim = len(data.spatial)
+    batch_size = batch_size or (4 if ndim == 3 else 256)
+    chunks = [high_frequency_torch(data.image[i:i + batch_size].to(device), int(radius), ndim=ndim).cpu()
+              for i in range(0, len(data), batch_size)]
+    return Samples(data.image, torch.cat(chunks), data.brain, data.names)
+
+
 # --------------------------------------------------------------------------------------
 # Outputs
 
@@ -446,6 +469,13 @@ def train_experiment(
 ) -> None:
     """Train the model(s) of one experiment and write model, loss table/plot (and calibration).
 
+    `hf_radius` is the radius of the HF images in the items (preprocessing). The model's
+    radius is ``cfg["hf_radius"]`` (default: the same); when it differs, the HF images are
+    recomputed from the images at the model's radius (``highfreq.high_frequency_torch``,
+    batched on the device) and the stored ones are not used. The model meta records the
+    model's radius. IterMask2 calibration stores tau at ``infer.tau_percentile`` and the
+    validation error quantiles at every integer percentile 1..99.
+
     `max_steps_this_run` (testing hook) stops after that many steps of this run without
     writing outputs, as if the job had been killed.
     """
@@ -461,6 +491,14 @@ def train_experiment(
         raise InputError("itermask2 needs validation slices (healthy) to calibrate tau; none were given")
     if val is not None and val.spatial != data.spatial:
         raise InputError(f"validation size {val.spatial} differs from training size {data.spatial}")
+    model_radius = int(cfg.get("hf_radius", hf_radius))
+    dev = resolve_device(device)
+    if model_radius != int(hf_radius):
+        if model_radius < 0:
+            raise ConfigError(f"hf_radius must be >= 0, got {model_radius}")
+        data = recompute_hf(data, model_radius, dev)
+        val = recompute_hf(val, model_radius, dev) if val is not None else None
+        log(f"HF images recomputed at radius {model_radius} (stored inputs: radius {hf_radius})")
     net_cfg = dict(cfg.get("network", {}))
     if method == "itermask2":
         if data.spatial[0] != data.spatial[1]:
@@ -480,9 +518,8 @@ def train_experiment(
     n_steps = total_steps(settings, len(data))
     batch_size = int(settings["batch_size"])
     every = int(settings["checkpoint_every"])
-    chash = config_hash(method, variant, net_cfg, settings, int(seed), int(hf_radius),
+    chash = config_hash(method, variant, net_cfg, settings, int(seed), model_radius,
                         train_items, val_items)
-    dev = resolve_device(device)
     precision = pick_precision(dev.type)
     infer_cfg = cfg.get("infer", {}) or {}
     eval_batch = int(infer_cfg.get("batch_size", batch_size))
@@ -591,7 +628,7 @@ def train_experiment(
         final = emas if emas else models
         meta: dict[str, Any] = {
             "method": method, "variant": variant, "spatial_dims": 3 if method == "itermask3d" else 2,
-            "image_shape": list(data.spatial), "hf_radius": int(hf_radius), "network": net_cfg,
+            "image_shape": list(data.spatial), "hf_radius": model_radius, "network": net_cfg,
             "in_channels": {k: in_channels(v) for k, v in variants.items()}, "variants": variants,
             "steps": n_steps, "seed": int(seed), "config_hash": chash, "train": settings,
             "weights": "ema" if emas else "final",
@@ -601,7 +638,8 @@ def train_experiment(
             _, errs = evaluate(final["masked"], variant, val, seed, eval_batch, dev, precision, True)
             tau = calibration_tau(errs, pct)
             meta["calibration"] = {"tau": tau, "percentile": pct, "n_slices": len(val), "n_pixels": int(errs.size),
-                                   "seed": int(seed)}
+                                   "seed": int(seed), "quantile_percentiles": list(CALIBRATION_PERCENTILES),
+                                   "quantiles": calibration_quantiles(errs)}
             log(f"[{name}] calibration tau = {tau:.4g} ({pct:g}th percentile of {errs.size} masked pixels)")
             if out_calibration is not None:
                 write_json(out_calibration, meta["calibration"])

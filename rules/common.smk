@@ -26,6 +26,7 @@ wildcard_constraints:
     subject="[A-Za-z0-9]+",
     sequence="[A-Za-z0-9]+",
     experiment="[A-Za-z0-9_]+",
+    param="tau_percentile|hf_radius|gamma",
     artefact="[a-z_0-9]+(-s[0-9]+)?",
     name="[A-Za-z0-9_]+",
 
@@ -95,11 +96,19 @@ def qc_targets():
     return out
 
 
+def sensitivity_targets():
+    return [f"{R}/figures/sensitivity/{exp}_{param}.png" for exp, param in STUDY.sweeps]
+
+
 def all_targets():
+    """QC, metrics of every experiment (sweeps' derived ones included), per-experiment figures
+    of the configured experiments, sensitivity figures, tables."""
     targets = qc_targets()
-    for exp in STUDY.config["experiments"]:
+    for exp in STUDY.experiments:
         targets.append(f"{R}/metrics/{exp}/segmentation.tsv")
+    for exp in STUDY.config["experiments"]:
         targets.append(f"{R}/figures/{exp}")
+    targets += sensitivity_targets()
     for table in STUDY.config.get("tables", []):
         targets += [f"{R}/tables/{table['name']}.{ext}" for ext in ("md", "csv", "tex")]
     return targets
@@ -165,6 +174,9 @@ def infer_settings(wildcards):
     exp = STUDY.experiment(wildcards.experiment)
     cfg = dict(exp.get("infer", {}))
     cfg.update(method=exp["method"], variant=exp["variant"])
+    radius = STUDY.hf_radius(wildcards.experiment)
+    if radius != STUDY.stored_hf_radius(wildcards.experiment):
+        cfg["hf_radius"] = radius  # the stored HF inputs are at another radius: recompute at this one
     return cfg
 
 
@@ -197,6 +209,11 @@ def train_items(experiment, split):
 def train_inputs(wildcards):
     items = train_items(wildcards.experiment, "train") + train_items(wildcards.experiment, "val")
     return sorted({v for item in items for k, v in item.items() if k != "subject"})
+
+
+def sensitivity_inputs(wildcards):
+    members = STUDY.sweep_members(wildcards.experiment, wildcards.param)
+    return {e: f"{R}/metrics/{e}/segmentation.tsv" for e in members}
 
 
 def table_spec(name):

@@ -75,3 +75,28 @@ rule table:
         runtime=5,
     script:
         "../workflow_scripts/table.py"
+
+
+rule sensitivity:
+    input:
+        unpack(sensitivity_inputs),
+    output:
+        report(
+            f"{R}/figures/sensitivity/{{experiment}}_{{param}}.png",
+            caption="../report/captions/sensitivity.rst",
+            category="Figures",
+            subcategory="sensitivity",
+        ),
+    params:
+        values=lambda w: STUDY.sweep_members(w.experiment, w.param),
+        protocols=config.get("evaluation", {}).get("protocols", ["honest"]),
+    log:
+        f"{R}/logs/sensitivity/{{experiment}}_{{param}}.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/sensitivity.py"

@@ -19,11 +19,9 @@ rule train:
         val=lambda w: train_items(w.experiment, "val"),
         checkpoint_dir=lambda w: f"checkpoints/{w.experiment}",
         seed=SEED,
-        hf_radius=lambda w: (
-            config["preprocess"].get("slices2d", {}).get("hf_radius", 15)
-            if STUDY.experiment(w.experiment)["method"] == "itermask2"
-            else config["preprocess"].get("hf_radius", 15)
-        ),
+        # radius of the preprocessed HF inputs; the model's radius is settings["hf_radius"]
+        # (experiment-level, default the same): training recomputes HF when they differ
+        hf_radius=lambda w: STUDY.stored_hf_radius(w.experiment),
     log:
         f"{R}/logs/train/{{experiment}}.log",
     benchmark:

@@ -140,3 +140,96 @@ def test_glob_subjects_anchors_whole_path(tmp_path):
     (tmp_path / "sub-01_T1w.nii.gz").write_bytes(b"")
     (tmp_path / "sub-01_T1w.nii.gz.bak").write_bytes(b"")
     assert glob_subjects(str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "T1w") == ["01"]
+
+
+def test_sweep_value_token_and_name():
+    from itermask.config import sweep_name, sweep_value_token
+
+    assert [sweep_value_token(v) for v in (60, 60.0, 0.05, 0.1, 2.5, 1e-5, 100)] == [
+        "60", "60", "0p05", "0p1", "2p5", "0p00001", "100"]
+    assert sweep_name("im2_flair", "tau_percentile", 60) == "im2_flair__tau_percentile_60"
+    with pytest.raises(ConfigError, match="non-negative"):
+        sweep_value_token(-1)
+
+
+def test_sweeps_expand_into_derived_experiments(demo_config):
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["im3d_flair"]["infer"] = {"gamma": 0.05}
+    cfg["sweeps"] = [
+        {"experiment": "im2_flair", "param": "tau_percentile", "values": [60, 80, 90]},
+        {"experiment": "im2_flair", "param": "hf_radius", "values": [5, 15]},
+        {"experiment": "im3d_flair_fixedtau", "param": "gamma", "values": [0.02, 0.1]},
+        {"experiment": "im3d_flair", "param": "hf_radius", "values": [10]},
+    ]
+    study = Study(cfg, base_dir=ROOT)
+    derived = [e for e in study.experiments if e not in cfg["experiments"]]
+    assert derived == ["im2_flair__tau_percentile_60", "im2_flair__tau_percentile_90", "im2_flair__hf_radius_5",
+                       "im3d_flair_fixedtau__gamma_0p02", "im3d_flair_fixedtau__gamma_0p1",
+                       "im3d_flair__hf_radius_10"]
+    # the base's own value (tau 80 from method_defaults, r 15 from preprocess) is the base point
+    assert study.sweep_members("im2_flair", "tau_percentile") == {
+        "im2_flair": 80.0, "im2_flair__tau_percentile_60": 60.0, "im2_flair__tau_percentile_90": 90.0}
+    assert study.sweep_members("im2_flair", "hf_radius") == {"im2_flair": 15.0, "im2_flair__hf_radius_5": 5.0}
+    assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.01
+    # tau / gamma: same model, only infer differs; detection is not run
+    tau60 = study.experiment("im2_flair__tau_percentile_60")
+    assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair"
+    assert tau60["infer"]["tau_percentile"] == 60 and tau60["infer"]["first_step_percentile"] == 40
+    assert tau60["detect"] is False and tau60["segment"] is True and tau60["sequence"] == "FLAIR"
+    g = study.experiment("im3d_flair_fixedtau__gamma_0p1")
+    assert g["infer"]["gamma"] == 0.1 and g["infer"]["threshold"] == "fixed"
+    assert study.model_experiment("im3d_flair_fixedtau__gamma_0p1") == "im3d_flair"
+    # hf_radius: a model of its own at that radius
+    r5 = study.experiment("im2_flair__hf_radius_5")
+    assert study.model_experiment("im2_flair__hf_radius_5") == "im2_flair__hf_radius_5"
+    assert r5["hf_radius"] == 5 and study.hf_radius("im2_flair__hf_radius_5") == 5
+    assert study.hf_radius("im2_flair") == study.stored_hf_radius("im2_flair__hf_radius_5") == 15
+    assert study.experiment("im3d_flair__hf_radius_10")["infer"]["gamma"] == 0.05
+    assert "hf_radius" not in study.experiment("im2_flair")  # configured experiments unchanged
+    assert study.trained_experiments() == ["im2_flair", "im2_flair__hf_radius_5", "im3d_flair",
+                                           "im3d_flair__hf_radius_10", "im3d_flair_nofreq"]
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d11") == []  # no detection
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d14") == ["lesion"]
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d09") == ["val"]
+    assert ("demo", "d14") in study.inference_subjects("im2_flair__tau_percentile_60")
+
+
+def test_hf_radius_sweep_of_a_shared_model_trains_like_its_owner(demo_config):
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["im3d_flair"]["train"] = {"steps": 7}
+    cfg["sweeps"] = [{"experiment": "im3d_flair_nospatial", "param": "hf_radius", "values": [9]}]
+    study = Study(cfg, base_dir=ROOT)
+    entry = study.experiments["im3d_flair_nospatial__hf_radius_9"]
+    assert "model_from" not in entry and entry["train"] == {"steps": 7} and entry["variant"] == "no_spatial"
+
+
+def test_sweep_errors(demo_config):
+    def fails(sweep, match, **exp_changes):
+        cfg = copy.deepcopy(demo_config)
+        for name, entry in exp_changes.items():
+            cfg["experiments"][name].update(entry)
+        cfg["sweeps"] = [sweep] if isinstance(sweep, dict) else sweep
+        with pytest.raises(ConfigError, match=match):
+            Study(cfg, base_dir=ROOT)
+
+    fails({"experiment": "nope", "param": "gamma", "values": [0.1]}, "'nope' is not an experiment")
+    fails({"experiment": "im3d_flair", "param": "tau_percentile", "values": [60]}, "setting of itermask2")
+    fails({"experiment": "im2_flair", "param": "gamma", "values": [0.1]}, "setting of itermask3d")
+    fails({"experiment": "im2_flair", "param": "tau_percentile", "values": [62.5]}, "integer 1..99")
+    fails({"experiment": "im2_flair", "param": "tau_percentile", "values": [100]}, "integer 1..99")
+    fails({"experiment": "im3d_flair", "param": "hf_radius", "values": [7.5]}, "must be an integer")
+    fails({"experiment": "im3d_flair_nofreq", "param": "hf_radius", "values": [5]}, "no_freq")
+    fails({"experiment": "im2_flair", "param": "tau_percentile", "values": [60, 60.0]}, "already exists")
+    fails([{"experiment": "im2_flair", "param": "tau_percentile", "values": [60]}] * 2, "second sweep")
+    fails({"experiment": "im2_flair", "param": "tau_percentile", "values": [60]}, "does not segment",
+          im2_flair={"segment": False})
+    fails({"experiment": "im2_flair", "param": "radius", "values": [60]}, r"sweeps\.0\.param")
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["sensitivity"] = cfg["experiments"]["im2_flair"]
+    with pytest.raises(ConfigError, match="reserved"):
+        Study(cfg, base_dir=ROOT)
+    # a model shared across HF radii is refused
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
+    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair' \(15\)"):
+        Study(cfg, base_dir=ROOT)

@@ -46,6 +46,11 @@ def test_demo_config_dry_run(tmp_path):
     assert counts["demo_data"] == 1
     assert counts["brain_mask"] == len(Study(cfg, base_dir=ROOT).datasets["demo"].subjects)
     assert counts["table"] == len(cfg["tables"])
+    # sensitivity sweeps: one figure per sweep, fed by the derived experiments' metrics
+    assert counts["sensitivity"] == len(cfg["sweeps"]) >= 1
+    for sweep in cfg["sweeps"]:
+        assert f"{cfg['results_dir']}/figures/sensitivity/{sweep['experiment']}_{sweep['param']}.png" in res.stdout
+    assert f"{cfg['results_dir']}/metrics/im2_flair__tau_percentile_60/segmentation.tsv" in res.stdout
 
 
 def test_paper_config_dry_run_lists_every_table(tmp_path):
@@ -62,6 +67,8 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
     counts = _job_counts(res.stdout)
     assert "demo_data" not in counts
     assert counts["train"] == len(study.trained_experiments())
+    assert counts["sensitivity"] == len(cfg["sweeps"])
+    assert f"{cfg['results_dir']}/models/im2_brats_flair__hf_radius_5/model.pt" in res.stdout
 
 
 def test_tiny_config_dry_run(tmp_path):

@@ -488,3 +488,89 @@ def test_infer_subject_with_saved_networks(tmp_path):
     res = json.loads((tmp_path / "o2" / "healthy" / "result.json").read_text())
     assert res["kind"] == "slicewise" and res["tau"] == 0.1 and res["score_name"] == "mean_error"
     assert nib.load(str(tmp_path / "o2" / "healthy" / "error.nii.gz")).shape == (n, n, n)
+
+
+# ----------------------------------------------------------------------------------------
+# tau percentile without retraining, HF recomputed at the model's radius
+# ----------------------------------------------------------------------------------------
+def test_itermask2_tau_picks_the_stored_quantile():
+    pct = list(range(1, 100))
+    meta = {"calibration": {"tau": 0.8, "percentile": 80.0, "quantile_percentiles": pct,
+                            "quantiles": [p / 100 for p in pct]}}
+    assert inference.itermask2_tau(meta, None) == (0.8, 80.0)
+    assert inference.itermask2_tau(meta, 80) == (0.8, 80.0)
+    assert inference.itermask2_tau(meta, 60) == (pytest.approx(0.60), 60.0)
+    assert inference.itermask2_tau(meta, 95.0)[0] == pytest.approx(0.95)
+    assert inference.itermask2_tau(meta, 1)[0] == pytest.approx(0.01)
+    with pytest.raises(inference.ConfigError, match="integer percentiles 1..99"):
+        inference.itermask2_tau(meta, 62.5)
+    old = {"calibration": {"tau": 0.8, "percentile": 80.0}}  # a model from before the quantiles
+    assert inference.itermask2_tau(old, 80)[0] == 0.8
+    with pytest.raises(inference.InputError, match="no per-percentile quantiles"):
+        inference.itermask2_tau(old, 60)
+    with pytest.raises(inference.InputError, match="no calibration tau"):
+        inference.itermask2_tau({}, None)
+
+
+class Recorder(nn.Module):
+    """Wraps a network and keeps its inputs."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.inputs = net, []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.net(x)
+
+
+def test_2d_slices_at_another_tau_percentile_and_hf_radius(tmp_path, monkeypatch):
+    from itermask.highfreq import high_frequency
+
+    g = torch.Generator().manual_seed(5)
+    img = torch.randn((3, 16, 16), generator=g).numpy()
+    brain = np.zeros((3, 16, 16), bool)
+    brain[:, 2:14, 3:13] = True
+    path = tmp_path / "slices.npz"
+    np.savez(path, image=img, hf=img * 0.5, brain=brain, label=np.zeros_like(brain), index=np.array([4, 5, 6]),
+             role=np.array("test"))
+    models = {"first": Recorder(TinyConv2d(1, 0)), "masked": Recorder(TinyConv2d(2, 1))}
+    pct = list(range(1, 100))
+    meta = {"method": "itermask2", "variant": "full", "hf_radius": 4, "spatial_dims": 2,
+            "network": {"image_size": 16},
+            "calibration": {"tau": 0.8, "percentile": 80.0, "quantile_percentiles": pct,
+                            "quantiles": [p / 1000 for p in pct]}}
+    monkeypatch.setattr(inference, "_load_models", _fake_loader(models, meta))
+    cfg = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
+           "max_iterations": 5, "batch_size": 8, "score": "mask_size", "tau_percentile": 70, "hf_radius": 4}
+    out = tmp_path / "sub-05"
+    inference.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(out), device="cpu",
+                            log=lambda m: None)
+    res = json.loads((out / "lesion" / "result.json").read_text())
+    assert res["tau"] == pytest.approx(0.070) and res["tau_percentile"] == 70.0
+    assert res["hf_radius"] == 4 and res["hf_recomputed"] is True
+    # the first-iteration model's input is the HF image: recomputed at radius 4, not the stored one
+    first = torch.cat(models["first"].inputs)[:, 0].numpy()
+    expected = np.stack([high_frequency(s, 4) for s in img])
+    np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-4)
+    hf_masked = torch.cat(models["masked"].inputs)[:, 1].numpy()
+    assert any(np.allclose(h, e, atol=1e-4) for h in hf_masked for e in expected)
+    # re-threshold at the same tau recomputes HF the same way and reproduces the mask
+    p = inference.rethreshold("m.pt", str(out / "lesion"), res["tau"], device="cpu")
+    np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata())
+    # an experiment radius other than the model's is refused
+    with pytest.raises(inference.InputError, match="trained with HF radius 4"):
+        inference.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, {**cfg, "hf_radius": 6},
+                                str(tmp_path / "sub-06"), device="cpu", log=lambda m: None)
+
+
+def test_recompute_volume_hf_equals_numpy_high_frequency():
+    from itermask.highfreq import high_frequency
+
+    g = np.random.default_rng(2)
+    vols = [{"image": g.normal(size=shape).astype(np.float32), "hf": None}
+            for shape in ((16, 16, 16), (8, 16, 16), (16, 16, 16))]
+    inference._recompute_volume_hf(vols, 5, torch.device("cpu"), batch_size=1)
+    for v in vols:
+        assert v["hf"].shape == v["image"].shape
+        np.testing.assert_allclose(v["hf"], high_frequency(v["image"], 5), rtol=1e-4, atol=1e-4)

@@ -38,6 +38,10 @@ def test_outputs_of_every_stage(tiny_run):
     assert (r / "inference/im2/tiny/sub-t06/lesion/result.json").exists()
 
 
+def test_sensitivity_figure(tiny_run):
+    assert (tiny_run / "results_tiny/figures/sensitivity/im2_tau_percentile.png").stat().st_size > 1000
+
+
 def test_tables_computed_without_nan(tiny_run):
     r = tiny_run / "results_tiny/tables"
     for name in ("detection", "segmentation", "segmentation_2d"):

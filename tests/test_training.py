@@ -238,3 +238,65 @@ def test_make_batch_masks_fresh_or_fixed_and_rotation():
         assert torch.equal(x[b, 0], torch.rot90(data.image[i, 0], 1, (0, 2)))
         assert torch.equal(hf[b, 0], torch.rot90(data.hf[i, 0], 1, (0, 2)))
         assert torch.equal(m[b, 0], torch.rot90(m_plain[b, 0], 1, (0, 2)))
+
+
+def test_calibration_quantiles_known_answer():
+    from itermask.training import calibration_quantiles
+
+    q = calibration_quantiles(np.arange(1, 102, dtype=float))  # percentile p of 1..101 is p + 1
+    assert q == pytest.approx([p + 1.0 for p in range(1, 100)])
+
+
+def test_recompute_hf_equals_numpy_high_frequency_3d():
+    from itermask.highfreq import high_frequency
+    from itermask.training import recompute_hf
+
+    data = _toy_samples(3)
+    out = recompute_hf(data, 4, torch.device("cpu"), batch_size=2)
+    assert out.image is data.image and out.hf.shape == data.image.shape
+    for i in range(3):
+        expected = high_frequency(data.image[i, 0].numpy(), 4)
+        np.testing.assert_allclose(out.hf[i, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert not np.allclose(data.hf[i, 0].numpy(), expected, atol=1e-2)
+
+
+def test_non_default_hf_radius_recomputes_hf_fed_to_the_model(tmp_path, monkeypatch):
+    from itermask import training
+    from itermask.highfreq import high_frequency
+
+    items = make_items_2d(tmp_path, 2)  # stored hf = x - gaussian(x): not an FFT high-frequency image
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = training.compose_input
+
+    def spy(x, hf, mask, variant="full", **kw):
+        seen.append((x.detach().clone(), hf.detach().clone()))
+        return real(x, hf, mask, variant, **kw)
+
+    monkeypatch.setattr(training, "compose_input", spy)
+    cfg = {"network": NET2D, "train": {"steps": 2, "batch_size": 4, "checkpoint_every": 2, "ema": 0.9},
+           "infer": {"tau_percentile": 80}, "hf_radius": 3}
+    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "r3", hf_radius=15)
+    assert len(seen) >= 4  # two models x two steps, plus validation
+    for x, hf in seen:
+        for b in range(x.shape[0]):
+            expected = high_frequency(x[b, 0].numpy(), 3)
+            np.testing.assert_allclose(hf[b, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(high_frequency(x[0, 0].numpy(), 15), expected, atol=1e-3)
+    _, meta = load_models(tmp_path / "r3" / "model.pt")
+    assert meta["hf_radius"] == 3
+    cal = meta["calibration"]
+    assert cal["quantile_percentiles"] == list(range(1, 100)) and len(cal["quantiles"]) == 99
+    assert cal["quantiles"][79] == pytest.approx(cal["tau"])  # the 80th percentile
+    assert all(a <= b for a, b in zip(cal["quantiles"], cal["quantiles"][1:]))
+
+    # the model's radius equal to the stored one: the stored HF images are used as they are
+    seen.clear()
+    cfg["hf_radius"] = 15
+    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "r15", hf_radius=15)
+    from scipy.ndimage import gaussian_filter
+
+    for x, hf in seen:
+        for b in range(x.shape[0]):
+            xb = x[b, 0].numpy()
+            np.testing.assert_allclose(hf[b, 0].numpy(), xb - gaussian_filter(xb, 1.0), atol=1e-5)
+    assert load_models(tmp_path / "r15" / "model.pt")[1]["hf_radius"] == 15
