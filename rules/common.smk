@@ -111,6 +111,7 @@ def all_targets():
     targets += sensitivity_targets()
     for table in STUDY.config.get("tables", []):
         targets += [f"{R}/tables/{table['name']}.{ext}" for ext in ("md", "csv", "tex")]
+    targets += failed_skullstrip_targets()
     return targets
 
 
@@ -221,3 +222,26 @@ def table_spec(name):
         if table["name"] == name:
             return table
     raise ValueError(f"unknown table '{name}'")
+
+
+# -- real-artefact sets: failed skull-stripping (rules/realartefacts.smk) -----------------
+# Enabled per dataset with `failed_skullstrip_set: {enabled: true, n_subjects: N}`.
+def failed_skullstrip_settings(dataset):
+    return STUDY.config["datasets"][dataset].get("failed_skullstrip_set", {})
+
+
+def failed_skullstrip_targets():
+    return [
+        f"{R}/qc/{name}_failed_skullstrip.tsv"
+        for name in STUDY.datasets
+        if failed_skullstrip_settings(name).get("enabled", False)
+    ]
+
+
+def failed_skullstrip_inputs(wildcards):
+    """Raw image of the stripped sequence and the native brain mask, per subject (same order)."""
+    d = ds(wildcards)
+    return {
+        "images": [d.image(s, d.mask_sequence) for s in d.subjects],
+        "masks": [f"{PRE.format(dataset=d.name, subject=s)}/native_brainmask.nii.gz" for s in d.subjects],
+    }
