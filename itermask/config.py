@@ -543,6 +543,16 @@ class Study:
             ds = self.datasets[exp["dataset"]]
             if not ds.splits.get("train") and name in trained:
                 raise ConfigError(f"config key 'experiments.{name}': dataset '{ds.name}' has no 'train' split")
+        size2d = self.config["preprocess"].get("slices2d", {}).get("size", 128)
+        levels = [size2d // 2**k for k in range(5)]
+        for name in self.experiments:
+            exp = self.experiment(name)
+            bad = [r for r in exp.get("network", {}).get("attention_res", []) if r not in levels]
+            if exp["method"] == "itermask2" and bad:
+                raise ConfigError(
+                    f"config key 'experiments.{name}.network.attention_res': {bad} px are not UNet resolutions "
+                    f"{levels} of {size2d} px slices (preprocess.slices2d.size)"
+                )
 
 
 def load_config(path: str | Path) -> dict:

@@ -233,3 +233,9 @@ def test_sweep_errors(demo_config):
     cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
     with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair' \(15\)"):
         Study(cfg, base_dir=ROOT)
+
+
+def test_attention_resolutions_must_be_unet_levels(demo_config):
+    demo_config["method_defaults"]["itermask2"]["network"]["attention_res"] = [16]
+    with pytest.raises(ConfigError, match=r"attention_res': \[16\] px are not UNet resolutions \[48, 24, 12, 6, 3\]"):
+        Study(demo_config, base_dir=ROOT)
