@@ -1,0 +1,255 @@
+"""Failed skull-stripping candidates: deepbet's brain mask against a template-registration mask.
+
+A second, independent brain mask per subject comes from registering the MNI152 2009 T1
+template (brain-only, shipped in the nilearn wheel) to the subject's raw head with antspyx
+and warping the template's brain mask to the subject's native grid. Subjects whose
+deepbet mask disagrees most with it (lowest Dice) are the candidates for a failed strip.
+
+Template brain mask: the template's GM and WM probability maps (same folder, 0-255 =
+probability 0-1), ``gm + wm > 0.3``, holes filled (ventricles), closed with 2 iterations of
+the 6-connected structuring element (1 mm voxels) and filled again; ≈ 1.85 l (the MNI
+space is larger than an average head; the affine transform scales it).
+
+Registration (template = moving, head = fixed), both downsampled to ``spacing_mm``:
+ANTs' multi-start initialiser (rotations within +-18 degrees in 20-degree steps, a few local
+iterations each, best mutual information), then a similarity stage, then an affine stage
+initialised by it (Mattes mutual information, dense sampling, shrink factors 4-2-1 at
+smoothing sigmas 2-1-0 voxels). Because the template is brain-only, the metric is restricted
+(1) to a head mask of the subject (``ants.get_mask``: voxels above the mean intensity,
+cleaned and hole-filled), so the template's dark margin cannot be fitted to the air around
+the head, and (2) to the template brain mask dilated by about 9 mm (dark CSF/skull margin),
+so scalp and neck do not count. On demo heads, without (1) about one subject in three ended
+with the brain stretched to the scalp; without the similarity stage or the initialiser
+(centre-of-mass start only) some subjects ended far off (Dice < 0.5). The template mask is
+warped to the native grid with linear interpolation and thresholded at 0.5.
+
+Reproducibility: dense sampling and a fixed seed for antsRegistration; ITK's thread count
+is read from ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when ITK first runs (the rule uses one).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage as ndi
+
+from .atomic import write_text
+from .errors import InputError
+from .nifti import check_same_grid, load_nifti
+
+__all__ = [
+    "template_paths", "template_mask_from_tissue", "template_brain_mask",
+    "mask_agreement", "rank_subjects", "build_failed_skullstrip_set",
+]
+
+TISSUE_THRESHOLD = 0.3        # gm + wm probability defining the template brain
+CLOSING_ITERATIONS = 2        # binary closing of the template mask (1 mm voxels)
+MARGIN_MM = 9.0               # dilation of the template mask where the metric is evaluated
+SHRINK_FACTORS = (4, 2, 1)
+SMOOTHING_SIGMAS = (2, 1, 0)  # voxels of each level
+ITERATIONS = (100, 50, 25)
+INIT_SEARCH_DEG = 20          # multi-start initialiser: rotation step (degrees) ...
+INIT_ARC_FRACTION = 0.1       # ... over +- 0.1 pi per axis, 10 local iterations per start
+INIT_ITERATIONS = 10
+SEED = 1
+COLUMNS = ("subject", "dice", "deepbet_ml", "template_ml", "flagged")
+
+
+def template_paths() -> dict[str, Path]:
+    """Paths of the MNI152 2009 T1, GM and WM maps inside the installed nilearn package."""
+    import nilearn
+
+    folder = Path(nilearn.__file__).parent / "datasets" / "data"
+    paths = {k: folder / f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"MNI152 template '{name}' not found at {path} (nilearn install incomplete?)")
+    return paths
+
+
+def _probability(img: nib.Nifti1Image) -> np.ndarray:
+    """Probability map in [0, 1]: integer maps are scaled by their type's maximum."""
+    data = np.asanyarray(img.dataobj)
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(np.float32) / np.iinfo(data.dtype).max
+    return data.astype(np.float32)
+
+
+def template_mask_from_tissue(
+    gm: np.ndarray, wm: np.ndarray, *, threshold: float = TISSUE_THRESHOLD, closing_iterations: int = CLOSING_ITERATIONS
+) -> np.ndarray:
+    """Brain mask from GM/WM probabilities: ``gm + wm > threshold``, filled, closed, filled."""
+    mask = ndi.binary_fill_holes(np.asarray(gm) + np.asarray(wm) > threshold)
+    if closing_iterations > 0:
+        padded = np.pad(mask, closing_iterations)  # closing must not erode at the array border
+        closed = ndi.binary_closing(padded, iterations=closing_iterations)
+        mask = closed[(slice(closing_iterations, -closing_iterations),) * mask.ndim]
+    return ndi.binary_fill_holes(mask)
+
+
+@lru_cache(maxsize=1)
+def _template() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """(T1 float32, brain mask float32 0/1) of the MNI template, RAS, 1 mm."""
+    paths = template_paths()
+    t1 = nib.as_closest_canonical(nib.load(str(paths["t1"])))
+    gm = nib.as_closest_canonical(nib.load(str(paths["gm"])))
+    wm = nib.as_closest_canonical(nib.load(str(paths["wm"])))
+    mask = template_mask_from_tissue(_probability(gm), _probability(wm))
+    return (
+        nib.Nifti1Image(np.asanyarray(t1.dataobj).astype(np.float32), t1.affine),
+        nib.Nifti1Image(mask.astype(np.float32), gm.affine),
+    )
+
+
+@lru_cache(maxsize=4)
+def _coarse_template(spacing_mm: float) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Template T1 at ``spacing_mm`` and its metric region (template mask dilated ~MARGIN_MM)."""
+    from .resample import resample_to_spacing
+
+    t1, mask = _template()
+    coarse = resample_to_spacing(t1, spacing_mm, "linear")
+    brain = np.asanyarray(resample_to_spacing(mask, spacing_mm, "linear").dataobj) > 0.5
+    region = ndi.binary_dilation(brain, iterations=max(1, math.ceil(MARGIN_MM / spacing_mm)))
+    return coarse, region
+
+
+@contextmanager
+def _ants_seed(seed: int) -> Iterator[None]:
+    """Pass ``--random-seed`` to antsRegistration for the duration of the block."""
+    import ants
+
+    previous = ants.config._random_seed
+    ants.config._random_seed = seed
+    try:
+        yield
+    finally:
+        ants.config._random_seed = previous
+
+
+def template_brain_mask(img: nib.Nifti1Image, *, spacing_mm: float = 3.0) -> np.ndarray:
+    """Boolean brain mask of a raw head on its own voxel grid, by MNI template registration.
+
+    ``img``: a 3D head image (any orientation; the mask follows its array). Registration
+    runs on both images resampled to ``spacing_mm``; see the module docstring.
+    """
+    import ants
+
+    from .resample import array_to_ants, nib_to_ants, resample_to_spacing
+
+    if spacing_mm <= 0:
+        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    if len(img.shape) != 3:
+        raise ValueError(f"expected a 3D image, got shape {img.shape}")
+    head = nib.Nifti1Image(np.asanyarray(img.dataobj).astype(np.float32), img.affine)
+    template, region = _coarse_template(float(spacing_mm))
+    _, template_mask = _template()
+
+    fixed = nib_to_ants(resample_to_spacing(head, spacing_mm, "linear"))
+    moving = nib_to_ants(template)
+    head_mask = ants.get_mask(fixed, cleanup=2)
+    moving_mask = array_to_ants(region.astype(np.float32), template.affine)
+    settings = dict(
+        mask=head_mask, moving_mask=moving_mask, aff_metric="mattes", aff_sampling=32,
+        aff_random_sampling_rate=1.0, aff_iterations=ITERATIONS,
+        aff_shrink_factors=SHRINK_FACTORS, aff_smoothing_sigmas=SMOOTHING_SIGMAS,
+    )
+    with tempfile.TemporaryDirectory(prefix="itermask_reg_") as tmp, _ants_seed(SEED):
+        start = ants.affine_initializer(
+            fixed, moving, search_factor=INIT_SEARCH_DEG, radian_fraction=INIT_ARC_FRACTION,
+            use_principal_axis=False, local_search_iterations=INIT_ITERATIONS, mask=head_mask,
+            txfn=f"{tmp}/init.mat",
+        )
+        similarity = ants.registration(
+            fixed, moving, type_of_transform="Similarity", initial_transform=[start],
+            outprefix=f"{tmp}/sim_", **settings
+        )
+        # the affine stage starts from the similarity transform; its output (collapsed)
+        # already contains it, so the affine file alone maps template -> head
+        affine = ants.registration(
+            fixed, moving, type_of_transform="Affine", initial_transform=similarity["fwdtransforms"],
+            outprefix=f"{tmp}/aff_", **settings,
+        )
+        warped = ants.apply_transforms(
+            nib_to_ants(head), nib_to_ants(template_mask), affine["fwdtransforms"], interpolator="linear"
+        )
+    mask = warped.numpy() > 0.5
+    if mask.shape != head.shape:
+        raise RuntimeError(f"warped template mask has shape {mask.shape}, image {head.shape}")
+    return mask
+
+
+def mask_agreement(a: np.ndarray, b: np.ndarray, *, voxel_ml: float) -> dict:
+    """Dice and volumes (ml) of two boolean masks on the same grid.
+
+    Returns ``dice``, ``volume_a_ml``, ``volume_b_ml`` and ``volume_ratio`` (= b / a; inf
+    when ``a`` is empty). Raises ValueError for different shapes or two empty masks.
+    """
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"masks have different shapes {a.shape} and {b.shape}")
+    na, nb = int(a.sum()), int(b.sum())
+    if na + nb == 0:
+        raise ValueError("both masks are empty")
+    inter = int(np.logical_and(a, b).sum())
+    return {
+        "dice": 2.0 * inter / (na + nb),
+        "volume_a_ml": na * voxel_ml,
+        "volume_b_ml": nb * voxel_ml,
+        "volume_ratio": nb / na if na else math.inf,
+    }
+
+
+def rank_subjects(dice: Mapping[str, float], n_subjects: int) -> list[tuple[str, bool]]:
+    """Subjects by increasing Dice (ties: subject ID), with True for the ``n_subjects`` lowest."""
+    if n_subjects < 1:
+        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
+    order = sorted(dice, key=lambda s: (dice[s], s))
+    return [(s, i < n_subjects) for i, s in enumerate(order)]
+
+
+def build_failed_skullstrip_set(
+    images: Mapping[str, str | Path],
+    masks: Mapping[str, str | Path],
+    out_tsv: str | Path,
+    *,
+    n_subjects: int,
+    dataset: str,
+    spacing_mm: float = 3.0,
+) -> None:
+    """TSV of every subject's deepbet-vs-template Dice, lowest first; the lowest ``n_subjects`` flagged.
+
+    ``images``: subject -> raw image of the skull-stripped sequence; ``masks``: subject ->
+    its native brain mask (rule brain_mask: RAS, on the reoriented image's grid).
+    Columns: subject, dice, deepbet_ml, template_ml, flagged.
+    """
+    if set(images) != set(masks):
+        raise ValueError(f"dataset '{dataset}': images and masks name different subjects "
+                         f"({sorted(set(images) ^ set(masks))})")
+    if not images:
+        raise ValueError(f"dataset '{dataset}': no subjects")
+    stats: dict[str, dict] = {}
+    for subject in sorted(images):
+        ctx = dict(dataset=dataset, subject=subject)
+        img = load_nifti(images[subject], **ctx)
+        mimg = load_nifti(masks[subject], allow_empty=True, **ctx)
+        check_same_grid(mimg, img, path=masks[subject], **ctx)
+        deepbet = np.asanyarray(mimg.dataobj) > 0
+        try:
+            template = template_brain_mask(img, spacing_mm=spacing_mm)
+        except RuntimeError as exc:  # antsRegistration exit status
+            raise InputError(f"template registration failed ({exc})", path=images[subject], **ctx) from exc
+        voxel_ml = float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
+        stats[subject] = mask_agreement(deepbet, template, voxel_ml=voxel_ml)
+    ranked = rank_subjects({s: v["dice"] for s, v in stats.items()}, n_subjects)
+    lines = ["\t".join(COLUMNS)]
+    for subject, flagged in ranked:
+        v = stats[subject]
+        lines.append(f"{subject}\t{v['dice']:.4f}\t{v['volume_a_ml']:.1f}\t{v['volume_b_ml']:.1f}\t{flagged}")
+    write_text(out_tsv, "\n".join(lines) + "\n")

@@ -1,0 +1,19 @@
+"""Rule failed_skullstrip_set -> itermask.stripcompare.build_failed_skullstrip_set."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.stripcompare import build_failed_skullstrip_set  # noqa: E402
+from itermask.workflow import rule_context  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with rule_context(smk):
+    subjects = list(smk.params.subjects)
+    build_failed_skullstrip_set(
+        dict(zip(subjects, smk.input.images)),
+        dict(zip(subjects, smk.input.masks)),
+        smk.output[0],
+        n_subjects=smk.params.n_subjects,
+        dataset=smk.wildcards.dataset,
+        spacing_mm=smk.params.spacing_mm,
+    )
