@@ -42,7 +42,7 @@ def test_box_must_be_divisible_by_16(demo_config):
 
 
 def test_duplicate_subject_ids(demo_config):
-    demo_config["datasets"]["demo"]["splits"]["val"] = ["d09", "d01"]
+    demo_config["datasets"]["demo"]["splits"]["val"] = ["d07", "d01"]
     with pytest.raises(ConfigError, match=r"dataset 'demo': duplicate subject ID 'd01' in splits 'train' and 'val'"):
         Study(demo_config, base_dir=ROOT)
 
@@ -117,12 +117,12 @@ def test_conditions_per_split(demo_config):
     n_art = len(demo_config["artefacts"]["types"]) + sum(
         len(s["values"]) for s in demo_config["artefacts"]["severity"].values()
     )
-    assert study.conditions("im3d_flair", "demo", "d09") == ["val"]
-    assert study.conditions("im3d_flair", "demo", "d14") == ["lesion"]
-    healthy = study.conditions("im3d_flair", "demo", "d11")
+    assert study.conditions("im3d_flair", "demo", "d07") == ["val"]
+    assert study.conditions("im3d_flair", "demo", "d11") == ["lesion"]
+    healthy = study.conditions("im3d_flair", "demo", "d09")
     assert healthy[0] == "healthy" and len(healthy) == 1 + n_art
     assert "ghosting-s2" in healthy
-    assert study.conditions("im3d_flair_nofreq", "demo", "d11") == []  # detect: false
+    assert study.conditions("im3d_flair_nofreq", "demo", "d09") == []  # detect: false
     assert study.conditions("im3d_flair", "demo", "d01") == []  # training subject
     kind, params = study.artefact_params("ghosting-s0")
     assert kind == "ghosting" and params["intensity"] == 0.5 and params["num_ghosts"] == 4
@@ -188,10 +188,10 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     assert "hf_radius" not in study.experiment("im2_flair")  # configured experiments unchanged
     assert study.trained_experiments() == ["im2_flair", "im2_flair__hf_radius_5", "im3d_flair",
                                            "im3d_flair__hf_radius_10", "im3d_flair_nofreq"]
-    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d11") == []  # no detection
-    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d14") == ["lesion"]
-    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d09") == ["val"]
-    assert ("demo", "d14") in study.inference_subjects("im2_flair__tau_percentile_60")
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d09") == []  # no detection (healthy test)
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d11") == ["lesion"]
+    assert study.conditions("im2_flair__tau_percentile_60", "demo", "d07") == ["val"]
+    assert ("demo", "d11") in study.inference_subjects("im2_flair__tau_percentile_60")
 
 
 def test_hf_radius_sweep_of_a_shared_model_trains_like_its_owner(demo_config):
