@@ -28,6 +28,7 @@ def _config(tmp_path: Path) -> Path:
     }
     cfg["experiments"] = {"e": {"method": "itermask3d", "dataset": "ext", "sequence": "FLAIR", "segment": False}}
     cfg["tables"] = []
+    cfg["sweeps"] = []
     cfg["artefacts"]["types"] = []
     cfg["artefacts"]["severity"] = {}
     path = tmp_path / "bad.yaml"
