@@ -212,6 +212,9 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         raise ConfigError(f"dataset '{name}': give exactly one of 'pattern' or 'bids'")
     pattern = entry["pattern"] if "pattern" in entry else bids_pattern(entry["bids"])
     sequences = tuple(entry["sequences"])
+    reserved = sorted({"label", "brainmask"} & set(sequences))
+    if reserved:
+        raise ConfigError(f"dataset '{name}': {reserved} cannot be sequence names (reserved for output files)")
     if "{subject}" not in pattern:
         raise ConfigError(f"dataset '{name}': pattern '{pattern}' must contain '{{subject}}'")
     if len(sequences) > 1 and "{sequence}" not in pattern:
