@@ -18,6 +18,7 @@ from itermask.nifti import load_nifti, save_nifti
 from itermask.skullstrip import deepbet_mask
 from itermask.stripcompare import (
     build_failed_skullstrip_set,
+    head_top_slab,
     mask_agreement,
     rank_subjects,
     template_brain_mask,
@@ -91,6 +92,21 @@ def test_template_mask_from_tissue_fills_ventricle_and_respects_threshold():
     gm[r > 12] = 0.2                                   # below the 0.3 threshold
     mask = template_mask_from_tissue(gm, wm)
     np.testing.assert_array_equal(mask, r <= 12)
+
+
+def test_head_top_slab_follows_world_superior_axis():
+    mask = np.zeros((6, 6, 14), bool)
+    mask[1:5, 1:5, 2:12] = True
+    up = np.diag([2.0, 2.0, 2.0, 1.0])
+    up[:3, 3] = (-5.0, 3.0, -40.0)                   # z = 2 k - 40: top slice k = 11
+    expected = mask.copy()
+    expected[..., :7] = False                        # z > 22 - 40 - 10  <=>  k >= 7
+    np.testing.assert_array_equal(head_top_slab(mask, up, 10.0), expected)
+    down = up.copy()
+    down[2, 2] = -2.0                                # z = -2 k - 40: top slice k = 2
+    expected = mask.copy()
+    expected[..., 7:] = False                        # -2 k > -4 - 10  <=>  k <= 6
+    np.testing.assert_array_equal(head_top_slab(mask, down, 10.0), expected)
 
 
 def test_rank_subjects_orders_and_flags():
