@@ -10,20 +10,21 @@ probability 0-1), ``gm + wm > 0.3``, holes filled (ventricles), closed with 2 it
 the 6-connected structuring element (1 mm voxels) and filled again; ≈ 1.85 l (the MNI
 space is larger than an average head; the affine transform scales it).
 
-Registration (template = moving, head = fixed), both downsampled to ``spacing_mm``: three
-stages, each initialised by the previous one: translation (from the centres of mass),
-similarity, affine (Mattes mutual information, dense sampling, shrink factors 4-2-1 at
-smoothing sigmas 2-1-0 voxels). The template is brain-only, so the subject's side is cut to
-where a brain can be: a head mask (``ants.get_mask``: voxels above the mean intensity,
-cleaned, hole-filled), and of it only the top ``HEAD_SLAB_MM`` (150 mm) along the world
-superior axis (the image's affine must orient it correctly, as for any registration);
-intensities outside are zeroed, so the centre-of-mass start is near the brain. On demo
-heads at 3-4 mm, each of these alone failed on some subjects (Dice < 0.75): no head mask
-(the template's zero background fitted to the air: brain stretched to the scalp), no slab
-(the template slid into face and neck), no translation stage, restricting the metric to
-the dilated template brain instead (mutual information then rewards small overlaps), with or
-without ANTs' multi-start affine initialiser. The template mask is warped to the native grid
-with linear interpolation and thresholded at 0.5.
+Registration (template = moving, head = fixed), both downsampled to ``spacing_mm``: a
+similarity stage started from the centres of mass, then an affine stage started from it
+(Mattes mutual information, dense sampling, shrink factors 4-2-1 at smoothing sigmas 2-1-0
+voxels). The template is brain-only, so the subject's side is cut to where a brain can be:
+a head mask (``ants.get_mask``: voxels above the mean intensity, cleaned, hole-filled), and
+of it only the top ``HEAD_SLAB_MM`` (150 mm) along the world superior axis (the image's
+affine must orient it correctly, as for any registration); intensities outside are zeroed,
+so the centre-of-mass start lies near the brain. The metric is evaluated in that region only.
+On 30 demo heads at 3-4 mm (Dice 0.964-0.975 with the generator's brain on 23, 0.950-0.963
+with deepbet's mask on 7) this never failed, while each of these variants failed on some of them (Dice < 0.75): no head
+mask (the template's zero background fitted to the air: brain stretched to the scalp), no
+slab (the template slid into face and neck; a first translation stage or ANTs' multi-start
+affine initialiser did not prevent it), restricting the metric to the dilated template brain
+(mutual information then rewards small overlaps). The template mask is warped to the native
+grid with linear interpolation and thresholded at 0.5.
 
 Reproducibility: dense sampling and a fixed seed for antsRegistration; ITK's thread count
 is read from ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when ITK first runs (the rule uses one).
@@ -55,7 +56,7 @@ CLOSING_ITERATIONS = 2        # binary closing of the template mask (1 mm voxels
 SHRINK_FACTORS = (4, 2, 1)
 SMOOTHING_SIGMAS = (2, 1, 0)  # voxels of each level
 ITERATIONS = (100, 50, 25)
-STAGES = ("Translation", "Similarity", "Affine")
+STAGES = ("Similarity", "Affine")
 HEAD_SLAB_MM = 150.0          # part of the head (below its top) the template may cover
 SEED = 1
 COLUMNS = ("subject", "dice", "deepbet_ml", "template_ml", "flagged")

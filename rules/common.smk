@@ -24,7 +24,7 @@ PRE = f"{R}/preproc/{{dataset}}/sub-{{subject}}"
 wildcard_constraints:
     dataset="[A-Za-z0-9]+",
     subject="[A-Za-z0-9]+",
-    sequence="(?!label$|brainmask$)[A-Za-z0-9]+",  # label/brainmask.nii.gz are not sequences
+    sequence=r"(?!(?:label|brainmask)\b)[A-Za-z0-9]+",  # label/brainmask.nii.gz are not sequences
     experiment="[A-Za-z0-9_]+",
     param="tau_percentile|hf_radius|gamma",
     artefact="[a-z_0-9]+(-s[0-9]+)?",
