@@ -147,13 +147,12 @@ def test_broken_mask_ranks_lowest_and_is_flagged(heads, template_s1, tmp_path, m
     masks = {"good": s1["deepbet_path"], "bad": bad_path, "true": s1["truth_path"]}
     out = tmp_path / "qc" / "demo_failed_skullstrip.tsv"
     build_failed_skullstrip_set(images, masks, out, n_subjects=1, dataset="demo", spacing_mm=SPACING_MM)
-    lines = out.read_text().splitlines()
-    assert lines[0].split("\t") == ["subject", "dice", "deepbet_ml", "template_ml", "flagged"]
-    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
-    assert [line.split("\t")[0] for line in lines[1:]][0] == "bad"
-    assert [line.split("\t")[4] for line in lines[1:]] == ["True", "False", "False"]
-    dice = [float(line.split("\t")[1]) for line in lines[1:]]
+    header, *table = [line.split("\t") for line in out.read_text().splitlines()]
+    assert header == ["subject", "dice", "deepbet_ml", "template_ml", "flagged"]
+    assert table[0][0] == "bad" and [r[4] for r in table] == ["True", "False", "False"]
+    dice = [float(r[1]) for r in table]
     assert dice == sorted(dice) and dice[0] < 0.8 < dice[1]
+    rows = {r[0]: r for r in table}
     # the numbers are those of the masks themselves
     voxel_ml = VOXEL_MM ** 3 / 1000
     assert float(rows["good"][1]) == pytest.approx(_dice(s1["deepbet"], template_s1), abs=1e-4)
