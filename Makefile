@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --rerun-incomplete
+	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml --rerun-incomplete --scheduler greedy
 	@echo "Results: results/tables, results/figures. HTML report: make report"
 
 report: install

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_dir, save_figure, write_json
+from .device import resolve_device
 from .errors import ConfigError, InputError
 from .iterate import Result2D, Result3D, phase_a_percents, run_itermask2, run_itermask3d
 from .nifti import check_same_grid, load_nifti, save_nifti
@@ -51,16 +52,6 @@ SPATIAL_DIVISOR_3D = 16  # four stride-2 levels of the 3D UNet
 # ----------------------------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------------------------
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' requested but CUDA is not available")
-    return dev
-
-
 def condition_seed(seed: int, subject_dir: str, condition: str, extra: str = "") -> int:
     """Stable per-condition seed (independent of batch composition and Python's hash salt)."""
     return int(seed) * 1_000_003 + zlib.crc32(f"{subject_dir}|{condition}|{extra}".encode())

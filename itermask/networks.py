@@ -16,7 +16,6 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from .atomic import atomic_path
@@ -37,6 +36,14 @@ DEFAULTS_2D: dict[str, Any] = {
 
 # --------------------------------------------------------------------------------------
 # 3D
+def _monai_blocks() -> tuple[type, type]:
+    """MONAI's Convolution and ResidualUnit, imported on first use: ``import monai`` loads all
+    of MONAI (about 3 s), which the 2D networks and the modules that only read models skip."""
+    from monai.networks.blocks import Convolution, ResidualUnit
+
+    return Convolution, ResidualUnit
+
+
 class _EncoderUnit3D(nn.Module):
     """Two conv blocks (the first strided); residual = average pool added onto the first channels."""
 
@@ -44,6 +51,7 @@ class _EncoderUnit3D(nn.Module):
         super().__init__()
         if cout < cin:
             raise ConfigError(f"encoder widths must not decrease (got {cin} -> {cout})")
+        Convolution, _ = _monai_blocks()
         kw = dict(spatial_dims=3, kernel_size=3, norm="batch", act="prelu", dropout=dropout, adn_ordering="NDA")
         self.conv = nn.Sequential(
             Convolution(in_channels=cin, out_channels=cout, strides=stride, **kw),
@@ -76,6 +84,7 @@ class ResUNet3D(nn.Module):
         if residual not in ("avgpool", "conv"):
             raise ConfigError(f"network.residual must be 'avgpool' or 'conv', got '{residual}'")
         self.factor = 2 ** (len(c) - 1)
+        Convolution, ResidualUnit = _monai_blocks()
         self.encoder = nn.ModuleList()
         cin = in_channels
         for i, cout in enumerate(c):

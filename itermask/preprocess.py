@@ -29,7 +29,7 @@ from .slices2d import (
 
 __all__ = [
     "make_brain_mask", "resample_mask", "resample_image", "resample_label",
-    "normalise", "extract_slices2d", "qc_subject", "qc_table",
+    "normalise", "resample_and_normalise", "extract_slices2d", "qc_subject", "qc_table",
 ]
 
 MASK_METHODS = ("deepbet", "stripped", "pattern")
@@ -176,14 +176,59 @@ def normalise(
     subject: str,
 ) -> None:
     """Iterative brain z-score (constant background) and its 3D high-frequency image."""
-    ctx = dict(dataset=dataset, subject=subject)
     x, affine = _load_grid_array(image_path, "resampled image", dataset, subject)
     brain, _ = _load_grid_array(brainmask_path, "brain mask", dataset, subject)
     _check_same_shape(x, brain, image_path, dataset, subject)
+    _zscore_and_hf(x, brain > 0, affine, out_image, out_hf, source=image_path, repeats=repeats, clip_sd=clip_sd,
+                   background=background, hf_radius=hf_radius, dataset=dataset, subject=subject)
+
+
+def resample_and_normalise(
+    image_path: str | Path,
+    grid_path: str | Path,
+    out_image: str | Path,
+    out_hf: str | Path,
+    *,
+    repeats: int = 3,
+    clip_sd: float = 3.0,
+    background: str | float = "min",
+    hf_radius: int = 15,
+    dataset: str,
+    subject: str,
+) -> None:
+    """``resample_image`` then ``normalise`` in one step, without the intermediate file.
+
+    The pipeline's per-sequence job: one process (one antspyx import) per image instead of two.
+    """
+    from .resample import resample_to_grid
+
+    img = load_nifti(image_path, dataset=dataset, subject=subject)
+    brain, affine = _load_grid_array(grid_path, "brain mask", dataset, subject)
+    x = np.asarray(resample_to_grid(img, brain.shape, affine, "linear"), dtype=np.float32)
+    _zscore_and_hf(x, brain > 0, affine, out_image, out_hf, source=image_path, repeats=repeats, clip_sd=clip_sd,
+                   background=background, hf_radius=hf_radius, dataset=dataset, subject=subject)
+
+
+def _zscore_and_hf(
+    x: np.ndarray,
+    brain: np.ndarray,
+    affine: np.ndarray,
+    out_image: str | Path,
+    out_hf: str | Path,
+    *,
+    source: str | Path,
+    repeats: int,
+    clip_sd: float,
+    background: str | float,
+    hf_radius: int,
+    dataset: str,
+    subject: str,
+) -> None:
+    """Write the iterative z-score of ``x`` in ``brain`` and its HF image; errors name ``source``."""
     try:
-        z = iterative_zscore(x, brain > 0, repeats=repeats, clip_sd=clip_sd, background=background)
+        z = iterative_zscore(x, brain, repeats=repeats, clip_sd=clip_sd, background=background)
     except ValueError as exc:
-        raise InputError(f"cannot normalise: {exc}", path=image_path, **ctx) from exc
+        raise InputError(f"cannot normalise: {exc}", path=source, dataset=dataset, subject=subject) from exc
     hf = high_frequency(z, radius=hf_radius)
     save_nifti(z, affine, out_image, dtype=np.float32)
     save_nifti(hf, affine, out_hf, dtype=np.float32)

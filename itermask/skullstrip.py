@@ -22,17 +22,9 @@ def _brain_extraction(no_gpu: bool):
 
 
 def _use_gpu(device: str) -> bool:
-    if device == "cpu":
-        return False
-    import torch
+    from .device import resolve_device
 
-    if device == "auto":
-        return torch.cuda.is_available()
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{device}' requested but CUDA is not available")
-        return True
-    raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got '{device}'")
+    return resolve_device(device).type == "cuda"
 
 
 def deepbet_mask(img: nib.Nifti1Image, device: str = "cpu", threshold: float = 0.5) -> np.ndarray:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import save_figure, write_json, write_text
+from .device import resolve_device
 from .errors import ConfigError, InputError
 from .masks import mask_rng, training_mask
 from .model_input import compose_input, in_channels
@@ -80,16 +81,6 @@ def total_steps(settings: dict, n_train: int) -> int:
     if settings["steps"] is not None:
         return int(settings["steps"])
     return int(settings["epochs"]) * math.ceil(n_train / int(settings["batch_size"]))
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available")
-    return dev
 
 
 @dataclass(frozen=True)

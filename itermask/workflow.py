@@ -46,10 +46,7 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
 
 
 def device_of(smk: Any) -> str:
-    """Device from config: 'auto' picks CUDA when available."""
-    dev = smk.config.get("device", "auto")
-    if dev == "auto":
-        import torch
+    """The device named by config ``device`` ('auto' -> CUDA when available), resolved here."""
+    from .device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return dev
+    return str(resolve_device(smk.config.get("device", "auto")))

@@ -1,5 +1,7 @@
-# Per-subject preprocessing (METHOD.md §1): brain mask -> resampling/cropping -> iterative
-# z-score + high-frequency image -> 2D slices, QC. One cluster job per subject (group).
+# Per-subject preprocessing (METHOD.md §1): brain mask (+ its resampled, cropped copy, which
+# defines the subject's grid) -> per sequence: resampling onto that grid + iterative z-score +
+# high-frequency image -> 2D slices, QC. One cluster job per subject (group). Stages that
+# would each pay a process start and an antspyx import for a second of work share a job.
 
 
 rule brain_mask:
@@ -7,6 +9,7 @@ rule brain_mask:
         unpack(raw_mask_source),
     output:
         mask=f"{PRE}/native_brainmask.nii.gz",
+        grid=f"{PRE}/brainmask.nii.gz",
         qc=report(
             f"{R}/qc/{{dataset}}/sub-{{subject}}_skullstrip.png",
             caption="../report/captions/qc_skullstrip.rst",
@@ -16,6 +19,8 @@ rule brain_mask:
     params:
         method=lambda w: ds(w).mask_method,
         device=DEVICE,
+        spacing=config["preprocess"]["spacing_mm"],
+        box=config["preprocess"]["box"],
     log:
         f"{R}/logs/brain_mask/{{dataset}}_{{subject}}.log",
     benchmark:
@@ -24,54 +29,12 @@ rule brain_mask:
         "subject"
     conda:
         "../envs/preprocess.yaml"
-    threads: 2
+    threads: RES["threads"]
     resources:
         mem_mb=3000,
         runtime=15,
     script:
         "../workflow_scripts/brain_mask.py"
-
-
-rule resample_mask:
-    input:
-        f"{PRE}/native_brainmask.nii.gz",
-    output:
-        f"{PRE}/brainmask.nii.gz",
-    params:
-        spacing=config["preprocess"]["spacing_mm"],
-        box=config["preprocess"]["box"],
-    log:
-        f"{R}/logs/resample_mask/{{dataset}}_{{subject}}.log",
-    group:
-        "subject"
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow_scripts/resample_mask.py"
-
-
-rule resample_image:
-    input:
-        image=raw_image,
-        grid=f"{PRE}/brainmask.nii.gz",
-    output:
-        temp(f"{PRE}/{{sequence}}_resampled.nii.gz"),
-    log:
-        f"{R}/logs/resample_image/{{dataset}}_{{subject}}_{{sequence}}.log",
-    group:
-        "subject"
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow_scripts/resample_image.py"
 
 
 rule resample_label:
@@ -96,8 +59,8 @@ rule resample_label:
 
 rule normalise:
     input:
-        image=f"{PRE}/{{sequence}}_resampled.nii.gz",
-        brain=f"{PRE}/brainmask.nii.gz",
+        image=raw_image,
+        grid=f"{PRE}/brainmask.nii.gz",
     output:
         image=f"{PRE}/{{sequence}}.nii.gz",
         hf=f"{PRE}/{{sequence}}_hf.nii.gz",

@@ -338,6 +338,12 @@ def test_stages_end_to_end(tmp_path):
     np.testing.assert_allclose(z, iterative_zscore(flair_rs, gmask), atol=1e-6)
     hf = nib.load(out / "FLAIR_hf.nii.gz").get_fdata(dtype=np.float32)
     np.testing.assert_allclose(hf, high_frequency(z, 5), atol=1e-5)
+    # the pipeline's one-job version (no intermediate file) writes the same two volumes
+    pp.resample_and_normalise(paths["FLAIR"], out / "brainmask.nii.gz", out / "F1.nii.gz", out / "F1_hf.nii.gz",
+                              repeats=3, clip_sd=3.0, background="min", hf_radius=5, **ids)
+    np.testing.assert_allclose(nib.load(out / "F1.nii.gz").get_fdata(dtype=np.float32), z, atol=1e-6)
+    np.testing.assert_allclose(nib.load(out / "F1_hf.nii.gz").get_fdata(dtype=np.float32), hf, atol=1e-6)
+    np.testing.assert_allclose(nib.load(out / "F1.nii.gz").affine, grid.affine)
 
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "test.npz",
                         label_path=out / "label.nii.gz", role="test", size=16, hf_radius=3, **ids)

@@ -1,17 +1,17 @@
-"""Rule normalise -> itermask.preprocess.normalise."""
+"""Rule normalise -> itermask.preprocess.resample_and_normalise."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.preprocess import normalise  # noqa: E402
+from itermask.preprocess import resample_and_normalise  # noqa: E402
 from itermask.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
     pre = smk.params.pre
-    normalise(
+    resample_and_normalise(
         smk.input.image,
-        smk.input.brain,
+        smk.input.grid,
         smk.output.image,
         smk.output.hf,
         repeats=pre.get("zscore_repeats", 3),

@@ -1,0 +1,32 @@
+"""The compute device, chosen at run time: one resolver for every stage (config ``device``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
+    """"auto" -> CUDA when available, else CPU; "cpu", "cuda" or "cuda:N" as named.
+
+    Raises ConfigError for another name, or for CUDA on a machine without it.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(str(device))
+        except RuntimeError as exc:
+            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '{device}'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '{device}'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available")
+    return dev
