@@ -114,9 +114,16 @@ def format_pattern(pattern: str, **values: str) -> str:
 
 
 def glob_subjects(pattern: str, sequence: str) -> list[str]:
-    """Subjects whose file exists for `pattern` (with `{subject}`), sorted."""
+    """Subjects whose file exists for `pattern` (with `{subject}`), sorted.
+
+    `{subject}` may occur more than once (``sub-{subject}/anat/sub-{subject}_T1w.nii.gz``):
+    every occurrence must then be the same ID.
+    """
     filled = pattern.replace("{sequence}", sequence)
-    regex = re.escape(filled).replace(re.escape("{subject}"), "(?P<subject>[A-Za-z0-9]+)")
+    first, *rest = re.escape(filled).split(re.escape("{subject}"))
+    regex = first + "".join(
+        ("(?P<subject>[A-Za-z0-9]+)" if i == 0 else "(?P=subject)") + part for i, part in enumerate(rest)
+    )
     found = set()
     for path in glob.glob(filled.replace("{subject}", "*")):
         m = re.fullmatch(regex, path)

@@ -142,6 +142,27 @@ def test_glob_subjects_anchors_whole_path(tmp_path):
     assert glob_subjects(str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "T1w") == ["01"]
 
 
+def test_glob_subjects_with_the_subject_twice_in_the_pattern(tmp_path):
+    """BIDS-style patterns name the subject in the folder and the file: both must agree."""
+    for folder, name in [("01", "01"), ("02", "02"), ("03", "99")]:
+        (tmp_path / f"sub-{folder}" / "anat").mkdir(parents=True)
+        (tmp_path / f"sub-{folder}" / "anat" / f"sub-{name}_T1w.nii.gz").write_bytes(b"")
+    pattern = str(tmp_path / "sub-{subject}" / "anat" / "sub-{subject}_{sequence}.nii.gz")
+    assert glob_subjects(pattern, "T1w") == ["01", "02"]
+    assert glob_subjects(pattern, "FLAIR") == []
+
+
+def test_role_dataset_globs_a_bids_style_pattern(tmp_path, demo_config):
+    for sid in ("h01", "h02"):
+        (tmp_path / f"sub-{sid}").mkdir()
+        (tmp_path / f"sub-{sid}" / f"{sid}_T1w.nii.gz").write_bytes(b"")
+    cfg = copy.deepcopy(demo_config)
+    cfg["datasets"]["own"] = {"pattern": str(tmp_path / "sub-{subject}" / "{subject}_{sequence}.nii.gz"),
+                              "sequences": ["T1w"], "brain_mask": {"method": "deepbet"}, "role": "test_healthy"}
+    study = Study(cfg, base_dir=ROOT)
+    assert study.datasets["own"].splits == {"test_healthy": ("h01", "h02")}
+
+
 def test_sweep_value_token_and_name():
     from itermask.config import sweep_name, sweep_value_token
 
