@@ -166,6 +166,13 @@ def fixed_tau_input(experiment):
     return []
 
 
+def infer_group(wildcards):
+    """Cluster group of an infer job. Jobs that wait for a fixed tau (computed from another
+    experiment's validation inference) get their own group: in the common group, a group job
+    holding a validation run and a fixed-tau run would depend on itself through fixed_tau."""
+    return "inference_fixed" if fixed_tau_input(wildcards.experiment) else "inference"
+
+
 def infer_inputs(wildcards):
     files = [f for cond in infer_conditions(wildcards).values() for f in cond.values() if f]
     return {"model": model_path(wildcards.experiment), "files": files, "fixed_tau": fixed_tau_input(wildcards.experiment)}

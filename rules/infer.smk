@@ -33,7 +33,7 @@ rule infer:
     benchmark:
         f"{R}/benchmarks/infer/{{experiment}}_{{dataset}}_{{subject}}.tsv"
     group:
-        "inference"
+        infer_group
     conda:
         "../envs/torch.yaml"
     threads: RES["threads"]
