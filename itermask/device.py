@@ -16,16 +16,13 @@ def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
     """
     import torch
 
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(str(device))
-        except RuntimeError as exc:
-            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '{device}'") from exc
-    if dev.type not in ("cpu", "cuda"):
+    try:
+        dev = torch.device(str(device))
+    except RuntimeError:
+        dev = None  # not a device name torch knows
+    if dev is None or dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '{device}'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' requested but CUDA is not available")

@@ -28,8 +28,8 @@ from .slices2d import (
 )
 
 __all__ = [
-    "make_brain_mask", "resample_mask", "resample_image", "resample_label",
-    "normalise", "resample_and_normalise", "extract_slices2d", "qc_subject", "qc_table",
+    "make_brain_mask", "resample_mask", "resample_label",
+    "resample_and_normalise", "extract_slices2d", "qc_subject", "qc_table",
 ]
 
 MASK_METHODS = ("deepbet", "stripped", "pattern")
@@ -126,18 +126,6 @@ def resample_mask(
     save_nifti(out, affine, out_path, dtype=np.uint8)
 
 
-def resample_image(
-    image_path: str | Path, grid_path: str | Path, out_path: str | Path, *, dataset: str, subject: str
-) -> None:
-    """Linearly resample the (validated, RAS) raw image onto the grid of ``grid_path``; float32."""
-    from .resample import resample_to_grid
-
-    img = load_nifti(image_path, dataset=dataset, subject=subject)
-    grid = nib.load(str(grid_path))
-    data = resample_to_grid(img, grid.shape[:3], grid.affine, "linear")
-    save_nifti(data, grid.affine, out_path, dtype=np.float32)
-
-
 def resample_label(
     label_path: str | Path,
     image_path: str | Path,
@@ -162,27 +150,6 @@ def resample_label(
     save_nifti(data, grid.affine, out_path, dtype=np.uint8)
 
 
-def normalise(
-    image_path: str | Path,
-    brainmask_path: str | Path,
-    out_image: str | Path,
-    out_hf: str | Path,
-    *,
-    repeats: int = 3,
-    clip_sd: float = 3.0,
-    background: str | float = "min",
-    hf_radius: int = 15,
-    dataset: str,
-    subject: str,
-) -> None:
-    """Iterative brain z-score (constant background) and its 3D high-frequency image."""
-    x, affine = _load_grid_array(image_path, "resampled image", dataset, subject)
-    brain, _ = _load_grid_array(brainmask_path, "brain mask", dataset, subject)
-    _check_same_shape(x, brain, image_path, dataset, subject)
-    _zscore_and_hf(x, brain > 0, affine, out_image, out_hf, source=image_path, repeats=repeats, clip_sd=clip_sd,
-                   background=background, hf_radius=hf_radius, dataset=dataset, subject=subject)
-
-
 def resample_and_normalise(
     image_path: str | Path,
     grid_path: str | Path,
@@ -196,39 +163,18 @@ def resample_and_normalise(
     dataset: str,
     subject: str,
 ) -> None:
-    """``resample_image`` then ``normalise`` in one step, without the intermediate file.
-
-    The pipeline's per-sequence job: one process (one antspyx import) per image instead of two.
-    """
-    from .resample import resample_to_grid
+    """Linearly resample the (validated, RAS) raw image onto the grid of the brain mask
+    ``grid_path``, z-score it iteratively in the brain (constant background) and write it
+    with its 3D high-frequency image; float32, no intermediate file."""
+    from .resample import resample_to_grid  # antspyx: slow import
 
     img = load_nifti(image_path, dataset=dataset, subject=subject)
     brain, affine = _load_grid_array(grid_path, "brain mask", dataset, subject)
     x = np.asarray(resample_to_grid(img, brain.shape, affine, "linear"), dtype=np.float32)
-    _zscore_and_hf(x, brain > 0, affine, out_image, out_hf, source=image_path, repeats=repeats, clip_sd=clip_sd,
-                   background=background, hf_radius=hf_radius, dataset=dataset, subject=subject)
-
-
-def _zscore_and_hf(
-    x: np.ndarray,
-    brain: np.ndarray,
-    affine: np.ndarray,
-    out_image: str | Path,
-    out_hf: str | Path,
-    *,
-    source: str | Path,
-    repeats: int,
-    clip_sd: float,
-    background: str | float,
-    hf_radius: int,
-    dataset: str,
-    subject: str,
-) -> None:
-    """Write the iterative z-score of ``x`` in ``brain`` and its HF image; errors name ``source``."""
     try:
-        z = iterative_zscore(x, brain, repeats=repeats, clip_sd=clip_sd, background=background)
+        z = iterative_zscore(x, brain > 0, repeats=repeats, clip_sd=clip_sd, background=background)
     except ValueError as exc:
-        raise InputError(f"cannot normalise: {exc}", path=source, dataset=dataset, subject=subject) from exc
+        raise InputError(f"cannot normalise: {exc}", path=image_path, dataset=dataset, subject=subject) from exc
     hf = high_frequency(z, radius=hf_radius)
     save_nifti(z, affine, out_image, dtype=np.float32)
     save_nifti(hf, affine, out_hf, dtype=np.float32)

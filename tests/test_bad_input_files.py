@@ -85,11 +85,7 @@ def test_bad_image_for_resampling(tmp_path, kind, problem):
     bad = write_bad(tmp_path, kind)
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(InputError) as exc:
-        pp.resample_image(bad, grid(tmp_path), out / "T1w_resampled.nii.gz", **IDS)
-    assert_error(exc, bad, problem)
-    assert_nothing_written(out)
-    with pytest.raises(InputError) as exc:  # the pipeline's rule: resampling + normalisation in one job
+    with pytest.raises(InputError) as exc:  # rule normalise: resampling + normalisation in one job
         pp.resample_and_normalise(bad, grid(tmp_path), out / "T1w.nii.gz", out / "T1w_hf.nii.gz", **IDS)
     assert_error(exc, bad, problem)
     assert_nothing_written(out)
