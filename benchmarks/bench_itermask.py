@@ -3,10 +3,10 @@
 Side by side:
   (a) reference-style: fp32, eager, batch 1, one subject after the other, the phase-A
       threshold computed on the host with NumPy each iteration (as a straightforward loop does);
-  (b) optimised: ``itermask.iterate.run_itermask3d``: subjects in lockstep batches, per-subject
+  (b) optimised: ``itermask.core.iterate.run_itermask3d``: subjects in lockstep batches, per-subject
       quantiles on the device, autocast float16 on CUDA, optionally ``--compile``
       (torch.compile) and ``--channels-last`` (channels_last_3d).
-Random-weight networks from ``itermask.networks.build_network``; random volumes with a ball
+Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
 convergence stop, so the timings do not depend on what a random network converges to).
 Prints a table; asserts nothing. Timings on shared machines vary 1.5-2x between runs:
@@ -30,15 +30,15 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from itermask.iterate import phase_a_percents, run_itermask3d  # noqa: E402
-from itermask.model_input import compose_input  # noqa: E402
+from itermask.core.iterate import phase_a_percents, run_itermask3d  # noqa: E402
+from itermask.core.model_input import compose_input  # noqa: E402
 
 
 def build_model(channels: list[int], device: torch.device) -> nn.Module:
     try:
-        from itermask.networks import build_network
+        from itermask.core.networks import build_network
     except ImportError as exc:  # pragma: no cover - only while the package is incomplete
-        raise SystemExit(f"itermask.networks.build_network is not available ({exc}); cannot benchmark") from exc
+        raise SystemExit(f"itermask.core.networks.build_network is not available ({exc}); cannot benchmark") from exc
     torch.manual_seed(0)
     return build_network("itermask3d", 2, {"channels": channels}).to(device)
 

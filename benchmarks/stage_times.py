@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from itermask.runlog import parse_run_log, stage_table  # noqa: E402
+from itermask.io.runlog import parse_run_log, stage_table  # noqa: E402
 
 
 def main() -> None:

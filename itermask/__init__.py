@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 __all__ = ["high_frequency", "training_mask", "subject_threshold"]
 
 _LOCATIONS = {
-    "high_frequency": "itermask.highfreq",
-    "training_mask": "itermask.masks",
-    "subject_threshold": "itermask.threshold",
+    "high_frequency": "itermask.core.highfreq",
+    "training_mask": "itermask.core.masks",
+    "subject_threshold": "itermask.core.threshold",
 }
 
 

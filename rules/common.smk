@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
-from itermask.config import Study  # noqa: E402
+from itermask.config.study import Study  # noqa: E402
 
 STUDY = Study(config, base_dir=Path(workflow.basedir))
 R = STUDY.results

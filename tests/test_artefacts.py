@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchio as tio
 
-from itermask import artefacts as art
+from itermask.artefacts import synthetic as art
 
 torch.set_num_threads(1)
 
@@ -133,7 +133,7 @@ def test_unknown_params_and_types_rejected():
 
 
 def test_make_artefact_stage(tmp_path):
-    from itermask.highfreq import high_frequency
+    from itermask.core.highfreq import high_frequency
 
     x, brain = _volume(shape=(20, 20, 20))
     aff = np.diag([2.0, 2.0, 2.0, 1.0])

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from itermask import preprocess as pp
+from itermask.preprocess import stages as pp
 from itermask.errors import InputError
 
 IDS = dict(dataset="dsX", subject="007")

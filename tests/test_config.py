@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itermask.config import Study, bids_pattern, deep_merge, glob_subjects, load_config
+from itermask.config.study import Study, bids_pattern, deep_merge, glob_subjects, load_config
 from itermask.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_role_dataset_globs_a_bids_style_pattern(tmp_path, demo_config):
 
 
 def test_sweep_value_token_and_name():
-    from itermask.config import sweep_name, sweep_value_token
+    from itermask.config.study import sweep_name, sweep_value_token
 
     assert [sweep_value_token(v) for v in (60, 60.0, 0.05, 0.1, 2.5, 1e-5, 100)] == [
         "60", "60", "0p05", "0p1", "2p5", "0p00001", "100"]

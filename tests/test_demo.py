@@ -1,4 +1,4 @@
-"""Tests of the embedded demo dataset generator (itermask.demo)."""
+"""Tests of the embedded demo dataset generator (itermask.demo.demo_data)."""
 from __future__ import annotations
 
 import warnings
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from itermask import demo
+from itermask.demo import demo_data as demo
 from itermask.errors import ConfigError
 
 PATTERN = "{root}/sub-{{subject}}/anat/sub-{{subject}}_{{sequence}}.nii.gz"

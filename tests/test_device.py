@@ -1,10 +1,10 @@
-"""itermask.device.resolve_device: the one device resolver of every stage."""
+"""itermask.io.device.resolve_device: the one device resolver of every stage."""
 import pytest
 import torch
 
-from itermask.device import resolve_device
+from itermask.io.device import resolve_device
 from itermask.errors import ConfigError
-from itermask.workflow import device_of
+from itermask.io.workflow import device_of
 
 
 def test_auto_picks_cuda_only_when_available():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from itermask.config import Study, iter_files, load_config
+from itermask.config.study import Study, iter_files, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from itermask.highfreq import high_frequency, high_frequency_torch
+from itermask.core.highfreq import high_frequency, high_frequency_torch
 
 torch.set_num_threads(1)
 

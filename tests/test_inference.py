@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from itermask import inference
-from itermask.iterate import brain_quantile, phase_a_percents, run_itermask2, run_itermask3d
+from itermask.inference import stage as inference
+from itermask.core.iterate import brain_quantile, phase_a_percents, run_itermask2, run_itermask3d
 
 torch.set_num_threads(1)
 S = 32
@@ -306,7 +306,7 @@ def _fake_loader(models, meta):
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.threshold")
+    pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
     c2, e2, a2 = _subject_files(tmp_path, 8, (15, 12, 10), (21, 18, 17))
     c2["label"] = None
@@ -364,7 +364,7 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
 
 
 def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.threshold")
+    pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))
     model = Oracle([e1], _inpaint_rule)
     meta = {"method": "itermask3d", "variant": "full"}
@@ -404,7 +404,7 @@ class TinyConv2d(nn.Module):
 
 
 def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.slices2d")
+    pytest.importorskip("itermask.preprocess.slices2d")
     x, hf, brain, h, anomaly = _cube_subject(10, (8, 8, 8), (14, 14, 14))
     vol = torch.where(brain, x, torch.tensor(-3.0)).numpy()
     brain_np = brain.numpy().copy()
@@ -451,9 +451,9 @@ def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
 
 def test_infer_subject_with_saved_networks(tmp_path):
     """The real model files (networks.save_models / load_models), no fakes: runs end to end."""
-    networks = pytest.importorskip("itermask.networks")
-    pytest.importorskip("itermask.threshold")
-    pytest.importorskip("itermask.slices2d")
+    networks = pytest.importorskip("itermask.core.networks")
+    pytest.importorskip("itermask.core.threshold")
+    pytest.importorskip("itermask.preprocess.slices2d")
     n = 16
     x, hf, brain, h, anomaly = _cube_subject(11, (5, 5, 5), (9, 9, 9), radius=6)
     sl = (slice(8, 24),) * 3
@@ -525,7 +525,7 @@ class Recorder(nn.Module):
 
 
 def test_2d_slices_at_another_tau_percentile_and_hf_radius(tmp_path, monkeypatch):
-    from itermask.highfreq import high_frequency
+    from itermask.core.highfreq import high_frequency
 
     g = torch.Generator().manual_seed(5)
     img = torch.randn((3, 16, 16), generator=g).numpy()
@@ -565,7 +565,7 @@ def test_2d_slices_at_another_tau_percentile_and_hf_radius(tmp_path, monkeypatch
 
 
 def test_recompute_volume_hf_equals_numpy_high_frequency():
-    from itermask.highfreq import high_frequency
+    from itermask.core.highfreq import high_frequency
 
     g = np.random.default_rng(2)
     vols = [{"image": g.normal(size=shape).astype(np.float32), "hf": None}

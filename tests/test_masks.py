@@ -1,10 +1,10 @@
-"""Tests of the training masks (itermask.masks)."""
+"""Tests of the training masks (itermask.core.masks)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from itermask.masks import (
+from itermask.core.masks import (
     MaskSampler,
     choose_factor,
     downsample_any,

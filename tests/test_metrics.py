@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from itermask import metrics as M
+from itermask.evaluation import metrics as M
 
 
 def _surface_points(mask: np.ndarray, spacing) -> np.ndarray:

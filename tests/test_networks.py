@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from itermask.errors import ConfigError, InputError
-from itermask.networks import (
+from itermask.core.networks import (
     AttnResUNet2D,
     ResUNet3D,
     SpatialSelfAttention2D,

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from itermask import preprocess as pp
+from itermask.preprocess import stages as pp
 from itermask.errors import InputError
-from itermask.highfreq import high_frequency
-from itermask.nifti import load_nifti
-from itermask.normalise import iterative_zscore
-from itermask.qc import intensity_stats, subject_stats
-from itermask.resample import (
+from itermask.core.highfreq import high_frequency
+from itermask.io.nifti import load_nifti
+from itermask.preprocess.normalise import iterative_zscore
+from itermask.preprocess.qc import intensity_stats, subject_stats
+from itermask.preprocess.resample import (
     ants_to_nib,
     bbox_centre,
     box_slices,
@@ -26,7 +26,7 @@ from itermask.resample import (
     resample_to_grid,
     resample_to_spacing,
 )
-from itermask.slices2d import (
+from itermask.preprocess.slices2d import (
     axial_range,
     resize_slices,
     scale_for_2d,

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itermask import protocols as P
-from itermask.evaluation import evaluate_experiment
-from itermask.figures import make_figures, sensitivity_figure
+from itermask.evaluation import protocols as P
+from itermask.evaluation.evaluate import evaluate_experiment
+from itermask.evaluation.figures import make_figures, sensitivity_figure
 
 
 def _dice(pred, g):
@@ -86,7 +86,7 @@ def _write_condition(folder: Path, x, recon, brain, label=None, score=None, extr
     if label is not None:
         save(label, "label.nii.gz", np.uint8)
     score = score or {"mask_size": float((err > 0.5).sum()), "mean_error": float(err[brain].mean())}
-    # the layout itermask.inference writes
+    # the layout itermask.inference.stage writes
     result = {"kind": "3d", "score_name": "mask_size", "score": score["mask_size"],
               "scores": {"mask_size_fraction": score["mask_size"], "mask_size_voxels": 7, "brain_voxels": 99,
                          "mean_error": score["mean_error"]},

@@ -1,7 +1,7 @@
-"""itermask.runlog: per-stage job times from a Snakemake log, on a constructed log."""
+"""itermask.io.runlog: per-stage job times from a Snakemake log, on a constructed log."""
 import pytest
 
-from itermask.runlog import parse_run_log, stage_table
+from itermask.io.runlog import parse_run_log, stage_table
 
 LOG = """Building DAG of jobs...
 [Sun Nov 22 00:47:02 2026]

@@ -1,4 +1,4 @@
-"""Failed skull-stripping set (itermask.stripcompare): template-registration mask vs deepbet."""
+"""Failed skull-stripping set (itermask.artefacts.failed_skullstrip): template-registration mask vs deepbet."""
 from __future__ import annotations
 
 import os
@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from itermask import demo, stripcompare
+from itermask.demo import demo_data as demo
+from itermask.artefacts import failed_skullstrip as stripcompare
 from itermask.errors import InputError
-from itermask.nifti import load_nifti, save_nifti
-from itermask.skullstrip import deepbet_mask
-from itermask.stripcompare import (
+from itermask.io.nifti import load_nifti, save_nifti
+from itermask.preprocess.skullstrip import deepbet_mask
+from itermask.artefacts.failed_skullstrip import (
     build_failed_skullstrip_set,
     head_top_slab,
     mask_agreement,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from itermask.evaluation import DETECTION_COLUMNS, SEGMENTATION_COLUMNS
-from itermask.tables import format_cell, make_table
+from itermask.evaluation.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS
+from itermask.evaluation.tables import format_cell, make_table
 
 NAN = float("nan")
 

@@ -1,4 +1,4 @@
-"""Tests of the subject-specific threshold (itermask.threshold)."""
+"""Tests of the subject-specific threshold (itermask.core.threshold)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from itermask.threshold import ThresholdFit, subject_threshold
+from itermask.core.threshold import ThresholdFit, subject_threshold
 
 T = np.arange(1, 101, dtype=float)
 

@@ -10,9 +10,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from itermask.errors import ConfigError
-from itermask.networks import load_models
-from itermask.nifti import save_nifti
-from itermask.training import (
+from itermask.core.networks import load_models
+from itermask.io.nifti import save_nifti
+from itermask.training.loop import (
     Samples,
     calibration_tau,
     ema_update,
@@ -241,15 +241,15 @@ def test_make_batch_masks_fresh_or_fixed_and_rotation():
 
 
 def test_calibration_quantiles_known_answer():
-    from itermask.training import calibration_quantiles
+    from itermask.training.loop import calibration_quantiles
 
     q = calibration_quantiles(np.arange(1, 102, dtype=float))  # percentile p of 1..101 is p + 1
     assert q == pytest.approx([p + 1.0 for p in range(1, 100)])
 
 
 def test_recompute_hf_equals_numpy_high_frequency_3d():
-    from itermask.highfreq import high_frequency
-    from itermask.training import recompute_hf
+    from itermask.core.highfreq import high_frequency
+    from itermask.training.loop import recompute_hf
 
     data = _toy_samples(3)
     out = recompute_hf(data, 4, torch.device("cpu"), batch_size=2)
@@ -261,8 +261,8 @@ def test_recompute_hf_equals_numpy_high_frequency_3d():
 
 
 def test_non_default_hf_radius_recomputes_hf_fed_to_the_model(tmp_path, monkeypatch):
-    from itermask import training
-    from itermask.highfreq import high_frequency
+    from itermask.training import loop as training
+    from itermask.core.highfreq import high_frequency
 
     items = make_items_2d(tmp_path, 2)  # stored hf = x - gaussian(x): not an FFT high-frequency image
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -1,10 +1,10 @@
-"""Rule artefacts -> itermask.artefacts.make_artefact, once per artefact condition."""
+"""Rule artefacts -> itermask.artefacts.synthetic.make_artefact, once per artefact condition."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.artefacts import make_artefact  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.artefacts.synthetic import make_artefact  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:

@@ -1,10 +1,10 @@
-"""Rule demo_data -> itermask.demo.generate_demo."""
+"""Rule demo_data -> itermask.demo.demo_data.generate_demo."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.demo import generate_demo  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.demo.demo_data import generate_demo  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

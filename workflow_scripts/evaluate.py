@@ -1,10 +1,10 @@
-"""Rule evaluate -> itermask.evaluation.evaluate_experiment."""
+"""Rule evaluate -> itermask.evaluation.evaluate.evaluate_experiment."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.evaluation import evaluate_experiment  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.evaluation.evaluate import evaluate_experiment  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,10 +1,10 @@
-"""Rule failed_skullstrip_set -> itermask.stripcompare.build_failed_skullstrip_set."""
+"""Rule failed_skullstrip_set -> itermask.artefacts.failed_skullstrip.build_failed_skullstrip_set."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.stripcompare import build_failed_skullstrip_set  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.artefacts.failed_skullstrip import build_failed_skullstrip_set  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,10 +1,10 @@
-"""Rule figures -> itermask.figures.make_figures."""
+"""Rule figures -> itermask.evaluation.figures.make_figures."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.figures import make_figures  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.evaluation.figures import make_figures  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,10 +1,10 @@
-"""Rule infer -> itermask.inference.infer_subject."""
+"""Rule infer -> itermask.inference.stage.infer_subject."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.inference import infer_subject  # noqa: E402
-from itermask.workflow import device_of, rule_context  # noqa: E402
+from itermask.inference.stage import infer_subject  # noqa: E402
+from itermask.io.workflow import device_of, rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:

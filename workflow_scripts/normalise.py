@@ -1,10 +1,10 @@
-"""Rule normalise -> itermask.preprocess.resample_and_normalise."""
+"""Rule normalise -> itermask.preprocess.stages.resample_and_normalise."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.preprocess import resample_and_normalise  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.preprocess.stages import resample_and_normalise  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,10 +1,10 @@
-"""Rule qc_table -> itermask.preprocess.qc_table."""
+"""Rule qc_table -> itermask.preprocess.stages.qc_table."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.preprocess import qc_table  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.preprocess.stages import qc_table  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,11 +1,11 @@
-"""Rule sensitivity -> itermask.figures.sensitivity_figure (one sweep of config `sweeps:`)."""
+"""Rule sensitivity -> itermask.evaluation.figures.sensitivity_figure (one sweep of config `sweeps:`)."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from itermask.errors import InputError  # noqa: E402
-from itermask.figures import sensitivity_figure  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.evaluation.figures import sensitivity_figure  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:

@@ -1,10 +1,10 @@
-"""Rule slices2d -> itermask.preprocess.extract_slices2d."""
+"""Rule slices2d -> itermask.preprocess.stages.extract_slices2d."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.preprocess import extract_slices2d  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.preprocess.stages import extract_slices2d  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

@@ -1,10 +1,10 @@
-"""Rule table -> itermask.tables.make_table."""
+"""Rule table -> itermask.evaluation.tables.make_table."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.tables import make_table  # noqa: E402
-from itermask.workflow import rule_context  # noqa: E402
+from itermask.evaluation.tables import make_table  # noqa: E402
+from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):

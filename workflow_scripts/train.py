@@ -1,10 +1,10 @@
-"""Rule train -> itermask.training.train_experiment."""
+"""Rule train -> itermask.training.loop.train_experiment."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.training import train_experiment  # noqa: E402
-from itermask.workflow import device_of, rule_context  # noqa: E402
+from itermask.training.loop import train_experiment  # noqa: E402
+from itermask.io.workflow import device_of, rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:

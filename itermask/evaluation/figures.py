@@ -19,8 +19,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .atomic import save_figure  # noqa: E402
-from .evaluation import SEVERITY, Scan, _input_image, discover  # noqa: E402
+from itermask.io.atomic import save_figure  # noqa: E402
+from itermask.evaluation.evaluate import SEVERITY, Scan, _input_image, discover  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,6 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
 
 def device_of(smk: Any) -> str:
     """The device named by config ``device`` ('auto' -> CUDA when available), resolved here."""
-    from .device import resolve_device
+    from itermask.io.device import resolve_device
 
     return str(resolve_device(smk.config.get("device", "auto")))

@@ -22,7 +22,7 @@ def _brain_extraction(no_gpu: bool):
 
 
 def _use_gpu(device: str) -> bool:
-    from .device import resolve_device
+    from itermask.io.device import resolve_device
 
     return resolve_device(device).type == "cuda"
 

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from .atomic import write_text
-from .errors import ConfigError
-from .nifti import save_nifti
+from itermask.io.atomic import write_text
+from itermask.errors import ConfigError
+from itermask.io.nifti import save_nifti
 
 LESION_SPLIT = "test_lesion"
 

@@ -27,20 +27,20 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from itermask.errors import ConfigError
 
 SPLITS = ("train", "val", "test_healthy", "test_lesion")
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9]+$")
 SWEEP_PARAMS = ("tau_percentile", "hf_radius", "gamma")
 SWEEP_METHOD = {"tau_percentile": "itermask2", "gamma": "itermask3d"}  # hf_radius: both
 DEFAULT_HF_RADIUS = 15
-DEFAULT_TAU_PERCENTILE = 80.0  # itermask.training's calibration default
-DEFAULT_GAMMA = 0.01  # itermask.inference's default
+DEFAULT_TAU_PERCENTILE = 80.0  # itermask.training.loop's calibration default
+DEFAULT_GAMMA = 0.01  # itermask.inference.stage's default
 
 
 def load_schema() -> dict:
     """The configuration's JSON schema (shipped inside the package)."""
-    text = resources.files("itermask").joinpath("schemas/config.schema.yaml").read_text()
+    text = resources.files("itermask").joinpath("config/schema.yaml").read_text()
     return yaml.safe_load(text)
 
 

@@ -12,13 +12,13 @@ from typing import Mapping, Sequence
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_path, save_figure, write_json
-from .errors import InputError
-from .highfreq import high_frequency, high_frequency_torch
-from .nifti import check_same_grid, load_array, load_nifti, save_nifti
-from .normalise import iterative_zscore
-from .qc import qc_figure, qc_table, subject_stats
-from .slices2d import (
+from itermask.io.atomic import atomic_path, save_figure, write_json
+from itermask.errors import InputError
+from itermask.core.highfreq import high_frequency, high_frequency_torch
+from itermask.io.nifti import check_same_grid, load_array, load_nifti, save_nifti
+from itermask.preprocess.normalise import iterative_zscore
+from itermask.preprocess.qc import qc_figure, qc_table, subject_stats
+from itermask.preprocess.slices2d import (
     brain_slices,
     resize_slices,
     scale_for_2d,
@@ -77,7 +77,7 @@ def make_brain_mask(
         raise ValueError(f"brain mask method must be one of {MASK_METHODS}, got '{method}'")
     img = load_nifti(image_path, **ctx)
     if method == "deepbet":
-        from .skullstrip import deepbet_mask
+        from itermask.preprocess.skullstrip import deepbet_mask
 
         try:
             mask = deepbet_mask(img, device=device)
@@ -107,7 +107,7 @@ def resample_mask(
 ) -> None:
     """Nearest-resample the native mask to isotropic ``spacing_mm`` and crop/pad it to ``box``
     centred on the mask's bounding box. The output defines the subject's target grid."""
-    from .resample import crop_or_pad_to_box, resample_to_spacing  # antspyx: slow import
+    from itermask.preprocess.resample import crop_or_pad_to_box, resample_to_spacing  # antspyx: slow import
 
     ctx = dict(dataset=dataset, subject=subject)
     img = load_nifti(native_mask_path, **ctx)
@@ -136,7 +136,7 @@ def resample_label(
     subject: str,
 ) -> None:
     """Binarise the label (> 0), check it shares its image's grid, nearest-resample onto the grid."""
-    from .resample import resample_to_grid
+    from itermask.preprocess.resample import resample_to_grid
 
     ctx = dict(dataset=dataset, subject=subject)
     if not Path(label_path).exists():
@@ -166,7 +166,7 @@ def resample_and_normalise(
     """Linearly resample the (validated, RAS) raw image onto the grid of the brain mask
     ``grid_path``, z-score it iteratively in the brain (constant background) and write it
     with its 3D high-frequency image; float32, no intermediate file."""
-    from .resample import resample_to_grid  # antspyx: slow import
+    from itermask.preprocess.resample import resample_to_grid  # antspyx: slow import
 
     img = load_nifti(image_path, dataset=dataset, subject=subject)
     brain, affine = _load_grid_array(grid_path, "brain mask", dataset, subject)

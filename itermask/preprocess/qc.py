@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from itermask.io.atomic import atomic_path  # noqa: E402
 
 STAT_NAMES = ("mean", "std", "min", "max", "p1", "p99")
 

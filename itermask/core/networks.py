@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_path
-from .errors import ConfigError, InputError
+from itermask.io.atomic import atomic_path
+from itermask.errors import ConfigError, InputError
 
 METHODS = ("itermask3d", "itermask2")
 DEFAULTS_3D: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}

@@ -40,11 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_dir, save_figure, write_json
-from .device import resolve_device
-from .errors import ConfigError, InputError
-from .iterate import Result2D, Result3D, phase_a_percents, run_itermask2, run_itermask3d
-from .nifti import check_same_grid, load_nifti, save_nifti
+from itermask.io.atomic import atomic_dir, save_figure, write_json
+from itermask.io.device import resolve_device
+from itermask.errors import ConfigError, InputError
+from itermask.core.iterate import Result2D, Result3D, phase_a_percents, run_itermask2, run_itermask3d
+from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
 
 SPATIAL_DIVISOR_3D = 16  # four stride-2 levels of the 3D UNet
 
@@ -58,7 +58,7 @@ def condition_seed(seed: int, subject_dir: str, condition: str, extra: str = "")
 
 
 def _load_models(model_path: str, device: torch.device) -> tuple[dict[str, torch.nn.Module], dict]:
-    from .networks import load_models
+    from itermask.core.networks import load_models
 
     return load_models(model_path, device)
 
@@ -145,7 +145,7 @@ def _recompute_radius(cfg: Mapping[str, Any], meta: Mapping[str, Any], model_pat
 def high_frequency_stack(images: list[np.ndarray], radius: int, ndim: int, device: torch.device,
                          batch_size: int) -> list[np.ndarray]:
     """HF images (over the last ``ndim`` axes) of arrays of one shape, in batches on ``device``."""
-    from .highfreq import high_frequency_torch
+    from itermask.core.highfreq import high_frequency_torch
 
     if not images:
         return []
@@ -284,8 +284,8 @@ def _run_3d(
 
 def _slices_of_volume(vol: dict[str, Any], size: int, hf_radius: int) -> dict[str, np.ndarray]:
     """Axial slices with brain of a volume, scaled and resized for a 2D model, plus their HF."""
-    from .highfreq import high_frequency_torch
-    from .slices2d import resize_slices, scale_for_2d
+    from itermask.core.highfreq import high_frequency_torch
+    from itermask.preprocess.slices2d import resize_slices, scale_for_2d
 
     brain = vol["brain"]
     z = np.flatnonzero(brain.any(axis=(0, 1)))
@@ -475,7 +475,7 @@ def infer_subject(
 
 def _infer_itermask3d(model, vols, cfg, tmp: Path, subject_dir, seed, input_variant, dev, fixed_tau_path,
                       common, log) -> None:
-    from .threshold import subject_threshold
+    from itermask.core.threshold import subject_threshold
 
     try:
         percents = phase_a_percents(float(cfg.get("step_percent", 1)))

@@ -1,6 +1,6 @@
 """Result tables regenerated from the metric TSVs (METHOD.md §9), as Markdown, CSV and LaTeX.
 
-Every cell is computed from the TSVs written by ``itermask.evaluation``; an experiment whose
+Every cell is computed from the TSVs written by ``itermask.evaluation.evaluate``; an experiment whose
 TSV has no rows is left out (and named in the table's note). Kinds:
 
 - ``detection``: one row per experiment, columns per anomaly × (AUROC, AUPRC, FPR80, FPR90,
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import write_text
+from itermask.io.atomic import write_text
 
 DETECTION = [("auroc", "AUROC", True), ("auprc", "AUPRC", True), ("fpr80", "FPR80", False),
              ("fpr90", "FPR90", False), ("fnr80", "FNR80", False), ("fnr90", "FNR90", False)]
@@ -227,7 +227,7 @@ def make_table(
     if not rows:
         note += " No experiment has data for this table."
     write_text(out_md, _markdown(name, caption, header, rows, note))
-    from .atomic import atomic_path
+    from itermask.io.atomic import atomic_path
 
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import InputError
+from itermask.io.atomic import write_json
+from itermask.errors import InputError
 
 
 def fixed_tau_from_results(subject_dirs: list[str], out_json: str, condition: str = "val") -> float:

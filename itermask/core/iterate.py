@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model_input import compose_input
+from itermask.core.model_input import compose_input
 
 #: chooses tau from a finished phase-A curve: curve -> (tau, info for the record)
 TauChooser = Callable[[np.ndarray], tuple[float, Any]]

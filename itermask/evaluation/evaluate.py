@@ -29,10 +29,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import InputError
-from .metrics import detection_metrics, healthy_tissue_quality, segmentation_metrics
-from .protocols import binarise, honest_threshold, paper_threshold, per_image_best_threshold
+from itermask.io.atomic import atomic_path
+from itermask.errors import InputError
+from itermask.evaluation.metrics import detection_metrics, healthy_tissue_quality, segmentation_metrics
+from itermask.evaluation.protocols import binarise, honest_threshold, paper_threshold, per_image_best_threshold
 
 log = logging.getLogger(__name__)
 

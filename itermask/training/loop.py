@@ -1,7 +1,7 @@
 """Training of the IterMask reconstruction networks (METHOD.md §4-5) with exact resume.
 
 Every random draw of a step is a function of (seed, step): the batch order of an epoch, the
-training masks (``itermask.masks.mask_rng(seed, sample, epoch, fixed)``), the rot90
+training masks (``itermask.core.masks.mask_rng(seed, sample, epoch, fixed)``), the rot90
 augmentation, the input noise and dropout. Checkpoints also store all generator states, so a
 killed run that resumes ends, on CPU, with exactly the weights of an uninterrupted run.
 """
@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import save_figure, write_json, write_text
-from .device import resolve_device
-from .errors import ConfigError, InputError
-from .masks import mask_rng, training_mask
-from .model_input import compose_input, in_channels
-from .networks import build_network, check_divisible, count_parameters, network_settings, save_models
-from .nifti import load_array
+from itermask.io.atomic import save_figure, write_json, write_text
+from itermask.io.device import resolve_device
+from itermask.errors import ConfigError, InputError
+from itermask.core.masks import mask_rng, training_mask
+from itermask.core.model_input import compose_input, in_channels
+from itermask.core.networks import build_network, check_divisible, count_parameters, network_settings, save_models
+from itermask.io.nifti import load_array
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "itermask3d": {
@@ -378,7 +378,7 @@ CALIBRATION_PERCENTILES = tuple(range(1, 100))
 
 def calibration_quantiles(errors: np.ndarray) -> list[float]:
     """The same quantiles as `calibration_tau` at every integer percentile 1..99, so inference
-    can use another tau percentile without retraining (``itermask.inference``)."""
+    can use another tau percentile without retraining (``itermask.inference.stage``)."""
     if errors.size == 0:
         raise InputError("no masked validation pixels to calibrate tau")
     return [float(q) for q in np.percentile(errors, CALIBRATION_PERCENTILES)]
@@ -387,7 +387,7 @@ def calibration_quantiles(errors: np.ndarray) -> list[float]:
 def recompute_hf(data: Samples, radius: int, device: torch.device, batch_size: int | None = None) -> Samples:
     """`data` with its HF images recomputed from the images at `radius` (batched, on `device`;
     default batches: 4 volumes or 256 slices)."""
-    from .highfreq import high_frequency_torch
+    from itermask.core.highfreq import high_frequency_torch
 
     ndim = len(data.spatial)
     batch_size = batch_size or (4 if ndim == 3 else 256)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from itermask.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

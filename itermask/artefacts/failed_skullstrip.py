@@ -43,9 +43,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from .atomic import write_text
-from .errors import InputError
-from .nifti import check_same_grid, load_nifti
+from itermask.io.atomic import write_text
+from itermask.errors import InputError
+from itermask.io.nifti import check_same_grid, load_nifti
 
 __all__ = [
     "template_paths", "template_mask_from_tissue", "head_top_slab", "template_brain_mask",
@@ -112,7 +112,7 @@ def _template() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
 @lru_cache(maxsize=4)
 def _coarse_template(spacing_mm: float) -> nib.Nifti1Image:
     """Template T1 resampled to ``spacing_mm``."""
-    from .resample import resample_to_spacing
+    from itermask.preprocess.resample import resample_to_spacing
 
     return resample_to_spacing(_template()[0], spacing_mm, "linear")
 
@@ -150,7 +150,7 @@ def template_brain_mask(img: nib.Nifti1Image, *, spacing_mm: float = 3.0) -> np.
     """
     import ants
 
-    from .resample import array_to_ants, nib_to_ants, resample_to_spacing
+    from itermask.preprocess.resample import array_to_ants, nib_to_ants, resample_to_spacing
 
     if spacing_mm <= 0:
         raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")

@@ -339,10 +339,10 @@ def make_artefact(
     corrupted volume inside the (unchanged) brain mask. The JSON records type, params, sampled
     parameters, seeds and the TorchIO version.
     """
-    from .atomic import write_json
-    from .errors import InputError
-    from .highfreq import high_frequency
-    from .nifti import check_same_grid, load_nifti, save_nifti
+    from itermask.io.atomic import write_json
+    from itermask.errors import InputError
+    from itermask.core.highfreq import high_frequency
+    from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
 
     ctx = dict(dataset=dataset, subject=subject)
     img = load_nifti(image_path, **ctx)
@@ -364,7 +364,7 @@ def make_artefact(
     except ValueError as exc:
         raise InputError(f"cannot apply artefact '{artefact}': {exc}", path=image_path, **ctx) from exc
     if renormalise is not None:
-        from .normalise import iterative_zscore
+        from itermask.preprocess.normalise import iterative_zscore
 
         out = iterative_zscore(
             out, brain,

@@ -6,8 +6,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
+from itermask.io.atomic import atomic_path
+from itermask.errors import InputError
 
 
 def load_nifti(
