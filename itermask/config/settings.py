@@ -1,0 +1,96 @@
+"""Typed, frozen settings per experiment, built once from the validated configuration.
+
+The JSON schema (``itermask/config/schema.yaml``) holds every default; ``Study`` fills them
+while validating and builds these objects. Stage functions take them (or plain required
+arguments) and carry no defaults of their own.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+def freeze(value: Any) -> Any:
+    """Read-only copy: dicts become MappingProxyType, lists tuples (recursively)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain JSON-able copy of a frozen value (mappings -> dict, tuples -> list)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The shared training loop's settings (schema ``train``; defaults per method there)."""
+
+    steps: int | None
+    epochs: int | None
+    batch_size: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    lr_drop_at: float | None
+    lr_after_drop: float | None
+    rot90_p: float
+    rot90_axes: tuple[int, int]
+    fixed_masks: bool
+    checkpoint_every: int
+    ema: float | None
+    ema_warmup: bool
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
+        values = {f.name: d[f.name] for f in fields(cls)}
+        values["rot90_axes"] = tuple(values["rot90_axes"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """One experiment: method defaults deep-merged with the experiment's keys, every default filled.
+
+    ``model_owner``: the experiment whose trained model this one uses (``model_from`` followed
+    to its end; the experiment itself when it trains its own). ``hf_radius``: the radius of
+    the model's high-frequency input (the experiment's ``hf_radius``, else the preprocessing
+    radius of the method's input kind). ``detect``/``segment``: the test datasets.
+    ``network``/``infer``: the method's own sections, read-only mappings with every key.
+    """
+
+    name: str
+    method: str
+    dataset: str
+    sequence: str
+    variant: str
+    label: str
+    model_owner: str
+    hf_radius: int
+    detect: tuple[str, ...]
+    segment: tuple[str, ...]
+    network: Mapping[str, Any]
+    train: TrainSettings
+    infer: Mapping[str, Any]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for Snakemake params and JSON records); ``from_dict`` inverts it."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["train"] = asdict(self.train)
+        return thaw(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ExperimentSettings":
+        values = {f.name: d[f.name] for f in fields(cls)}
+        values["train"] = TrainSettings.from_dict(d["train"])
+        values["detect"], values["segment"] = tuple(d["detect"]), tuple(d["segment"])
+        values["network"], values["infer"] = freeze(d["network"]), freeze(d["infer"])
+        return cls(**values)
