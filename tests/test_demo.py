@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from itermask.demo import demo_data as demo
+from itermask.demo.anatomy import load_anatomy
+from itermask.demo.subject import synthesize_subject
 from itermask.errors import ConfigError
 
 PATTERN = "{root}/sub-{{subject}}/anat/sub-{{subject}}_{{sequence}}.nii.gz"
@@ -92,8 +94,8 @@ def test_native_orientation_grid_and_units(demo4):
 
 def test_head_looks_like_an_unstripped_scan():
     """Skull/scalp around the brain, dark background, T1 WM > GM > CSF."""
-    anatomy = demo.load_anatomy(4.0)
-    sub = demo.synthesize_subject(anatomy, "h1", ["T1w", "FLAIR", "T2w"], voxel_size_mm=4.0)
+    anatomy = load_anatomy(4.0)
+    sub = synthesize_subject(anatomy, "h1", ["T1w", "FLAIR", "T2w"], voxel_size_mm=4.0)
     t1 = sub.images["T1w"].astype(float)
     brain = sub.brain_mask
     corner = t1[:4, :4, :4]
@@ -127,21 +129,21 @@ def test_reproducible_and_independent_of_other_subjects(demo4, tmp_path):
 
 def test_subjects_and_seeds_differ(demo4):
     _, pattern, _, _ = demo4
-    anatomy = demo.load_anatomy(4.0)
+    anatomy = load_anatomy(4.0)
     a = np.asarray(_load(Path(pattern.format(subject="h1", sequence="T1w"))).dataobj).astype(float)
     b = np.asarray(_load(Path(pattern.format(subject="l1", sequence="T1w"))).dataobj).astype(float)
     assert np.abs(a - b).mean() > 0.05 * a.mean()
-    s0 = demo.synthesize_subject(anatomy, "h1", ["T1w"], voxel_size_mm=4.0, seed=0)
-    s1 = demo.synthesize_subject(anatomy, "h1", ["T1w"], voxel_size_mm=4.0, seed=1)
+    s0 = synthesize_subject(anatomy, "h1", ["T1w"], voxel_size_mm=4.0, seed=0)
+    s1 = synthesize_subject(anatomy, "h1", ["T1w"], voxel_size_mm=4.0, seed=1)
     assert np.array_equal(s0.images["T1w"], a.astype(np.int16))  # the stage writes what it synthesises
     assert not np.allclose(s0.affine, s1.affine)
     assert np.abs(s0.images["T1w"].astype(float) - s1.images["T1w"]).mean() > 0.05 * a.mean()
 
 
 def test_sequences_share_geometry_but_not_noise():
-    anatomy = demo.load_anatomy(4.0)
-    one = demo.synthesize_subject(anatomy, "s7", ["T1w"], voxel_size_mm=4.0)
-    two = demo.synthesize_subject(anatomy, "s7", ["FLAIR", "T1w"], voxel_size_mm=4.0)
+    anatomy = load_anatomy(4.0)
+    one = synthesize_subject(anatomy, "s7", ["T1w"], voxel_size_mm=4.0)
+    two = synthesize_subject(anatomy, "s7", ["FLAIR", "T1w"], voxel_size_mm=4.0)
     assert np.array_equal(one.images["T1w"], two.images["T1w"])  # per-sequence streams
     assert np.array_equal(one.brain_mask, two.brain_mask)
     # the noise of the two sequences is independent: residuals of a smooth fit do not correlate
@@ -155,9 +157,9 @@ def test_sequences_share_geometry_but_not_noise():
 
 @pytest.mark.parametrize("ml", [0.5, 2.0, 8.0, 25.0])
 def test_lesion_size_location_and_contrast(ml):
-    anatomy = demo.load_anatomy(3.0)
-    sub = demo.synthesize_subject(anatomy, f"les{ml}", ["T1w", "FLAIR", "T2w"], voxel_size_mm=3.0,
-                                  lesion_ml=ml, seed=3)
+    anatomy = load_anatomy(3.0)
+    sub = synthesize_subject(anatomy, f"les{ml}", ["T1w", "FLAIR", "T2w"], voxel_size_mm=3.0,
+                             lesion_ml=ml, seed=3)
     lab = sub.label.astype(bool)
     n = lab.sum()
     assert n > 0
@@ -210,6 +212,6 @@ def test_deepbet_finds_the_generated_brain(tmp_path):
     img = _load(out)
     assert img.shape == _load(src).shape and np.allclose(img.affine, _load(src).affine, atol=1e-4)
     got = np.asarray(img.dataobj) > 0
-    ref = demo.synthesize_subject(demo.load_anatomy(2.0), "b1", ["T1w"], voxel_size_mm=2.0).brain_mask
+    ref = synthesize_subject(load_anatomy(2.0), "b1", ["T1w"], voxel_size_mm=2.0).brain_mask
     dice = 2 * (got & ref).sum() / (got.sum() + ref.sum())
     assert dice >= 0.85, dice

@@ -13,6 +13,8 @@ import torch
 import yaml
 
 from itermask.demo import demo_data as demo
+from itermask.demo.anatomy import load_anatomy
+from itermask.demo.subject import synthesize_subject
 from itermask.artefacts import failed_skullstrip as stripcompare
 from itermask.errors import InputError
 from itermask.io.nifti import load_nifti, save_nifti
@@ -47,7 +49,7 @@ def heads(tmp_path_factory):
     path = pattern.format(subject="s1", sequence="T1w")
     raw = nib.load(path)
     img = load_nifti(path)  # RAS, as rule brain_mask sees it
-    sub = demo.synthesize_subject(demo.load_anatomy(VOXEL_MM), "s1", ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
+    sub = synthesize_subject(load_anatomy(VOXEL_MM), "s1", ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
     assert np.array_equal(np.asanyarray(raw.dataobj), sub.images["T1w"])  # the same subject
     truth = nib.as_closest_canonical(nib.Nifti1Image(sub.brain_mask.astype(np.uint8), raw.affine))
     truth = np.asanyarray(truth.dataobj) > 0
