@@ -1,0 +1,110 @@
+"""``ResUNet3D``: the residual 3D UNet of the IterMask3D reference (METHOD.md §5).
+
+Encoder: one residual unit per level (two MONAI ``Convolution`` blocks, BatchNorm / dropout /
+PReLU), stride 2 on every level but the last; the residual path is a parameter-free average pool
+added onto the first input-width channels (reference) or MONAI's convolutional ``ResidualUnit``
+(``residual: conv``). Decoder: concatenate the skip, nearest upsampling, two 3x3x3 convolutions.
+MONAI is imported when a network is built, not when this module is.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from itermask.core.networks.shapes import check_divisible
+from itermask.errors import ConfigError
+
+
+def _monai_blocks() -> tuple[type, type]:
+    """MONAI's Convolution and ResidualUnit, imported on first use: ``import monai`` loads all
+    of MONAI (about 3 s), which the 2D networks and the modules that only read models skip."""
+    from monai.networks.blocks import Convolution, ResidualUnit
+
+    return Convolution, ResidualUnit
+
+
+class _EncoderUnit3D(nn.Module):
+    """Two conv blocks (the first strided); residual = average pool added onto the first channels."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        if cout < cin:
+            raise ConfigError(f"encoder widths must not decrease (got {cin} -> {cout})")
+        Convolution, _ = _monai_blocks()
+        kw = dict(spatial_dims=3, kernel_size=3, norm="batch", act="prelu", dropout=dropout, adn_ordering="NDA")
+        self.conv = nn.Sequential(
+            Convolution(in_channels=cin, out_channels=cout, strides=stride, **kw),
+            Convolution(in_channels=cout, out_channels=cout, strides=1, **kw),
+        )
+        self.residual = nn.AvgPool3d(kernel_size=3, stride=stride, padding=1) if stride != 1 else nn.Identity()
+        self.cin = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        res = self.residual(x)
+        return torch.cat([out[:, : self.cin] + res, out[:, self.cin :]], dim=1)
+
+
+class ResUNet3D(nn.Module):
+    """Residual 3D UNet; input size must be divisible by 2 ** (len(channels) - 1)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 1,
+        channels: Sequence[int] = (16, 32, 64, 128, 256),
+        dropout: float = 0.2,
+        residual: str = "avgpool",
+    ) -> None:
+        super().__init__()
+        c = [int(v) for v in channels]
+        if len(c) < 2:
+            raise ConfigError(f"network.channels needs at least 2 widths, got {c}")
+        if residual not in ("avgpool", "conv"):
+            raise ConfigError(f"network.residual must be 'avgpool' or 'conv', got '{residual}'")
+        self.factor = 2 ** (len(c) - 1)
+        Convolution, ResidualUnit = _monai_blocks()
+        self.encoder = nn.ModuleList()
+        cin = in_channels
+        for i, cout in enumerate(c):
+            stride = 2 if i < len(c) - 1 else 1
+            if residual == "conv":
+                unit: nn.Module = ResidualUnit(
+                    spatial_dims=3, in_channels=cin, out_channels=cout, strides=stride, kernel_size=3,
+                    subunits=2, norm="batch", act="prelu", dropout=dropout,
+                )
+            else:
+                unit = _EncoderUnit3D(cin, cout, stride, dropout)
+            self.encoder.append(unit)
+            cin = cout
+        kw = dict(spatial_dims=3, kernel_size=3, strides=1, norm="batch", act="prelu", dropout=dropout)
+        self.decoder = nn.ModuleList()
+        n = len(c)
+        prev = c[-1]
+        for t in range(1, n):
+            skip = c[n - 1 - t]
+            width = prev + skip
+            last = t == n - 1
+            cout = out_channels if last else c[n - 2 - t]
+            self.decoder.append(
+                nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    Convolution(in_channels=width, out_channels=width, **kw),
+                    Convolution(in_channels=width, out_channels=cout, conv_only=last, **kw),
+                )
+            )
+            prev = cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x.shape[2:], self.factor)
+        skips = []
+        h = x
+        for unit in self.encoder:
+            h = unit(h)
+            skips.append(h)
+        h = skips.pop()
+        for stage in self.decoder:
+            h = stage(torch.cat([h, skips.pop()], dim=1))
+        return h
