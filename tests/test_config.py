@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from itermask.config.study import Study, bids_pattern, deep_merge, glob_subjects, load_config
+from itermask.config.datasets import bids_pattern, glob_subjects
+from itermask.config.study import Study, deep_merge, load_config
 from itermask.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,9 +106,10 @@ def test_experiment_references(demo_config):
 
 def test_experiment_settings_merge_defaults(demo_config):
     study = Study(demo_config, base_dir=ROOT)
-    exp = study.experiment("im3d_flair_fixedtau")
-    assert exp["infer"]["threshold"] == "fixed"
-    assert exp["infer"]["gamma"] == demo_config["method_defaults"]["itermask3d"]["infer"]["gamma"]
+    exp = study.settings("im3d_flair_fixedtau")
+    assert exp.infer["threshold"] == "fixed"
+    assert exp.infer["gamma"] == demo_config["method_defaults"]["itermask3d"]["infer"]["gamma"]
+    assert exp.model_owner == "im3d_flair" and exp.seed == 0 and exp.detect == ("demo",)
     assert study.model_experiment("im3d_flair_fixedtau") == "im3d_flair"
     assert study.trained_experiments() == ["im2_flair", "im3d_flair", "im3d_flair_nofreq"]
 
@@ -130,7 +132,7 @@ def test_conditions_per_split(demo_config):
 
 def test_bids_pattern_and_deep_merge():
     assert (
-        bids_pattern({"root": "/d/", "session": "01", "acquisition": "fast"})
+        bids_pattern({"root": "/d/", "session": "01", "acquisition": "fast", "datatype": "anat"})
         == "/d/sub-{subject}/ses-01/anat/sub-{subject}_ses-01_acq-fast_{sequence}.nii.gz"
     )
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
@@ -164,7 +166,7 @@ def test_role_dataset_globs_a_bids_style_pattern(tmp_path, demo_config):
 
 
 def test_sweep_value_token_and_name():
-    from itermask.config.study import sweep_name, sweep_value_token
+    from itermask.config.sweeps import sweep_name, sweep_value_token
 
     assert [sweep_value_token(v) for v in (60, 60.0, 0.05, 0.1, 2.5, 1e-5, 100)] == [
         "60", "60", "0p05", "0p1", "2p5", "0p00001", "100"]
@@ -193,20 +195,20 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     assert study.sweep_members("im2_flair", "hf_radius") == {"im2_flair": 15.0, "im2_flair__hf_radius_5": 5.0}
     assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.01
     # tau / gamma: same model, only infer differs; detection is not run
-    tau60 = study.experiment("im2_flair__tau_percentile_60")
-    assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair"
-    assert tau60["infer"]["tau_percentile"] == 60 and tau60["infer"]["first_step_percentile"] == 40
-    assert tau60["detect"] is False and tau60["segment"] is True and tau60["sequence"] == "FLAIR"
-    g = study.experiment("im3d_flair_fixedtau__gamma_0p1")
-    assert g["infer"]["gamma"] == 0.1 and g["infer"]["threshold"] == "fixed"
+    tau60 = study.settings("im2_flair__tau_percentile_60")
+    assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair" == tau60.model_owner
+    assert tau60.infer["tau_percentile"] == 60 and tau60.infer["first_step_percentile"] == 40
+    assert tau60.detect == () and tau60.segment == ("demo",) and tau60.sequence == "FLAIR"
+    g = study.settings("im3d_flair_fixedtau__gamma_0p1")
+    assert g.infer["gamma"] == 0.1 and g.infer["threshold"] == "fixed"
     assert study.model_experiment("im3d_flair_fixedtau__gamma_0p1") == "im3d_flair"
     # hf_radius: a model of its own at that radius
-    r5 = study.experiment("im2_flair__hf_radius_5")
-    assert study.model_experiment("im2_flair__hf_radius_5") == "im2_flair__hf_radius_5"
-    assert r5["hf_radius"] == 5 and study.hf_radius("im2_flair__hf_radius_5") == 5
-    assert study.hf_radius("im2_flair") == study.stored_hf_radius("im2_flair__hf_radius_5") == 15
-    assert study.experiment("im3d_flair__hf_radius_10")["infer"]["gamma"] == 0.05
-    assert "hf_radius" not in study.experiment("im2_flair")  # configured experiments unchanged
+    r5 = study.settings("im2_flair__hf_radius_5")
+    assert study.model_experiment("im2_flair__hf_radius_5") == "im2_flair__hf_radius_5" == r5.model_owner
+    assert r5.hf_radius == 5 and study.settings("im2_flair").hf_radius == 15
+    assert study.settings("im3d_flair__hf_radius_10").infer["gamma"] == 0.05
+    assert study.settings("im3d_flair__hf_radius_10").hf_radius == 10
+    assert "hf_radius" not in study.experiments["im2_flair"]  # configured experiments unchanged
     assert study.trained_experiments() == ["im2_flair", "im2_flair__hf_radius_5", "im3d_flair",
                                            "im3d_flair__hf_radius_10", "im3d_flair_nofreq"]
     assert study.conditions("im2_flair__tau_percentile_60", "demo", "d09") == []  # no detection (healthy test)
@@ -260,3 +262,138 @@ def test_attention_resolutions_must_be_unet_levels(demo_config):
     demo_config["method_defaults"]["itermask2"]["network"]["attention_res"] = [16]
     with pytest.raises(ConfigError, match=r"attention_res': \[16\] px are not UNet resolutions \[48, 24, 12, 6, 3\]"):
         Study(demo_config, base_dir=ROOT)
+
+
+# -- schema defaults ---------------------------------------------------------------------
+# Optional keys without a default, each because its absence means something of its own.
+NO_DEFAULT = {
+    "properties.demo": "absent: no generated dataset",
+    "properties.datasets.additionalProperties.properties.pattern": "pattern or bids",
+    "properties.datasets.additionalProperties.properties.bids": "pattern or bids",
+    "properties.datasets.additionalProperties.properties.bids.properties.session": "absent: no ses- entity",
+    "properties.datasets.additionalProperties.properties.bids.properties.acquisition": "absent: no acq- entity",
+    "properties.datasets.additionalProperties.properties.bids.properties.run": "absent: no run- entity",
+    "properties.datasets.additionalProperties.properties.label_pattern": "absent: no labels",
+    "properties.datasets.additionalProperties.properties.brain_mask.properties.sequence": "the first sequence",
+    "properties.datasets.additionalProperties.properties.brain_mask.properties.pattern": "method pattern only",
+    "properties.datasets.additionalProperties.properties.role": "role or splits",
+    "properties.datasets.additionalProperties.properties.splits": "role or splits",
+    "properties.datasets.additionalProperties.properties.splits.properties.train": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.splits.properties.val": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.splits.properties.test_healthy": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.splits.properties.test_lesion": "a split may be empty",
+    "properties.experiments.additionalProperties.properties.model_from": "absent: trains its own model",
+    "properties.experiments.additionalProperties.properties.network": "partial, over method_defaults",
+    "properties.experiments.additionalProperties.properties.train": "partial, over method_defaults",
+    "properties.experiments.additionalProperties.properties.infer": "partial, over method_defaults",
+    "properties.experiments.additionalProperties.properties.label": "absent: the experiment's name",
+    "properties.experiments.additionalProperties.properties.hf_radius": "absent: the preprocessing radius",
+    "properties.artefacts.properties.other_sequence": "only with the other_sequence type",
+}
+# Type definitions that experiments use partially (each method's defaults are in <method>_*).
+PARTIAL_DEFINITIONS = ("definitions.train", "definitions.infer", "definitions.network")
+
+
+def _optional_without_default(node, where=""):
+    if not isinstance(node, dict):
+        return
+    if where.startswith(PARTIAL_DEFINITIONS):
+        return
+    for name, sub in node.get("properties", {}).items():
+        key = f"{where}.properties.{name}".lstrip(".")
+        if name not in node.get("required", ()) and "default" not in sub and key not in NO_DEFAULT:
+            yield key
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from _optional_without_default(v, f"{where}.{k}".lstrip("."))
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                yield from _optional_without_default(item, f"{where}.{k}.{i}".lstrip("."))
+
+
+def test_every_optional_schema_setting_has_a_default():
+    from itermask.config.schema import load_schema
+
+    schema = load_schema()
+    assert list(_optional_without_default(schema)) == []
+
+    def no_default_in_branches(node, inside=False):
+        if isinstance(node, dict):
+            assert not (inside and "default" in node), node
+            for k, v in node.items():
+                no_default_in_branches(v, inside or k in ("oneOf", "anyOf"))
+        elif isinstance(node, list):
+            for v in node:
+                no_default_in_branches(v, inside)
+
+    no_default_in_branches(schema)
+
+
+def test_validation_fills_defaults_of_a_minimal_config():
+    from itermask.config.schema import validate_schema
+
+    cfg = validate_schema({"results_dir": "r", "preprocess": {"spacing_mm": 1.0, "box": [16, 16, 16]},
+                           "datasets": {"d": {"pattern": "x/{subject}.nii.gz", "sequences": ["T1w"],
+                                              "brain_mask": {"method": "stripped"}, "splits": {"train": ["a"]}}},
+                           "experiments": {"e": {"method": "itermask2", "dataset": "d", "sequence": "T1w"}}})
+    assert cfg["seed"] == 0 and cfg["device"] == "auto"
+    assert cfg["resources"] == {"gpu": 1, "threads": 2, "train_runtime": 240, "train_mem_mb": 16000,
+                                "infer_runtime": 60, "infer_mem_mb": 12000}
+    assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 3, "zscore_clip_sd": 3.0,
+                                 "background": "min", "hf_radius": 15,
+                                 "slices2d": {"size": 128, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
+    assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_fpr": 0.01,
+                                 "size_bins": [200, 800]}
+    assert cfg["datasets"]["d"]["failed_skullstrip_set"] == {"enabled": False, "n_subjects": 10}
+    assert cfg["datasets"]["d"]["labelled_splits"] == ["test_lesion"]
+    assert cfg["experiments"]["e"] == {"method": "itermask2", "dataset": "d", "sequence": "T1w",
+                                       "variant": "full", "detect": False, "segment": True}
+    md = cfg["method_defaults"]
+    assert md["itermask3d"]["train"] == {
+        "steps": None, "epochs": None, "batch_size": 2, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0,
+        "lr_drop_at": 0.6, "lr_after_drop": 1e-4, "rot90_p": 0.1, "rot90_axes": [0, 2], "fixed_masks": False,
+        "checkpoint_every": 50, "ema": None, "ema_warmup": True}
+    assert md["itermask2"]["train"] == {
+        "steps": None, "epochs": None, "batch_size": 32, "optimizer": "adamw", "lr": 1e-4, "weight_decay": 0,
+        "lr_drop_at": None, "lr_after_drop": None, "rot90_p": 0, "rot90_axes": [0, 1], "fixed_masks": False,
+        "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
+    assert md["itermask3d"]["infer"] == {
+        "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "threshold": "subject",
+        "fixed_tau": None, "tol": 0.01, "max_iterations": 30, "batch_size": 1, "score": "mask_size"}
+    assert md["itermask2"]["infer"] == {"tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
+                                        "max_iterations": 30, "batch_size": 64, "score": "mask_size"}
+    assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}
+    assert md["itermask2"]["network"] == {"channels": [32, 32, 64, 96, 128], "attention_res": [32, 16, 8],
+                                          "dropout": 0.1, "num_res_blocks": 2, "num_heads": 1,
+                                          "middle_attention": True}
+    assert cfg["artefacts"] == {"types": [], "params": {}, "severity": {}}
+    assert cfg["sweeps"] == [] and cfg["tables"] == []
+    with pytest.raises(ConfigError, match="exactly one of 'steps' and 'epochs'"):
+        Study(cfg, base_dir=ROOT)  # neither steps nor epochs
+    cfg["experiments"]["e"]["train"] = {"steps": 10}
+    assert Study(cfg, base_dir=ROOT).settings("e").train.steps == 10
+
+
+def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
+    """The demo's settings after filling: the config's own values, today's defaults elsewhere."""
+    study = Study(demo_config, base_dir=ROOT)
+    im3d, im2 = study.settings("im3d_flair"), study.settings("im2_flair")
+    assert (im3d.hf_radius, im2.hf_radius, im3d.seed) == (15, 15, 0)
+    assert im3d.train.steps == 150 and im3d.train.checkpoint_every == 25 and im3d.train.rot90_axes == (0, 2)
+    assert im3d.train.optimizer == "adam" and im3d.train.ema is None and im3d.train.ema_warmup is True
+    assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
+    assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
+    assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
+                                "threshold": "subject", "fixed_tau": None, "tol": 0.01, "max_iterations": 10,
+                                "batch_size": 4, "score": "mask_size"}
+    assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
+    assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1
+    assert im2.network["middle_attention"] is True and im2.network["num_res_blocks"] == 1
+    assert study.evaluation.protocols == ("honest", "paper", "per_image_best")
+    assert study.evaluation.size_bins == (28, 112) and study.evaluation.honest_fpr == 0.01
+    assert study.resources.threads == 1 and study.resources.gpu == 1 and study.resources.train_runtime == 240
+    assert study.demo.voxel_size_mm == 2.0 and study.demo.lesion_volumes_ml == (0.5, 4.0, 15.0, 60.0)
+    assert study.preprocess.slices2d.size == 48 and study.preprocess.background == "min"
+    assert study.failed_skullstrip("demo").enabled is False
+    assert study.settings("im3d_flair_fixedtau").to_dict() == (
+        type(im3d).from_dict(study.settings("im3d_flair_fixedtau").to_dict()).to_dict())

@@ -94,3 +94,89 @@ class ExperimentSettings:
         values["detect"], values["segment"] = tuple(d["detect"]), tuple(d["segment"])
         values["network"], values["infer"] = freeze(d["network"]), freeze(d["infer"])
         return cls(**values)
+
+
+def _section(cls: type, d: Mapping[str, Any]) -> Any:
+    """Build a frozen section dataclass from its (defaults filled) config mapping."""
+    return cls(**{f.name: freeze(d[f.name]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Slices2dSettings:
+    """``preprocess.slices2d``: the 2D slice files of slice-input methods."""
+
+    size: int
+    train_range_fraction: tuple[float, float]
+    hf_radius: int
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """``preprocess``: target grid, iterative z-score, the HF radius the normalise rule writes."""
+
+    spacing_mm: float
+    box: tuple[int, int, int]
+    zscore_repeats: int
+    zscore_clip_sd: float
+    background: str | float
+    hf_radius: int
+    slices2d: Slices2dSettings
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessSettings":
+        return _section(cls, {**d, "slices2d": _section(Slices2dSettings, d["slices2d"])})
+
+
+@dataclass(frozen=True)
+class ResourceSettings:
+    """``resources``: cluster requests of the heavy rules (runtime in minutes)."""
+
+    gpu: int
+    threads: int
+    train_runtime: int
+    train_mem_mb: int
+    infer_runtime: int
+    infer_mem_mb: int
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ResourceSettings":
+        return _section(cls, d)
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """``evaluation``: segmentation threshold protocols, honest FPR, lesion size bins."""
+
+    protocols: tuple[str, ...]
+    honest_fpr: float
+    size_bins: tuple[int, int]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvaluationSettings":
+        return _section(cls, d)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """``demo``: the generated demo dataset."""
+
+    enabled: bool
+    dataset: str
+    voxel_size_mm: float
+    lesion_volumes_ml: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DemoSettings":
+        return _section(cls, d)
+
+
+@dataclass(frozen=True)
+class FailedSkullstripSettings:
+    """``datasets.<name>.failed_skullstrip_set``."""
+
+    enabled: bool
+    n_subjects: int
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FailedSkullstripSettings":
+        return _section(cls, d)

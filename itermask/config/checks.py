@@ -1,0 +1,97 @@
+"""Checks of meaning that the schema cannot express: references between sections, shared
+models, sequences of test datasets, fixed thresholds, 2D attention resolutions."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from itermask.errors import ConfigError
+
+if TYPE_CHECKING:
+    from itermask.config.study import Study
+
+
+def _check_model_from(study: "Study", name: str) -> None:
+    exp, where = study.experiments[name], f"config key 'experiments.{name}'"
+    src = exp["model_from"]
+    if src not in study.experiments:
+        raise ConfigError(f"{where}.model_from: '{src}' is not an experiment")
+    src_exp = study.experiments[src]
+    if any(src_exp[k] != exp[k] for k in ("method", "dataset", "sequence")):
+        raise ConfigError(f"{where}.model_from: '{src}' must have the same method, dataset and sequence")
+    if "no_freq" in (exp["variant"], src_exp["variant"]) and exp["variant"] != src_exp["variant"]:
+        raise ConfigError(f"{where}.model_from: a no_freq model cannot be shared with other variants")
+    own, theirs = study.settings(name).hf_radius, study.settings(src).hf_radius
+    if own != theirs:
+        raise ConfigError(f"{where}.hf_radius: {own} differs from the radius of model_from '{src}' ({theirs})")
+
+
+def check_experiment(study: "Study", name: str) -> None:
+    """References and settings of one experiment (configured or derived from a sweep)."""
+    datasets = study.config["datasets"]
+    exp, where = study.experiments[name], f"config key 'experiments.{name}'"
+    if exp["dataset"] not in datasets:
+        raise ConfigError(f"{where}.dataset: '{exp['dataset']}' is not a dataset ({', '.join(datasets)})")
+    if "model_from" in exp:
+        _check_model_from(study, name)
+    for kind in ("detect", "segment"):
+        for d in (exp[kind] if isinstance(exp[kind], list) else []):
+            if d not in datasets:
+                raise ConfigError(f"{where}.{kind}: '{d}' is not a dataset")
+    s = study.settings(name)
+    for d in (s.dataset, *s.segment, *s.detect):
+        if s.sequence not in datasets[d]["sequences"]:
+            raise ConfigError(f"{where}.sequence: '{s.sequence}' is not a sequence of dataset '{d}'")
+    if study.needs_fixed_tau(name) and "model_from" not in exp:
+        raise ConfigError(f"{where}.infer: threshold 'fixed' needs fixed_tau or model_from "
+                          "(its validation taus give the median)")
+    art = study.config["artefacts"]
+    if s.detect and "other_sequence" in art["types"]:
+        other = art.get("other_sequence")
+        for d in s.detect:
+            if other is None or other not in datasets[d]["sequences"] or other == s.sequence:
+                raise ConfigError(f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset '{d}'")
+
+
+def check_attention_resolutions(study: "Study", name: str) -> None:
+    """Attention resolutions (px) of a slice-input network must be UNet levels of the slice size."""
+    s = study.settings(name)
+    size2d = study.preprocess.slices2d.size
+    levels = [size2d // 2**k for k in range(5)]
+    bad = [r for r in s.network.get("attention_res", ()) if r not in levels]
+    if bad and study.train_spec(name).kind == "slices":
+        raise ConfigError(
+            f"config key 'experiments.{name}.network.attention_res': {bad} px are not UNet resolutions "
+            f"{levels} of {size2d} px slices (preprocess.slices2d.size)"
+        )
+
+
+def check_references(study: "Study") -> None:
+    """Every check of meaning; adds the sweeps' derived experiments on the way."""
+    from itermask.config.sweeps import add_sweeps
+
+    cfg = study.config
+    if study.demo is not None and study.demo.dataset not in cfg["datasets"]:
+        raise ConfigError(f"config key 'demo.dataset': '{study.demo.dataset}' is not a dataset")
+    art = cfg["artefacts"]
+    for t in art["severity"]:
+        if t not in art["types"]:
+            raise ConfigError(f"config key 'artefacts.severity.{t}': '{t}' is not in artefacts.types")
+    if "sensitivity" in cfg["experiments"]:
+        raise ConfigError("config key 'experiments.sensitivity': the name is reserved (figures/sensitivity/ "
+                          "holds the sweeps' figures)")
+    for name in cfg["experiments"]:
+        check_experiment(study, name)
+    for name in add_sweeps(study):
+        check_experiment(study, name)
+    for table in cfg["tables"]:
+        for e in table["experiments"]:
+            if e not in study.experiments:
+                raise ConfigError(f"config key 'tables' ({table['name']}): '{e}' is not an experiment")
+    _ = study.datasets  # resolve datasets now so subject-list problems surface at parse time
+    trained = study.trained_experiments()
+    for name, exp in study.experiments.items():
+        ds = study.datasets[exp["dataset"]]
+        if not ds.splits.get("train") and name in trained:
+            raise ConfigError(f"config key 'experiments.{name}': dataset '{ds.name}' has no 'train' split")
+    for name in study.experiments:
+        check_attention_resolutions(study, name)

@@ -1,0 +1,192 @@
+"""Datasets of the configuration: image/label path patterns, BIDS layouts, subject splits.
+
+`resolve_dataset` turns one validated (defaults filled) ``datasets:`` entry into a `Dataset`
+whose subjects are resolved from lists, split files or by globbing the pattern.
+"""
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from itermask.errors import ConfigError
+
+SPLITS = ("train", "val", "test_healthy", "test_lesion")
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def bids_pattern(bids: dict) -> str:
+    """Image path pattern of a BIDS raw dataset with entity filters (session, acquisition, run)."""
+    root = bids["root"].rstrip("/")
+    entities = ""
+    folder = "sub-{subject}"
+    if "session" in bids:
+        folder += f"/ses-{bids['session']}"
+        entities += f"_ses-{bids['session']}"
+    if "acquisition" in bids:
+        entities += f"_acq-{bids['acquisition']}"
+    if "run" in bids:
+        entities += f"_run-{bids['run']}"
+    datatype = bids["datatype"]
+    return f"{root}/{folder}/{datatype}/sub-{{subject}}{entities}_{{sequence}}.nii.gz"
+
+
+def format_pattern(pattern: str, **values: str) -> str:
+    """Fill `{name}` placeholders of a path pattern, leaving no placeholder unfilled."""
+    out = pattern
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    if re.search(r"\{[A-Za-z_]+\}", out):
+        raise ConfigError(f"pattern '{pattern}' has a placeholder not filled by {sorted(values)}")
+    return out
+
+
+def glob_subjects(pattern: str, sequence: str) -> list[str]:
+    """Subjects whose file exists for `pattern` (with `{subject}`), sorted.
+
+    `{subject}` may occur more than once (``sub-{subject}/anat/sub-{subject}_T1w.nii.gz``):
+    every occurrence must then be the same ID.
+    """
+    filled = pattern.replace("{sequence}", sequence)
+    first, *rest = re.escape(filled).split(re.escape("{subject}"))
+    regex = first + "".join(
+        ("(?P<subject>[A-Za-z0-9]+)" if i == 0 else "(?P=subject)") + part for i, part in enumerate(rest)
+    )
+    found = set()
+    for path in glob.glob(filled.replace("{subject}", "*")):
+        m = re.fullmatch(regex, path)
+        if m:
+            found.add(m.group("subject"))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset entry of the configuration, with its subjects resolved."""
+
+    name: str
+    pattern: str
+    label_pattern: str | None
+    sequences: tuple[str, ...]
+    mask_method: str
+    mask_sequence: str
+    mask_pattern: str | None
+    splits: dict[str, tuple[str, ...]]
+    labelled_splits: tuple[str, ...]
+    sequence_names: tuple[tuple[str, str], ...]
+
+    @property
+    def subjects(self) -> list[str]:
+        out: list[str] = []
+        for split in SPLITS:
+            out.extend(self.splits.get(split, ()))
+        return out
+
+    def split_of(self, subject: str) -> str:
+        for split, subjects in self.splits.items():
+            if subject in subjects:
+                return split
+        raise KeyError(f"subject '{subject}' is not in dataset '{self.name}'")
+
+    def image(self, subject: str, sequence: str) -> str:
+        return format_pattern(self.pattern, subject=subject, sequence=dict(self.sequence_names).get(sequence, sequence))
+
+    def label(self, subject: str) -> str | None:
+        """Label file of a subject in a labelled split (default: test_lesion), else None."""
+        if self.label_pattern is None or self.split_of(subject) not in self.labelled_splits:
+            return None
+        return format_pattern(self.label_pattern, subject=subject)
+
+    def mask_file(self, subject: str) -> str | None:
+        if self.mask_method != "pattern":
+            return None
+        seq = dict(self.sequence_names).get(self.mask_sequence, self.mask_sequence)
+        return format_pattern(self.mask_pattern or "", subject=subject, sequence=seq)
+
+
+def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(value)
+    path = Path(value)
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.exists():
+        raise ConfigError(f"dataset '{name}': split '{split}' file '{value}' does not exist")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    bad = [s for s in ids if not SUBJECT_RE.match(s)]
+    if bad:
+        raise ConfigError(
+            f"dataset '{name}': split file '{value}' has invalid subject IDs {bad[:5]} (letters and digits only)"
+        )
+    return tuple(ids)
+
+
+def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool = False) -> Dataset:
+    """Build a Dataset from its config entry, checking patterns and subject lists.
+
+    `generated` datasets (the demo) are produced by the pipeline, so their files are not
+    expected to exist yet and their subjects must be listed explicitly.
+    """
+    if ("pattern" in entry) == ("bids" in entry):
+        raise ConfigError(f"dataset '{name}': give exactly one of 'pattern' or 'bids'")
+    pattern = entry["pattern"] if "pattern" in entry else bids_pattern(entry["bids"])
+    sequences = tuple(entry["sequences"])
+    reserved = sorted({"label", "brainmask"} & set(sequences))
+    if reserved:
+        raise ConfigError(f"dataset '{name}': {reserved} cannot be sequence names (reserved for output files)")
+    if "{subject}" not in pattern:
+        raise ConfigError(f"dataset '{name}': pattern '{pattern}' must contain '{{subject}}'")
+    if len(sequences) > 1 and "{sequence}" not in pattern:
+        raise ConfigError(
+            f"dataset '{name}': pattern '{pattern}' must contain '{{sequence}}' because it has {len(sequences)} sequences"
+        )
+    label_pattern = entry.get("label_pattern")  # absent: no labels
+    if label_pattern is not None and "{subject}" not in label_pattern:
+        raise ConfigError(f"dataset '{name}': label_pattern '{label_pattern}' must contain '{{subject}}'")
+    mask = entry["brain_mask"]
+    mask_sequence = mask.get("sequence", sequences[0])  # absent: the first sequence
+    if mask_sequence not in sequences:
+        raise ConfigError(
+            f"dataset '{name}': brain_mask.sequence '{mask_sequence}' is not one of its sequences {list(sequences)}"
+        )
+    if mask["method"] == "pattern" and "pattern" not in mask:
+        raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
+
+    if "splits" in entry:
+        splits = {s: _read_split(name, s, v, base_dir) for s, v in entry["splits"].items()}
+    elif "role" in entry:
+        if generated:
+            raise ConfigError(f"dataset '{name}': a generated dataset must list its subjects in 'splits'")
+        first = entry["sequence_names"].get(sequences[0], sequences[0])
+        found = glob_subjects(pattern, first)
+        if not found:
+            raise ConfigError(f"dataset '{name}': pattern '{pattern.replace('{sequence}', first)}' matches no file")
+        splits = {entry["role"]: tuple(found)}
+    else:
+        raise ConfigError(f"dataset '{name}': give 'splits' (subject lists) or 'role' (glob the pattern)")
+
+    seen: dict[str, str] = {}
+    for split, subjects in splits.items():
+        for s in subjects:
+            if s in seen:
+                where = f"splits '{seen[s]}' and '{split}'" if seen[s] != split else f"split '{split}'"
+                raise ConfigError(f"dataset '{name}': duplicate subject ID '{s}' in {where}")
+            seen[s] = split
+    if not seen:
+        raise ConfigError(f"dataset '{name}': no subjects")
+    if label_pattern is None and splits.get("test_lesion"):
+        raise ConfigError(f"dataset '{name}': subjects in split 'test_lesion' need a 'label_pattern'")
+    return Dataset(
+        name=name,
+        pattern=pattern,
+        label_pattern=label_pattern,
+        sequences=sequences,
+        mask_method=mask["method"],
+        mask_sequence=mask_sequence,
+        mask_pattern=mask.get("pattern"),
+        splits=splits,
+        labelled_splits=tuple(entry["labelled_splits"]),
+        sequence_names=tuple(entry["sequence_names"].items()),
+    )
