@@ -17,7 +17,7 @@ include: "rules/artefacts.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/evaluate.smk"
-include: "rules/realartefacts.smk"
+include: "rules/failed_skullstrip.smk"
 
 
 # Light aggregation rules run where Snakemake runs (a cluster job would cost more than they do).

@@ -1,12 +1,17 @@
 # The embedded demo dataset: raw, unstripped, non-RAS heads built from template anatomy
 # shipped inside the nilearn and pydeface wheels. Declared in config like any dataset.
 
+include: "inputs/demo.smk"
+
 
 rule demo_data:
     output:
         demo_outputs(),
     params:
         dataset=STUDY.demo_dataset,
+        voxel_size_mm=STUDY.demo.voxel_size_mm if STUDY.demo else None,
+        lesion_volumes_ml=list(STUDY.demo.lesion_volumes_ml) if STUDY.demo else None,
+        seed=STUDY.seed,
     log:
         f"{R}/logs/demo_data.log",
     benchmark:

@@ -1,15 +1,21 @@
-# Metrics per experiment, the papers' tables and figures (METHOD.md §7-9).
+# Metrics per experiment, the papers' tables and figures (METHOD.md §7-9). Dataset and
+# subject of each inference folder travel as values (params runs), never parsed from paths.
+
+include: "inputs/evaluate.smk"
 
 
 rule evaluate:
     input:
-        lambda w: inference_dirs(w.experiment),
+        lambda w: [folder for *_, folder in inference_runs(w.experiment)],
     output:
-        segmentation=f"{R}/metrics/{{experiment}}/segmentation.tsv",
-        detection=f"{R}/metrics/{{experiment}}/detection.tsv",
-        scores=f"{R}/metrics/{{experiment}}/scores.tsv",
+        segmentation=at(METRICS, kind="segmentation"),
+        detection=at(METRICS, kind="detection"),
+        scores=at(METRICS, kind="scores"),
     params:
-        evaluation=config.get("evaluation", {}),
+        runs=lambda w: inference_runs(w.experiment),
+        protocols=list(STUDY.evaluation.protocols),
+        honest_fpr=STUDY.evaluation.honest_fpr,
+        size_bins=list(STUDY.evaluation.size_bins),
     log:
         f"{R}/logs/evaluate/{{experiment}}.log",
     conda:
@@ -24,17 +30,19 @@ rule evaluate:
 
 rule figures:
     input:
-        dirs=lambda w: inference_dirs(w.experiment),
-        segmentation=f"{R}/metrics/{{experiment}}/segmentation.tsv",
-        scores=f"{R}/metrics/{{experiment}}/scores.tsv",
+        dirs=lambda w: [folder for *_, folder in inference_runs(w.experiment)],
+        segmentation=at(METRICS, kind="segmentation"),
+        scores=at(METRICS, kind="scores"),
     output:
         report(
-            directory(f"{R}/figures/{{experiment}}"),
+            directory(FIGURES),
             patterns=["{name}.png"],
             caption="../report/captions/figures.rst",
             category="Figures",
             subcategory="{experiment}",
         ),
+    params:
+        runs=lambda w: inference_runs(w.experiment),
     log:
         f"{R}/logs/figures/{{experiment}}.log",
     conda:
@@ -49,22 +57,17 @@ rule figures:
 
 rule table:
     input:
-        lambda w: expand(
-            f"{R}/metrics/{{experiment}}/{{kind}}.tsv",
-            experiment=table_spec(w.name)["experiments"],
-            kind=["segmentation", "detection"],
-        ),
+        unpack(table_inputs),
     output:
-        md=f"{R}/tables/{{name}}.md",
+        md=at(TABLE, ext="md"),
         csv=report(
-            f"{R}/tables/{{name}}.csv",
+            at(TABLE, ext="csv"),
             caption="../report/captions/table.rst",
             category="Tables",
         ),
-        tex=f"{R}/tables/{{name}}.tex",
+        tex=at(TABLE, ext="tex"),
     params:
-        spec=lambda w: table_spec(w.name),
-        metrics_dir=f"{R}/metrics",
+        spec=lambda w: STUDY.tables[w.name],
     log:
         f"{R}/logs/table/{{name}}.log",
     conda:
@@ -82,14 +85,14 @@ rule sensitivity:
         unpack(sensitivity_inputs),
     output:
         report(
-            f"{R}/figures/sensitivity/{{experiment}}_{{param}}.png",
+            SENSITIVITY,
             caption="../report/captions/sensitivity.rst",
             category="Figures",
             subcategory="sensitivity",
         ),
     params:
         values=lambda w: STUDY.sweep_members(w.experiment, w.param),
-        protocols=config.get("evaluation", {}).get("protocols", ["honest"]),
+        protocols=list(STUDY.evaluation.protocols),
     log:
         f"{R}/logs/sensitivity/{{experiment}}_{{param}}.log",
     conda:

@@ -1,12 +1,17 @@
 # Per-subject iterative inference (METHOD.md §6): all conditions of one subject (clean,
-# artefacts, severity levels) advance in lockstep on the device.
+# artefacts, severity levels) advance in lockstep on the device. Each condition's files
+# come from the method's InputSpec for that condition.
+
+include: "inputs/infer.smk"
 
 
 rule fixed_tau:
     input:
-        fixed_tau_dirs,
+        lambda w: [folder for *_, folder in fixed_tau_runs(w)],
     output:
-        f"{R}/models/{{experiment}}/fixed_tau.json",
+        FIXED_TAU,
+    params:
+        runs=fixed_tau_runs,
     log:
         f"{R}/logs/fixed_tau/{{experiment}}.log",
     conda:
@@ -23,11 +28,12 @@ rule infer:
     input:
         unpack(infer_inputs),
     output:
-        directory(f"{R}/inference/{{experiment}}/{{dataset}}/sub-{{subject}}"),
+        directory(INFERENCE),
     params:
+        settings=lambda w: STUDY.settings(w.experiment).to_dict(),
         conditions=infer_conditions,
-        settings=infer_settings,
-        seed=SEED,
+        dataset=lambda w: w.dataset,
+        subject=lambda w: w.subject,
     log:
         f"{R}/logs/infer/{{experiment}}_{{dataset}}_{{subject}}.log",
     benchmark:
@@ -36,10 +42,10 @@ rule infer:
         infer_group
     conda:
         "../envs/torch.yaml"
-    threads: RES["threads"]
+    threads: RES.threads
     resources:
-        mem_mb=RES["infer_mem_mb"],
-        runtime=RES["infer_runtime"],
-        gpu=RES["gpu"],
+        mem_mb=RES.infer_mem_mb,
+        runtime=RES.infer_runtime,
+        gpu=RES.gpu,
     script:
         "../workflow_scripts/infer.py"

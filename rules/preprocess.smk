@@ -1,26 +1,30 @@
 # Per-subject preprocessing (METHOD.md §1): brain mask (+ its resampled, cropped copy, which
 # defines the subject's grid) -> per sequence: resampling onto that grid + iterative z-score +
-# high-frequency image -> 2D slices, QC. One cluster job per subject (group). Stages that
-# would each pay a process start and an antspyx import for a second of work share a job.
+# high-frequency image at preprocess.hf_radius -> 2D slices, QC. One cluster job per subject
+# (group). Stages that would each pay a process start and an antspyx import for a second of
+# work share a job. HF images at any other radius (experiments' hf_radius, sweeps) come from
+# rule high_frequency.
+
+include: "inputs/preprocess.smk"
 
 
 rule brain_mask:
     input:
-        unpack(raw_mask_source),
+        unpack(brain_mask_inputs),
     output:
-        mask=f"{PRE}/native_brainmask.nii.gz",
-        grid=f"{PRE}/brainmask.nii.gz",
+        mask=NATIVE_BRAIN,
+        grid=BRAIN,
         qc=report(
-            f"{R}/qc/{{dataset}}/sub-{{subject}}_skullstrip.png",
+            QC_SKULLSTRIP,
             caption="../report/captions/qc_skullstrip.rst",
             category="Quality control",
             subcategory="skull-strip {dataset}",
         ),
     params:
-        method=lambda w: ds(w).mask_method,
-        device=DEVICE,
-        spacing=config["preprocess"]["spacing_mm"],
-        box=config["preprocess"]["box"],
+        method=lambda w: dataset_of(w).mask_method,
+        device=STUDY.device,
+        spacing=STUDY.preprocess.spacing_mm,
+        box=list(STUDY.preprocess.box),
     log:
         f"{R}/logs/brain_mask/{{dataset}}_{{subject}}.log",
     benchmark:
@@ -29,7 +33,7 @@ rule brain_mask:
         "subject"
     conda:
         "../envs/preprocess.yaml"
-    threads: RES["threads"]
+    threads: RES.threads
     resources:
         mem_mb=3000,
         runtime=15,
@@ -39,10 +43,10 @@ rule brain_mask:
 
 rule resample_label:
     input:
-        unpack(raw_label),
-        grid=f"{PRE}/brainmask.nii.gz",
+        unpack(resample_label_inputs),
+        grid=BRAIN,
     output:
-        f"{PRE}/label.nii.gz",
+        LABEL,
     log:
         f"{R}/logs/resample_label/{{dataset}}_{{subject}}.log",
     group:
@@ -59,13 +63,16 @@ rule resample_label:
 
 rule normalise:
     input:
-        image=raw_image,
-        grid=f"{PRE}/brainmask.nii.gz",
+        image=lambda w: dataset_of(w).image(w.subject, w.sequence),
+        grid=BRAIN,
     output:
-        image=f"{PRE}/{{sequence}}.nii.gz",
-        hf=f"{PRE}/{{sequence}}_hf.nii.gz",
+        image=IMAGE,
+        hf=at(HF, radius=STUDY.preprocess.hf_radius),
     params:
-        pre=config["preprocess"],
+        radius=STUDY.preprocess.hf_radius,
+        zscore_repeats=STUDY.preprocess.zscore_repeats,
+        zscore_clip_sd=STUDY.preprocess.zscore_clip_sd,
+        background=STUDY.preprocess.background,
     log:
         f"{R}/logs/normalise/{{dataset}}_{{subject}}_{{sequence}}.log",
     group:
@@ -80,18 +87,45 @@ rule normalise:
         "../workflow_scripts/normalise.py"
 
 
+# The HF image at a radius other than preprocess.hf_radius (normalise writes that one).
+ruleorder: normalise > high_frequency
+
+
+rule high_frequency:
+    input:
+        image=IMAGE,
+    output:
+        HF,
+    params:
+        radius=lambda w: int(w.radius),
+    log:
+        f"{R}/logs/high_frequency/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",
+    group:
+        "subject"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/high_frequency.py"
+
+
 rule slices2d:
     input:
-        image=f"{PRE}/{{sequence}}.nii.gz",
-        brain=f"{PRE}/brainmask.nii.gz",
-        label=lambda w: label_of(w.dataset, w.subject),
+        image=IMAGE,
+        brain=BRAIN,
+        label=label_of,
     output:
-        f"{PRE}/{{sequence}}_slices2d.npz",
+        SLICES,
     params:
         role=slice_role,
-        cfg=config["preprocess"].get("slices2d", {}),
+        radius=lambda w: int(w.radius),
+        size=STUDY.preprocess.slices2d.size,
+        train_range_fraction=list(STUDY.preprocess.slices2d.train_range_fraction),
     log:
-        f"{R}/logs/slices2d/{{dataset}}_{{subject}}_{{sequence}}.log",
+        f"{R}/logs/slices2d/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",
     group:
         "subject"
     conda:
@@ -106,19 +140,19 @@ rule slices2d:
 
 rule qc_subject:
     input:
-        images=lambda w: [preprocessed(w.dataset, w.subject, q)["image"] for q in ds(w).sequences],
-        brain=f"{PRE}/brainmask.nii.gz",
-        label=lambda w: label_of(w.dataset, w.subject),
+        images=lambda w: [path(IMAGE, dataset=w.dataset, subject=w.subject, sequence=q) for q in dataset_of(w).sequences],
+        brain=BRAIN,
+        label=label_of,
     output:
         png=report(
-            f"{R}/qc/{{dataset}}/sub-{{subject}}.png",
+            QC_SUBJECT_PNG,
             caption="../report/captions/qc_subject.rst",
             category="Quality control",
             subcategory="{dataset}",
         ),
-        json=f"{R}/qc/{{dataset}}/sub-{{subject}}.json",
+        json=QC_SUBJECT_JSON,
     params:
-        sequences=lambda w: list(ds(w).sequences),
+        sequences=lambda w: list(dataset_of(w).sequences),
     log:
         f"{R}/logs/qc_subject/{{dataset}}_{{subject}}.log",
     group:
@@ -135,10 +169,10 @@ rule qc_subject:
 
 rule qc_table:
     input:
-        lambda w: expand(f"{R}/qc/{w.dataset}/sub-{{subject}}.json", subject=ds(w).subjects),
+        lambda w: [path(QC_SUBJECT_JSON, dataset=w.dataset, subject=s) for s in dataset_of(w).subjects],
     output:
         report(
-            f"{R}/qc/{{dataset}}_qc.tsv",
+            QC_TABLE,
             caption="../report/captions/qc_table.rst",
             category="Quality control",
         ),

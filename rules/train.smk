@@ -1,37 +1,37 @@
-# Training one model per experiment that owns a model (METHOD.md §4-5). Checkpoints go to
-# checkpoints/{experiment}/ (not a Snakemake output), so a killed or timed-out job resumes.
+# Training one model per experiment that owns a model (METHOD.md §4-5). The method's
+# InputSpec (itermask.methods) says which preprocessed files each training/validation
+# subject gives. Checkpoints go to checkpoints/{experiment}/ (not a Snakemake output), so a
+# killed or timed-out job resumes.
+
+include: "inputs/train.smk"
 
 
 rule train:
     input:
         train_inputs,
     output:
-        model=f"{R}/models/{{experiment}}/model.pt",
-        loss=f"{R}/models/{{experiment}}/loss.tsv",
+        model=MODEL,
+        loss=LOSS_TSV,
         png=report(
-            f"{R}/models/{{experiment}}/loss.png",
+            LOSS_PNG,
             caption="../report/captions/loss.rst",
             category="Training",
         ),
     params:
-        settings=lambda w: STUDY.experiment(w.experiment),
+        settings=lambda w: STUDY.settings(w.experiment).to_dict(),
         train=lambda w: train_items(w.experiment, "train"),
         val=lambda w: train_items(w.experiment, "val"),
         checkpoint_dir=lambda w: f"checkpoints/{w.experiment}",
-        seed=SEED,
-        # radius of the preprocessed HF inputs; the model's radius is settings["hf_radius"]
-        # (experiment-level, default the same): training recomputes HF when they differ
-        hf_radius=lambda w: STUDY.stored_hf_radius(w.experiment),
     log:
         f"{R}/logs/train/{{experiment}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{experiment}}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: RES["threads"]
+    threads: RES.threads
     resources:
-        mem_mb=RES["train_mem_mb"],
-        runtime=RES["train_runtime"],
-        gpu=RES["gpu"],
+        mem_mb=RES.train_mem_mb,
+        runtime=RES.train_runtime,
+        gpu=RES.gpu,
     script:
         "../workflow_scripts/train.py"

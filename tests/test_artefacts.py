@@ -9,7 +9,12 @@ import pytest
 import torch
 import torchio as tio
 
-from itermask.artefacts import synthetic as art
+from types import SimpleNamespace
+
+from itermask.artefacts import algorithms, synthetic
+
+art = SimpleNamespace(**{k: getattr(algorithms, k) for k in dir(algorithms) if not k.startswith("__")},
+                      make_artefact=synthetic.make_artefact, make_artefacts=synthetic.make_artefacts)
 
 torch.set_num_threads(1)
 
@@ -140,7 +145,8 @@ def test_make_artefact_stage(tmp_path):
     nib.save(nib.Nifti1Image(x, aff), tmp_path / "img.nii.gz")
     nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), tmp_path / "brain.nii.gz")
     outs = [tmp_path / "o" / n for n in ("image.nii.gz", "hf.nii.gz", "params.json")]
-    kw = dict(artefact="spike-s0", params={"intensity": 1.0}, seed=0, hf_radius=3, dataset="demo", subject="d11")
+    kw = dict(artefact="spike-s0", params={"intensity": 1.0}, seed=0, hf_radius=3, other_image_path=None,
+              dataset="demo", subject="d11")
     art.make_artefact(str(tmp_path / "img.nii.gz"), str(tmp_path / "brain.nii.gz"), *map(str, outs), **kw)
     out = np.asarray(nib.load(outs[0]).dataobj)
     hf = np.asarray(nib.load(outs[1]).dataobj)

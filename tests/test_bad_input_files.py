@@ -8,8 +8,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from itermask.preprocess import stages as pp
+from types import SimpleNamespace
+
+from itermask.preprocess import brain_mask, normalise, qc, resample_label, slices2d
 from itermask.errors import InputError
+
+pp = SimpleNamespace(  # the stage functions, each in the module named after its rule
+    make_brain_mask=brain_mask.make_brain_mask, resample_mask=brain_mask.resample_mask,
+    qc_skullstrip=brain_mask.qc_skullstrip, resample_label=resample_label.resample_label,
+    resample_and_normalise=normalise.resample_and_normalise, extract_slices2d=slices2d.extract_slices2d,
+    qc_subject=qc.qc_subject, qc_table=qc.qc_table,
+)
 
 IDS = dict(dataset="dsX", subject="007")
 AFF = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -75,7 +84,7 @@ def test_bad_image_for_brain_mask(tmp_path, kind, problem):
     bad = write_bad(tmp_path, kind)
     out = tmp_path / "out"
     with pytest.raises(InputError) as exc:
-        pp.make_brain_mask(bad, out / "native_brainmask.nii.gz", method="stripped", **IDS)
+        pp.make_brain_mask(bad, out / "native_brainmask.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
     assert_error(exc, bad, problem)
     assert_nothing_written(out)
 
@@ -86,7 +95,8 @@ def test_bad_image_for_resampling(tmp_path, kind, problem):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputError) as exc:  # rule normalise: resampling + normalisation in one job
-        pp.resample_and_normalise(bad, grid(tmp_path), out / "T1w.nii.gz", out / "T1w_hf.nii.gz", **IDS)
+        pp.resample_and_normalise(bad, grid(tmp_path), out / "T1w.nii.gz", out / "T1w_hf-r15.nii.gz", repeats=3,
+                                  clip_sd=3.0, background="min", hf_radius=15, **IDS)
     assert_error(exc, bad, problem)
     assert_nothing_written(out)
 
@@ -138,7 +148,7 @@ def test_empty_label_for_test_slice(tmp_path):
     out.mkdir()
     with pytest.raises(InputError) as exc:
         pp.extract_slices2d(img, tmp_path / "brain.nii.gz", out / "s.npz", label_path=tmp_path / "label.nii.gz",
-                            role="test", size=8, **IDS)
+                            role="test", size=8, train_range_fraction=(0.45, 0.58), hf_radius=15, **IDS)
     assert_error(exc, tmp_path / "label.nii.gz", "label is empty")
     assert_nothing_written(out)
 
@@ -148,7 +158,7 @@ def test_pattern_mask_missing(tmp_path):
     missing = tmp_path / "mask_missing.nii.gz"
     out = tmp_path / "out"
     with pytest.raises(InputError) as exc:
-        pp.make_brain_mask(image, out / "m.nii.gz", method="pattern", mask_path=missing, **IDS)
+        pp.make_brain_mask(image, out / "m.nii.gz", method="pattern", mask_path=missing, device="cpu", **IDS)
     assert_error(exc, missing, "does not exist")
     assert_nothing_written(out)
 
@@ -163,5 +173,5 @@ def test_failure_after_writing_starts_leaves_no_temp_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(nib, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", **IDS)
+        pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
     assert_nothing_written(out)

@@ -113,4 +113,4 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     )
     assert res.returncode == 0, res.stderr + res.stdout
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
-    assert any(study.experiment(e).get("infer", {}).get("threshold") == "fixed" for e in study.experiments)
+    assert any(study.needs_fixed_tau(e) for e in study.experiments)

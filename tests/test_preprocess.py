@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from itermask.preprocess import stages as pp
+from types import SimpleNamespace
+
+from itermask.preprocess import brain_mask, normalise, qc, resample_label, slices2d
 from itermask.errors import InputError
+
+pp = SimpleNamespace(  # the stage functions, each in the module named after its rule
+    make_brain_mask=brain_mask.make_brain_mask, resample_mask=brain_mask.resample_mask,
+    qc_skullstrip=brain_mask.qc_skullstrip, resample_label=resample_label.resample_label,
+    resample_and_normalise=normalise.resample_and_normalise, extract_slices2d=slices2d.extract_slices2d,
+    qc_subject=qc.qc_subject, qc_table=qc.qc_table,
+)
 from itermask.core.highfreq import high_frequency
 from itermask.io.nifti import load_nifti
 from itermask.preprocess.normalise import iterative_zscore
@@ -72,7 +81,7 @@ def test_iterative_zscore_known_answer():
     np.testing.assert_allclose(out[0, 0, 100:200], 1.0, atol=1e-6)
     assert out[0, 0, 200] == pytest.approx((X - a) / b, rel=1e-6)
     np.testing.assert_allclose(out[0, 0, 201:], -1.0)  # background = brain minimum
-    out0 = iterative_zscore(image, brain, repeats=0, background=2.5)
+    out0 = iterative_zscore(image, brain, repeats=0, clip_sd=3.0, background=2.5)
     expected0 = (brain_vals - brain_vals.mean()) / brain_vals.std()
     np.testing.assert_allclose(out0[0, 0, :201], expected0, rtol=1e-5)
     np.testing.assert_allclose(out0[0, 0, 201:], 2.5)
@@ -90,14 +99,14 @@ def test_iterative_zscore_matches_explicit_loop():
         m = sum(keep) / len(keep)
         s = (sum((v - m) ** 2 for v in keep) / len(keep)) ** 0.5
         vals = [(v - m) / s for v in vals]
-    out = iterative_zscore(img, brain)
+    out = iterative_zscore(img, brain, repeats=3, clip_sd=3.0, background="min")
     np.testing.assert_allclose(out[brain], np.array(vals), rtol=1e-5, atol=1e-5)
     assert np.all(out[~brain] == pytest.approx(min(vals), rel=1e-6))
 
 
 def test_iterative_zscore_rejects_constant_brain():
     with pytest.raises(ValueError, match="constant"):
-        iterative_zscore(np.ones((4, 4, 4)), np.ones((4, 4, 4), bool))
+        iterative_zscore(np.ones((4, 4, 4)), np.ones((4, 4, 4), bool), repeats=3, clip_sd=3.0, background="min")
 
 
 # --------------------------------------------------------------------------- resampling
@@ -305,7 +314,8 @@ def test_stages_end_to_end(tmp_path):
     paths, lesion, ras_aff = synthetic_subject(tmp_path)
     out = tmp_path / "preproc"
     ids = dict(dataset="demo", subject="s01")
-    pp.make_brain_mask(paths["T1w"], out / "native_brainmask.nii.gz", method="stripped", **ids)
+    pp.make_brain_mask(paths["T1w"], out / "native_brainmask.nii.gz", method="stripped", mask_path=None, device="cpu",
+                       **ids)
     native = nib.load(out / "native_brainmask.nii.gz")
     assert nib.aff2axcodes(native.affine) == ("R", "A", "S") and native.get_data_dtype() == np.uint8
     np.testing.assert_allclose(native.affine, ras_aff, atol=1e-5)
@@ -335,12 +345,13 @@ def test_stages_end_to_end(tmp_path):
     z = nib.load(out / "FLAIR.nii.gz").get_fdata(dtype=np.float32)
     assert z.dtype == np.float32
     np.testing.assert_allclose(nib.load(out / "FLAIR.nii.gz").affine, grid.affine)
-    np.testing.assert_allclose(z, iterative_zscore(flair_rs, gmask), atol=1e-6)
+    np.testing.assert_allclose(z, iterative_zscore(flair_rs, gmask, repeats=3, clip_sd=3.0, background="min"), atol=1e-6)
     hf = nib.load(out / "FLAIR_hf.nii.gz").get_fdata(dtype=np.float32)
     np.testing.assert_allclose(hf, high_frequency(z, 5), atol=1e-5)
 
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "test.npz",
-                        label_path=out / "label.nii.gz", role="test", size=16, hf_radius=3, **ids)
+                        label_path=out / "label.nii.gz", role="test", size=16, train_range_fraction=(0.45, 0.58),
+                        hf_radius=3, **ids)
     with np.load(out / "test.npz") as npz:
         assert set(npz.files) == {"image", "hf", "brain", "label", "index", "role"}
         assert str(npz["role"]) == "test" and npz["image"].shape == (1, 16, 16)
@@ -350,14 +361,16 @@ def test_stages_end_to_end(tmp_path):
         # scaling: the box corner is background -> -3 (area-averaged corners stay background)
         assert npz["image"][0, 0, 0] == pytest.approx(-3.0)
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "train.npz",
-                        label_path=out / "label.nii.gz", role="train", size=32, **ids)
+                        label_path=out / "label.nii.gz", role="train", size=32, train_range_fraction=(0.45, 0.58),
+                        hf_radius=15, **ids)
     with np.load(out / "train.npz") as npz:
         idx = npz["index"]
         assert all(14 <= k < 19 for k in idx) and not npz["label"].any()
         expected = [k for k in range(14, 19) if not labm[:, :, k].any()]
         assert 0 < len(expected) < 5  # the lesion really removes some central slices
         np.testing.assert_array_equal(idx, expected)
-    pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "all.npz", role="all", size=32, **ids)
+    pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "all.npz", label_path=None, role="all",
+                        size=32, train_range_fraction=(0.45, 0.58), hf_radius=15, **ids)
     with np.load(out / "all.npz") as npz:
         np.testing.assert_array_equal(npz["index"], np.flatnonzero(gmask.any(axis=(0, 1))))
         assert npz["image"].dtype == np.float32 and not npz["label"].any()
@@ -384,14 +397,14 @@ def test_pattern_mask(tmp_path):
     nib.save(nib.Nifti1Image(img, aff), tmp_path / "img.nii.gz")
     nib.save(nib.Nifti1Image(m, aff), tmp_path / "m.nii.gz")
     pp.make_brain_mask(tmp_path / "img.nii.gz", tmp_path / "out.nii.gz", method="pattern",
-                       mask_path=tmp_path / "m.nii.gz", dataset="d", subject="s")
+                       mask_path=tmp_path / "m.nii.gz", device="cpu", dataset="d", subject="s")
     out = nib.load(tmp_path / "out.nii.gz")
     assert nib.aff2axcodes(out.affine) == ("R", "A", "S")
     np.testing.assert_array_equal(np.asanyarray(out.dataobj), (m[::-1] > 0).astype(np.uint8))
     nib.save(nib.Nifti1Image(m, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "bad.nii.gz")
     with pytest.raises(InputError, match="affine differs"):
         pp.make_brain_mask(tmp_path / "img.nii.gz", tmp_path / "out2.nii.gz", method="pattern",
-                           mask_path=tmp_path / "bad.nii.gz", dataset="d", subject="s")
+                           mask_path=tmp_path / "bad.nii.gz", device="cpu", dataset="d", subject="s")
     assert not (tmp_path / "out2.nii.gz").exists()
 
 
@@ -400,7 +413,7 @@ def test_deepbet_on_template_head(tmp_path):
     head = resample_to_spacing(nib.load(TEMPLATE), 2.0, "linear")
     nib.save(head, tmp_path / "head.nii.gz")
     t0 = time.perf_counter()
-    pp.make_brain_mask(tmp_path / "head.nii.gz", tmp_path / "mask.nii.gz", method="deepbet",
+    pp.make_brain_mask(tmp_path / "head.nii.gz", tmp_path / "mask.nii.gz", method="deepbet", mask_path=None,
                        dataset="demo", subject="template", device="cpu")
     elapsed = time.perf_counter() - t0
     mask_img = nib.load(tmp_path / "mask.nii.gz")

@@ -101,11 +101,11 @@ def inference(tmp_path):
     rng = np.random.default_rng(4)
     brain = np.zeros(SHAPE, bool)
     brain[2:14, 2:14, 1:11] = True
-    root = tmp_path / "inference" / "exp" / "demo"
+    root = tmp_path / "runs"  # folder names carry neither dataset nor subject: both travel as values
     dirs, val_err, lesion = [], [], {}
     for i, subj in enumerate(["a", "b", "c"]):
-        d = root / f"sub-{subj}"
-        dirs.append(str(d))
+        d = root / f"run{i}"
+        dirs.append(("demo", subj, str(d)))
         x = rng.normal(size=SHAPE).astype(np.float32)
         recon = x + rng.normal(0, 0.3, SHAPE).astype(np.float32)
         if subj == "a":  # a validation subject
@@ -130,7 +130,7 @@ def test_evaluate_experiment_end_to_end(inference):
                         size_bins=[70, 100])
     seg = pd.read_csv(out[0], sep="\t")
     assert sorted(seg["protocol"].unique()) == ["honest", "iterative_mask", "paper", "per_image_best"]
-    assert len(seg) == 8
+    assert len(seg) == 8 and set(seg["dataset"]) == {"demo"} and set(seg["subject"]) == {"b", "c"}
     honest = seg[seg["protocol"] == "honest"]
     assert honest["threshold"].iloc[0] == pytest.approx(np.quantile(np.concatenate(val_err), 0.98), rel=1e-5)
     for subj, (err, label) in lesion.items():
@@ -162,7 +162,8 @@ def test_evaluate_experiment_end_to_end(inference):
     assert names == ["overlay_demo_sub-b.png", "overlay_demo_sub-c.png", "roc.png", "severity.png",
                      "threshold_curves.png"]
     assert all(Path(f).stat().st_size > 1000 for f in figs)
-    png = sensitivity_figure({"exp": out[0]}, {"exp": 15}, "HF radius r", str(tmp / "fig" / "sens.png"))
+    png = sensitivity_figure({"exp": out[0]}, {"exp": 15}, "HF radius r", str(tmp / "fig" / "sens.png"),
+                             protocol="honest")
     assert png is not None and Path(png).exists()
 
 
@@ -170,7 +171,8 @@ def test_evaluate_without_conditions_writes_headers(tmp_path):
     d = tmp_path / "inference" / "exp" / "demo" / "sub-x"
     d.mkdir(parents=True)
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
-    evaluate_experiment("exp", [str(d)], *out, protocols=["honest"], honest_fpr=0.01, size_bins=[200, 800])
+    evaluate_experiment("exp", [("demo", "x", str(d))], *out, protocols=["honest"], honest_fpr=0.01,
+                        size_bins=[200, 800])
     assert open(out[0]).read().startswith("experiment\tdataset\tsubject\tprotocol")
     assert all(len(pd.read_csv(p, sep="\t")) == 0 for p in out)
 
@@ -194,7 +196,8 @@ def test_evaluate_2d_stack_uses_slices_npz(tmp_path):
                            extra={"kind": "2d", "slices": [32], "inputs": {"slices": str(npz)}})
     (d / "lesion" / "image.nii.gz").unlink()  # force the npz route
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
-    evaluate_experiment("e2", [str(d)], *out, protocols=["per_image_best"], honest_fpr=0.01, size_bins=[10, 20])
+    evaluate_experiment("e2", [("demo", "z", str(d))], *out, protocols=["per_image_best"], honest_fpr=0.01,
+                        size_bins=[10, 20])
     seg = pd.read_csv(out[0], sep="\t").set_index("protocol")
     healthy = brain & ~label
     rng_ = x[healthy].max() - x[healthy].min()

@@ -85,7 +85,7 @@ def test_detection_table_cells_and_bold(tmp_path):
     a = _write(tmp_path, "A", [], det("A", [0.9, 0.6, 0.1, 0.75], [0.2, 0.5, 0.9, 0.3]))
     b = _write(tmp_path, "B", [], det("B", [0.8, 0.7, 0.2, 0.75], [0.1, 0.5, 0.9, 0.3]))
     out = [str(tmp_path / f"d.{e}") for e in ("md", "csv", "tex")]
-    make_table("d", "detection", {"A": a, "B": b}, *out)
+    make_table("d", "detection", {"A": a, "B": b}, *out, caption="")
     rows = _md_rows(out[0])
     header, body = rows[0], rows[1:]
     col = {h: i for i, h in enumerate(header)}

@@ -1,9 +1,9 @@
-"""Rule brain_mask -> itermask.preprocess.stages.make_brain_mask, resample_mask, qc_skullstrip."""
+"""Rule brain_mask -> itermask.preprocess.brain_mask.make_brain_mask, resample_mask, qc_skullstrip."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.preprocess.stages import make_brain_mask, qc_skullstrip, resample_mask  # noqa: E402
+from itermask.preprocess.brain_mask import make_brain_mask, qc_skullstrip, resample_mask  # noqa: E402
 from itermask.io.workflow import device_of, rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821

@@ -8,14 +8,13 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    ev = smk.params.evaluation
     evaluate_experiment(
         smk.wildcards.experiment,
-        list(smk.input),
+        [tuple(run) for run in smk.params.runs],
         smk.output.segmentation,
         smk.output.detection,
         smk.output.scores,
-        protocols=ev.get("protocols", ["honest", "paper", "per_image_best"]),
-        honest_fpr=ev.get("honest_fpr", 0.01),
-        size_bins=ev.get("size_bins", [200, 800]),
+        protocols=list(smk.params.protocols),
+        honest_fpr=smk.params.honest_fpr,
+        size_bins=list(smk.params.size_bins),
     )

@@ -1,4 +1,4 @@
-"""Rule failed_skullstrip_set -> itermask.artefacts.failed_skullstrip.build_failed_skullstrip_set."""
+"""Rule failed_skullstrip -> itermask.artefacts.failed_skullstrip.build_failed_skullstrip_set."""
 import sys
 from pathlib import Path
 

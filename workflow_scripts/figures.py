@@ -8,4 +8,5 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    make_figures(smk.wildcards.experiment, list(smk.input.dirs), smk.input.segmentation, smk.input.scores, smk.output[0])
+    runs = [tuple(run) for run in smk.params.runs]
+    make_figures(smk.wildcards.experiment, runs, smk.input.segmentation, smk.input.scores, smk.output[0])

@@ -8,4 +8,4 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    fixed_tau_from_results(list(smk.input), smk.output[0])
+    fixed_tau_from_results([tuple(run) for run in smk.params.runs], smk.output[0])

@@ -9,6 +9,5 @@ from itermask.io.workflow import rule_context  # noqa: E402
 smk = snakemake  # noqa: F821
 with rule_context(smk):
     spec = smk.params.spec
-    root = smk.params.metrics_dir
-    metrics = {e: [f"{root}/{e}/segmentation.tsv", f"{root}/{e}/detection.tsv"] for e in spec["experiments"]}
-    make_table(spec["name"], spec["kind"], metrics, smk.output.md, smk.output.csv, smk.output.tex, caption=spec.get("caption", ""))
+    metrics = {e: list(smk.input[e]) for e in spec["experiments"]}
+    make_table(spec["name"], spec["kind"], metrics, smk.output.md, smk.output.csv, smk.output.tex, caption=spec["caption"])

@@ -1,319 +1,40 @@
-"""Synthetic anomalies for the detection experiments (METHOD.md §2, IterMask3D Table 1 / Fig. 5).
+"""Rule artefacts -> `make_artefacts`: the synthetic artefact set of one healthy test subject.
 
-Every function takes a preprocessed 3D volume (float32, RAS canonical: the last axis is the
-axial/superior axis, superior = increasing last index) and returns a new float32 volume;
-nothing is modified in place. All parameters are explicit; randomness comes from a given
-``np.random.Generator`` (NumPy draws) or from a torch seed drawn from it (TorchIO draws).
-
-Choices where the reference description leaves room (documented, tested):
-
-- ``chunk_top``: "a slab starting at the first brain-containing index along the superior
-  axis" is read as *the top of the brain going downward*: the slab covers the ``size`` axial
-  indices ending at the most superior index that contains brain (clipped at 0).
-- ``chunk_middle``: axial indices ``start`` .. ``start + size - 1``.
-  Both chunks set the whole slab (all of x and y) to the volume minimum.
-- ``kspace_noise``: per axial slice, F = fftshift(FFT2(slice)); "rows" are the first in-plane
-  axis (x); the kept central rows are ``N//2 - k//2 .. N//2 - k//2 + k - 1`` (k = 2, N even:
-  rows N/2 - 1 and N/2, the DC row included). Elsewhere uniform noise
-  U(-A_re, A_re) + i·U(-A_im, A_im) is added, A_re = amplitude · max|Re F|,
-  A_im = amplitude · max|Im F| of that slice. The result is the real part of the inverse FFT.
-- ``zipper``: a stripe ``width`` voxels wide starts at each listed column (second in-plane
-  axis, y) in every axial slice; its voxels get independent U(min, max) values of that slice.
-- ``spike``/``ghosting``/``bias_field``/``motion`` call TorchIO 1.x. Spike and Ghosting are
-  deterministic; RandomBiasField/RandomMotion are sampled under ``torch.manual_seed(torch_seed)``
-  (the global torch RNG state is restored afterwards) and the sampled parameters are read
-  back from TorchIO's transform history into the record.
-
-Values outside the input range (TorchIO's Fourier-domain transforms return negative values and
-structured signal in the background, METHOD/FACTS): they *are* the artefact and are kept as
-they are; nothing is clipped and the background is not reset. The brain mask is never
-changed. The record lists the input and output ranges and the fraction of voxels outside the
-input range so this is visible. The result is checked to be finite.
+Every condition (artefact type or severity level ``<type>-s<k>``) is drawn from
+`itermask.artefacts.algorithms.apply_artefact` with its own seed
+(``derive_seed(seed, subject, artefact)``) and written with its HF image and a sidecar JSON.
 """
 from __future__ import annotations
 
-import copy
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
-import torchio as tio
 
-#: Reference parameters *(ref)*, used for keys a caller leaves out (the config normally gives all).
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "chunk_top": {"size": 30},
-    "chunk_middle": {"size": 30, "start": 80},
-    "kspace_noise": {"amplitude": 0.003, "keep_center_rows": 2},
-    "spike": {"positions": [[0.45, 0.45, 0.45]], "intensity": 4.0},
-    "bias_field": {"coefficients": 0.1, "order": 3},
-    "ghosting": {"num_ghosts": 4, "axis": 1, "intensity": 2.0, "restore": 0.01},
-    "zipper": {"columns": [60, 90, 120], "width": 5},
-    "motion": {"degrees": 10.0, "translation": 10.0, "num_transforms": 2},
-    "other_sequence": {},
-}
-
-ARTEFACT_TYPES = tuple(DEFAULT_PARAMS)
+from itermask.artefacts.algorithms import apply_artefact, base_type, derive_seed
+from itermask.core.highfreq import high_frequency
+from itermask.errors import InputError
+from itermask.io.atomic import write_json
+from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
 
 
-# ----------------------------------------------------------------------------- helpers
-def _check_volume(volume: np.ndarray) -> np.ndarray:
-    x = np.asarray(volume, dtype=np.float32)
-    if x.ndim != 3:
-        raise ValueError(f"artefacts need a 3D volume, got shape {x.shape}")
-    return x
+def _load_inputs(image_path: str, brainmask_path: str, other_image_path: str | None, *, needs_other: bool,
+                 dataset: str, subject: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image NIfTI, volume, brain, other sequence's volume or None), grids checked."""
+    ctx = dict(dataset=dataset, subject=subject)
+    img = load_nifti(image_path, **ctx)
+    brain_img = load_nifti(brainmask_path, **ctx)
+    check_same_grid(brain_img, img, path=brainmask_path, **ctx)
+    other = None
+    if needs_other:
+        if other_image_path is None:
+            raise InputError("artefact 'other_sequence' needs other_image_path", path=image_path, **ctx)
+        other_img = load_nifti(other_image_path, **ctx)
+        check_same_grid(other_img, img, path=other_image_path, **ctx)
+        other = np.asarray(other_img.dataobj, dtype=np.float32)
+    return img, np.asarray(img.dataobj, dtype=np.float32), np.asarray(brain_img.dataobj) > 0, other
 
 
-def _superior_brain_index(brain: np.ndarray) -> int:
-    axial = np.flatnonzero(np.asarray(brain, dtype=bool).any(axis=(0, 1)))
-    if axial.size == 0:
-        raise ValueError("the brain mask is empty")
-    return int(axial[-1])
-
-
-def _tio_subject(volume: np.ndarray, affine: np.ndarray | None) -> tio.Subject:
-    tensor = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
-    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    return tio.Subject(image=tio.ScalarImage(tensor=tensor, affine=aff))
-
-
-def _plain(value: Any) -> Any:
-    """Make TorchIO history arguments JSON-friendly."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value).tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _run_torchio(
-    transform: tio.Transform, volume: np.ndarray, affine: np.ndarray | None, torch_seed: int | None
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Apply a TorchIO transform (seeded, global RNG restored); return array and history."""
-    subject = _tio_subject(volume, affine)
-    with torch.random.fork_rng(devices=[]):
-        if torch_seed is not None:
-            torch.manual_seed(int(torch_seed))
-        out = transform(subject)
-    history = [
-        {"transform": name, "arguments": _plain({k: v for k, v in args.items() if k not in ("include", "exclude", "copy")})}
-        for name, args in out.applied_transforms
-    ]
-    return out["image"].data[0].numpy().astype(np.float32), history
-
-
-# ----------------------------------------------------------------------------- artefacts
-def chunk_top(volume: np.ndarray, brain: np.ndarray, size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Set the ``size`` axial slices ending at the top of the brain to the volume minimum."""
-    x = _check_volume(volume).copy()
-    top = _superior_brain_index(brain)
-    lo = max(0, top - int(size) + 1)
-    x[:, :, lo : top + 1] = x.min()
-    return x, {"axial_range": [lo, top + 1]}
-
-
-def chunk_middle(volume: np.ndarray, size: int, start: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Set axial slices ``start`` .. ``start + size - 1`` to the volume minimum."""
-    x = _check_volume(volume).copy()
-    n = x.shape[2]
-    if not 0 <= int(start) < n:
-        raise ValueError(f"chunk_middle start {start} is outside the axial range 0..{n - 1}")
-    hi = min(n, int(start) + int(size))
-    x[:, :, int(start) : hi] = x.min()
-    return x, {"axial_range": [int(start), hi]}
-
-
-def central_rows(n: int, keep: int) -> slice:
-    """Rows of a shifted spectrum of length ``n`` left untouched by k-space noise."""
-    lo = n // 2 - int(keep) // 2
-    return slice(lo, lo + int(keep))
-
-
-def kspace_noise_spectra(
-    volume: np.ndarray, amplitude: float, keep_center_rows: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shifted 2D spectra of every axial slice before and after adding noise, shape (X, Y, Z)."""
-    x = _check_volume(volume).astype(np.float64)
-    spec = np.fft.fftshift(np.fft.fft2(x, axes=(0, 1)), axes=(0, 1))
-    a_re = float(amplitude) * np.abs(spec.real).max(axis=(0, 1))  # per slice, shape (Z,)
-    a_im = float(amplitude) * np.abs(spec.imag).max(axis=(0, 1))
-    noise = rng.uniform(-1.0, 1.0, size=spec.shape) * a_re + 1j * rng.uniform(-1.0, 1.0, size=spec.shape) * a_im
-    noise[central_rows(x.shape[0], keep_center_rows)] = 0
-    return spec, spec + noise
-
-
-def kspace_noise(
-    volume: np.ndarray, amplitude: float, keep_center_rows: int, rng: np.random.Generator
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Complex uniform noise in each axial slice's spectrum except the central rows."""
-    _, noisy = kspace_noise_spectra(volume, amplitude, keep_center_rows, rng)
-    out = np.fft.ifft2(np.fft.ifftshift(noisy, axes=(0, 1)), axes=(0, 1)).real
-    rows = central_rows(np.shape(volume)[0], keep_center_rows)
-    return out.astype(np.float32), {"kept_rows": [rows.start, rows.stop]}
-
-
-def zipper(
-    volume: np.ndarray, columns: list[int], width: int, rng: np.random.Generator
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Stripes ``width`` wide starting at ``columns`` (axis 1) in every axial slice, filled
-    with uniform random values spanning that slice's intensity range."""
-    x = _check_volume(volume).copy()
-    ny = x.shape[1]
-    cols = np.concatenate([np.arange(int(c), int(c) + int(width)) for c in columns]) if len(columns) else np.array([], int)
-    if cols.size and (cols.min() < 0 or cols.max() >= ny):
-        raise ValueError(f"zipper columns {list(columns)} (width {width}) exceed the in-plane size {ny}")
-    cols = np.unique(cols)
-    lo = x.min(axis=(0, 1))  # per axial slice
-    hi = x.max(axis=(0, 1))
-    u = rng.uniform(0.0, 1.0, size=(x.shape[0], cols.size, x.shape[2]))
-    x[:, cols, :] = (lo + u * (hi - lo)).astype(np.float32)
-    return x, {"stripe_columns": cols.tolist()}
-
-
-def spike(
-    volume: np.ndarray, positions: list[list[float]], intensity: float, affine: np.ndarray | None = None
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """TorchIO ``Spike`` (deterministic)."""
-    t = tio.Spike(spikes_positions=np.asarray(positions, dtype=np.float64), intensity=float(intensity))
-    out, history = _run_torchio(t, volume, affine, None)
-    return out, {"torchio_history": history}
-
-
-def ghosting(
-    volume: np.ndarray, num_ghosts: int, axis: int, intensity: float, restore: float | None,
-    affine: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """TorchIO ``Ghosting`` (deterministic); ``axis`` is a spatial axis 0..2 of the volume."""
-    t = tio.Ghosting(num_ghosts=int(num_ghosts), axis=int(axis), intensity=float(intensity), restore=restore)
-    out, history = _run_torchio(t, volume, affine, None)
-    return out, {"torchio_history": history}
-
-
-def _coefficient_range(coefficients: float | list[float]) -> tuple[float, float]:
-    if np.ndim(coefficients) == 0:
-        c = float(coefficients)
-        return (c, c)
-    lo, hi = (float(v) for v in coefficients)
-    return (lo, hi)
-
-
-def bias_field(
-    volume: np.ndarray, coefficients: float | list[float], order: int, torch_seed: int,
-    affine: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """TorchIO ``RandomBiasField(coefficients=(c, c) or (a, b), order)`` applied to
-    ``x - min(x)`` and shifted back by ``min(x)``."""
-    x = _check_volume(volume)
-    shift = float(x.min())
-    t = tio.RandomBiasField(coefficients=_coefficient_range(coefficients), order=int(order))
-    out, history = _run_torchio(t, x - shift, affine, torch_seed)
-    return (out + shift).astype(np.float32), {"torchio_history": history, "shift": shift}
-
-
-def motion(
-    volume: np.ndarray, degrees: float, translation: float, num_transforms: int, torch_seed: int,
-    affine: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """TorchIO ``RandomMotion`` (an extra artefact type; translation in mm via the affine)."""
-    t = tio.RandomMotion(degrees=float(degrees), translation=float(translation), num_transforms=int(num_transforms))
-    out, history = _run_torchio(t, volume, affine, torch_seed)
-    return out, {"torchio_history": history}
-
-
-# ----------------------------------------------------------------------------- dispatcher
-def base_type(name: str) -> str:
-    """Artefact type of a name: ``ghosting`` -> ``ghosting``, ``ghosting-s1`` -> ``ghosting``."""
-    head, sep, tail = name.rpartition("-s")
-    return head if sep and tail.isdigit() else name
-
-
-def merged_params(artefact_type: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Reference defaults of a type overridden by ``params`` (unknown keys are an error)."""
-    if artefact_type not in DEFAULT_PARAMS:
-        raise ValueError(f"unknown artefact type '{artefact_type}', expected one of {list(ARTEFACT_TYPES)}")
-    merged = copy.deepcopy(DEFAULT_PARAMS[artefact_type])
-    for key, value in (params or {}).items():
-        if key not in merged:
-            raise ValueError(f"artefact '{artefact_type}' has no parameter '{key}' (known: {sorted(merged)})")
-        merged[key] = value
-    return merged
-
-
-def apply_artefact(
-    name: str,
-    volume: np.ndarray,
-    brain: np.ndarray,
-    params: dict[str, Any] | None,
-    rng: np.random.Generator,
-    other: np.ndarray | None = None,
-    affine: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Corrupt ``volume`` with artefact ``name`` (a type or ``<type>-s<k>``).
-
-    ``params`` override the type's defaults (e.g. ``{"intensity": 1.0}`` for a severity level).
-    ``other`` is the other sequence's preprocessed volume (``other_sequence`` only). TorchIO
-    draws use ``torch_seed = rng.integers(2**31)``, recorded. Returns the float32 volume and a
-    record: type, merged params, sampled parameters, torch seed, value ranges.
-    """
-    x = _check_volume(volume)
-    brain = np.asarray(brain, dtype=bool)
-    if brain.shape != x.shape:
-        raise ValueError(f"brain mask shape {brain.shape} differs from volume shape {x.shape}")
-    kind = base_type(name)
-    p = merged_params(kind, params)
-    torch_seed = int(rng.integers(0, 2**31))
-    runners: dict[str, Callable[[], tuple[np.ndarray, dict[str, Any]]]] = {
-        "chunk_top": lambda: chunk_top(x, brain, p["size"]),
-        "chunk_middle": lambda: chunk_middle(x, p["size"], p["start"]),
-        "kspace_noise": lambda: kspace_noise(x, p["amplitude"], p["keep_center_rows"], rng),
-        "spike": lambda: spike(x, p["positions"], p["intensity"], affine),
-        "ghosting": lambda: ghosting(x, p["num_ghosts"], p["axis"], p["intensity"], p["restore"], affine),
-        "bias_field": lambda: bias_field(x, p["coefficients"], p["order"], torch_seed, affine),
-        "zipper": lambda: zipper(x, p["columns"], p["width"], rng),
-        "motion": lambda: motion(x, p["degrees"], p["translation"], p["num_transforms"], torch_seed, affine),
-        "other_sequence": lambda: _other_sequence(x, other),
-    }
-    out, sampled = runners[kind]()
-    out = np.asarray(out, dtype=np.float32)
-    if out.shape != x.shape or not np.all(np.isfinite(out)):
-        raise ValueError(f"artefact '{name}' produced a non-finite or mis-shaped volume")
-    lo, hi = float(x.min()), float(x.max())
-    record = {
-        "name": name,
-        "type": kind,
-        "params": p,
-        "sampled": sampled,
-        "torch_seed": torch_seed,
-        "input_range": [lo, hi],
-        "output_range": [float(out.min()), float(out.max())],
-        "fraction_outside_input_range": float(np.mean((out < lo) | (out > hi))),
-        "changed_fraction_in_brain": float(np.mean(out[brain] != x[brain])) if brain.any() else 0.0,
-    }
-    return out, record
-
-
-def _other_sequence(x: np.ndarray, other: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
-    if other is None:
-        raise ValueError("artefact 'other_sequence' needs the other sequence's volume")
-    o = _check_volume(other)
-    if o.shape != x.shape:
-        raise ValueError(f"other sequence shape {o.shape} differs from the volume's {x.shape}")
-    return o.copy(), {}
-
-
-def derive_seed(seed: int, subject: str, artefact: str) -> int:
-    """Seed of one (subject, artefact) draw: SHA-256 of ``"{seed}/{subject}/{artefact}"``,
-    first 8 bytes as an unsigned integer (stable across runs, platforms and Python versions)."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{int(seed)}/{subject}/{artefact}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
-# ----------------------------------------------------------------------------- stage
 def make_artefact(
     image_path: str,
     brainmask_path: str,
@@ -324,62 +45,62 @@ def make_artefact(
     artefact: str,
     params: dict[str, Any],
     seed: int,
-    hf_radius: int = 15,
-    other_image_path: str | None = None,
+    hf_radius: int,
+    other_image_path: str | None,
     dataset: str,
     subject: str,
-    renormalise: dict[str, Any] | None = None,
 ) -> None:
-    """Stage: corrupt a preprocessed healthy volume, recompute its HF image, write a sidecar.
-
-    ``params`` are the merged parameters of the artefact (for ``<type>-s<k>`` the lead passes
-    base params + the severity value). The draw seed is ``derive_seed(seed, subject, artefact)``.
-    ``renormalise`` (default None = off, as METHOD.md §2) may hold the preprocess keys
-    ``zscore_repeats``, ``zscore_clip_sd``, ``background`` to re-run the iterative z-score on the
-    corrupted volume inside the (unchanged) brain mask. The JSON records type, params, sampled
-    parameters, seeds and the TorchIO version.
-    """
-    from itermask.io.atomic import write_json
-    from itermask.errors import InputError
-    from itermask.core.highfreq import high_frequency
-    from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
+    """Corrupt a preprocessed healthy volume with one artefact, write it, its HF image at
+    ``hf_radius`` and a sidecar JSON (type, params over the reference ones, sampled parameters,
+    seeds, TorchIO version). The draw seed is ``derive_seed(seed, subject, artefact)``."""
+    import torchio as tio
 
     ctx = dict(dataset=dataset, subject=subject)
-    img = load_nifti(image_path, **ctx)
-    brain_img = load_nifti(brainmask_path, **ctx)
-    check_same_grid(brain_img, img, path=brainmask_path, **ctx)
-    x = np.asarray(img.dataobj, dtype=np.float32)
-    brain = np.asarray(brain_img.dataobj) > 0
-    other = None
-    if base_type(artefact) == "other_sequence":
-        if other_image_path is None:
-            raise InputError("artefact 'other_sequence' needs other_image_path", path=image_path, **ctx)
-        other_img = load_nifti(other_image_path, **ctx)
-        check_same_grid(other_img, img, path=other_image_path, **ctx)
-        other = np.asarray(other_img.dataobj, dtype=np.float32)
+    img, x, brain, other = _load_inputs(image_path, brainmask_path, other_image_path,
+                                        needs_other=base_type(artefact) == "other_sequence", **ctx)
     derived = derive_seed(seed, subject, artefact)
-    rng = np.random.default_rng(derived)
     try:
-        out, record = apply_artefact(artefact, x, brain, params, rng, other=other, affine=img.affine)
+        out, record = apply_artefact(artefact, x, brain, params, np.random.default_rng(derived), other=other,
+                                     affine=img.affine)
     except ValueError as exc:
         raise InputError(f"cannot apply artefact '{artefact}': {exc}", path=image_path, **ctx) from exc
-    if renormalise is not None:
-        from itermask.preprocess.normalise import iterative_zscore
-
-        out = iterative_zscore(
-            out, brain,
-            repeats=int(renormalise.get("zscore_repeats", 3)),
-            clip_sd=float(renormalise.get("zscore_clip_sd", 3.0)),
-            background=renormalise.get("background", "min"),
-        )
     hf = high_frequency(out, radius=int(hf_radius))
     record.update(
         dataset=dataset, subject=subject, seed=int(seed), derived_seed=derived,
         seed_rule="sha256('{seed}/{subject}/{artefact}')[:8] little-endian",
-        hf_radius=int(hf_radius), renormalise=renormalise, torchio_version=tio.__version__,
+        hf_radius=int(hf_radius), renormalise=None, torchio_version=tio.__version__,
         inputs={"image": str(image_path), "brainmask": str(brainmask_path),
                 "other_image": None if other_image_path is None else str(other_image_path)},
     )
     save_nifti(out.astype(np.float32), img.affine, out_image)
     save_nifti(hf.astype(np.float32), img.affine, out_hf)
     write_json(out_json, record)
+
+
+def make_artefacts(
+    image_path: str,
+    brainmask_path: str,
+    specs: Mapping[str, tuple[str, dict[str, Any]]],
+    out_images: Sequence[str | Path],
+    out_hfs: Sequence[str | Path],
+    out_jsons: Sequence[str | Path],
+    *,
+    seed: int,
+    hf_radius: int,
+    other_image_path: str | None,
+    dataset: str,
+    subject: str,
+    log: Any = None,
+) -> None:
+    """Stage: every artefact condition of ``specs`` ({name: (type, params)}), in order, to the
+    matching output paths (one of each per condition)."""
+    if not len(specs) == len(out_images) == len(out_hfs) == len(out_jsons):
+        raise ValueError("one image, HF and JSON output per artefact condition")
+    for (name, (kind, params)), image, hf, js in zip(specs.items(), out_images, out_hfs, out_jsons):
+        if f"/{name}/" not in str(image):
+            raise ValueError(f"output {image} is not the folder of artefact '{name}'")
+        if log is not None:
+            log("artefact %s (%s) %s", name, kind, params)
+        make_artefact(image_path, brainmask_path, str(image), str(hf), str(js), artefact=name, params=params,
+                      seed=seed, hf_radius=hf_radius, other_image_path=other_image_path, dataset=dataset,
+                      subject=subject)

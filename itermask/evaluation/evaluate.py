@@ -1,6 +1,6 @@
 """Stage: per-experiment metrics from the inference folders (METHOD.md §7-8).
 
-Reads ``R/inference/{exp}/{ds}/sub-{subject}/{condition}/`` folders (docs/design.md) and writes
+Reads the ``{condition}/`` folders of each inference run (dataset, subject, folder; docs/design.md) and writes
 three TSVs:
 
 - segmentation: one row per lesion subject × protocol (``honest``, ``paper``,
@@ -23,7 +23,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -75,13 +75,12 @@ def _read_result(path: Path, dataset: str, subject: str) -> dict[str, Any]:
         raise InputError(f"cannot read result.json ({exc})", path=path, dataset=dataset, subject=subject) from exc
 
 
-def discover(subject_dirs: list[str]) -> list[Scan]:
-    """Every condition folder (holding result.json) of the given subject folders."""
+def discover(runs: Sequence[tuple[str, str, str | Path]]) -> list[Scan]:
+    """Every condition folder (holding result.json) of the given inference runs, each a
+    (dataset, subject, folder) triple: the IDs travel as values, the folder's name is free."""
     scans = []
-    for d in subject_dirs:
-        d = Path(d)
-        subject = d.name[4:] if d.name.startswith("sub-") else d.name
-        dataset = d.parent.name
+    for dataset, subject, folder in runs:
+        d = Path(folder)
         if not d.is_dir():
             raise InputError("inference folder does not exist", path=d, dataset=dataset, subject=subject)
         for cond in sorted(p for p in d.iterdir() if p.is_dir() and (p / "result.json").exists()):
@@ -288,7 +287,7 @@ def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any
 # ----------------------------------------------------------------------------- stage
 def evaluate_experiment(
     experiment: str,
-    subject_dirs: list[str],
+    runs: Sequence[tuple[str, str, str | Path]],
     out_segmentation_tsv: str,
     out_detection_tsv: str,
     out_scores_tsv: str,
@@ -299,9 +298,10 @@ def evaluate_experiment(
 ) -> None:
     """Stage: write the segmentation, detection and per-scan score TSVs of one experiment.
 
+    ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on.
     Experiments without lesion (or without detection) conditions get TSVs with headers only.
     """
-    scans = discover(subject_dirs)
+    scans = discover(runs)
     val_scans = [s for s in scans if s.condition == "val"]
     lesion_scans = [s for s in scans if s.condition == "lesion"]
     seg = _segmentation_rows(experiment, lesion_scans, val_scans, list(protocols), honest_fpr, list(size_bins))

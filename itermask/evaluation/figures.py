@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -195,12 +195,14 @@ def severity_figure(scores: pd.DataFrame, experiment: str, out_png: str) -> str 
 
 # ----------------------------------------------------------------------------- stages
 def make_figures(
-    experiment: str, subject_dirs: list[str], segmentation_tsv: str, scores_tsv: str, out_dir: str
+    experiment: str, runs: Sequence[tuple[str, str, str | Path]], segmentation_tsv: str, scores_tsv: str,
+    out_dir: str,
 ) -> list[str]:
-    """Stage: write every figure whose data exist for one experiment; returns their paths."""
+    """Stage: write every figure whose data exist for one experiment; returns their paths.
+    ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scans = discover(subject_dirs)
+    scans = discover(runs)
     seg = pd.read_csv(segmentation_tsv, sep="\t")
     scores = pd.read_csv(scores_tsv, sep="\t")
     written: list[str] = []
@@ -226,7 +228,7 @@ def sensitivity_figure(
     parameter: str,
     out_png: str,
     *,
-    protocol: str = "honest",
+    protocol: str,
     metric: str = "dice",
 ) -> str | None:
     """Fig. 3 style: ``metric`` (mean ± SD over subjects) of experiments that differ in one

@@ -209,7 +209,7 @@ def make_table(
     out_csv: str,
     out_tex: str,
     *,
-    caption: str = "",
+    caption: str,
 ) -> None:
     """Stage: build table ``name`` of ``kind`` from experiment -> [segmentation.tsv, detection.tsv]."""
     if kind not in KINDS:

@@ -49,4 +49,4 @@ def device_of(smk: Any) -> str:
     """The device named by config ``device`` ('auto' -> CUDA when available), resolved here."""
     from itermask.io.device import resolve_device
 
-    return str(resolve_device(smk.config.get("device", "auto")))
+    return str(resolve_device(smk.config["device"]))  # filled by the schema

@@ -1,7 +1,15 @@
-"""Iterative z-score intensity normalisation inside the brain (METHOD.md §1.5)."""
+"""Rule normalise: resampling onto the subject's grid and iterative z-score inside the brain
+(METHOD.md §1.3, §1.5), with the HF image at the configured radius."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from itermask.core.highfreq import high_frequency
+from itermask.errors import InputError
+from itermask.io.nifti import load_nifti, save_nifti
+from itermask.preprocess.grid import load_grid_array
 
 
 def _mean_std(values: np.ndarray, what: str) -> tuple[float, float]:
@@ -17,9 +25,9 @@ def _mean_std(values: np.ndarray, what: str) -> tuple[float, float]:
 def iterative_zscore(
     image: np.ndarray,
     brain: np.ndarray,
-    repeats: int = 3,
-    clip_sd: float = 3.0,
-    background: str | float = "min",
+    repeats: int,
+    clip_sd: float,
+    background: str | float,
 ) -> np.ndarray:
     """Z-score with the brain's mean/std, then ``repeats`` times re-estimate mean/std on brain
     voxels whose current value lies within ±``clip_sd`` and re-normalise every voxel.
@@ -45,3 +53,33 @@ def iterative_zscore(
         bg = float(background)
     z[~brain] = bg
     return z.astype(np.float32)
+
+
+def resample_and_normalise(
+    image_path: str | Path,
+    grid_path: str | Path,
+    out_image: str | Path,
+    out_hf: str | Path,
+    *,
+    repeats: int,
+    clip_sd: float,
+    background: str | float,
+    hf_radius: int,
+    dataset: str,
+    subject: str,
+) -> None:
+    """Linearly resample the (validated, RAS) raw image onto the grid of the brain mask
+    ``grid_path``, z-score it iteratively in the brain (constant background) and write it
+    with its 3D high-frequency image; float32, no intermediate file."""
+    from itermask.preprocess.resample import resample_to_grid  # antspyx: slow import
+
+    img = load_nifti(image_path, dataset=dataset, subject=subject)
+    brain, affine = load_grid_array(grid_path, "brain mask", dataset, subject)
+    x = np.asarray(resample_to_grid(img, brain.shape, affine, "linear"), dtype=np.float32)
+    try:
+        z = iterative_zscore(x, brain > 0, repeats=repeats, clip_sd=clip_sd, background=background)
+    except ValueError as exc:
+        raise InputError(f"cannot normalise: {exc}", path=image_path, dataset=dataset, subject=subject) from exc
+    hf = high_frequency(z, radius=hf_radius)
+    save_nifti(z, affine, out_image, dtype=np.float32)
+    save_nifti(hf, affine, out_hf, dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Quality control of preprocessing: a per-subject picture, statistics and a table."""
+"""Rules qc_subject and qc_table: quality control of preprocessing (a per-subject picture,
+statistics, a table)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from itermask.io.atomic import atomic_path  # noqa: E402
+from itermask.errors import InputError  # noqa: E402
+from itermask.io.atomic import atomic_path, save_figure, write_json  # noqa: E402
+from itermask.preprocess.grid import check_same_shape, load_grid_array  # noqa: E402
 
 STAT_NAMES = ("mean", "std", "min", "max", "p1", "p99")
 
@@ -113,3 +116,34 @@ def qc_table(json_paths: Sequence[str | Path], out_tsv: str | Path) -> None:
     lines = ["\t".join(columns)] + ["\t".join(fmt(r.get(c)) for c in columns) for r in rows]
     with atomic_path(out_tsv) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def qc_subject(
+    images: Mapping[str, str | Path],
+    brainmask_path: str | Path,
+    out_png: str | Path,
+    out_json: str | Path,
+    *,
+    label_path: str | Path | None,
+    dataset: str,
+    subject: str,
+) -> None:
+    """QC picture (mid-slices with outlines) and statistics JSON of one preprocessed subject."""
+    brain, affine = load_grid_array(brainmask_path, "brain mask", dataset, subject)
+    brain = brain > 0
+    volumes = {}
+    for name, path in images.items():
+        vol, _ = load_grid_array(path, f"image '{name}'", dataset, subject)
+        check_same_shape(vol, brain, path, dataset, subject)
+        volumes[name] = vol
+    label = None
+    if label_path is not None:
+        label = load_grid_array(label_path, "label", dataset, subject)[0] > 0
+        check_same_shape(label, brain, label_path, dataset, subject)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    if not brain.any():
+        raise InputError("brain mask is empty", path=brainmask_path, dataset=dataset, subject=subject)
+    record = {"dataset": dataset, "subject": subject, **subject_stats(volumes, brain, voxel_ml, label=label)}
+    fig = qc_figure(volumes, brain, label, title=f"{dataset} / sub-{subject}")
+    save_figure(fig, out_png, dpi=80)
+    write_json(out_json, record)

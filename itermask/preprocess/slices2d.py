@@ -1,12 +1,18 @@
-"""Axial 2D slices for IterMask2 (METHOD.md §1.7).
+"""Rule slices2d: axial 2D slices for slice-input methods (IterMask2; METHOD.md §1.7).
 
 Arrays are RAS: the last axis is inferior→superior, so axial slice k is ``volume[:, :, k]``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from itermask.core.highfreq import high_frequency_torch
+from itermask.errors import InputError
+from itermask.io.atomic import atomic_path
+from itermask.preprocess.grid import check_same_shape, load_grid_array
 
 
 def scale_for_2d(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -83,3 +89,64 @@ def brain_slices(brain: np.ndarray) -> np.ndarray:
 def take_axial(volume: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Stack axial slices ``volume[:, :, k]`` for k in ``index`` as (n, H, W)."""
     return np.moveaxis(np.asarray(volume)[:, :, np.asarray(index, dtype=np.int64)], 2, 0)
+
+
+def extract_slices2d(
+    image_path: str | Path,
+    brainmask_path: str | Path,
+    out_npz: str | Path,
+    *,
+    label_path: str | Path | None,
+    role: str,
+    size: int,
+    train_range_fraction: Sequence[float],
+    hf_radius: int,
+    dataset: str,
+    subject: str,
+) -> None:
+    """Axial 2D slices (scaled bg=-3 / p90=+3, area-resized to size², HF per slice) as npz.
+
+    ``role``: "train" (central range, brain, no lesion), "test" (largest-lesion slice; needs a
+    non-empty label) or "all" (every slice with brain).
+    """
+    import torch
+
+    ctx = dict(dataset=dataset, subject=subject)
+    if role not in ("train", "test", "all"):
+        raise ValueError(f"role must be 'train', 'test' or 'all', got '{role}'")
+    x, _ = load_grid_array(image_path, "normalised image", dataset, subject)
+    brain = load_grid_array(brainmask_path, "brain mask", dataset, subject)[0] > 0
+    check_same_shape(x, brain, image_path, dataset, subject)
+    label = None
+    if label_path is not None:
+        if not Path(label_path).exists():
+            raise InputError("label file missing", path=label_path, **ctx)
+        label = load_grid_array(label_path, "label", dataset, subject)[0] > 0
+        check_same_shape(label, brain, label_path, dataset, subject)
+    if role == "test":
+        if label is None:
+            raise InputError("role 'test' needs a label file", path=image_path, **ctx)
+        if not label.any():
+            raise InputError("label is empty: no lesion slice for the test role", path=label_path, **ctx)
+        index = np.array([select_test_slice(label)], dtype=np.int64)
+    elif role == "train":
+        index = select_train_slices(label, brain, train_range_fraction)
+    else:
+        index = brain_slices(brain)
+    if index.size == 0:
+        raise InputError(f"no axial slice qualifies for role '{role}'", path=image_path, **ctx)
+    try:
+        scaled = scale_for_2d(x, brain)
+    except ValueError as exc:
+        raise InputError(f"cannot scale for 2D: {exc}", path=image_path, **ctx) from exc
+    image = resize_slices(take_axial(scaled, index), size)
+    brain2d = resize_slices(take_axial(brain, index), size)
+    label2d = (resize_slices(take_axial(label, index), size) if label is not None
+               else np.zeros_like(brain2d))
+    with torch.no_grad():
+        hf = high_frequency_torch(torch.from_numpy(image)[:, None], radius=hf_radius, ndim=2)[:, 0].numpy()
+    with atomic_path(out_npz) as tmp:
+        np.savez_compressed(
+            tmp, image=image.astype(np.float32), hf=hf.astype(np.float32), brain=brain2d,
+            label=label2d, index=index, role=np.array(role),
+        )
