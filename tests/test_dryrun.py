@@ -114,3 +114,57 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     assert res.returncode == 0, res.stderr + res.stdout
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
     assert any(study.needs_fixed_tau(e) for e in study.experiments)
+
+
+def _jobs(stdout: str) -> list[dict[str, object]]:
+    """(rule, inputs, outputs) of every job block of a dry-run listing."""
+    jobs, job = [], None
+    for line in (raw.strip() for raw in stdout.splitlines()):  # group jobs' blocks are indented
+        if line.startswith(("rule ", "localrule ")):
+            job = {"rule": line.split()[1].rstrip(":"), "input": [], "output": []}
+            jobs.append(job)
+        elif job is not None and line.startswith(("input:", "output:")):
+            key, _, files = line.partition(": ")
+            job[key.rstrip(":")] = [f.strip() for f in files.split(",") if f.strip()]
+    return jobs
+
+
+def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
+    """An experiment's hf_radius and an hf_radius sweep are files of the DAG: `_hf-r<r>` volumes
+    (rule high_frequency), artefact `image_hf-r<r>` (rule artefact_high_frequency) and
+    `_slices2d-r<r>` slices (rule slices2d); train and infer read them, nothing else makes them."""
+    import yaml
+
+    cfg = load_config(ROOT / "config.yaml")
+    cfg["experiments"]["im3d_r10"] = {"method": "itermask3d", "dataset": "demo", "sequence": "FLAIR",
+                                      "hf_radius": 10, "detect": True, "segment": True}
+    cfg["sweeps"] = [{"experiment": "im2_flair", "param": "hf_radius", "values": [5, 15]},
+                     {"experiment": "im3d_flair", "param": "hf_radius", "values": [7]}]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = _jobs(res.stdout)
+    made = {f: j["rule"] for j in jobs for f in j["output"]}
+    read = {f for j in jobs if j["rule"] in ("train", "infer") for f in j["input"]}
+    pre = "results/preproc/demo"
+    assert made[f"{pre}/sub-d01/FLAIR_hf-r10.nii.gz"] == "high_frequency"
+    assert made[f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz"] == "high_frequency"
+    assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "normalise"  # the default radius: same job
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r5.npz"] == "slices2d"
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "slices2d"
+    art = "results/artefacts/demo/FLAIR/sub-d09/ghosting-s1"
+    assert made[f"{art}/image_hf-r10.nii.gz"] == "artefact_high_frequency"
+    assert made[f"{art}/image_hf-r15.nii.gz"] == "artefacts"
+    for f in (f"{pre}/sub-d01/FLAIR_hf-r10.nii.gz", f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz",
+              f"{pre}/sub-d01/FLAIR_slices2d-r5.npz", f"{pre}/sub-d07/FLAIR_slices2d-r5.npz",
+              f"{art}/image_hf-r10.nii.gz"):
+        assert f in read
+    hf_files = [f for f in made if "_hf-r" in f or "_slices2d-r" in f]
+    assert all(made[f] in ("normalise", "high_frequency", "artefacts", "artefact_high_frequency", "slices2d")
+               for f in hf_files)
+    train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "train"}
+    assert all("_hf-r10" in f for f in train["im3d_r10"] if "_hf-r" in f)
+    assert all("-r5" in f for f in train["im2_flair__hf_radius_5"])
+    assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency") and "-r15" in j["output"][0]
+                   for j in jobs)
