@@ -197,9 +197,9 @@ def test_dry_run_lists_rule_when_enabled(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr + res.stdout
-    assert "rule failed_skullstrip_set:" in res.stdout
+    assert "rule failed_skullstrip:" in res.stdout
     assert f"{cfg['results_dir']}/qc/tiny_failed_skullstrip.tsv" in res.stdout
     n_subjects = sum(len(v) for v in cfg["datasets"]["tiny"]["splits"].values())
-    inputs = res.stdout.split("rule failed_skullstrip_set:")[1].split("input:")[1].splitlines()[0]
+    inputs = res.stdout.split("rule failed_skullstrip:")[1].split("input:")[1].splitlines()[0]
     assert inputs.count("native_brainmask.nii.gz") == n_subjects
     assert inputs.count("_T1w.nii.gz") == n_subjects  # the stripped sequence (brain_mask.sequence)
