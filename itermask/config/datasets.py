@@ -123,6 +123,35 @@ def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str,
     return tuple(ids)
 
 
+def _resolve_splits(name: str, entry: dict, pattern: str, sequences: tuple[str, ...], *, base_dir: Path,
+                    generated: bool) -> dict[str, tuple[str, ...]]:
+    """Subjects per split: from ``splits`` (lists or files) or by globbing the pattern (``role``);
+    a subject ID appears once."""
+    if "splits" in entry:
+        splits = {s: _read_split(name, s, v, base_dir) for s, v in entry["splits"].items()}
+    elif "role" in entry:
+        if generated:
+            raise ConfigError(f"dataset '{name}': a generated dataset must list its subjects in 'splits'")
+        first = entry["sequence_names"].get(sequences[0], sequences[0])
+        found = glob_subjects(pattern, first)
+        if not found:
+            raise ConfigError(f"dataset '{name}': pattern '{pattern.replace('{sequence}', first)}' matches no file")
+        splits = {entry["role"]: tuple(found)}
+    else:
+        raise ConfigError(f"dataset '{name}': give 'splits' (subject lists) or 'role' (glob the pattern)")
+
+    seen: dict[str, str] = {}
+    for split, subjects in splits.items():
+        for s in subjects:
+            if s in seen:
+                where = f"splits '{seen[s]}' and '{split}'" if seen[s] != split else f"split '{split}'"
+                raise ConfigError(f"dataset '{name}': duplicate subject ID '{s}' in {where}")
+            seen[s] = split
+    if not seen:
+        raise ConfigError(f"dataset '{name}': no subjects")
+    return splits
+
+
 def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool = False) -> Dataset:
     """Build a Dataset from its config entry, checking patterns and subject lists.
 
@@ -154,28 +183,7 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
     if mask["method"] == "pattern" and "pattern" not in mask:
         raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
 
-    if "splits" in entry:
-        splits = {s: _read_split(name, s, v, base_dir) for s, v in entry["splits"].items()}
-    elif "role" in entry:
-        if generated:
-            raise ConfigError(f"dataset '{name}': a generated dataset must list its subjects in 'splits'")
-        first = entry["sequence_names"].get(sequences[0], sequences[0])
-        found = glob_subjects(pattern, first)
-        if not found:
-            raise ConfigError(f"dataset '{name}': pattern '{pattern.replace('{sequence}', first)}' matches no file")
-        splits = {entry["role"]: tuple(found)}
-    else:
-        raise ConfigError(f"dataset '{name}': give 'splits' (subject lists) or 'role' (glob the pattern)")
-
-    seen: dict[str, str] = {}
-    for split, subjects in splits.items():
-        for s in subjects:
-            if s in seen:
-                where = f"splits '{seen[s]}' and '{split}'" if seen[s] != split else f"split '{split}'"
-                raise ConfigError(f"dataset '{name}': duplicate subject ID '{s}' in {where}")
-            seen[s] = split
-    if not seen:
-        raise ConfigError(f"dataset '{name}': no subjects")
+    splits = _resolve_splits(name, entry, pattern, sequences, base_dir=base_dir, generated=generated)
     if label_pattern is None and splits.get("test_lesion"):
         raise ConfigError(f"dataset '{name}': subjects in split 'test_lesion' need a 'label_pattern'")
     return Dataset(
