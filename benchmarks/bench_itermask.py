@@ -3,7 +3,7 @@
 Side by side:
   (a) reference-style: fp32, eager, batch 1, one subject after the other, the phase-A
       threshold computed on the host with NumPy each iteration (as a straightforward loop does);
-  (b) optimised: ``itermask.core.iterate.run_itermask3d``: subjects in lockstep batches, per-subject
+  (b) optimised: ``itermask.core.iterative_mask_3d.run_itermask3d``: subjects in lockstep batches, per-subject
       quantiles on the device, autocast float16 on CUDA, optionally ``--compile``
       (torch.compile) and ``--channels-last`` (channels_last_3d).
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
@@ -30,7 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from itermask.core.iterate import phase_a_percents, run_itermask3d  # noqa: E402
+from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.model_input import compose_input  # noqa: E402
 
 

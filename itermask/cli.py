@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default sys.argv[1:]), run the sub-command; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "rethreshold":
-        from itermask.inference.stage import rethreshold
+        from itermask.inference.rethreshold import rethreshold
 
         if not args.tau >= 0:
             print("error: --tau must be a non-negative number", file=sys.stderr)

@@ -43,6 +43,6 @@ class _Smk:
 
 def test_workflow_scripts_get_a_resolved_name():
     assert device_of(_Smk("cpu")) == "cpu"
-    assert device_of(_Smk(None)) == str(resolve_device("auto"))
+    assert device_of(_Smk("auto")) == str(resolve_device("auto"))
     with pytest.raises(ConfigError):
         device_of(_Smk("tpu"))

@@ -14,8 +14,16 @@ import pytest
 import torch
 from torch import nn
 
+from support import experiment_settings
+
+from itermask.core.iterative_mask_2d import run_itermask2
+from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d
+from itermask.core.lockstep import brain_quantile
+from itermask.errors import ConfigError, InputError
+from itermask.inference import rethreshold as rethreshold_module
 from itermask.inference import stage as inference
-from itermask.core.iterate import brain_quantile, phase_a_percents, run_itermask2, run_itermask3d
+from itermask.inference.rethreshold import rethreshold
+from itermask.inference.tau import itermask2_tau
 
 torch.set_num_threads(1)
 S = 32
@@ -301,8 +309,18 @@ def _subject_files(tmp_path, seed, lo, hi):
     return cond, (hf, x, h), anomaly
 
 
-def _fake_loader(models, meta):
-    return lambda path, device: (models, meta)
+def _fake_loader(monkeypatch, models, meta):
+    """Serve ``models`` and ``meta`` for any model path (stage and re-threshold)."""
+    def load(path, device):
+        return models, meta
+
+    monkeypatch.setattr(inference, "load_trained", load)
+    monkeypatch.setattr(rethreshold_module, "load_trained", load)
+
+
+def infer(model, conditions, settings, out, fixed_tau_path=None):
+    inference.infer_subject(model, conditions, settings, str(out), dataset="ds", subject=out.name.replace("sub-", ""),
+                            device="cpu", fixed_tau_path=fixed_tau_path, log=lambda m: None)
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
@@ -312,12 +330,12 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     c2["label"] = None
     model = Oracle([e1, e2], _inpaint_rule)
     meta = {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3}
-    monkeypatch.setattr(inference, "_load_models", _fake_loader({"masked": model}, meta))
-    cfg = {"method": "itermask3d", "variant": "full", "step_percent": 5, "gamma": 0.01, "y_limit": 10.0,
-           "r2_min": 0.85, "threshold": "subject", "fixed_tau": None, "tol": 0.01, "max_iterations": 10,
-           "batch_size": 2, "score": "mask_size"}
+    _fake_loader(monkeypatch, {"masked": model}, meta)
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
+                                                   "threshold": "subject", "tol": 0.01, "max_iterations": 10,
+                                                   "batch_size": 2, "score": "mask_size"})
     out = tmp_path / "out" / "sub-01"
-    inference.infer_subject("model.pt", {"lesion": c1, "healthy": c2}, cfg, str(out), device="cpu", log=lambda m: None)
+    infer("model.pt", {"lesion": c1, "healthy": c2}, cfg, out)
     for name, cond, anomaly in (("lesion", c1, a1), ("healthy", c2, a2)):
         folder = out / name
         for f in ("recon", "error", "mask", "brainmask"):
@@ -345,7 +363,7 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     lesion = out / "lesion"
     orig_bytes = (lesion / "mask.nii.gz").read_bytes()
     res = json.loads((lesion / "result.json").read_text())
-    same = inference.rethreshold("model.pt", str(lesion), res["tau"], device="cpu", out_name="same.nii.gz")
+    same = rethreshold("model.pt", str(lesion), res["tau"], device="cpu", out_name="same.nii.gz")
     np.testing.assert_array_equal(nib.load(str(same)).get_fdata(), nib.load(str(lesion / "mask.nii.gz")).get_fdata())
     from itermask.cli import main
 
@@ -367,29 +385,28 @@ def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
     pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))
     model = Oracle([e1], _inpaint_rule)
-    meta = {"method": "itermask3d", "variant": "full"}
-    monkeypatch.setattr(inference, "_load_models", _fake_loader({"masked": model}, meta))
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 15}
+    _fake_loader(monkeypatch, {"masked": model}, meta)
     (tmp_path / "fixed_tau.json").write_text(json.dumps({"tau": 1.0}))
-    cfg = {"method": "itermask3d", "variant": "full", "step_percent": 10, "threshold": "fixed", "tol": 0.01,
-           "max_iterations": 10, "batch_size": 1, "score": "mean_error"}
+    fixed = {"step_percent": 10, "threshold": "fixed", "tol": 0.01, "max_iterations": 10, "batch_size": 1,
+             "score": "mean_error"}
+    cfg = experiment_settings("itermask3d", infer=fixed, model_from=True)
     out = tmp_path / "sub-02"
-    inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(out), device="cpu",
-                            fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    infer("m.pt", {"lesion": c1}, cfg, out, fixed_tau_path=str(tmp_path / "fixed_tau.json"))
     res = json.loads((out / "lesion" / "result.json").read_text())
     assert res["tau"] == 1.0 and res["threshold"] == "fixed" and len(res["curve"]) == 10
     assert res["score_name"] == "mean_error" and res["score"] == res["scores"]["mean_error"]
     mask = nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata() > 0
     assert dice(mask, a1.numpy()) > 0.95
     # no_freq experiment with a full model is refused; wrong grid is refused
-    with pytest.raises(inference.InputError, match="no_freq"):
-        inference.infer_subject("m.pt", {"lesion": c1}, {**cfg, "variant": "no_freq"}, str(out), device="cpu",
-                                fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    with pytest.raises(InputError, match="no_freq"):
+        infer("m.pt", {"lesion": c1}, experiment_settings("itermask3d", "no_freq", infer=fixed, model_from=True), out,
+              fixed_tau_path=str(tmp_path / "fixed_tau.json"))
     bad = dict(c1)
     bad["brain"] = str(tmp_path / "bad.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((S, S, S), np.uint8), np.eye(4)), bad["brain"])
-    with pytest.raises(inference.InputError, match="affine"):
-        inference.infer_subject("m.pt", {"lesion": bad}, cfg, str(tmp_path / "sub-03"), device="cpu",
-                                fixed_tau_path=str(tmp_path / "fixed_tau.json"), log=lambda m: None)
+    with pytest.raises(InputError, match="affine"):
+        infer("m.pt", {"lesion": bad}, cfg, tmp_path / "sub-03", fixed_tau_path=str(tmp_path / "fixed_tau.json"))
     assert not (tmp_path / "sub-03").exists()
 
 
@@ -422,13 +439,12 @@ def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
              index=np.array([10, 11, 12]), role=np.array("test"))
     models = {"first": TinyConv2d(1, 0), "masked": TinyConv2d(2, 1)}
     meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "spatial_dims": 2,
-            "network": {"image_size": 16}, "calibration": {"tau": 0.05}}
-    monkeypatch.setattr(inference, "_load_models", _fake_loader(models, meta))
-    cfg = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
-           "max_iterations": 5, "batch_size": 8, "score": "mask_size"}
+            "network": {"image_size": 16}, "calibration": {"tau": 0.05, "percentile": 80.0}}
+    _fake_loader(monkeypatch, models, meta)
+    cfg = experiment_settings("itermask2", infer={"first_step_percentile": 40, "tol": 0.01, "max_iterations": 5,
+                                                  "batch_size": 8, "score": "mask_size"}, hf_radius=3)
     out = tmp_path / "sub-04"
-    inference.infer_subject("m.pt", {"healthy": cond3d, "lesion": {"slices": str(d / "slices.npz")}}, cfg,
-                            str(out), device="cpu", log=lambda m: None)
+    infer("m.pt", {"healthy": cond3d, "lesion": {"slices": str(d / "slices.npz")}}, cfg, out)
     res = json.loads((out / "healthy" / "result.json").read_text())
     z_brain = np.flatnonzero(brain_np.any(axis=(0, 1)))
     assert res["kind"] == "slicewise" and res["slices"] == z_brain.tolist() and res["tau"] == 0.05
@@ -445,49 +461,49 @@ def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
     for f in ("recon", "error", "mask", "brainmask", "label"):
         assert nib.load(str(out / "lesion" / f"{f}.nii.gz")).shape == (16, 16, n2)
     # re-threshold of a 2D condition at the calibration tau reproduces the mask
-    p = inference.rethreshold("m.pt", str(out / "lesion"), 0.05, device="cpu")
+    p = rethreshold("m.pt", str(out / "lesion"), 0.05, device="cpu")
     np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata())
 
 
 def test_infer_subject_with_saved_networks(tmp_path):
-    """The real model files (networks.save_models / load_models), no fakes: runs end to end."""
-    networks = pytest.importorskip("itermask.core.networks")
-    pytest.importorskip("itermask.core.threshold")
-    pytest.importorskip("itermask.preprocess.slices2d")
-    n = 16
-    x, hf, brain, h, anomaly = _cube_subject(11, (5, 5, 5), (9, 9, 9), radius=6)
-    sl = (slice(8, 24),) * 3
+    """Real model files (written by save_models, read through the method), no fakes: end to end."""
+    from itermask.core.networks import save_models
+    from itermask.methods import get
+
+    n = S
+    x, hf, brain, h, anomaly = _cube_subject(11, (9, 9, 9), (14, 14, 14))
+    sl = (slice(0, S),) * 3
     d = tmp_path / "in"
     d.mkdir()
     cond = {"image": _write(d / "image.nii.gz", x[sl].numpy()), "hf": _write(d / "hf.nii.gz", x[sl].numpy() * 0.1),
             "brain": _write(d / "brain.nii.gz", brain[sl].numpy().astype(np.uint8)), "label": None}
-    net3 = {"channels": [4, 8]}
+    s3 = experiment_settings("itermask3d", "no_spatial", network={"channels": [2, 4, 4, 8, 8]}, hf_radius=3,
+                             infer={"step_percent": 25, "max_iterations": 10, "batch_size": 1})
+    im3 = get("itermask3d")
+    meta3 = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
+             **im3.build_networks(s3, (n, n, n))}
     torch.manual_seed(0)
-    model3 = networks.build_network("itermask3d", 2, net3)
-    networks.save_models(tmp_path / "m3.pt", {"masked": model3},
-                         {"method": "itermask3d", "variant": "full", "network": net3, "in_channels": {"masked": 2},
-                          "hf_radius": 3, "spatial_dims": 3})
-    cfg3 = {"method": "itermask3d", "variant": "no_spatial", "step_percent": 25, "threshold": "subject",
-            "tol": 0.01, "max_iterations": 10, "batch_size": 1, "score": "mask_size"}
-    inference.infer_subject(str(tmp_path / "m3.pt"), {"healthy": cond}, cfg3, str(tmp_path / "o3"), device="cpu",
-                            log=lambda m: None)
+    save_models(tmp_path / "m3.pt", im3.networks_from_meta(meta3), meta3)
+    infer(str(tmp_path / "m3.pt"), {"healthy": cond}, s3, tmp_path / "o3")
     res = json.loads((tmp_path / "o3" / "healthy" / "result.json").read_text())
     assert res["iterations_a"] == 4 and res["iterations_b"] == 1 and res["variant"] == "no_spatial"
     assert nib.load(str(tmp_path / "o3" / "healthy" / "recon.nii.gz")).shape == (n, n, n)
 
-    net2 = {"channels": [4, 4], "attention_res": [8], "image_size": 16, "num_res_blocks": 1}
-    m2 = {k: networks.build_network("itermask2", c, net2) for k, c in (("first", 1), ("masked", 2))}
-    networks.save_models(tmp_path / "m2.pt", m2,
-                         {"method": "itermask2", "variant": "full", "network": networks.network_settings("itermask2", net2),
-                          "in_channels": {"first": 1, "masked": 2}, "hf_radius": 3, "spatial_dims": 2,
-                          "calibration": {"tau": 0.1}})
-    cfg2 = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
-            "max_iterations": 3, "batch_size": 64, "score": "mean_error"}
-    inference.infer_subject(str(tmp_path / "m2.pt"), {"healthy": cond}, cfg2, str(tmp_path / "o2"), device="cpu",
-                            log=lambda m: None)
+    s2 = experiment_settings("itermask2", network={"channels": [4, 4, 8, 8, 8], "attention_res": [8],
+                                                   "num_res_blocks": 1},
+                             infer={"max_iterations": 3, "score": "mean_error"}, hf_radius=3)
+    im2 = get("itermask2")
+    meta2 = {"method": "itermask2", "variant": "full", "hf_radius": 3, "spatial_dims": 2,
+             "calibration": {"tau": 0.1, "percentile": 80.0}, **im2.build_networks(s2, (16, 16))}
+    save_models(tmp_path / "m2.pt", im2.networks_from_meta(meta2), meta2)
+    infer(str(tmp_path / "m2.pt"), {"healthy": cond}, s2, tmp_path / "o2")
     res = json.loads((tmp_path / "o2" / "healthy" / "result.json").read_text())
     assert res["kind"] == "slicewise" and res["tau"] == 0.1 and res["score_name"] == "mean_error"
     assert nib.load(str(tmp_path / "o2" / "healthy" / "error.nii.gz")).shape == (n, n, n)
+    # an experiment whose HF radius is not the model's is refused
+    with pytest.raises(InputError, match="HF radius 3"):
+        infer(str(tmp_path / "m2.pt"), {"healthy": cond}, experiment_settings("itermask2", hf_radius=6),
+              tmp_path / "o4")
 
 
 # ----------------------------------------------------------------------------------------
@@ -497,19 +513,19 @@ def test_itermask2_tau_picks_the_stored_quantile():
     pct = list(range(1, 100))
     meta = {"calibration": {"tau": 0.8, "percentile": 80.0, "quantile_percentiles": pct,
                             "quantiles": [p / 100 for p in pct]}}
-    assert inference.itermask2_tau(meta, None) == (0.8, 80.0)
-    assert inference.itermask2_tau(meta, 80) == (0.8, 80.0)
-    assert inference.itermask2_tau(meta, 60) == (pytest.approx(0.60), 60.0)
-    assert inference.itermask2_tau(meta, 95.0)[0] == pytest.approx(0.95)
-    assert inference.itermask2_tau(meta, 1)[0] == pytest.approx(0.01)
-    with pytest.raises(inference.ConfigError, match="integer percentiles 1..99"):
-        inference.itermask2_tau(meta, 62.5)
+    assert itermask2_tau(meta, None) == (0.8, 80.0)
+    assert itermask2_tau(meta, 80) == (0.8, 80.0)
+    assert itermask2_tau(meta, 60) == (pytest.approx(0.60), 60.0)
+    assert itermask2_tau(meta, 95.0)[0] == pytest.approx(0.95)
+    assert itermask2_tau(meta, 1)[0] == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="integer percentiles 1..99"):
+        itermask2_tau(meta, 62.5)
     old = {"calibration": {"tau": 0.8, "percentile": 80.0}}  # a model from before the quantiles
-    assert inference.itermask2_tau(old, 80)[0] == 0.8
-    with pytest.raises(inference.InputError, match="no per-percentile quantiles"):
-        inference.itermask2_tau(old, 60)
-    with pytest.raises(inference.InputError, match="no calibration tau"):
-        inference.itermask2_tau({}, None)
+    assert itermask2_tau(old, 80)[0] == 0.8
+    with pytest.raises(InputError, match="no per-percentile quantiles"):
+        itermask2_tau(old, 60)
+    with pytest.raises(InputError, match="no calibration tau"):
+        itermask2_tau({}, None)
 
 
 class Recorder(nn.Module):
@@ -524,9 +540,7 @@ class Recorder(nn.Module):
         return self.net(x)
 
 
-def test_2d_slices_at_another_tau_percentile_and_hf_radius(tmp_path, monkeypatch):
-    from itermask.core.highfreq import high_frequency
-
+def test_2d_slices_at_another_tau_percentile(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(5)
     img = torch.randn((3, 16, 16), generator=g).numpy()
     brain = np.zeros((3, 16, 16), bool)
@@ -540,37 +554,16 @@ def test_2d_slices_at_another_tau_percentile_and_hf_radius(tmp_path, monkeypatch
             "network": {"image_size": 16},
             "calibration": {"tau": 0.8, "percentile": 80.0, "quantile_percentiles": pct,
                             "quantiles": [p / 1000 for p in pct]}}
-    monkeypatch.setattr(inference, "_load_models", _fake_loader(models, meta))
-    cfg = {"method": "itermask2", "variant": "full", "first_step_percentile": 40, "tol": 0.01,
-           "max_iterations": 5, "batch_size": 8, "score": "mask_size", "tau_percentile": 70, "hf_radius": 4}
+    _fake_loader(monkeypatch, models, meta)
+    cfg = experiment_settings("itermask2", infer={"first_step_percentile": 40, "tol": 0.01, "max_iterations": 5,
+                                                  "batch_size": 8, "tau_percentile": 70}, hf_radius=4)
     out = tmp_path / "sub-05"
-    inference.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(out), device="cpu",
-                            log=lambda m: None)
+    infer("m.pt", {"lesion": {"slices": str(path)}}, cfg, out)
     res = json.loads((out / "lesion" / "result.json").read_text())
-    assert res["tau"] == pytest.approx(0.070) and res["tau_percentile"] == 70.0
-    assert res["hf_radius"] == 4 and res["hf_recomputed"] is True
-    # the first-iteration model's input is the HF image: recomputed at radius 4, not the stored one
+    assert res["tau"] == pytest.approx(0.070) and res["tau_percentile"] == 70.0 and res["hf_radius"] == 4
+    # the first-iteration model's input is the stored HF image of the slices file, as it is
     first = torch.cat(models["first"].inputs)[:, 0].numpy()
-    expected = np.stack([high_frequency(s, 4) for s in img])
-    np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-4)
-    hf_masked = torch.cat(models["masked"].inputs)[:, 1].numpy()
-    assert any(np.allclose(h, e, atol=1e-4) for h in hf_masked for e in expected)
-    # re-threshold at the same tau recomputes HF the same way and reproduces the mask
-    p = inference.rethreshold("m.pt", str(out / "lesion"), res["tau"], device="cpu")
+    np.testing.assert_allclose(first, img * 0.5, rtol=1e-6)
+    # re-threshold at the same tau reproduces the mask
+    p = rethreshold("m.pt", str(out / "lesion"), res["tau"], device="cpu")
     np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata())
-    # an experiment radius other than the model's is refused
-    with pytest.raises(inference.InputError, match="trained with HF radius 4"):
-        inference.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, {**cfg, "hf_radius": 6},
-                                str(tmp_path / "sub-06"), device="cpu", log=lambda m: None)
-
-
-def test_recompute_volume_hf_equals_numpy_high_frequency():
-    from itermask.core.highfreq import high_frequency
-
-    g = np.random.default_rng(2)
-    vols = [{"image": g.normal(size=shape).astype(np.float32), "hf": None}
-            for shape in ((16, 16, 16), (8, 16, 16), (16, 16, 16))]
-    inference._recompute_volume_hf(vols, 5, torch.device("cpu"), batch_size=1)
-    for v in vols:
-        assert v["hf"].shape == v["image"].shape
-        np.testing.assert_allclose(v["hf"], high_frequency(v["image"], 5), rtol=1e-4, atol=1e-4)

@@ -1,7 +1,6 @@
 """Training loop: exact resume, learning, precision choice, calibration, batches."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,26 +8,21 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from support import experiment_settings
+
 from itermask.errors import ConfigError
-from itermask.core.networks import load_models
+from itermask.inference.model import load_trained
+from itermask.io.device import resolve_device
 from itermask.io.nifti import save_nifti
-from itermask.training.loop import (
-    Samples,
-    calibration_tau,
-    ema_update,
-    epoch_order,
-    make_batch,
-    pick_precision,
-    resolve_device,
-    total_steps,
-    train_experiment,
-    train_settings,
-)
+from itermask.methods import get as get_method
+from itermask.training.data import Samples, epoch_order, make_batch, total_steps
+from itermask.training.loop import check_train_settings, ema_update, train_experiment
+from itermask.training.precision import pick_precision
 
 torch.set_num_threads(1)
 
 NET3D = {"channels": [2, 4, 4, 8, 8], "dropout": 0.2}
-NET2D = {"channels": [4, 4, 8], "attention_res": [8], "dropout": 0.1, "num_res_blocks": 1}
+NET2D = {"channels": [4, 4, 8, 8, 8], "attention_res": [8], "dropout": 0.1, "num_res_blocks": 1}
 
 
 def smooth_volume(rng: np.random.Generator, brain: np.ndarray, sigma: float = 4.0) -> np.ndarray:
@@ -72,15 +66,20 @@ def make_items_2d(folder: Path, n: int, seed: int = 0, slices: int = 4) -> list[
     return items
 
 
-def run(method, variant, train, val, cfg, out: Path, **kw):
+def run(method, variant, train, val, cfg, out: Path, seed: int = 0, **kw):
     logs: list[str] = []
     kw.setdefault("device", "cpu")
+    settings = experiment_settings(method, variant, seed=seed, **cfg)
     train_experiment(
-        method, variant, train, val, cfg,
+        settings, train, val,
         out_model=str(out / "model.pt"), out_loss_tsv=str(out / "loss.tsv"), out_loss_png=str(out / "loss.png"),
         checkpoint_dir=str(out / "ckpt"), log=logs.append, **kw,
     )
     return logs
+
+
+def load_models(path):
+    return load_trained(path, "cpu")
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -121,10 +120,9 @@ def test_resume_equals_uninterrupted_2d_with_ema_and_calibration(tmp_path):
     items = make_items_2d(tmp_path, 3)
     cfg = {"network": NET2D, "train": {"steps": 5, "batch_size": 4, "checkpoint_every": 2, "ema": 0.9},
            "infer": {"tau_percentile": 80}}
-    run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "a", out_calibration=str(tmp_path / "a" / "cal.json"))
+    run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "a")
     run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "b", max_steps_this_run=3)
-    logs = run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "b",
-               out_calibration=str(tmp_path / "b" / "cal.json"))
+    logs = run("itermask2", "full", items[:2], items[2:], cfg, tmp_path / "b")
     assert any("resuming from checkpoint at step 2/5" in line for line in logs)
     assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
 
@@ -132,11 +130,11 @@ def test_resume_equals_uninterrupted_2d_with_ema_and_calibration(tmp_path):
     assert set(models) == {"first", "masked"}
     assert meta["in_channels"] == {"first": 1, "masked": 2}
     assert meta["network"]["image_size"] == 32 and meta["spatial_dims"] == 2
-    cal = json.loads((tmp_path / "a" / "cal.json").read_text())
-    tau = meta["calibration"]["tau"]
-    assert np.isfinite(tau) and tau > 0 and cal["tau"] == tau
+    cal = meta["calibration"]
+    tau = cal["tau"]
+    assert np.isfinite(tau) and tau > 0
     assert cal["n_slices"] == 3  # 4 slices, the empty one skipped
-    assert cal == json.loads((tmp_path / "b" / "cal.json").read_text())
+    assert cal == load_models(tmp_path / "b" / "model.pt")[1]["calibration"]
     header = (tmp_path / "a" / "loss.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["step", "loss", "loss_first", "val_loss", "val_loss_first"]
 
@@ -178,19 +176,16 @@ def test_pick_precision():
     assert resolve_device("auto").type == expected
 
 
-def test_calibration_tau_known_answer():
-    errors = np.arange(1, 101, dtype=float)
-    assert calibration_tau(errors, 80) == pytest.approx(80.2)
-    assert calibration_tau(errors, 50) == pytest.approx(50.5)
-
-
 def test_steps_from_epochs_and_setting_errors():
-    s = train_settings("itermask3d", {"steps": None, "epochs": 3, "batch_size": 2})
+    s = experiment_settings("itermask3d", train={"steps": None, "epochs": 3, "batch_size": 2}).train
     assert total_steps(s, 5) == 9  # 3 epochs x ceil(5/2)
     with pytest.raises(ConfigError, match="exactly one"):
-        train_settings("itermask3d", {"steps": 10, "epochs": 3})
-    with pytest.raises(ConfigError, match="unknown train keys"):
-        train_settings("itermask2", {"steps": 10, "emma": 0.9})
+        experiment_settings("itermask3d", train={"steps": 10, "epochs": 3})
+    with pytest.raises(ConfigError, match="emma"):
+        experiment_settings("itermask2", train={"steps": 10, "emma": 0.9})
+    bad = experiment_settings("itermask3d", train={"steps": 10, "rot90_p": 0.5, "rot90_axes": [0, 1]}).train
+    with pytest.raises(ConfigError, match="rot90_axes"):
+        check_train_settings(bad, (16, 8, 16))
 
 
 def test_ema_update_known_answer():
@@ -213,90 +208,72 @@ def _toy_samples(n: int = 3) -> Samples:
     return Samples(image, image * 2, brain, [f"s{i}" for i in range(n)])
 
 
+def _batch(data, step, **train):
+    settings = experiment_settings("itermask3d", train={"steps": 10, "batch_size": 3, "rot90_p": 0.0, **train})
+    method = get_method("itermask3d")
+    b = make_batch(data, step, settings.train, 0, lambda br, i, e: method.corrupt(settings, br, i, e))
+    return b["image"], b["hf"], b["mask"]
+
+
 def test_make_batch_masks_fresh_or_fixed_and_rotation():
     data = _toy_samples()
-    settings = train_settings("itermask3d", {"steps": 10, "rot90_p": 0.0})
     # batch = all 3 samples, so step 0 is epoch 0 and step 1 is epoch 1
     order0, order1 = epoch_order(0, 0, 3), epoch_order(0, 1, 3)
-    _, _, m0 = make_batch(data, 0, 3, 0, settings)
-    _, _, m1 = make_batch(data, 1, 3, 0, settings)
+    _, _, m0 = _batch(data, 0)
+    _, _, m1 = _batch(data, 1)
     m0 = {int(i): m0[b, 0] for b, i in enumerate(order0)}
     m1 = {int(i): m1[b, 0] for b, i in enumerate(order1)}
     assert all(m0[i].any() and not torch.equal(m0[i], m1[i]) for i in range(3))
     assert all(not (m0[i] & ~torch.from_numpy(data.brain[i])).any() for i in range(3))  # inside the brain
-    fixed = {**settings, "fixed_masks": True}
-    _, _, f0 = make_batch(data, 0, 3, 0, fixed)
-    _, _, f1 = make_batch(data, 1, 3, 0, fixed)
+    _, _, f0 = _batch(data, 0, fixed_masks=True)
+    _, _, f1 = _batch(data, 1, fixed_masks=True)
     f0 = {int(i): f0[b, 0] for b, i in enumerate(order0)}
     f1 = {int(i): f1[b, 0] for b, i in enumerate(order1)}
     assert all(torch.equal(f0[i], f1[i]) for i in range(3))
     # rot90 with p=1 rotates image, hf and mask identically in the plane of axes (0, 2)
-    rot = {**settings, "rot90_p": 1.0}
-    x, hf, m = make_batch(data, 0, 3, 0, rot)
-    _, _, m_plain = make_batch(data, 0, 3, 0, settings)
+    x, hf, m = _batch(data, 0, rot90_p=1.0)
+    _, _, m_plain = _batch(data, 0)
     for b, i in enumerate(order0):
         assert torch.equal(x[b, 0], torch.rot90(data.image[i, 0], 1, (0, 2)))
         assert torch.equal(hf[b, 0], torch.rot90(data.hf[i, 0], 1, (0, 2)))
         assert torch.equal(m[b, 0], torch.rot90(m_plain[b, 0], 1, (0, 2)))
 
 
-def test_calibration_quantiles_known_answer():
-    from itermask.training.loop import calibration_quantiles
-
-    q = calibration_quantiles(np.arange(1, 102, dtype=float))  # percentile p of 1..101 is p + 1
-    assert q == pytest.approx([p + 1.0 for p in range(1, 100)])
-
-
-def test_recompute_hf_equals_numpy_high_frequency_3d():
-    from itermask.core.highfreq import high_frequency
-    from itermask.training.loop import recompute_hf
-
-    data = _toy_samples(3)
-    out = recompute_hf(data, 4, torch.device("cpu"), batch_size=2)
-    assert out.image is data.image and out.hf.shape == data.image.shape
-    for i in range(3):
-        expected = high_frequency(data.image[i, 0].numpy(), 4)
-        np.testing.assert_allclose(out.hf[i, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
-        assert not np.allclose(data.hf[i, 0].numpy(), expected, atol=1e-2)
+def test_calibration_quantiles_known_answer(tmp_path):
+    """tau is numpy's (linear) percentile of the masked validation errors; all 99 are stored."""
+    items = make_items_2d(tmp_path, 2)
+    cfg = {"network": NET2D, "train": {"steps": 2, "batch_size": 4, "checkpoint_every": 2, "ema": 0.9},
+           "infer": {"tau_percentile": 80}}
+    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "m")
+    _, meta = load_models(tmp_path / "m" / "model.pt")
+    cal = meta["calibration"]
+    assert cal["quantile_percentiles"] == list(range(1, 100)) and len(cal["quantiles"]) == 99
+    assert cal["quantiles"][79] == pytest.approx(cal["tau"])  # the 80th percentile
+    assert all(a <= b for a, b in zip(cal["quantiles"], cal["quantiles"][1:]))
+    assert meta["hf_radius"] == 15
 
 
-def test_non_default_hf_radius_recomputes_hf_fed_to_the_model(tmp_path, monkeypatch):
-    from itermask.training import loop as training
-    from itermask.core.highfreq import high_frequency
+def test_the_stored_hf_images_are_fed_to_the_model(tmp_path, monkeypatch):
+    """Training reads the HF images of its items (files named by their radius) and never recomputes them."""
+    from scipy.ndimage import gaussian_filter
+
+    from itermask.core import model_input
 
     items = make_items_2d(tmp_path, 2)  # stored hf = x - gaussian(x): not an FFT high-frequency image
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real = training.compose_input
+    real = model_input.compose_input
 
     def spy(x, hf, mask, variant="full", **kw):
         seen.append((x.detach().clone(), hf.detach().clone()))
         return real(x, hf, mask, variant, **kw)
 
-    monkeypatch.setattr(training, "compose_input", spy)
+    monkeypatch.setattr(model_input, "compose_input", spy)
     cfg = {"network": NET2D, "train": {"steps": 2, "batch_size": 4, "checkpoint_every": 2, "ema": 0.9},
            "infer": {"tau_percentile": 80}, "hf_radius": 3}
-    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "r3", hf_radius=15)
+    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "r3")
     assert len(seen) >= 4  # two models x two steps, plus validation
     for x, hf in seen:
         for b in range(x.shape[0]):
-            expected = high_frequency(x[b, 0].numpy(), 3)
-            np.testing.assert_allclose(hf[b, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
-    assert not np.allclose(high_frequency(x[0, 0].numpy(), 15), expected, atol=1e-3)
-    _, meta = load_models(tmp_path / "r3" / "model.pt")
-    assert meta["hf_radius"] == 3
-    cal = meta["calibration"]
-    assert cal["quantile_percentiles"] == list(range(1, 100)) and len(cal["quantiles"]) == 99
-    assert cal["quantiles"][79] == pytest.approx(cal["tau"])  # the 80th percentile
-    assert all(a <= b for a, b in zip(cal["quantiles"], cal["quantiles"][1:]))
-
-    # the model's radius equal to the stored one: the stored HF images are used as they are
-    seen.clear()
-    cfg["hf_radius"] = 15
-    run("itermask2", "full", items[:1], items[1:], cfg, tmp_path / "r15", hf_radius=15)
-    from scipy.ndimage import gaussian_filter
-
-    for x, hf in seen:
-        for b in range(x.shape[0]):
             xb = x[b, 0].numpy()
-            np.testing.assert_allclose(hf[b, 0].numpy(), xb - gaussian_filter(xb, 1.0), atol=1e-5)
-    assert load_models(tmp_path / "r15" / "model.pt")[1]["hf_radius"] == 15
+            np.testing.assert_allclose(hf[b, 0].numpy(), xb - gaussian_filter(xb, (1.0, 1.0)), atol=1e-5)
+    assert load_models(tmp_path / "r3" / "model.pt")[1]["hf_radius"] == 3

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+from itermask.config.settings import ExperimentSettings  # noqa: E402
 from itermask.inference.stage import infer_subject  # noqa: E402
 from itermask.io.workflow import device_of, rule_context  # noqa: E402
 
@@ -11,10 +12,11 @@ with rule_context(smk) as log:
     infer_subject(
         smk.input.model,
         smk.params.conditions,
-        smk.params.settings,
+        ExperimentSettings.from_dict(smk.params.settings),
         smk.output[0],
+        dataset=smk.wildcards.dataset,
+        subject=smk.wildcards.subject,
         device=device_of(smk),
-        seed=smk.params.seed,
         fixed_tau_path=smk.input.fixed_tau[0] if smk.input.fixed_tau else None,
         log=log.info,
     )

@@ -3,24 +3,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.training.loop import train_experiment  # noqa: E402
+from itermask.config.settings import ExperimentSettings  # noqa: E402
 from itermask.io.workflow import device_of, rule_context  # noqa: E402
+from itermask.training.loop import train_experiment  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:
-    settings = smk.params.settings
     train_experiment(
-        settings["method"],
-        settings["variant"],
+        ExperimentSettings.from_dict(smk.params.settings),
         smk.params.train,
         smk.params.val,
-        settings,
         out_model=smk.output.model,
         out_loss_tsv=smk.output.loss,
         out_loss_png=smk.output.png,
         checkpoint_dir=smk.params.checkpoint_dir,
         device=device_of(smk),
-        seed=smk.params.seed,
-        hf_radius=smk.params.hf_radius,
         log=log.info,
     )

@@ -70,8 +70,8 @@ def check_references(study: "Study") -> None:
     from itermask.config.sweeps import add_sweeps
 
     cfg = study.config
-    if study.demo is not None and study.demo.dataset not in cfg["datasets"]:
-        raise ConfigError(f"config key 'demo.dataset': '{study.demo.dataset}' is not a dataset")
+    if study.demo_dataset is not None and study.demo_dataset not in cfg["datasets"]:
+        raise ConfigError(f"config key 'demo.dataset': '{study.demo_dataset}' is not a dataset")
     art = cfg["artefacts"]
     for t in art["severity"]:
         if t not in art["types"]:

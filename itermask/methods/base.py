@@ -1,18 +1,27 @@
 """The interface every method implements (one module per method in ``itermask.methods``).
 
 What the workflow asks a method (cheap, no torch): which preprocessed inputs it reads for
-training and for each inference condition (`InputSpec`). What training and inference ask
-it: its networks, its training objective, its validation and its inference on a batch of
-samples. The shared training loop (``itermask.training``), the inference stage
-(``itermask.inference``) and evaluation know no method by name.
+training and for each inference condition (`InputSpec`). What training asks it: its
+networks, its corruption of a training batch and its losses, its validation loss and what it
+adds to the model file when training ends. What inference asks it: its result on the
+inputs of one subject's conditions (`ConditionOutput`). The shared training loop
+(``itermask.training``), the inference stage (``itermask.inference``) and evaluation know no
+method by name; ``docs/adding_a_method.md`` walks through writing one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
+    import numpy as np
+    import torch
+    from torch import nn
+
     from itermask.config.settings import ExperimentSettings
+    from itermask.io.samples import Slices, Volume
+    from itermask.training.data import Samples
+    from itermask.training.precision import Precision
 
 InputKind = Literal["volume", "slices"]
 
@@ -32,11 +41,44 @@ class InputSpec:
     sequences: tuple[str, ...] = ()
 
 
+@dataclass
+class ConditionOutput:
+    """A method's result on one inference condition, written by the shared stage.
+
+    ``arrays``: NIfTI outputs by name (at least ``recon``, ``error`` = the anomaly map,
+    ``brainmask``; ``mask`` when the method has a binary mask; ``label`` when known; None
+    values are skipped). ``record``: the condition's result.json entries (``kind``,
+    ``score_name``, ``score``, ``scores`` ...). ``figures``: file name -> function writing it.
+    """
+
+    arrays: dict[str, "np.ndarray | None"]
+    affine: "np.ndarray"
+    record: dict[str, Any]
+    figures: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InferenceContext:
+    """What a method's inference may use besides networks and inputs."""
+
+    settings: "ExperimentSettings"
+    meta: Mapping[str, Any]
+    device: "torch.device"
+    seed: Callable[..., int]  # seed(condition, *more keys) -> int, from io.seeds
+    model_path: str
+    fixed_tau_path: str | None
+    log: Callable[[str], Any]
+
+
 class Method:
     """Base class of a method. Subclasses set the class attributes and override the hooks."""
 
     name: ClassVar[str]
     spatial_dims: ClassVar[int]
+    #: the network whose loss is the training log's ``loss`` column (others: ``loss_<name>``)
+    primary_network: ClassVar[str]
+    #: training refuses to start without validation samples (e.g. a calibration needs them)
+    requires_validation: ClassVar[bool] = False
 
     # -- what the workflow asks -------------------------------------------------------
     def train_inputs(self, settings: "ExperimentSettings") -> InputSpec:
@@ -48,7 +90,49 @@ class Method:
         raise NotImplementedError
 
     def check(self, settings: "ExperimentSettings") -> None:
-        """Raise ConfigError for settings this method cannot run with (called by Study)."""
+        """Raise ConfigError for settings this method cannot run with."""
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "spatial_dims": self.spatial_dims}
+    # -- training -----------------------------------------------------------------------
+    def build_networks(self, settings: "ExperimentSettings", image_shape: tuple[int, ...]) -> dict[str, Any]:
+        """Meta of the networks to train: ``{"network": settings, "in_channels": {name: n}}``
+        (stored in the model file; `networks_from_meta` builds the modules from it)."""
+        raise NotImplementedError
+
+    def networks_from_meta(self, meta: Mapping[str, Any]) -> dict[str, "nn.Module"]:
+        """Freshly initialised networks (in training order) from a model file's meta."""
+        raise NotImplementedError
+
+    def corrupt(self, settings: "ExperimentSettings", brains: "np.ndarray", sample_ids: "np.ndarray",
+                epoch: int) -> dict[str, "torch.Tensor"]:
+        """Extra CPU tensors (B, 1, *spatial) of a training batch (e.g. masks); runs in a
+        background thread, so only NumPy/torch CPU work here."""
+        return {}
+
+    def losses(self, settings: "ExperimentSettings", networks: Mapping[str, "nn.Module"],
+               batch: Mapping[str, "torch.Tensor"], generator: "torch.Generator") -> dict[str, "torch.Tensor"]:
+        """One loss per network to step (in order); ``generator`` is seeded per step."""
+        raise NotImplementedError
+
+    def validation_losses(self, settings: "ExperimentSettings", networks: Mapping[str, "nn.Module"],
+                          val: "Samples", device: "torch.device", precision: "Precision") -> dict[str, float]:
+        """Validation losses by log column (``val_loss``, ``val_loss_<name>``)."""
+        return {}
+
+    def finish_training(self, settings: "ExperimentSettings", networks: Mapping[str, "nn.Module"],
+                        val: "Samples | None", device: "torch.device", precision: "Precision",
+                        log: Callable[[str], Any]) -> dict[str, Any]:
+        """Entries added to the model file's meta when training ends (e.g. a calibration)."""
+        return {}
+
+    # -- inference ----------------------------------------------------------------------
+    def infer(self, networks: Mapping[str, "nn.Module"], inputs: Mapping[str, "Volume | Slices"],
+              ctx: InferenceContext) -> dict[str, ConditionOutput]:
+        """Results of every condition of one subject (``inputs`` by condition name)."""
+        raise NotImplementedError
+
+    def rethreshold(self, networks: Mapping[str, "nn.Module"], previous: Mapping[str, Any], tau: float,
+                    ctx: InferenceContext) -> tuple[ConditionOutput, dict[str, Any]]:
+        """Re-run a condition's final stage at ``tau`` (human in the loop), if the method has one."""
+        from itermask.errors import ConfigError
+
+        raise ConfigError(f"method '{self.name}' has no threshold to re-run")

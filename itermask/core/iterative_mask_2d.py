@@ -1,0 +1,144 @@
+"""IterMask2's iterative masking (METHOD.md §6): the first-iteration mask, then the shrinking
+masked iterations, on lockstep batches (``itermask.core.lockstep`` gives the conventions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from itermask.core.lockstep import (
+    Sample,
+    brain_quantile,
+    make_generator,
+    mask_shrink,
+    reconstruct,
+    run_lockstep,
+    sample_noise,
+    squared_error,
+    stack,
+)
+from itermask.core.model_input import compose_input
+
+
+@dataclass(eq=False)
+class Slice2D(Sample):
+    """State of one 2D slice: first-iteration step, then shrinking masked iterations."""
+
+    gen: torch.Generator | None = None
+    first_done: bool = False
+    first_mask: torch.Tensor | None = None
+    iterations: int = 0
+    shrinks: list[float] = field(default_factory=list)
+    converged: bool = False
+
+    _TENSORS = Sample._TENSORS + ("first_mask",)
+
+
+@dataclass
+class Result2D:
+    """Outputs of IterMask2 for one slice (CPU tensors of shape (H, W))."""
+
+    recon: torch.Tensor
+    error: torch.Tensor
+    mask: torch.Tensor
+    first_mask: torch.Tensor
+    iterations: int
+    shrinks: list[float]
+    converged: bool
+
+
+def _itermask2_step(
+    batch: list[Sample],
+    *,
+    first_model: nn.Module,
+    masked_model: nn.Module,
+    variant: str,
+    tau: float,
+    first_percentile: float,
+    tol: float,
+    max_iterations: int,
+    amp: bool,
+) -> None:
+    slices: list[Slice2D] = batch  # type: ignore[assignment]
+    first = [s for s in slices if not s.first_done]
+    if first:
+        x, hf, brain = (stack(first, n) for n in ("x", "hf", "brain"))
+        x_hat = reconstruct(first_model, compose_input(x, hf, brain, "hf_only"), amp=amp)
+        err = squared_error(x, x_hat, brain)
+        thr = brain_quantile(err, brain, first_percentile)
+        m1 = (err > thr.view(-1, 1, 1, 1)) & brain
+        for j, s in enumerate(first):
+            s.mask = m1[j : j + 1]
+            s.first_mask = s.mask
+            s.recon, s.error = x_hat[j : j + 1], err[j : j + 1]
+            s.first_done = True
+            if max_iterations == 0:
+                s.done = True
+    just_started = {id(s) for s in first}
+    rest = [s for s in slices if s.first_done and not s.done and id(s) not in just_started]
+    if rest:
+        x, hf, brain, mask = (stack(rest, n) for n in ("x", "hf", "brain", "mask"))
+        noise = sample_noise([s.gen for s in rest], x.shape[1:], x.device)
+        x_hat = reconstruct(masked_model, compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+        err = squared_error(x, x_hat, brain)
+        new = mask & (err > tau)
+        shrink = mask_shrink(new, mask).tolist()
+        for j, s in enumerate(rest):
+            s.mask = new[j : j + 1]
+            s.recon, s.error = x_hat[j : j + 1], err[j : j + 1]
+            s.iterations += 1
+            s.shrinks.append(float(shrink[j]))
+            s.converged = shrink[j] < tol
+            s.done = s.converged or s.iterations >= max_iterations
+
+
+def run_itermask2(
+    first_model: nn.Module,
+    masked_model: nn.Module,
+    images: torch.Tensor,
+    hfs: torch.Tensor,
+    brains: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    tau: float,
+    variant: str = "full",
+    first_percentile: float = 40.0,
+    tol: float = 0.01,
+    max_iterations: int = 30,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> list[Result2D]:
+    """IterMask2 for n slices (``images``/``hfs``/``brains``: (n, H, W)) in lockstep.
+
+    Step 1: the first-iteration model (input HF only) gives e_1; M_1 = the slice's brain
+    pixels with e_1 above its ``first_percentile``-th percentile (``brain_quantile``). Then
+    M_{k+1} = M_k & [e_k > tau] with e_k from the masked model, until the relative shrink
+    < ``tol`` or ``max_iterations`` masked steps. The final error is (x - x_hat)^2 of the
+    last reconstruction, in the brain; the final mask is the last M.
+    """
+    device = torch.device(device)
+    if len(seeds) != len(images):
+        raise ValueError(f"one seed per slice is needed: {len(seeds)} seeds for {len(images)} slices")
+    slices = []
+    for k, seed in enumerate(seeds):
+        b = brains[k].bool().reshape(1, 1, *brains[k].shape)
+        slices.append(Slice2D(x=images[k].float().reshape(b.shape), hf=hfs[k].float().reshape(b.shape),
+                              brain=b, gen=make_generator(seed, device)))
+
+    def step(batch: list[Sample]) -> None:
+        _itermask2_step(batch, first_model=first_model, masked_model=masked_model, variant=variant, tau=tau,
+                        first_percentile=first_percentile, tol=tol, max_iterations=max_iterations, amp=amp)
+
+    first_model.eval()
+    masked_model.eval()
+    run_lockstep(slices, step, batch_size=batch_size, device=device)
+    return [
+        Result2D(recon=s.recon[0, 0], error=s.error[0, 0], mask=s.mask[0, 0], first_mask=s.first_mask[0, 0],
+                 iterations=s.iterations, shrinks=s.shrinks, converged=s.converged)
+        for s in slices
+    ]
+

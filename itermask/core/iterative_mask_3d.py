@@ -1,0 +1,185 @@
+"""IterMask3D's iterative masking (METHOD.md §6): phase A (threshold curve, subject tau) and
+phase B (shrink at tau) on lockstep batches (``itermask.core.lockstep`` gives the conventions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from itermask.core.lockstep import (
+    Sample,
+    brain_quantile,
+    make_generator,
+    mask_change,
+    reconstruct,
+    run_lockstep,
+    sample_noise,
+    squared_error,
+    stack,
+)
+from itermask.core.model_input import compose_input
+
+#: chooses tau from a finished phase-A curve: curve -> (tau, info for the record)
+TauChooser = Callable[[np.ndarray], tuple[float, Any]]
+
+@dataclass(eq=False)
+class Subject3D(Sample):
+    """State of one subject: phase A (threshold curve), then phase B (fixed tau)."""
+
+    gen_a: torch.Generator | None = None
+    gen_b: torch.Generator | None = None
+    percents: tuple[float, ...] = ()
+    phase: str = "A"
+    curve: list[float] = field(default_factory=list)
+    tau: float | None = None
+    tau_info: Any = None
+    iterations_a: int = 0
+    iterations_b: int = 0
+    changes: list[float] = field(default_factory=list)
+    converged: bool = False
+
+
+@dataclass
+class Result3D:
+    """Outputs of IterMask3D for one subject (CPU tensors of shape (*spatial))."""
+
+    recon: torch.Tensor
+    error: torch.Tensor
+    mask: torch.Tensor
+    curve: np.ndarray
+    percents: np.ndarray
+    tau: float
+    tau_info: Any
+    iterations_a: int
+    iterations_b: int
+    changes: list[float]
+    converged: bool
+    seconds: float
+
+
+def phase_a_percents(step_percent: float) -> tuple[float, ...]:
+    """Percent removed at each phase-A iteration: step, 2*step, ..., 100 (100/step iterations)."""
+    n = round(100.0 / step_percent)
+    if n < 1 or abs(n * step_percent - 100.0) > 1e-6:
+        raise ValueError(f"step_percent must divide 100, got {step_percent}")
+    return tuple(i * 100.0 / n for i in range(1, n + 1))
+
+
+def _itermask3d_step(
+    batch: list[Sample],
+    *,
+    model: nn.Module,
+    variant: str,
+    choose_tau: TauChooser,
+    tol: float,
+    max_iterations: int,
+    amp: bool,
+) -> None:
+    subs: list[Subject3D] = batch  # type: ignore[assignment]
+    for s in subs:  # a subject entering phase B restarts from the whole brain
+        if s.phase == "B" and s.iterations_b == 0:
+            s.mask = s.brain.clone()
+    x, hf, brain, mask = (stack(subs, n) for n in ("x", "hf", "brain", "mask"))
+    gens = [s.gen_a if s.phase == "A" else s.gen_b for s in subs]
+    noise = None if variant == "hf_only" else sample_noise(gens, x.shape[1:], x.device)
+    x_hat = reconstruct(model, compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+    err = squared_error(x, x_hat, brain)
+
+    ia = [i for i, s in enumerate(subs) if s.phase == "A"]
+    if ia:
+        sel = torch.tensor(ia, device=x.device)
+        pct = torch.tensor([subs[i].percents[subs[i].iterations_a] for i in ia], device=x.device)
+        thr = brain_quantile(err[sel], brain[sel], pct)
+        new_masks = (err[sel] > thr.view(-1, *[1] * (err.dim() - 1))) & brain[sel]
+        thr_list = thr.tolist()
+        for j, i in enumerate(ia):
+            s = subs[i]
+            s.curve.append(float(thr_list[j]))
+            s.mask = new_masks[j : j + 1]
+            s.iterations_a += 1
+            if s.iterations_a == len(s.percents):
+                s.tau, s.tau_info = choose_tau(np.asarray(s.curve, dtype=np.float64))
+                s.phase = "B"  # phase B starts (from the whole brain) at this subject's next step
+
+    ib = [i for i, s in enumerate(subs) if s.phase == "B" and i not in ia]
+    if ib:
+        sel = torch.tensor(ib, device=x.device)
+        taus = torch.tensor([float(subs[i].tau) for i in ib], device=x.device, dtype=torch.float32)
+        new_masks = (err[sel] > taus.view(-1, *[1] * (err.dim() - 1))) & brain[sel]
+        changes = mask_change(new_masks, mask[sel]).tolist()
+        for j, i in enumerate(ib):
+            s = subs[i]
+            s.mask = new_masks[j : j + 1]
+            s.recon, s.error = x_hat[i : i + 1], err[i : i + 1]
+            s.iterations_b += 1
+            s.changes.append(float(changes[j]))
+            s.converged = changes[j] < tol
+            if s.converged or s.iterations_b >= max_iterations:
+                s.phase, s.done = "done", True
+
+
+def run_itermask3d(
+    model: nn.Module,
+    images: Sequence[torch.Tensor],
+    hfs: Sequence[torch.Tensor],
+    brains: Sequence[torch.Tensor],
+    seeds: Sequence[int],
+    *,
+    percents: Sequence[float],
+    choose_tau: TauChooser,
+    variant: str = "full",
+    tol: float = 0.01,
+    max_iterations: int = 30,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> list[Result3D]:
+    """IterMask3D for several subjects in lockstep (each tensor of shape (*spatial)).
+
+    Phase A (``percents`` non-empty): M_0 = brain; iteration i reconstructs with M_{i-1} and
+    sets T_i = ``brain_quantile``(e, percents[i]), M_i = [e > T_i] & brain. Then
+    ``choose_tau(curve)`` gives tau. Phase B restarts from M = brain: M <- [e > tau] & brain
+    (recomputed from e each time, so the mask can shrink or grow back) until the phase-B
+    change < ``tol`` or ``max_iterations`` steps (``max_iterations=1`` is the single-step
+    "-spatial" ablation). With empty ``percents`` phase A is skipped and ``choose_tau`` is
+    called with an empty curve (re-thresholding at a given tau).
+    ``variant`` is the network input (model_input.compose_input). Phase A draws noise from a
+    generator seeded with ``seeds[k]``, phase B from one seeded with ``seeds[k] + 1``.
+    """
+    device = torch.device(device)
+    if max_iterations < 1:
+        raise ValueError("max_iterations must be >= 1")
+    subjects = []
+    for x, hf, brain, seed in zip(images, hfs, brains, seeds, strict=True):
+        b = brain.bool().reshape(1, 1, *brain.shape)
+        s = Subject3D(
+            x=x.float().reshape(b.shape), hf=hf.float().reshape(b.shape), brain=b, mask=b.clone(),
+            gen_a=make_generator(seed, device), gen_b=make_generator(seed + 1, device),
+            percents=tuple(float(p) for p in percents),
+        )
+        if not s.percents:
+            s.tau, s.tau_info = choose_tau(np.zeros(0))
+            s.phase = "B"
+        subjects.append(s)
+
+    def step(batch: list[Sample]) -> None:
+        _itermask3d_step(batch, model=model, variant=variant, choose_tau=choose_tau, tol=tol,
+                         max_iterations=max_iterations, amp=amp)
+
+    model.eval()
+    run_lockstep(subjects, step, batch_size=batch_size, device=device)
+    return [
+        Result3D(
+            recon=s.recon[0, 0], error=s.error[0, 0], mask=s.mask[0, 0], curve=np.asarray(s.curve),
+            percents=np.asarray(s.percents[: s.iterations_a]), tau=float(s.tau), tau_info=s.tau_info,
+            iterations_a=s.iterations_a, iterations_b=s.iterations_b, changes=s.changes,
+            converged=s.converged, seconds=s.seconds,
+        )
+        for s in subjects
+    ]
+
+

@@ -1,0 +1,64 @@
+"""What inference writes per condition: NIfTI arrays, result.json, figures; detection scores.
+
+Detection scores (result.json ``scores``): ``mask_size_fraction`` = final mask voxels /
+brain voxels, ``mask_size_voxels``, ``brain_voxels``, ``mean_error`` = mean anomaly map over
+brain voxels; ``score`` is the one named by ``score_name`` (mask_size -> the fraction).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from itermask.errors import ConfigError
+from itermask.io.atomic import write_json
+from itermask.io.nifti import save_nifti
+from itermask.methods.base import ConditionOutput
+
+
+def finite(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, numpy scalars/arrays become Python."""
+    if isinstance(obj, dict):
+        return {str(k): finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def detection_scores(error: np.ndarray, mask: np.ndarray | None, brain: np.ndarray, score: str) -> dict[str, Any]:
+    """Detection scores of one scan (module docstring); ``score`` in {mask_size, mean_error}."""
+    brain = brain.astype(bool)
+    n_brain = int(brain.sum())
+    scores: dict[str, Any] = {"brain_voxels": n_brain, "mean_error": float(error[brain].mean()) if n_brain else 0.0}
+    if mask is not None:
+        n_mask = int((mask.astype(bool) & brain).sum())
+        scores = {"mask_size_fraction": n_mask / n_brain if n_brain else 0.0, "mask_size_voxels": n_mask, **scores}
+    if score == "mask_size" and mask is not None:
+        value = scores["mask_size_fraction"]
+    elif score == "mean_error":
+        value = scores["mean_error"]
+    else:
+        raise ConfigError(f"infer.score '{score}' is not available here (mask_size needs a binary mask; mean_error)")
+    return {"scores": scores, "score_name": score, "score": value}
+
+
+def write_condition(folder: Path, out: ConditionOutput, common: dict[str, Any]) -> None:
+    """Write one condition folder: ``<name>.nii.gz`` per array (bool -> uint8), ``result.json``
+    (``common`` entries, then the method's record) and the method's figures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in out.arrays.items():
+        if arr is None:
+            continue
+        dtype = np.uint8 if arr.dtype == bool else np.float32
+        save_nifti(arr, out.affine, folder / f"{name}.nii.gz", dtype=dtype)
+    write_json(folder / "result.json", finite({**common, **out.record}))
+    for name, draw in out.figures.items():
+        draw(folder / name)

@@ -1,0 +1,110 @@
+"""What IterMask3D and IterMask2 share: the masked-reconstruction objective (METHOD.md §4-5).
+
+A training batch is corrupted by random Gaussian-blob masks inside the brain
+(``itermask.core.masks``): the network sees the image with N(0, 1) noise inside the mask
+(and, unless ``no_freq``, the high-frequency image) and is trained with the whole-image MSE.
+Each network of a method has an *input variant* (``itermask.core.model_input``): IterMask3D
+trains one (``masked``), IterMask2 two (``first``: HF only; ``masked``).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from itermask.errors import ConfigError, InputError
+
+VARIANTS = ("full", "no_freq", "no_spatial")
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
+
+
+def input_variant(variant: str) -> str:
+    """Input of the masked network: ``no_freq`` models see no HF; ``no_spatial`` uses the full model."""
+    return "no_freq" if variant == "no_freq" else "full"
+
+
+def check_model_variant(variant: str, meta: Mapping[str, Any], model_path: str) -> None:
+    """InputError when an experiment's variant cannot use the model (no_freq vs HF models)."""
+    trained = meta.get("variant")
+    if (variant == "no_freq") != (trained == "no_freq"):
+        raise InputError(f"experiment variant '{variant}' needs a {'no_freq' if variant == 'no_freq' else 'full'} "
+                         f"model, but the model was trained as '{trained}'", path=model_path)
+
+
+def corrupt(brains: np.ndarray, sample_ids: np.ndarray, epoch: int, seed: int, fixed: bool) -> dict[str, Any]:
+    """Training masks of a batch, (B, 1, *spatial) bool, drawn per (seed, sample, epoch)."""
+    import torch
+
+    from itermask.core.masks import mask_rng, training_mask
+
+    masks = [training_mask(b, mask_rng(seed, int(i), epoch, fixed)) & b for b, i in zip(brains, sample_ids)]
+    return {"mask": torch.from_numpy(np.stack(masks)[:, None])}
+
+
+def losses(networks: Mapping[str, Any], variants: Mapping[str, str], batch: Mapping[str, Any], generator: Any) -> dict:
+    """Whole-image MSE of each network on the masked batch (one noise draw shared by all)."""
+    import torch
+    import torch.nn.functional as F
+
+    from itermask.core.model_input import compose_input
+
+    x, mask = batch["image"], batch["mask"]
+    hf = batch.get("hf")
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    out = {}
+    for k, variant in variants.items():
+        recon = networks[k](compose_input(x, hf, mask, variant, noise=noise))
+        out[k] = F.mse_loss(recon.float(), x)
+    return out
+
+
+def validation_errors(model: Any, variant: str, data: Any, seed: int, batch_size: int, device: Any,
+                      precision: Any, collect_mask_errors: bool = False) -> tuple[float, np.ndarray | None]:
+    """Whole-image MSE on ``data`` with fixed seeded masks and noise (model in eval mode).
+
+    With ``collect_mask_errors``, also the squared errors of all masked pixels/voxels.
+    """
+    import torch
+
+    from itermask.core.masks import mask_rng, training_mask
+    from itermask.core.model_input import compose_input
+    from itermask.io.seeds import derive_seed
+
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(seed, 3))
+    mask_seed = derive_seed(seed, 4) % (2**32)
+    total, count, errors = 0.0, 0, []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(data), batch_size):
+                idx = np.arange(start, min(start + batch_size, len(data)))
+                masks = [training_mask(data.brain[i], mask_rng(mask_seed, int(i), 0, True)) & data.brain[i]
+                         for i in idx]
+                mask = torch.from_numpy(np.stack(masks)[:, None]).to(device)
+                x = data.image[idx].to(device)
+                hf = None if data.hf is None else data.hf[idx].to(device)
+                inp = compose_input(x, hf, mask, variant, generator=gen)
+                with precision.context(device.type):
+                    out = model(inp)
+                err = (out.float() - x) ** 2
+                total += float(err.sum())
+                count += err.numel()
+                if collect_mask_errors:
+                    errors.append(err[mask].cpu().numpy())
+    finally:
+        model.train(was_training)
+    return total / count, (np.concatenate(errors) if collect_mask_errors else None)
+
+
+def validation_losses(networks: Mapping[str, Any], variants: Mapping[str, str], val: Any, seed: int,
+                      batch_size: int, device: Any, precision: Any, primary: str) -> dict[str, float]:
+    """``val_loss`` (primary network) and ``val_loss_<name>`` (others), in network order."""
+    return {("val_loss" if k == primary else f"val_loss_{k}"):
+            validation_errors(networks[k], v, val, seed, batch_size, device, precision)[0]
+            for k, v in variants.items()}

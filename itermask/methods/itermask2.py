@@ -1,0 +1,219 @@
+"""IterMask2 (METHOD.md §4-6): two 2D attention UNets on axial slices. The first-iteration
+network sees only the high-frequency image; its error above the ``first_step_percentile``-th
+percentile of the brain gives the first mask M_1. The masked network then shrinks the mask,
+M_{k+1} = M_k & [e_k > tau], until it shrinks by less than ``tol``; tau is the
+``tau_percentile``-th percentile of the validation errors inside training masks, calibrated
+when training ends (``itermask.inference.tau.itermask2_tau``). ``no_spatial``: the first
+network's reconstruction alone. On a volume (detection) the model runs slice-wise
+(``itermask.inference.slicewise``); on a slices file (validation, lesion) on its slices.
+
+Settings (schema ``method_defaults.itermask2``): network ``channels``, ``attention_res``,
+``dropout``, ``num_res_blocks``, ``num_heads``, ``middle_attention``; infer
+``tau_percentile``, ``first_step_percentile``, ``tol``, ``max_iterations``, ``batch_size``,
+``score``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from itermask.config.settings import thaw
+from itermask.errors import InputError
+from itermask.methods import _itermask as im
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+
+NETWORK_KEYS = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")
+#: validation-error quantiles stored at these percentiles, so tau_percentile can change after training
+CALIBRATION_PERCENTILES = tuple(range(1, 100))
+
+
+class IterMask2(Method):
+    name = "itermask2"
+    spatial_dims = 2
+    primary_network = "masked"
+    requires_validation = True
+
+    # -- inputs -------------------------------------------------------------------------
+    def train_inputs(self, settings: Any) -> InputSpec:
+        return InputSpec("slices", hf=True)
+
+    def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
+        if condition in ("val", "lesion"):
+            return InputSpec("slices", hf=True)
+        return InputSpec("volume", hf=False)  # slice-wise on the volume; HF computed on the resized slices
+
+    def check(self, settings: Any) -> None:
+        im.check_variant(settings.variant)
+
+    # -- training -----------------------------------------------------------------------
+    def variants(self, variant: str) -> dict[str, str]:
+        """Input variant per network, in training order."""
+        return {"first": "hf_only", "masked": im.input_variant(variant)}
+
+    def build_networks(self, settings: Any, image_shape: tuple[int, ...]) -> dict[str, Any]:
+        from itermask.core.model_input import in_channels
+
+        if image_shape[0] != image_shape[1]:
+            raise InputError(f"2D slices must be square, got {image_shape}", dataset=settings.dataset)
+        network = {k: thaw(settings.network[k]) for k in NETWORK_KEYS}
+        network["image_size"] = int(image_shape[0])
+        variants = self.variants(settings.variant)
+        return {"network": network, "in_channels": {k: in_channels(v) for k, v in variants.items()},
+                "variants": {"first": "hf_only", "masked": settings.variant}}
+
+    def networks_from_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        from itermask.core.networks import build_network
+
+        return {k: build_network(self.name, int(c), dict(meta["network"])) for k, c in meta["in_channels"].items()}
+
+    def corrupt(self, settings: Any, brains: np.ndarray, sample_ids: np.ndarray, epoch: int) -> dict[str, Any]:
+        return im.corrupt(brains, sample_ids, epoch, settings.seed, settings.train.fixed_masks)
+
+    def losses(self, settings: Any, networks: Mapping[str, Any], batch: Mapping[str, Any], generator: Any) -> dict:
+        return im.losses(networks, self.variants(settings.variant), batch, generator)
+
+    def validation_losses(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any,
+                          precision: Any) -> dict[str, float]:
+        return im.validation_losses(networks, self.variants(settings.variant), val, settings.seed,
+                                    int(settings.infer["batch_size"]), device, precision, self.primary_network)
+
+    def finish_training(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
+                        log: Any) -> dict[str, Any]:
+        """Calibration: tau = the ``tau_percentile``-th percentile of the masked network's squared
+        validation errors inside the (seeded) training masks, plus every integer percentile."""
+        pct = float(settings.infer["tau_percentile"])
+        _, errs = im.validation_errors(networks["masked"], im.input_variant(settings.variant), val, settings.seed,
+                                       int(settings.infer["batch_size"]), device, precision, True)
+        if errs.size == 0:
+            raise InputError("no masked validation pixels to calibrate tau", dataset=settings.dataset)
+        tau = float(np.percentile(errs, pct))
+        log(f"[{self.name}/{settings.variant}] calibration tau = {tau:.4g} ({pct:g}th percentile of "
+            f"{errs.size} masked pixels)")
+        return {"calibration": {"tau": tau, "percentile": pct, "n_slices": len(val), "n_pixels": int(errs.size),
+                                "seed": settings.seed, "quantile_percentiles": list(CALIBRATION_PERCENTILES),
+                                "quantiles": [float(q) for q in np.percentile(errs, CALIBRATION_PERCENTILES)]}}
+
+    # -- inference ----------------------------------------------------------------------
+    def infer(self, networks: Mapping[str, Any], inputs: Mapping[str, Any], ctx: InferenceContext) -> dict:
+        from itermask.inference.tau import itermask2_tau
+
+        cfg, meta = ctx.settings.infer, ctx.meta
+        im.check_model_variant(ctx.settings.variant, meta, ctx.model_path)
+        tau, tau_percentile = itermask2_tau(meta, float(cfg["tau_percentile"]), ctx.model_path)
+        params = _params(cfg, ctx.settings.variant)
+        pieces = {name: _piece(v, meta, ctx, name) for name, v in inputs.items()}
+        results = run_pooled(networks, [p["arrays"] for p in pieces.values()], tau=tau,
+                             variant=ctx.settings.variant, params=params, device=ctx.device)
+        out = {}
+        for (name, piece), res in zip(pieces.items(), results):
+            record = {"kind": piece["kind"], "tau": tau, "threshold": "calibration", "tau_percentile": tau_percentile,
+                      "first_step_percentile": params["first_percentile"], "tol": params["tol"],
+                      "max_iterations": params["max_iterations"], "batch_size": params["batch_size"],
+                      "seeds": piece["arrays"][3],
+                      "iterations": [q.iterations for q in res], "shrinks": [q.shrinks for q in res],
+                      "converged": [q.converged for q in res]}
+            out[name] = _output(inputs[name], piece, res, record, cfg["score"])
+            ctx.log(f"[infer] {name}: {piece['kind']}, {len(res)} slice(s), tau {tau:.4g}, "
+                    f"mean iterations {np.mean([q.iterations for q in res]) if res else 0:.1f}")
+        return out
+
+    def rethreshold(self, networks: Mapping[str, Any], previous: Mapping[str, Any], tau: float,
+                    ctx: InferenceContext) -> tuple[ConditionOutput, dict[str, Any]]:
+        """The 2D procedure at ``tau`` in place of the calibration tau, with the original seeds."""
+        from itermask.io.samples import read_item
+
+        im.check_model_variant(previous["variant"], ctx.meta, ctx.model_path)
+        inp = read_item(previous["inputs"])
+        piece = _piece(inp, ctx.meta, ctx, previous["condition"], seeds=[int(s) for s in previous["seeds"]])
+        params = {"first_percentile": float(previous["first_step_percentile"]), "tol": float(previous["tol"]),
+                  "max_iterations": int(previous["max_iterations"]), "batch_size": int(previous["batch_size"])}
+        (res,) = run_pooled(networks, [piece["arrays"]], tau=tau, variant=previous["variant"], params=params,
+                            device=ctx.device)
+        info = {"iterations": [q.iterations for q in res], "converged": [q.converged for q in res]}
+        return _output(inp, piece, res, {}, previous["score_name"]), info
+
+
+def _params(cfg: Mapping[str, Any], variant: str) -> dict[str, Any]:
+    return {"first_percentile": float(cfg["first_step_percentile"]), "tol": float(cfg["tol"]),
+            "max_iterations": int(cfg["max_iterations"]),
+            "batch_size": int(cfg["batch_size"])}
+
+
+def _model_size(meta: Mapping[str, Any], model_path: str) -> int:
+    """Training slice size (px) of the model: meta network.image_size."""
+    value = (meta.get("network") or {}).get("image_size")
+    if value is None:
+        raise InputError("IterMask2 model meta has no image size (network.image_size)", path=model_path)
+    return int(value)
+
+
+def _piece(inp: Any, meta: Mapping[str, Any], ctx: InferenceContext, name: str,
+           seeds: list[int] | None = None) -> dict[str, Any]:
+    """Slices to run for one input: a slices file as it is, a volume slice-wise."""
+    from itermask.inference.slicewise import volume_to_slices
+    from itermask.io.samples import Slices
+
+    size = _model_size(meta, ctx.model_path)
+    if isinstance(inp, Slices):
+        if inp.image.shape[1:] != (size, size):
+            raise InputError(f"slices are {inp.image.shape[1:]}, the model expects {size}x{size}",
+                             path=inp.paths["slices"])
+        empty = np.flatnonzero(~inp.has_brain)
+        if empty.size:
+            raise InputError(f"slices {inp.index[empty].tolist()} have an empty brain mask", path=inp.paths["slices"])
+        seeds = seeds or [ctx.seed(name, int(z)) for z in inp.index]
+        return {"kind": "2d", "arrays": (inp.image, inp.hf, inp.brain, seeds)}
+    sl = volume_to_slices(inp, size, int(meta["hf_radius"]))
+    seeds = seeds or [ctx.seed(name, int(z)) for z in sl["z"]]
+    return {"kind": "slicewise", "slices": sl, "arrays": (sl["image"], sl["hf"], sl["brain"], seeds)}
+
+
+def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, Any], score: str) -> ConditionOutput:
+    """Arrays and record of one input: slice-wise results back on the volume grid, or an
+    (H, W, n) stack of the slices (identity affine, axial indices in ``slices``)."""
+    from itermask.inference.outputs import detection_scores
+    from itermask.inference.slicewise import slices_to_volume
+
+    if piece["kind"] == "slicewise":
+        vol = slices_to_volume(inp, piece["slices"], res)
+        record = {**record, "inputs": inp.paths, "slices": piece["slices"]["z"].tolist(), "units": "scaled_2d",
+                  **detection_scores(vol["error"], vol["mask"], inp.brain, score)}
+        arrays = {**vol, "input2d": piece["slices"]["scaled"], "brainmask": inp.brain, "label": inp.label}
+        return ConditionOutput(arrays, inp.affine, record)
+
+    def hwn(a: np.ndarray) -> np.ndarray:
+        return np.moveaxis(a, 0, -1)
+
+    error = np.stack([q.error.numpy() for q in res])
+    mask = np.stack([q.mask.numpy() for q in res])
+    per_slice = [detection_scores(error[i], mask[i], inp.brain[i], score)["scores"] for i in range(len(res))]
+    record = {**record, "inputs": inp.paths, "slices": inp.index.tolist(), "role": inp.role,
+              "per_slice_scores": per_slice, **detection_scores(error, mask, inp.brain, score)}
+    arrays = {"recon": hwn(np.stack([q.recon.numpy() for q in res])), "error": hwn(error), "mask": hwn(mask),
+              "brainmask": hwn(inp.brain), "label": None if inp.label is None else hwn(inp.label)}
+    return ConditionOutput(arrays, np.eye(4), record)
+
+
+def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float, variant: str,
+               params: Mapping[str, Any], device: Any) -> list[list[Any]]:
+    """IterMask2 on the slices of several inputs in one lockstep pool; results split per input."""
+    import torch
+
+    from itermask.core.iterative_mask_2d import run_itermask2
+
+    sizes = [len(p[0]) for p in pieces]
+    if sum(sizes) == 0:
+        return [[] for _ in pieces]
+    cat = [torch.from_numpy(np.concatenate([p[i] for p in pieces if len(p[0])])) for i in range(3)]
+    seeds = [s for p in pieces for s in p[3]]
+    res = run_itermask2(networks["first"], networks["masked"], cat[0], cat[1], cat[2], seeds, tau=tau,
+                        variant=im.input_variant(variant), device=device, **params)
+    out, start = [], 0
+    for n in sizes:
+        out.append(res[start:start + n])
+        start += n
+    return out
+
+
+METHOD = IterMask2()

@@ -1,0 +1,166 @@
+"""IterMask3D (METHOD.md §4-6): a 3D residual UNet reconstructs masked volumes, guided by the
+high-frequency image; at test time phase A shrinks the mask from the whole brain in steps of
+``step_percent`` % and fits the threshold curve, which gives the subject-specific tau
+(``itermask.core.threshold``); phase B restarts from the whole brain and keeps M = [e > tau]
+until the mask changes by less than ``tol`` (``no_spatial``: one step).
+
+Settings (schema ``method_defaults.itermask3d``): network ``channels``, ``dropout``,
+``residual``; infer ``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``threshold``
+(``subject`` | ``fixed``), ``fixed_tau``, ``tol``, ``max_iterations``, ``batch_size``,
+``score``.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Mapping
+
+import numpy as np
+
+from itermask.config.settings import thaw
+from itermask.errors import ConfigError, InputError
+from itermask.methods import _itermask as im
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+
+SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
+NETWORK_KEYS = ("channels", "dropout", "residual")
+
+
+class IterMask3D(Method):
+    name = "itermask3d"
+    spatial_dims = 3
+    primary_network = "masked"
+
+    # -- inputs -------------------------------------------------------------------------
+    def train_inputs(self, settings: Any) -> InputSpec:
+        return InputSpec("volume", hf=settings.variant != "no_freq")
+
+    def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
+        return self.train_inputs(settings)
+
+    def check(self, settings: Any) -> None:
+        im.check_variant(settings.variant)
+
+    # -- training -----------------------------------------------------------------------
+    def build_networks(self, settings: Any, image_shape: tuple[int, ...]) -> dict[str, Any]:
+        from itermask.core.model_input import in_channels
+
+        network = {k: thaw(settings.network[k]) for k in NETWORK_KEYS}
+        return {"network": network, "in_channels": {"masked": in_channels(im.input_variant(settings.variant))},
+                "variants": {"masked": settings.variant}}
+
+    def networks_from_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        from itermask.core.networks import build_network
+
+        return {k: build_network(self.name, int(c), dict(meta["network"])) for k, c in meta["in_channels"].items()}
+
+    def corrupt(self, settings: Any, brains: np.ndarray, sample_ids: np.ndarray, epoch: int) -> dict[str, Any]:
+        return im.corrupt(brains, sample_ids, epoch, settings.seed, settings.train.fixed_masks)
+
+    def losses(self, settings: Any, networks: Mapping[str, Any], batch: Mapping[str, Any], generator: Any) -> dict:
+        return im.losses(networks, {"masked": im.input_variant(settings.variant)}, batch, generator)
+
+    def validation_losses(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any,
+                          precision: Any) -> dict[str, float]:
+        return im.validation_losses(networks, {"masked": im.input_variant(settings.variant)}, val, settings.seed,
+                                    int(settings.infer["batch_size"]), device, precision, self.primary_network)
+
+    # -- inference ----------------------------------------------------------------------
+    def infer(self, networks: Mapping[str, Any], inputs: Mapping[str, Any], ctx: InferenceContext) -> dict:
+        from itermask.core.threshold import subject_threshold
+        from itermask.inference.tau import read_fixed_tau
+
+        s, cfg = ctx.settings, ctx.settings.infer
+        im.check_model_variant(s.variant, ctx.meta, ctx.model_path)
+        percents = _percents(float(cfg["step_percent"]))
+        gamma, y_limit, r2_min = float(cfg["gamma"]), float(cfg["y_limit"]), float(cfg["r2_min"])
+        mode = cfg["threshold"]
+        fixed, fixed_src = read_fixed_tau(cfg["fixed_tau"], ctx.fixed_tau_path) if mode == "fixed" else (None, None)
+        t_arr = np.asarray(percents)
+
+        def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
+            fit = subject_threshold(curve, gamma, y_limit=y_limit, r2_min=r2_min, t=t_arr)
+            return (fit.tau if fixed is None else fixed), fit
+
+        max_it = 1 if s.variant == "no_spatial" else int(cfg["max_iterations"])
+        names = list(inputs)
+        seeds = [ctx.seed(n) for n in names]
+        results = run_volumes(networks["masked"], [inputs[n] for n in names], seeds, variant=s.variant,
+                              percents=percents, choose_tau=choose_tau, tol=float(cfg["tol"]), max_iterations=max_it,
+                              batch_size=int(cfg["batch_size"]), device=ctx.device)
+        out = {}
+        for name, seed, r in zip(names, seeds, results):
+            v, fit = inputs[name], r.tau_info.to_dict()
+            record = {
+                "kind": "3d", "inputs": v.paths, "seed": seed, "percents": r.percents, "curve": r.curve, "fit": fit,
+                "subject_tau": float(r.tau_info.tau), "k_star": fit.get("k"), "tau": r.tau, "threshold": mode,
+                "fixed_tau_source": fixed_src, "gamma": gamma, "y_limit": y_limit, "r2_min": r2_min,
+                "step_percent": float(cfg["step_percent"]), "tol": float(cfg["tol"]), "max_iterations": max_it,
+                "iterations_a": r.iterations_a, "iterations_b": r.iterations_b, "phase_b_changes": r.changes,
+                "converged": r.converged, "seconds": r.seconds,
+            }
+            out[name] = _output(r, v, record, cfg["score"])
+            out[name].figures["curve.png"] = partial(_plot, r=r, fit=fit, mode=mode, y_limit=y_limit)
+            ctx.log(f"[infer] {name}: tau {r.tau:.4g} ({mode}), phase A {r.iterations_a} it, phase B "
+                    f"{r.iterations_b} it, mask {out[name].record['scores']['mask_size_fraction']:.4f} of brain")
+        return out
+
+    def rethreshold(self, networks: Mapping[str, Any], previous: Mapping[str, Any], tau: float,
+                    ctx: InferenceContext) -> tuple[ConditionOutput, dict[str, Any]]:
+        """Phase B from the whole brain at ``tau``, with the original run's noise seed and stop rule."""
+        from itermask.io.samples import read_volume
+
+        im.check_model_variant(previous["variant"], ctx.meta, ctx.model_path)
+        vol = read_volume(previous["inputs"])
+        (r,) = run_volumes(networks["masked"], [vol], [int(previous["seed"])], variant=previous["variant"],
+                           percents=(), choose_tau=lambda _c: (tau, None), tol=float(previous["tol"]),
+                           max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device)
+        info = {"iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged}
+        return _output(r, vol, {}, previous["score_name"]), info
+
+
+def _percents(step_percent: float) -> tuple[float, ...]:
+    from itermask.core.iterative_mask_3d import phase_a_percents
+
+    try:
+        return phase_a_percents(step_percent)
+    except ValueError as exc:
+        raise ConfigError(f"infer.step_percent: {exc}") from exc
+
+
+def _output(r: Any, v: Any, record: dict[str, Any], score: str) -> ConditionOutput:
+    from itermask.inference.outputs import detection_scores
+
+    error, mask = r.error.numpy(), r.mask.numpy()
+    record = {**record, **detection_scores(error, mask, v.brain, score)}
+    arrays = {"recon": r.recon.numpy(), "error": error, "mask": mask, "brainmask": v.brain, "label": v.label}
+    return ConditionOutput(arrays, v.affine, record)
+
+
+def _plot(path: Any, *, r: Any, fit: dict, mode: str, y_limit: float) -> None:
+    from itermask.inference.plots import threshold_curve_plot
+
+    threshold_curve_plot(path, r.percents, r.curve, fit, r.tau, mode, y_limit)
+
+
+def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, percents: tuple[float, ...],
+                choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any) -> list[Any]:
+    """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches."""
+    import torch
+
+    from itermask.core.iterative_mask_3d import run_itermask3d
+
+    for v in vols:
+        if any(n % SPATIAL_DIVISOR for n in v.image.shape):
+            raise InputError(f"volume shape {v.image.shape} is not divisible by {SPATIAL_DIVISOR} "
+                             "(set preprocess.box)", path=v.paths["image"])
+        if v.hf is None and variant != "no_freq":
+            raise InputError("IterMask3D needs the high-frequency image ('hf' path)", path=v.paths["image"])
+    hfs = [torch.from_numpy(v.hf if v.hf is not None else np.zeros_like(v.image)) for v in vols]
+    return run_itermask3d(
+        model, [torch.from_numpy(v.image) for v in vols], hfs, [torch.from_numpy(v.brain) for v in vols], seeds,
+        percents=percents, choose_tau=choose_tau, variant=im.input_variant(variant), tol=tol,
+        max_iterations=max_iterations, batch_size=batch_size, device=device,
+    )
+
+
+METHOD = IterMask3D()
