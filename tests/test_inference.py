@@ -567,3 +567,23 @@ def test_2d_slices_at_another_tau_percentile(tmp_path, monkeypatch):
     # re-threshold at the same tau reproduces the mask
     p = rethreshold("m.pt", str(out / "lesion"), res["tau"], device="cpu")
     np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata())
+
+
+def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypatch):
+    """The same (seed, dataset, subject, condition) gives the same noise wherever the output
+    goes; another dataset with the same subject ID, another subject or condition, other noise."""
+    seed = inference.condition_seed
+    assert seed(0, "ds", "01", "lesion") == seed(0, "ds", "01", "lesion")
+    others = {seed(0, "other", "01", "lesion"), seed(0, "ds", "02", "lesion"), seed(0, "ds", "01", "healthy"),
+              seed(1, "ds", "01", "lesion"), seed(0, "ds", "01", "lesion", 7)}
+    assert seed(0, "ds", "01", "lesion") not in others and len(others) == 5
+    c1, e1, _ = _subject_files(tmp_path, 12, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": Oracle([e1], _inpaint_rule)}, {"method": "itermask3d", "variant": "full",
+                                                                         "hf_radius": 15})
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 10, "max_iterations": 3})
+    for folder in ("a/sub-01", "b/elsewhere"):
+        inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(tmp_path / folder), dataset="ds", subject="01",
+                                device="cpu", fixed_tau_path=None, log=lambda m: None)
+    ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
+    assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
+    assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()

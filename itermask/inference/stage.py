@@ -25,15 +25,8 @@ from itermask.methods.base import InferenceContext
 
 
 def condition_seed(seed: int, dataset: str, subject: str, condition: str, *more: object) -> int:
-    """Noise seed of one condition (and slice): a function of the config seed and these keys.
-
-    TEMPORARY (replaced by ``keyed_seed`` in the next commit): the former recipe, kept for one
-    commit so that the refactor can be checked to give identical tables.
-    """
-    import zlib
-
-    extra = "" if not more else str(more[0])
-    return int(seed) * 1_000_003 + zlib.crc32(f"sub-{subject}|{condition}|{extra}".encode())
+    """Noise seed of one condition (and slice): a function of the config seed and these keys."""
+    return keyed_seed(seed, "infer", dataset, subject, condition, *more)
 
 
 def infer_subject(
