@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from itermask.io.atomic import save_figure  # noqa: E402
-from itermask.evaluation.evaluate import SEVERITY, Scan, _input_image, discover  # noqa: E402
+from itermask.evaluation.evaluate import SEVERITY  # noqa: E402
+from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def overlay_figure(scan: Scan, thresholds: dict[str, float], out_png: str) -> st
     brain = _arr(f / "brainmask.nii.gz", np.uint8) > 0
     label = _arr(f / "label.nii.gz", np.uint8) > 0
     mask = _arr(f / "mask.nii.gz", np.uint8) > 0
-    image = _input_image(scan, error.shape)
+    image = input_image(scan, error.shape)
     title0 = "input"
     if image is None:
         image, title0 = _arr(f / "recon.nii.gz"), "reconstruction (input unavailable)"
