@@ -10,7 +10,7 @@ from itermask.config.datasets import bids_pattern, glob_subjects
 from itermask.config.study import Study, deep_merge, load_config
 from itermask.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

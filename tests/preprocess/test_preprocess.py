@@ -44,7 +44,7 @@ from itermask.preprocess.slices2d import (
 )
 
 torch.set_num_threads(1)
-TEMPLATE = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/pydeface/data/mean_reg2mean.nii.gz"
+TEMPLATE = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/pydeface/data/mean_reg2mean.nii.gz"
 
 
 def oblique_affine(perm_flip: np.ndarray, zooms, angles_deg=(8.0, -5.0, 12.0), offset=(10.0, -20.0, 30.0)) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from itermask.config.study import Study, iter_files, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 

@@ -3,7 +3,7 @@
 The session fixture starts the cluster with tools/slurm_cluster/up.sh (munged, mariadbd,
 slurmdbd, slurmctld, slurmd; packages installed with apt if missing) and stops it with
 tools/slurm_cluster/down.sh at the end, also when tests fail. Needs root. Run with
-`pytest -m slurm tests/test_slurm_cluster.py`.
+`pytest -m slurm tests/workflow/test_slurm_cluster.py`.
 
 Workflows are run through `run_snakemake_with_profile`, which uses the repository's profile
 unchanged except for the node size (`--cores` = CPUs of the test node) and a short first status
@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "slurm"
 UP = REPO / "tools" / "slurm_cluster" / "up.sh"
 DOWN = REPO / "tools" / "slurm_cluster" / "down.sh"

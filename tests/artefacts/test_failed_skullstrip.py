@@ -28,7 +28,7 @@ from itermask.artefacts.failed_skullstrip import (
     template_mask_from_tissue,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VOXEL_MM = 4.0
 SPACING_MM = 4.0
 

@@ -1,0 +1,220 @@
+"""Iterative masking (METHOD.md §6): the IterMask3D and IterMask2 loops and lockstep batching.
+
+Fake networks with known reconstructions (tests/inference_fakes.py) make the expected
+masks/thresholds computable independently of the code under test.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inference_fakes import S, Oracle, ball, cube, cube_subject, dice, inpaint_rule
+
+from itermask.core.iterative_mask_2d import run_itermask2
+from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d
+from itermask.core.lockstep import brain_quantile
+
+torch.set_num_threads(1)
+
+
+def const_tau(tau):
+    return lambda curve: (tau, None)
+
+
+# ----------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------
+def test_brain_quantile_matches_numpy_inverted_cdf_with_different_brain_sizes():
+    g = torch.Generator().manual_seed(1)
+    err = torch.rand((3, 1, 9, 11), generator=g)
+    brain = torch.zeros_like(err, dtype=torch.bool)
+    brain[0, 0, :5, :7] = True      # 35 voxels
+    brain[1, 0, 2:, 1:] = True      # 70 voxels
+    brain[2, 0] = True              # 99 voxels
+    for p in (1.0, 5.0, 37.0, 50.0, 99.0, 100.0):
+        got = brain_quantile(err, brain, p).numpy()
+        want = [np.quantile(err[b][brain[b]].numpy(), p / 100, method="inverted_cdf") for b in range(3)]
+        np.testing.assert_array_equal(got, np.asarray(want, dtype=np.float32))
+        # what it means: [e > T] keeps the top (100 - p) % of the brain
+        for b in range(3):
+            n = int(brain[b].sum())
+            kept = int((err[b][brain[b]] > torch.tensor(got[b])).sum())
+            assert kept == n - math.ceil(n * p / 100)
+
+
+def test_phase_a_percents():
+    assert phase_a_percents(5) == tuple(float(v) for v in range(5, 101, 5))
+    assert len(phase_a_percents(1)) == 100
+    with pytest.raises(ValueError):
+        phase_a_percents(7)
+
+
+# ----------------------------------------------------------------------------------------
+# IterMask3D
+# ----------------------------------------------------------------------------------------
+def test_phase_a_curve_equals_independent_quantiles_and_is_monotone():
+    """Reconstruction = HF channel, so e = (x - hf)^2 whatever the mask: T_i = quantile_i."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn((S, S, S), generator=g)
+    hf = x - torch.randn((S, S, S), generator=g)
+    brain = ball((15.5, 15.5, 15.5), 12)
+    recorder: list[np.ndarray] = []
+
+    def choose(curve):
+        recorder.append(curve)
+        return 0.5, None
+
+    model = Oracle([(hf, x, x)], lambda x_, h_, m: hf)
+    percents = phase_a_percents(10)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=percents, choose_tau=choose,
+                          tol=0.01, max_iterations=5)
+    e = ((x - hf) ** 2)[brain].numpy()
+    want = [np.quantile(e, p / 100, method="inverted_cdf") for p in percents]
+    np.testing.assert_allclose(r.curve, want, rtol=1e-6)
+    assert np.all(np.diff(r.curve) >= 0)
+    assert r.iterations_a == 10 and len(recorder) == 1 and np.array_equal(recorder[0], r.curve)
+    np.testing.assert_array_equal(r.percents, percents)
+    # phase B with a mask-independent error converges after 2 steps: [e > tau] twice
+    assert r.iterations_b == 2 and r.converged and r.changes[-1] == 0.0
+    np.testing.assert_array_equal(r.mask.numpy(), (((x - hf) ** 2 > 0.5) & brain).numpy())
+
+
+def test_final_mask_concentrates_on_the_anomalous_cube():
+    x, hf, brain, h, anomaly = cube_subject(3, (10, 10, 10), (17, 17, 17))
+    model = Oracle([(hf, x, h)], inpaint_rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=phase_a_percents(5),
+                          choose_tau=const_tau(1.0), tol=0.01, max_iterations=10)
+    assert dice(r.mask.numpy(), anomaly.numpy()) > 0.95
+    assert r.converged and r.iterations_b <= 3
+    # the error map is (x - x_hat)^2 in the brain and 0 outside
+    assert float(r.error[~brain].abs().max()) == 0.0
+    np.testing.assert_allclose(r.error.numpy(), (((x - r.recon) ** 2) * brain).numpy(), rtol=1e-6)
+
+
+def test_phase_b_can_expand_and_stops_by_its_rule():
+    """Region R is reconstructed badly only when the mask is small: the mask grows back."""
+    brain = ball((15.5, 15.5, 15.5), 13)
+    x = torch.zeros((S, S, S)) + brain * 1.0
+    hf = x + 7.0
+    core = cube((12, 12, 12), (16, 16, 16))          # always anomalous (64 voxels)
+    rim = cube((16, 12, 12), (20, 16, 16))           # anomalous only in small-mask context (64)
+    small = 1000
+
+    def rule(x_, h_, masked):
+        err = 2.0 * core.float()
+        if int(masked.sum()) < small:
+            err = err + 2.0 * rim.float()
+        return x_ + err
+
+    model = Oracle([(hf, x, x)], rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                          tol=0.01, max_iterations=10)
+    # step 1: mask = brain -> core; step 2: small mask -> core + rim (expansion); step 3: unchanged
+    assert r.iterations_b == 3 and r.converged
+    assert r.changes[1] == pytest.approx(64 / 64) and r.changes[2] == 0.0
+    np.testing.assert_array_equal(r.mask.numpy(), (core | rim).numpy())
+
+    # a cap on the iterations stops the loop without convergence
+    (r2,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                           tol=0.01, max_iterations=2)
+    assert r2.iterations_b == 2 and not r2.converged
+    # the change is relative to the previous mask: step 1 = |brain xor core| / |brain|
+    n_brain = int(brain.sum())
+    assert r.changes[0] == pytest.approx((n_brain - 64) / n_brain)
+    # the loop stops at the first step whose change is below tol
+    for tol, steps in ((r.changes[0] + 1e-3, 1), (r.changes[0] - 1e-3, 3)):
+        (r3,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                               tol=tol, max_iterations=10)
+        assert r3.iterations_b == steps and r3.converged
+
+
+def test_single_step_no_spatial():
+    x, hf, brain, h, anomaly = cube_subject(4, (8, 8, 8), (14, 14, 14))
+    model = Oracle([(hf, x, h)], inpaint_rule)
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+                          max_iterations=1)
+    assert r.iterations_b == 1
+    np.testing.assert_array_equal(r.mask.numpy(), ((((x - h) ** 2) > 1.0) & brain).numpy())
+
+
+class TinyConv3d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.PReLU(),
+                                 nn.Conv3d(4, 1, 3, padding=1))
+        with torch.no_grad():
+            self.net[1].running_mean.uniform_(-0.1, 0.1)
+            self.net[1].running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_lockstep_equals_one_by_one():
+    """3 subjects with different brains: batch 3, batch 2 (queue refill) and one at a time agree."""
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn((16, 16, 16), generator=g) for _ in range(3)]
+    hfs = [torch.randn((16, 16, 16), generator=g) for _ in range(3)]
+    brains = [ball((7.5, 7.5, 7.5), r, (16, 16, 16)) for r in (5, 6.5, 7.5)]
+    model = TinyConv3d()
+    kw = dict(percents=phase_a_percents(10), choose_tau=lambda c: (float(c[6]), None), tol=0.05,
+              max_iterations=6)
+    seeds = [11, 22, 33]
+    together = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=3, **kw)
+    pairs = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=2, **kw)
+    alone = [run_itermask3d(model, [x], [f], [b], [s], batch_size=1, **kw)[0]
+             for x, f, b, s in zip(xs, hfs, brains, seeds)]
+    for a, b, c in zip(together, pairs, alone):
+        np.testing.assert_allclose(a.curve, c.curve, rtol=1e-5)
+        np.testing.assert_allclose(b.curve, c.curve, rtol=1e-5)
+        assert a.tau == pytest.approx(c.tau, rel=1e-5)
+        assert a.iterations_b == b.iterations_b == c.iterations_b
+        np.testing.assert_array_equal(a.mask.numpy(), c.mask.numpy())
+        np.testing.assert_array_equal(b.mask.numpy(), c.mask.numpy())
+        np.testing.assert_allclose(a.error.numpy(), c.error.numpy(), rtol=1e-5, atol=1e-6)
+    # different brains -> different curves (the test would catch mixed-up subjects)
+    assert not np.allclose(together[0].curve, together[2].curve)
+
+
+# ----------------------------------------------------------------------------------------
+# IterMask2
+# ----------------------------------------------------------------------------------------
+def test_itermask2_first_step_and_shrink_stop_rule():
+    n = 3
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn((n, S, S), generator=g)
+    hf = x + torch.arange(n, dtype=torch.float32)[:, None, None] + 50  # identifies the slice
+    brain = torch.zeros((n, S, S), dtype=torch.bool)
+    brain[:, 4:28, 4:28] = True
+    brain[1, 4:10] = False
+    e1 = torch.rand((n, S, S), generator=g)              # first-model error, known
+    anomaly = torch.zeros((n, S, S), dtype=torch.bool)
+    anomaly[:, 12:20, 12:20] = True
+    entries_first = [(hf[k], x[k], x[k] - e1[k].sqrt()) for k in range(n)]
+    entries_masked = [(hf[k], x[k], x[k] - 2.0 * anomaly[k]) for k in range(n)]
+    first = Oracle(entries_first, lambda x_, h_, m: h_)
+    # masked model: masked pixels -> healthy image (error 4 on the anomaly), visible -> x
+    masked = Oracle(entries_masked, lambda x_, h_, m: torch.where(m, h_, x_))
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, first_percentile=40, tol=0.01,
+                        max_iterations=10, batch_size=2)
+    for k, r in enumerate(res):
+        e1_k = (x[k] - entries_first[k][2]) ** 2  # = e1 up to rounding; computed like the code
+        vals = e1_k[brain[k]].numpy()
+        m1 = (e1_k > float(np.quantile(vals, 0.4, method="inverted_cdf"))) & brain[k]
+        np.testing.assert_array_equal(r.first_mask.numpy(), m1.numpy())
+        # M2 = M1 & anomaly (shrink > tol), M3 = M2 (shrink 0 -> stop after 2 masked steps)
+        np.testing.assert_array_equal(r.mask.numpy(), (m1 & anomaly[k]).numpy())
+        assert r.iterations == 2 and r.converged and r.shrinks[-1] == 0.0
+        assert r.shrinks[0] == pytest.approx(1 - int((m1 & anomaly[k]).sum()) / int(m1.sum()))
+        np.testing.assert_allclose(r.error.numpy(), (4.0 * (m1 & anomaly[k])).numpy(), rtol=1e-6)
+    # a tolerance above the first shrink stops after one masked step
+    big = max(r.shrinks[0] for r in res) + 0.01
+    res1 = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, tol=big, max_iterations=10)
+    assert all(r.iterations == 1 and r.converged for r in res1)
+    assert max(masked.batch_sizes) <= 3
+
