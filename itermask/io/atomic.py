@@ -1,6 +1,9 @@
 """Atomic writes: every output is written to a temporary name beside it, then renamed.
 
-A killed job therefore never leaves a half-written file under the final name.
+A killed job therefore never leaves a half-written file under the final name; its orphaned
+temporary (``.<name>.*.tmp*`` beside the output) is removed by the next write of that output.
+Files and folders get the user's umask (0644 / 0755 under the usual 022), not the private
+0600 / 0700 that ``mkstemp`` / ``mkdtemp`` create.
 """
 from __future__ import annotations
 
@@ -18,6 +21,46 @@ def _suffixes(path: Path) -> str:
     return "".join(path.suffixes)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: Path, directory: bool = False) -> None:
+    """Give `path` the mode a plain open()/mkdir() would have: 0666 / 0777 less the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _tmp_pattern(path: Path) -> str:
+    return f".{path.name}.*.tmp*"
+
+
+def remove_orphans(path: str | Path) -> list[Path]:
+    """Remove temporary files/folders that a killed writer of `path` left beside it.
+
+    Only names of the form ``.<name of path>.<random>.tmp<suffixes>`` are touched; Snakemake
+    runs one job per output at a time, so none of them belongs to a live writer.
+    """
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for orphan in path.parent.glob(_tmp_pattern(path)):
+            if orphan.is_dir() and not orphan.is_symlink():
+                shutil.rmtree(orphan, ignore_errors=True)
+            else:
+                orphan.unlink(missing_ok=True)
+            removed.append(orphan)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` on success.
@@ -26,13 +69,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name.split('.')[0]}.", suffix=".tmp" + _suffixes(path), dir=path.parent
-    )
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + _suffixes(path), dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        shareable(tmp_path)
         yield tmp_path
+        if tmp_path.exists():  # a writer may have replaced the file: keep the mode shareable
+            shareable(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -44,8 +89,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        shareable(tmp, directory=True)
         yield tmp
         if path.exists():
             shutil.rmtree(path)

@@ -4,15 +4,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Iterator
+
+ATTEMPT_HEADER = "===== itermask job attempt"
+
+
+def open_log(log_path: str) -> tuple[Any, int]:
+    """Open the rule's log for appending (earlier attempts are kept) and write a header
+    naming this attempt (1 + the headers already in the file), the host, pid and time."""
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = 1
+    if path.exists():
+        with open(path, errors="replace") as old:
+            attempt += sum(line.startswith(ATTEMPT_HEADER) for line in old)
+    stream = open(path, "a", buffering=1)
+    stream.write(f"{ATTEMPT_HEADER} {attempt} on {socket.gethostname()} pid {os.getpid()} "
+                 f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
+    return stream, attempt
 
 
 @contextlib.contextmanager
 def rule_context(smk: Any) -> Iterator[logging.Logger]:
-    """Send stdout/stderr of the rule's script to its log file, limit threads, log timing.
+    """Send stdout/stderr of the rule's script to its log file (appended, one header per
+    attempt), limit threads, log timing.
 
     Errors are written to the log with their traceback and re-raised, so Snakemake marks
     the job failed and removes its declared outputs.
@@ -21,7 +41,7 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
         os.environ[var] = str(threads)
     log_path = smk.log[0] if len(smk.log) else None
-    stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
+    stream = open_log(log_path)[0] if log_path else sys.stderr
     logger = logging.getLogger(f"itermask.{smk.rule}")
     logger.handlers.clear()
     handler = logging.StreamHandler(stream)
