@@ -1,8 +1,11 @@
 """What inference writes per condition: NIfTI arrays, result.json, figures; detection scores.
 
-Detection scores (result.json ``scores``): ``mask_size_fraction`` = final mask voxels /
-brain voxels, ``mask_size_voxels``, ``brain_voxels``, ``mean_error`` = mean anomaly map over
-brain voxels; ``score`` is the one named by ``score_name`` (mask_size -> the fraction).
+Detection scores (result.json ``scores``): ``mask_size_voxels`` = the number of voxels of the
+final mask (in the brain), ``mask_size_fraction`` = that number / brain voxels, ``brain_voxels``,
+``mean_error`` = the mean of the anomaly map over the brain voxels (METHOD.md §6, §10: what the
+baselines use). ``score`` is the one named by ``score_name`` = config ``infer.score``:
+``mask_size`` -> the voxel count (the papers' detection score), ``mask_fraction`` -> the
+fraction of the brain (this pipeline's score before issue 10), ``mean_error``.
 """
 from __future__ import annotations
 
@@ -33,20 +36,22 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+#: config ``infer.score`` -> the key of ``scores`` it names
+SCORE_KEYS = {"mask_size": "mask_size_voxels", "mask_fraction": "mask_size_fraction", "mean_error": "mean_error"}
+
+
 def detection_scores(error: np.ndarray, mask: np.ndarray | None, brain: np.ndarray, score: str) -> dict[str, Any]:
-    """Detection scores of one scan (module docstring); ``score`` in {mask_size, mean_error}."""
+    """Detection scores of one scan (module docstring); ``score`` in SCORE_KEYS."""
     brain = brain.astype(bool)
     n_brain = int(brain.sum())
     scores: dict[str, Any] = {"brain_voxels": n_brain, "mean_error": float(error[brain].mean()) if n_brain else 0.0}
     if mask is not None:
         n_mask = int((mask.astype(bool) & brain).sum())
         scores = {"mask_size_fraction": n_mask / n_brain if n_brain else 0.0, "mask_size_voxels": n_mask, **scores}
-    if score == "mask_size" and mask is not None:
-        value = scores["mask_size_fraction"]
-    elif score == "mean_error":
-        value = scores["mean_error"]
-    else:
-        raise ConfigError(f"infer.score '{score}' is not available here (mask_size needs a binary mask; mean_error)")
+    if score not in SCORE_KEYS or SCORE_KEYS[score] not in scores:
+        raise ConfigError(f"infer.score '{score}' is not available here ({', '.join(SCORE_KEYS)}; "
+                          "mask_size and mask_fraction need a binary mask)")
+    value = scores[SCORE_KEYS[score]]
     return {"scores": scores, "score_name": score, "score": value}
 
 
