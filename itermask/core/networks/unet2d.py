@@ -1,7 +1,8 @@
 """``AttnResUNet2D``: the residual 2D UNet of the IterMask2 reference (METHOD.md §5).
 
 Multi-head spatial self-attention at chosen resolutions, BatchNorm + SiLU residual blocks,
-resampling inside residual blocks, attention in the bottleneck.
+resampling inside residual blocks, attention in the bottleneck; ``skip_connections=False``
+drops the encoder-decoder skips (a bottleneck autoencoder: the AE baseline).
 """
 from __future__ import annotations
 
@@ -99,9 +100,11 @@ class AttnResUNet2D(nn.Module):
         num_res_blocks: int = 2,
         num_heads: int = 1,
         middle_attention: bool = True,
+        skip_connections: bool = True,
     ) -> None:
         super().__init__()
         c = [int(v) for v in channels]
+        self.skip_connections = bool(skip_connections)
         n = len(c)
         if n < 2:
             raise ConfigError(f"network.channels needs at least 2 widths, got {c}")
@@ -135,7 +138,8 @@ class AttnResUNet2D(nn.Module):
         self.up = nn.ModuleList()
         for level in reversed(range(n)):
             for i in range(num_res_blocks + 1):
-                layers = [_ResBlock2D(ch + skips.pop(), c[level], dropout), *attention(c[level], level_res[level])]
+                skip = skips.pop() * self.skip_connections  # width of the skip (0 without skips)
+                layers = [_ResBlock2D(ch + skip, c[level], dropout), *attention(c[level], level_res[level])]
                 ch = c[level]
                 if level > 0 and i == num_res_blocks:
                     layers.append(_ResBlock2D(ch, ch, dropout, "up"))
@@ -151,5 +155,6 @@ class AttnResUNet2D(nn.Module):
             hs.append(h)
         h = self.middle(h)
         for stage in self.up:
-            h = stage(torch.cat([h, hs.pop()], dim=1))
+            skip = hs.pop()
+            h = stage(torch.cat([h, skip], dim=1) if self.skip_connections else h)
         return self.out(h)

@@ -3,7 +3,8 @@
 Encoder: one residual unit per level (two MONAI ``Convolution`` blocks, BatchNorm / dropout /
 PReLU), stride 2 on every level but the last; the residual path is a parameter-free average pool
 added onto the first input-width channels (reference) or MONAI's convolutional ``ResidualUnit``
-(``residual: conv``). Decoder: concatenate the skip, nearest upsampling, two 3x3x3 convolutions.
+(``residual: conv``). Decoder: concatenate the skip, nearest upsampling, two 3x3x3 convolutions;
+``skip_connections=False`` drops the skips (a bottleneck autoencoder: the AE baseline).
 MONAI is imported when a network is built, not when this module is.
 """
 from __future__ import annotations
@@ -57,9 +58,11 @@ class ResUNet3D(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128, 256),
         dropout: float = 0.2,
         residual: str = "avgpool",
+        skip_connections: bool = True,
     ) -> None:
         super().__init__()
         c = [int(v) for v in channels]
+        self.skip_connections = bool(skip_connections)
         if len(c) < 2:
             raise ConfigError(f"network.channels needs at least 2 widths, got {c}")
         if residual not in ("avgpool", "conv"):
@@ -85,7 +88,7 @@ class ResUNet3D(nn.Module):
         prev = c[-1]
         for t in range(1, n):
             skip = c[n - 1 - t]
-            width = prev + skip
+            width = prev + (skip if self.skip_connections else 0)
             last = t == n - 1
             cout = out_channels if last else c[n - 2 - t]
             self.decoder.append(
@@ -106,5 +109,6 @@ class ResUNet3D(nn.Module):
             skips.append(h)
         h = skips.pop()
         for stage in self.decoder:
-            h = stage(torch.cat([h, skips.pop()], dim=1))
+            skip = skips.pop()
+            h = stage(torch.cat([h, skip], dim=1) if self.skip_connections else h)
         return h
