@@ -5,11 +5,19 @@ three TSVs:
 
 - segmentation: one row per lesion subject × protocol (``honest``, ``paper``,
   ``per_image_best`` as requested, plus always ``iterative_mask`` = IterMask's own final mask).
-- detection: one row per anomaly × score name; negatives = the ``healthy`` test scans, positives
-  = the scans of that condition (each artefact name, severity levels ``<type>-s<k>`` and
-  ``lesion`` separately); ``all`` pools every plain artefact type (no severity levels, no lesion).
+  ``per_image_best`` is IterMask's own oracle (``mask_oracle.nii.gz``: the per-image best
+  iteration/τ, column ``oracle`` = ``itermask``) where inference wrote one, else the best
+  threshold of this image's error map (``oracle`` = ``error_map``); both use test labels.
+  ``precision_ref``, ``psnr_ref``, ``ssim_ref``: the reference's definitions beside ours
+  (itermask.evaluation.reference_metrics).
+- detection: one row per test dataset × anomaly × score name; negatives = the ``healthy`` test
+  scans of that dataset, positives = its scans of that condition (each artefact name, severity
+  levels ``<type>-s<k>`` and ``lesion`` separately); ``all`` pools every plain artefact type
+  (no severity levels, no lesion).
 - scores: one row per scan × score name (``role`` = val/test, ``label`` 1 = anomalous).
 
+Thresholds, protocols and summaries are per (experiment, test dataset): two test datasets of
+one experiment never share a ``paper`` threshold nor a detection ROC (METHOD.md §7).
 Healthy validation scans (condition ``val``) only set the ``honest`` threshold.
 2D results (result.json ``kind`` = ``2d``) are (H, W, n) stacks of slices: surfaces, ASSD and
 SSIM are computed per slice in-plane (slice axis 2), spacing from the NIfTI header. Slice-wise
@@ -30,6 +38,7 @@ from itermask.io.atomic import atomic_path
 from itermask.errors import InputError
 from itermask.evaluation.metrics import detection_metrics, healthy_tissue_quality, segmentation_metrics
 from itermask.evaluation.protocols import binarise, honest_threshold, paper_threshold, per_image_best_threshold
+from itermask.evaluation.reference_metrics import precision_ref, reference_quality
 from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score, scan_scores
 
 log = logging.getLogger(__name__)
@@ -37,9 +46,10 @@ log = logging.getLogger(__name__)
 SEGMENTATION_COLUMNS = [
     "experiment", "dataset", "subject", "protocol", "threshold", "dice", "sensitivity", "precision",
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
+    "precision_ref", "psnr_ref", "ssim_ref", "oracle",
 ]
 DETECTION_COLUMNS = [
-    "experiment", "anomaly", "score_name", "primary", "n_pos", "n_neg",
+    "experiment", "dataset", "anomaly", "score_name", "primary", "n_pos", "n_neg",
     "auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90",
 ]
 SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary"]
@@ -53,62 +63,103 @@ def _write_tsv(df: pd.DataFrame, path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- segmentation
-def _segmentation_rows(
-    experiment: str, scans: list[Scan], val_scans: list[Scan], protocols: list[str],
-    honest_fpr: float, size_bins: list[int],
-) -> list[dict[str, Any]]:
+ORACLE_MASK = "mask_oracle.nii.gz"  # IterMask's own per-image best iteration/tau (test labels)
+
+
+def _with_labels(scans: list[Scan]) -> list[Scan]:
     lesion = []
     for s in scans:
         if not (s.folder / "label.nii.gz").exists():
             log.warning("%s/%s: lesion condition without label.nii.gz; no segmentation metrics", s.dataset, s.subject)
             continue
         lesion.append(s)
-    if not lesion:
-        return []
-    vectors = []  # brain-voxel error and label per lesion subject
-    for s in lesion:
-        error, brain, _ = brain_error(s)
-        label, _ = load(s, "label.nii.gz", np.uint8)
-        vectors.append((error[brain], label[brain] > 0))
-    thresholds: dict[str, list[float]] = {}
+    return lesion
+
+
+def _honest_theta(experiment: str, val_scans: list[Scan], honest_fpr: float) -> float:
+    if not val_scans:
+        raise InputError(f"experiment '{experiment}': protocol 'honest' needs healthy validation scans "
+                         "(condition 'val'), none found")
+    val = []
+    for s in val_scans:
+        e, b, _ = brain_error(s)
+        val.append(e[b])
+    return honest_threshold(val, honest_fpr)
+
+
+def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """Per-image best: IterMask's own oracle mask when inference wrote one, else the best
+    threshold of the error map of this image (METHOD.md §7). Both use the test label."""
+    if (s.folder / ORACLE_MASK).exists():
+        mask = (load(s, ORACLE_MASK, np.uint8)[0] > 0) & brain
+        entry = s.result.get("oracle")
+        tau = entry.get("tau") if isinstance(entry, dict) else None
+        return mask, float(tau) if tau is not None else float("nan"), "itermask"
+    theta = per_image_best_threshold(error[brain], label[brain])["theta"]
+    return binarise(error, brain, theta), theta, "error_map"
+
+
+def _dataset_thresholds(scans: list[Scan], protocols: list[str], honest: float | None) -> dict[str, float]:
+    """Thresholds shared by the subjects of one test dataset (honest, paper)."""
+    out = {}
     if "honest" in protocols:
-        if not val_scans:
-            raise InputError(f"experiment '{experiment}': protocol 'honest' needs healthy validation scans "
-                             "(condition 'val'), none found")
-        val = []
-        for s in val_scans:
-            e, b, _ = brain_error(s)
-            val.append(e[b])
-        theta = honest_threshold(val, honest_fpr)
-        thresholds["honest"] = [theta] * len(lesion)
+        out["honest"] = honest
     if "paper" in protocols:
-        p = paper_threshold([v[0] for v in vectors], [v[1] for v in vectors])
-        thresholds["paper"] = [p["theta"]] * len(lesion)
+        vectors = []
+        for s in scans:
+            error, brain, _ = brain_error(s)
+            vectors.append((error[brain], load(s, "label.nii.gz", np.uint8)[0][brain] > 0))
+        out["paper"] = paper_threshold([v[0] for v in vectors], [v[1] for v in vectors])["theta"]
+    return out
+
+
+def _subject_rows(
+    experiment: str, s: Scan, shared: dict[str, float], protocols: list[str], size_bins: list[int]
+) -> list[dict[str, Any]]:
+    error, brain, img = brain_error(s)
+    label = load(s, "label.nii.gz", np.uint8)[0] > 0
+    recon = load(s, "recon.nii.gz")[0]
+    slice_axis = 2 if s.is_2d else None
+    spacing = [float(z) for z in img.header.get_zooms()[:3]]
+    image = input_image(s, error.shape)
+    if image is None:
+        quality = {k: float("nan") for k in ("psnr", "ssim", "psnr_ref", "ssim_ref")}
+    else:
+        quality = {**healthy_tissue_quality(image, recon, brain, label, slice_axis=slice_axis),
+                   **reference_quality(image, recon, brain & ~label, slice_axis=slice_axis)}
+    preds = {name: (binarise(error, brain, theta), theta, "") for name, theta in shared.items()}
     if "per_image_best" in protocols:
-        thresholds["per_image_best"] = [per_image_best_threshold(e, g)["theta"] for e, g in vectors]
+        preds["per_image_best"] = _oracle(s, error, brain, label)
+    preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
+                               float(s.result.get("tau", float("nan"))), "")
+    rows = []
+    for name, (pred, theta, oracle) in preds.items():
+        m = segmentation_metrics(pred, label, error=error, brain=brain, spacing=spacing,
+                                 size_bins=size_bins, slice_axis=slice_axis)
+        rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": name,
+                     "threshold": theta, **m, **quality, "precision_ref": precision_ref(pred, label),
+                     "oracle": oracle})
+    return rows
+
+
+def _segmentation_rows(
+    experiment: str, scans: list[Scan], val_scans: list[Scan], protocols: list[str],
+    honest_fpr: float, size_bins: list[int],
+) -> list[dict[str, Any]]:
+    """Rows of every lesion subject; thresholds per (experiment, test dataset), never pooled."""
     unknown = set(protocols) - {"honest", "paper", "per_image_best", "iterative_mask"}
     if unknown:
         raise ValueError(f"unknown protocols {sorted(unknown)}")
-
+    lesion = _with_labels(scans)
+    if not lesion:
+        return []
+    honest = _honest_theta(experiment, val_scans, honest_fpr) if "honest" in protocols else None
     rows = []
-    for i, s in enumerate(lesion):
-        error, brain, img = brain_error(s)
-        label = load(s, "label.nii.gz", np.uint8)[0] > 0
-        recon = load(s, "recon.nii.gz")[0]
-        mask = (load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain
-        slice_axis = 2 if s.is_2d else None
-        spacing = [float(z) for z in img.header.get_zooms()[:3]]
-        image = input_image(s, error.shape)
-        quality = (healthy_tissue_quality(image, recon, brain, label, slice_axis=slice_axis)
-                   if image is not None else {"psnr": float("nan"), "ssim": float("nan")})
-        preds = {name: (binarise(error, brain, th[i]), th[i]) for name, th in thresholds.items()}
-        preds["iterative_mask"] = (mask, float(s.result.get("tau", float("nan"))))
-        for name in [*thresholds, "iterative_mask"]:
-            pred, theta = preds[name]
-            m = segmentation_metrics(pred, label, error=error, brain=brain, spacing=spacing,
-                                     size_bins=size_bins, slice_axis=slice_axis)
-            rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject,
-                         "protocol": name, "threshold": theta, **m, **quality})
+    for dataset in dict.fromkeys(s.dataset for s in lesion):
+        group = [s for s in lesion if s.dataset == dataset]
+        shared = _dataset_thresholds(group, protocols, honest)
+        for s in group:
+            rows += _subject_rows(experiment, s, shared, protocols, size_bins)
     return rows
 
 
@@ -134,7 +185,15 @@ def _anomaly_order(conditions: list[str]) -> list[str]:
 
 
 def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
+    rows = []
     test = scores[scores["role"] == "test"]
+    for dataset in dict.fromkeys(test["dataset"]):
+        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"] == dataset])
+    return rows
+
+
+def _dataset_detection_rows(experiment: str, dataset: str, test: pd.DataFrame) -> list[dict[str, Any]]:
     conditions = list(dict.fromkeys(c for c in test["condition"] if c not in NON_ANOMALY))
     if test.empty or not (test["label"] == 0).any() or not conditions:
         return []
@@ -152,7 +211,7 @@ def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any
                 continue
             labels = np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)]
             m = detection_metrics(labels, np.r_[neg, pos])
-            rows.append({"experiment": experiment, "anomaly": anomaly, "score_name": score_name, "primary": primary,
+            rows.append({"experiment": experiment, "dataset": dataset, "anomaly": anomaly, "score_name": score_name, "primary": primary,
                          "n_pos": int(pos.size), "n_neg": int(neg.size), **m})
     return rows
 

@@ -1,0 +1,108 @@
+"""Evaluation per (experiment, test dataset), the per-image oracle, 2D ASSD in mm (issue 10)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from itermask.evaluation import protocols as P
+from itermask.evaluation.evaluate import evaluate_experiment
+from itermask.evaluation.metrics import assd_mm
+
+SHAPE = (12, 12, 8)
+
+
+def _condition(folder: Path, err, brain, label=None, mask=None, result=None, affine=None, files=None):
+    folder.mkdir(parents=True)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine
+    arrays = {"image.nii.gz": np.zeros(err.shape), "recon.nii.gz": np.zeros(err.shape), "error.nii.gz": err,
+              "brainmask.nii.gz": brain, "mask.nii.gz": err > 0.5 if mask is None else mask, **(files or {})}
+    if label is not None:
+        arrays["label.nii.gz"] = label
+    for name, a in arrays.items():
+        dt = np.float32 if name in ("image.nii.gz", "recon.nii.gz", "error.nii.gz") else np.uint8
+        nib.save(nib.Nifti1Image(np.asarray(a, dt), aff), folder / name)
+    score = float((err > 0.5).sum())
+    (folder / "result.json").write_text(json.dumps({"kind": "3d", "score_name": "mask_size", "score": score,
+                                                    "tau": 0.5, **(result or {})}))
+
+
+def _lesion_subject(rng, scale):
+    brain = np.zeros(SHAPE, bool)
+    brain[1:11, 1:11, 1:7] = True
+    label = np.zeros(SHAPE, bool)
+    label[4:7, 4:7, 2:5] = True
+    err = np.where(brain, np.where(label, rng.uniform(0.4, 1.0, SHAPE), rng.uniform(0, 0.6, SHAPE)) * scale, 0)
+    return err.astype(np.float32), brain, label
+
+
+def _run(tmp, runs, protocols):
+    out = [str(tmp / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
+    evaluate_experiment("exp", runs, *out, protocols=protocols, honest_fpr=0.05, size_bins=[10, 20])
+    return [pd.read_csv(p, sep="\t") for p in out]
+
+
+def test_paper_threshold_and_detection_per_test_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    runs, vectors = [], {"dsA": [], "dsB": []}
+    for ds, scale in (("dsA", 1.0), ("dsB", 5.0)):  # error scales differ: a pooled threshold fits neither
+        for i in range(2):
+            err, brain, label = _lesion_subject(rng, scale)
+            d = tmp_path / f"{ds}{i}"
+            _condition(d / "lesion", err, brain, label)
+            _condition(d / "healthy", np.where(brain, rng.uniform(0, 0.1 * scale, SHAPE), 0).astype(np.float32), brain,
+                       result={"score": 1.0 + i})
+            vectors[ds].append((err[brain], label[brain]))
+            runs.append((ds, f"s{i}", str(d)))
+    seg, det, _ = _run(tmp_path, runs, ["paper"])
+    theta = seg[seg["protocol"] == "paper"].groupby("dataset")["threshold"].unique()
+    own = {ds: P.paper_threshold([e for e, _ in v], [g for _, g in v])["theta"] for ds, v in vectors.items()}
+    pooled = P.paper_threshold([e for v in vectors.values() for e, _ in v], [g for v in vectors.values() for _, g in v])
+    for ds in ("dsA", "dsB"):
+        assert len(theta[ds]) == 1 and theta[ds][0] == pytest.approx(own[ds], rel=1e-6)
+    assert not np.isclose(own["dsA"], pooled["theta"]) or not np.isclose(own["dsB"], pooled["theta"])
+    assert set(det["dataset"]) == {"dsA", "dsB"}  # lesion vs healthy within each dataset
+    assert (det["n_neg"] == 2).all() and (det["n_pos"] == 2).all()
+
+
+def test_per_image_best_uses_itermask_oracle_when_present(tmp_path):
+    rng = np.random.default_rng(1)
+    err, brain, label = _lesion_subject(rng, 1.0)
+    oracle = np.zeros(SHAPE, bool)
+    oracle[4:7, 4:7, 2:4] = True  # 18 of the 27 lesion voxels: Dice 36/45
+    _condition(tmp_path / "a" / "lesion", err, brain, label, files={"mask_oracle.nii.gz": oracle},
+               result={"oracle": {"tau": 0.7, "iteration": 3}})
+    _condition(tmp_path / "b" / "lesion", err, brain, label)
+    seg, _, _ = _run(tmp_path, [("ds", "a", str(tmp_path / "a")), ("ds", "b", str(tmp_path / "b"))],
+                     ["per_image_best"])
+    best = seg[seg["protocol"] == "per_image_best"].set_index("subject")
+    assert best.loc["a", "dice"] == pytest.approx(36 / 45) and best.loc["a", "oracle"] == "itermask"
+    assert best.loc["a", "threshold"] == pytest.approx(0.7)
+    brute = max(2 * np.sum(brain & (err > t) & label) / (np.sum(brain & (err > t)) + label.sum())
+                for t in np.unique(err[brain]))
+    assert best.loc["b", "dice"] == pytest.approx(brute) and best.loc["b", "oracle"] == "error_map"
+
+
+def test_2d_assd_in_mm_from_header_spacing_and_empty_precision(tmp_path):
+    h = 16
+    brain = np.zeros((h, h, 2), bool)
+    brain[2:14, 2:14] = True
+    label = np.zeros_like(brain)
+    label[5:9, 5:9] = True
+    pred = np.zeros_like(brain)
+    pred[6:10, 5:9] = True  # shifted by one pixel
+    err = np.where(label, 1.0, 0.1).astype(np.float32) * brain
+    affine = np.diag([1.875, 1.875, 1.0, 1.0])  # 240 mm over 128 px (the reference's 2D field)
+    _condition(tmp_path / "a" / "lesion", err, brain, label, mask=pred, affine=affine, result={"kind": "2d"})
+    empty = np.zeros_like(brain)
+    _condition(tmp_path / "b" / "lesion", err, brain, label, mask=empty, affine=affine, result={"kind": "2d"})
+    seg, _, _ = _run(tmp_path, [("ds", "a", str(tmp_path / "a")), ("ds", "b", str(tmp_path / "b"))], ["paper"])
+    it = seg[seg["protocol"] == "iterative_mask"].set_index("subject")
+    pixels = assd_mm(pred, label, [1.0, 1.0, 1.0], slice_axis=2)
+    assert pixels > 0 and it.loc["a", "assd_mm"] == pytest.approx(1.875 * pixels)
+    assert np.isnan(it.loc["b", "precision"]) and it.loc["b", "precision_ref"] == 1.0
+    assert np.isnan(it.loc["b", "assd_mm"])
