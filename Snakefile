@@ -11,6 +11,16 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+
+
+# Resume is one command: a lock left by a dead Snakemake process of this directory is removed
+# (never while another one runs here); profiles/default adds --rerun-incomplete.
+if workflow.is_main_process:
+    from itermask.io.locks import clear_stale_locks
+
+    clear_stale_locks(Path.cwd(), lambda message: print(message, file=sys.stderr))
+
+
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/artefacts.smk"
