@@ -1,7 +1,7 @@
 # Training one model per experiment that owns a model (METHOD.md §4-5). The method's
 # InputSpec (itermask.methods) says which preprocessed files each training/validation
-# subject gives. Checkpoints go to checkpoints/{experiment}/ (not a Snakemake output), so a
-# killed or timed-out job resumes.
+# subject gives. Checkpoints go to R/checkpoints/{experiment}/<config hash>/ (not a Snakemake
+# output; inside the results folder), so a killed or timed-out job resumes.
 
 include: "inputs/train.smk"
 
@@ -21,7 +21,7 @@ rule train:
         settings=lambda w: STUDY.settings(w.experiment).to_dict(),
         train=lambda w: train_items(w.experiment, "train"),
         val=lambda w: train_items(w.experiment, "val"),
-        checkpoint_dir=lambda w: f"checkpoints/{w.experiment}",
+        checkpoint_dir=lambda w: f"{R}/checkpoints/{w.experiment}",
     log:
         f"{R}/logs/train/{{experiment}}.log",
     benchmark:

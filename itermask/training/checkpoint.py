@@ -1,10 +1,16 @@
 """Training checkpoints: exact resume after a killed job (model, EMA, optimiser, scheduler,
-scaler and every generator state), written atomically with the previous one kept."""
+scaler and every generator state), written atomically with the previous one kept.
+
+Checkpoints belong to their run: the train rule passes ``R/checkpoints/<experiment>`` (inside
+the results folder, under Snakemake's lock) and each configuration gets its own sub-folder
+named by its config hash, so another configuration never reads or overwrites them. Files
+hold only tensors and plain Python values and are read with ``torch.load(weights_only=True)``
+(no code runs on load); the generator states are stored as tensors/lists for that reason.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -12,17 +18,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from itermask.errors import InputError
+from itermask.io.atomic import atomic_path
+
 CKPT_LATEST = "latest.pt"
 CKPT_PREVIOUS = "previous.pt"
+HASH_CHARS = 16  # characters of the config hash in the folder name
 
 
 def rng_states() -> dict[str, Any]:
-    """States of the global generators (torch CPU/CUDA, numpy legacy, python random)."""
+    """States of the global generators (torch CPU/CUDA, numpy legacy, python random), as
+    tensors and plain values (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch_cpu": torch.get_rng_state(),
         "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": list(internal), "gauss_next": gauss_next},
     }
 
 
@@ -30,39 +44,49 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch_cpu"])
     if states["torch_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["torch_cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def checkpoint_folder(root: str | Path, chash: str) -> Path:
+    """The folder of one configuration's checkpoints: ``<root>/<first 16 hex of its hash>``."""
+    return Path(root) / chash[:HASH_CHARS]
 
 
 def save_checkpoint(checkpoint_dir: str | Path, state: dict) -> None:
     """Write `latest.pt` atomically, keeping the former latest as `previous.pt`."""
-    folder = Path(checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    latest = folder / CKPT_LATEST
-    tmp = folder / f".{CKPT_LATEST}.{os.getpid()}.tmp"
-    try:
+    latest = Path(checkpoint_dir) / CKPT_LATEST
+    with atomic_path(latest) as tmp:
         torch.save(state, tmp)
         if latest.exists():
-            os.replace(latest, folder / CKPT_PREVIOUS)
-        os.replace(tmp, latest)
-    finally:
-        tmp.unlink(missing_ok=True)
+            latest.replace(latest.with_name(CKPT_PREVIOUS))
 
 
 def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[[str], None]) -> dict | None:
-    """Newest readable checkpoint with `config_hash`, or None (mismatches are logged)."""
+    """Newest readable checkpoint in `checkpoint_dir`, or None when there is none.
+
+    A truncated file (a crash while writing) falls back to the previous one. A readable
+    checkpoint of another configuration is refused (InputError naming both hashes): it is
+    never loaded and never overwritten.
+    """
     for name in (CKPT_LATEST, CKPT_PREVIOUS):
         path = Path(checkpoint_dir) / name
         if not path.exists():
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a truncated file from a crash: try the previous one
-            log(f"checkpoint {path} unreadable ({type(exc).__name__}); trying the previous one")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated file from a crash, or one holding code: try the previous one
+            log(f"checkpoint {path} unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                "trying the previous one")
             continue
-        if state.get("config_hash") != config_hash:
-            log(f"checkpoint {path} belongs to another configuration; starting fresh")
-            return None
+        found = state.get("config_hash") if isinstance(state, dict) else None
+        if found != config_hash:
+            raise InputError(
+                f"checkpoint belongs to configuration {str(found)[:HASH_CHARS]}, this run is {config_hash[:HASH_CHARS]}; "
+                "refusing to resume from it or overwrite it (move or delete it to start fresh)", path=path)
         return state
     return None
 

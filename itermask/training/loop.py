@@ -25,7 +25,8 @@ from itermask.core.networks import check_divisible, count_parameters, save_model
 from itermask.errors import ConfigError, InputError
 from itermask.io.device import resolve_device
 from itermask.io.seeds import derive_seed
-from itermask.training.checkpoint import config_hash, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from itermask.training.checkpoint import (checkpoint_folder, config_hash, load_checkpoint, rng_states, save_checkpoint,
+                                          set_rng_states)
 from itermask.training.data import Samples, load_samples, make_batch, total_steps
 from itermask.training.precision import Precision, deterministic, pick_precision
 from itermask.training.report import plot_losses, write_loss_tsv
@@ -131,6 +132,8 @@ def train_experiment(
 ) -> None:
     """Train the network(s) of one experiment; write model file, loss table and curve.
 
+    ``checkpoint_dir`` is the experiment's checkpoint root; checkpoints go to its sub-folder
+    named by the config hash (``checkpoint.checkpoint_folder``).
     ``max_steps_this_run`` (testing hook) stops after that many steps of this run without
     writing outputs, as if the job had been killed.
     """
@@ -153,10 +156,13 @@ def train_experiment(
     torch.manual_seed(derive_seed(settings.seed, 0))
     models = {k: m.to(dev) for k, m in method.networks_from_meta(net_meta).items()}
     state = new_state(models, settings.train, n_steps, dev, precision, method.primary_network)
+    checkpoint_dir = str(checkpoint_folder(checkpoint_dir, chash))  # this configuration's own folder
     ckpt = load_checkpoint(checkpoint_dir, chash, log)
     if ckpt is not None:
         state.load(ckpt)
-        log(f"resuming from checkpoint at step {state.step}/{n_steps}")
+        log(f"resuming from checkpoint at step {state.step}/{n_steps} in {checkpoint_dir}")
+    else:
+        log(f"no checkpoint of this configuration: starting at step 0; checkpoints go to {checkpoint_dir}")
     name = f"{settings.method}/{settings.variant}"
     log(f"[{name}] {len(data)} training samples {data.spatial}, {len(val) if val else 0} validation; "
         f"{n_steps} steps of batch {settings.train.batch_size}; device {dev} "

@@ -107,7 +107,7 @@ def test_resume_equals_uninterrupted_3d(tmp_path):
     assert any("resuming from checkpoint at step 4/6" in line for line in logs)
     assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
     assert (tmp_path / "a" / "loss.tsv").read_text() == (tmp_path / "b" / "loss.tsv").read_text()
-    assert (tmp_path / "b" / "ckpt" / "previous.pt").exists()
+    assert len(list((tmp_path / "b" / "ckpt").glob("*/previous.pt"))) == 1
     # a different seed gives different weights (the comparison above can fail)
     cfg["train"]["steps"] = 2
     run("itermask3d", "full", items[:3], items[3:], cfg, tmp_path / "c", seed=0)
@@ -143,10 +143,16 @@ def test_changed_config_starts_fresh(tmp_path):
     items = make_items_3d(tmp_path, 2)
     cfg = {"network": NET3D, "train": {"steps": 2, "batch_size": 1, "checkpoint_every": 1, "rot90_p": 0.0}}
     run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a", max_steps_this_run=1)
+    (first,) = (tmp_path / "a" / "ckpt").iterdir()
+    before = (first / "latest.pt").read_bytes()
     cfg["train"]["lr"] = 5e-4
     logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")
-    assert any("another configuration" in line for line in logs)
+    assert any("starting at step 0" in line for line in logs)
     assert not any("resuming" in line for line in logs)
+    folders = sorted((tmp_path / "a" / "ckpt").iterdir())
+    assert len(folders) == 2 and (first / "latest.pt").read_bytes() == before  # its own folder; the first kept
+    (second,) = set(folders) - {first}
+    assert any(str(second) in line for line in logs)
     models, meta = load_models(tmp_path / "a" / "model.pt")
     assert meta["in_channels"] == {"masked": 1} and meta["variant"] == "no_freq"
 
