@@ -66,8 +66,11 @@ rule table:
             category="Tables",
         ),
         tex=at(TABLE, ext="tex"),
+        vs_md=at(TABLE_VS_PUBLISHED, ext="md"),
+        vs_csv=at(TABLE_VS_PUBLISHED, ext="csv"),
     params:
         spec=lambda w: STUDY.tables[w.name],
+        published=table_published,
     log:
         f"{R}/logs/table/{{name}}.log",
     conda:

@@ -83,10 +83,10 @@ def check_references(study: "Study") -> None:
         check_experiment(study, name)
     for name in add_sweeps(study):
         check_experiment(study, name)
+    from itermask.evaluation.spec import check_table
+
     for table in cfg["tables"]:
-        for e in table["experiments"]:
-            if e not in study.experiments:
-                raise ConfigError(f"config key 'tables' ({table['name']}): '{e}' is not an experiment")
+        check_table(table, study.experiments)
     _ = study.datasets  # resolve datasets now so subject-list problems surface at parse time
     trained = study.trained_experiments()
     for name, exp in study.experiments.items():

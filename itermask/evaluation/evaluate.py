@@ -11,7 +11,9 @@ three TSVs:
   ``precision_ref``, ``psnr_ref``, ``ssim_ref``: the reference's definitions beside ours
   (itermask.evaluation.reference_metrics).
 - detection: one row per test dataset × anomaly × score name; negatives = the ``healthy`` test
-  scans of that dataset, positives = its scans of that condition (each artefact name, severity
+  scans of that dataset (column ``dataset``), positives = its scans of that condition (and those
+  of datasets with anomalous scans only, e.g. a derived failed-strip set, when exactly one test
+  dataset has healthy scans) (each artefact name, severity
   levels ``<type>-s<k>`` and ``lesion`` separately); ``all`` pools every plain artefact type
   (no severity levels, no lesion).
 - scores: one row per scan × score name (``role`` = val/test, ``label`` 1 = anomalous).
@@ -188,8 +190,16 @@ def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any
     """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
     rows = []
     test = scores[scores["role"] == "test"]
-    for dataset in dict.fromkeys(test["dataset"]):
-        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"] == dataset])
+    healthy = list(dict.fromkeys(test.loc[test["condition"] == "healthy", "dataset"]))
+    orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in healthy]
+    for dataset in healthy:
+        # a dataset of anomalous scans only (a derived failed-strip set, a user's anomalous set)
+        # is tested against the healthy scans of the one test dataset that has them
+        members = [dataset] + (orphans if len(healthy) == 1 else [])
+        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"].isin(members)])
+    if orphans and len(healthy) != 1:
+        log.warning("%s: datasets %s have no healthy test scans of their own and %d datasets have; "
+                    "no detection rows for them", experiment, orphans, len(healthy))
     return rows
 
 

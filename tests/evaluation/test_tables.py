@@ -1,101 +1,137 @@
-"""Tables built from small hand-made metric TSVs have the expected cells."""
+"""Printed tables (spec -> cells -> md/csv/tex) and the published-vs-reproduced comparison,
+from small hand-made metric TSVs and a hand-made published CSV."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+import pytest
 
+from itermask.config.schema import FillingValidator, load_schema
+from itermask.errors import ConfigError
 from itermask.evaluation.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS
-from itermask.evaluation.tables import format_cell, make_table
+from itermask.evaluation.published import compare, read_published, reproduced_long, write_comparison
+from itermask.evaluation.spec import check_table, table_experiments
+from itermask.evaluation.tables import make_table
 
 NAN = float("nan")
 
 
-def _seg_rows(exp, protocol, dice, assd, size_classes):
-    rows = []
-    for i, (d, a, c) in enumerate(zip(dice, assd, size_classes)):
-        rows.append({"experiment": exp, "dataset": "demo", "subject": f"s{i}", "protocol": protocol,
-                     "threshold": 0.5, "dice": d, "sensitivity": 0.5, "precision": 0.5, "jaccard": d / (2 - d),
-                     "assd_mm": a, "auroc_voxel": 0.9, "psnr": 30.0, "ssim": 0.9, "lesion_voxels": 100,
-                     "size_class": c})
-    return rows
+def _spec(**table):
+    """A table spec validated by the schema's `tables` entry, its defaults filled."""
+    tables = [dict(table)]
+    FillingValidator(load_schema()["properties"]["tables"]).validate(tables)
+    return tables[0]
+
+
+def _seg(exp, rows):
+    out = []
+    for ds, subj, protocol, dice, prec, size, oracle in rows:
+        out.append({"experiment": exp, "dataset": ds, "subject": subj, "protocol": protocol, "threshold": 0.5,
+                    "dice": dice, "sensitivity": 0.5, "precision": prec, "jaccard": 0.4, "assd_mm": 2.0,
+                    "auroc_voxel": 0.9, "psnr": 30.0, "ssim": 0.9, "lesion_voxels": 100, "size_class": size,
+                    "precision_ref": 1.0 if prec != prec else prec, "psnr_ref": 33.0, "ssim_ref": 0.95,
+                    "oracle": oracle})
+    return out
 
 
 def _write(tmp, exp, seg_rows, det_rows):
-    seg = tmp / f"{exp}_seg.tsv"
-    det = tmp / f"{exp}_det.tsv"
+    seg, det = tmp / f"{exp}_seg.tsv", tmp / f"{exp}_det.tsv"
     pd.DataFrame(seg_rows, columns=SEGMENTATION_COLUMNS).to_csv(seg, sep="\t", index=False, na_rep="NaN")
     pd.DataFrame(det_rows, columns=DETECTION_COLUMNS).to_csv(det, sep="\t", index=False, na_rep="NaN")
     return [str(seg), str(det)]
 
 
 def _md_rows(path):
-    lines = [l for l in open(path).read().splitlines() if l.startswith("| ")]
-    return [[c.strip() for c in l.strip("|").split("|")] for l in lines]
+    lines = [line for line in open(path).read().splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
-def test_format_cell():
-    assert format_cell(0.71234, 0.05, 3, 3, 3) == "0.712 ± 0.050"
-    assert format_cell(2.0, 1.0, 2, 3, 2) == "2.00 ± 1.00 (2/3)"
-    assert format_cell(NAN, NAN, 0, 3, 3) == "n/a"
+SEG_SPEC = dict(
+    name="t", kind="segmentation", protocol="paper", metrics=["dice", "precision", "precision_ref", "dice_small"],
+    blocks=[{"key": "b1", "label": "Set one", "dataset": "one"}, {"key": "b2", "label": "Set two", "dataset": "two"}],
+    rows=[{"label": "A", "experiment": "A"},
+          {"label": "B", "cells": {"b1": "B"}, "absent": {"b2": "no such data"}},
+          {"label": "A best", "grey": True, "experiment": "A"}],
+)
 
 
-def test_segmentation_table_cells_and_bold(tmp_path):
-    a = _write(tmp_path, "A", _seg_rows("A", "honest", [0.6, 0.8], [2.0, 4.0], ["small", "large"])
-               + _seg_rows("A", "paper", [0.9, 0.9], [1.0, NAN], ["small", "large"]), [])
-    b = _write(tmp_path, "B", _seg_rows("B", "honest", [0.5, 0.5], [1.0, 1.0], ["small", "small"]), [])
-    empty = _write(tmp_path, "C", [], [])
+def test_segmentation_table_blocks_per_dataset_grey_and_absent(tmp_path):
+    spec = _spec(**SEG_SPEC)
+    assert table_experiments(spec) == ["A", "B"]
+    a = _write(tmp_path, "A", _seg("A", [
+        ("one", "s1", "paper", 0.6, 0.5, "small", ""), ("one", "s2", "paper", 0.8, NAN, "large", ""),
+        ("two", "s3", "paper", 0.2, 0.4, "small", ""),
+        ("one", "s1", "per_image_best", 0.9, 0.9, "small", "itermask"),
+        ("one", "s2", "per_image_best", 0.9, 0.9, "large", "itermask"),
+        ("two", "s3", "per_image_best", 0.5, 0.5, "small", "itermask")]), [])
+    b = _write(tmp_path, "B", _seg("B", [("one", "x", "paper", 0.5, 0.5, "small", "")]), [])
     out = [str(tmp_path / f"t.{e}") for e in ("md", "csv", "tex")]
-    make_table("t", "segmentation_2d", {"A": a, "B": b, "C": empty}, *out, caption="cap")
+    make_table(spec, {"A": a, "B": b}, *out)
     rows = _md_rows(out[0])
-    header, body = rows[0], rows[1:]
-    assert header[:5] == ["Experiment", "Protocol", "n", "Dice", "Sens"]
-    assert [r[:3] for r in body] == [["A", "honest", "2"], ["B", "honest", "2"], ["A", "paper", "2"]]
-    col = {h: i for i, h in enumerate(header)}
-    # mean ± SD (ddof 0): A honest dice (0.6, 0.8) -> 0.700 ± 0.100, best among honest rows
-    assert body[0][col["Dice"]] == "**0.700 ± 0.100**"
-    assert body[1][col["Dice"]] == "0.500 ± 0.000"
-    # ASSD: lower is better -> B (1.00) bold, A 3.00 ± 1.00
-    assert body[0][col["ASSD (mm)"]] == "3.00 ± 1.00"
-    assert body[1][col["ASSD (mm)"]] == "**1.00 ± 0.00**"
-    # paper row alone in its protocol: no bold; one undefined ASSD -> (1/2)
-    assert body[2][col["Dice"]] == "0.900 ± 0.000"
-    assert body[2][col["ASSD (mm)"]] == "1.00 ± 0.00 (1/2)"
-    # size classes: A honest small = 0.6 (n=1), medium absent -> n/a, large 0.8
-    assert body[0][col["Dice small"]] == "**0.600 ± 0.000 (n=1)**"
-    assert body[1][col["Dice small"]] == "0.500 ± 0.000 (n=2)"
-    assert body[1][col["Dice large"]] == "n/a"
-    assert body[0][col["Dice medium"]] == "n/a"
-    assert "C" not in [r[0] for r in body] and "No rows (left out): C" in open(out[0]).read()
+    assert rows[0][:2] == ["", "Set one"] and rows[1] == ["Method"] + ["DSC", "Prec", "Prec (ref)", "DS_S"] * 2
+    a_row, b_row, grey = rows[2], rows[3], rows[4]
+    # A on dataset one only (never pooled with two): dice 70 ± 10, precision defined for 1 of 2 (ties B: both bold)
+    assert a_row[1] == "**70.0 ± 10.0**" and a_row[2] == "**50.0 ± 0.0 (1/2)**" and a_row[3] == "**75.0 ± 25.0**"
+    assert a_row[4] == "**60.0**" and a_row[5] == "20.0"  # small lesions: s1 only; dataset two: s3
+    assert b_row[1] == "50.0" and b_row[2] == "**50.0**" and b_row[5:] == ["–"] * 4
+    assert grey[0] == "A best †" and grey[1] == "90.0 ± 0.0"  # grey rows are never bold
     csv = pd.read_csv(out[1])
-    assert np.isclose(csv.loc[(csv.experiment == "A") & (csv.protocol == "honest"), "dice_mean"].item(), 0.7)
+    assert csv.loc[0, "b1:dice"] == pytest.approx(70.0) and csv.loc[2, "protocol"] == "per_image_best"
+    text = open(out[0]).read()
+    assert "IterMask's own per-image best" in text and "B / b2: no such data" in text
+    assert "empty prediction counted as 1" in text
     tex = open(out[2]).read()
-    assert r"\textbf{0.700 $\pm$ 0.100}" in tex and r"\begin{tabular}" in tex
+    assert r"\rowcolor{gray!20}" in tex and r"\multicolumn{4}{c}{Set one}" in tex
 
 
-def test_detection_table_cells_and_bold(tmp_path):
-    def det(exp, auroc, fpr):
-        rows = []
-        for anomaly, au, fp in zip(["ghosting", "spike", "ghosting-s0", "all"], auroc, fpr):
-            for score, primary in (("mask_size", True), ("mean_error", False)):
-                rows.append({"experiment": exp, "anomaly": anomaly, "score_name": score, "primary": primary,
-                             "n_pos": 3, "n_neg": 4, "auroc": au if primary else 0.0, "auprc": 0.5,
-                             "fpr80": fp, "fpr90": fp, "fnr80": 0.1, "fnr90": 0.2})
-        return rows
-
-    a = _write(tmp_path, "A", [], det("A", [0.9, 0.6, 0.1, 0.75], [0.2, 0.5, 0.9, 0.3]))
-    b = _write(tmp_path, "B", [], det("B", [0.8, 0.7, 0.2, 0.75], [0.1, 0.5, 0.9, 0.3]))
+def test_detection_table_block_is_anomaly_on_dataset(tmp_path):
+    spec = _spec(name="d", kind="detection", metrics=["auroc", "fpr80"],
+                 blocks=[{"key": "g", "dataset": "one", "anomaly": "ghosting"}, {"key": "s", "anomaly": "spike"}],
+                 rows=[{"label": "A", "experiment": "A"}])
+    det = []
+    for ds, anomaly, au in (("one", "ghosting", 0.9), ("two", "ghosting", 0.1), ("one", "spike", 0.7)):
+        for score, primary in (("mask_size", True), ("mean_error", False)):
+            det.append({"experiment": "A", "dataset": ds, "anomaly": anomaly, "score_name": score, "primary": primary,
+                        "n_pos": 2, "n_neg": 2, "auroc": au if primary else 0.0, "auprc": 0.5, "fpr80": 0.25,
+                        "fpr90": 0.5, "fnr80": 0.0, "fnr90": 0.0})
+    a = _write(tmp_path, "A", [], det)
     out = [str(tmp_path / f"d.{e}") for e in ("md", "csv", "tex")]
-    make_table("d", "detection", {"A": a, "B": b}, *out, caption="")
-    rows = _md_rows(out[0])
-    header, body = rows[0], rows[1:]
-    col = {h: i for i, h in enumerate(header)}
-    assert "ghosting-s0 AUROC" not in col  # severity levels are not in the table
-    assert list(col)[3:9] == ["ghosting AUROC", "ghosting AUPRC", "ghosting FPR80", "ghosting FPR90",
-                              "ghosting FNR80", "ghosting FNR90"]
-    assert body[0][col["ghosting AUROC"]] == "**0.900**" and body[1][col["ghosting AUROC"]] == "0.800"
-    assert body[1][col["spike AUROC"]] == "**0.700**"
-    assert body[1][col["ghosting FPR80"]] == "**0.100**"  # lower is better
-    assert body[0][col["all AUROC"]] == "**0.750**" == body[1][col["all AUROC"]]  # ties both bold
-    assert body[0][col["Score"]] == "mask_size" and body[0][col["n neg/pos"]] == "4/3"
-    csv = pd.read_csv(out[1])
-    assert csv.loc[csv.experiment == "B", "spike_auroc"].item() == 0.7
+    make_table(spec, {"A": a}, *out)
+    assert _md_rows(out[0])[2] == ["A", "90.0", "25.0", "70.0", "25.0"]
+
+
+def test_check_table_names_the_problem():
+    with pytest.raises(ConfigError, match=r"'tables' \(t\), row 'A': 'A' is not an experiment"):
+        check_table(_spec(**SEG_SPEC), {"B": {}})
+    bad = dict(SEG_SPEC, metrics=["auroc"])
+    with pytest.raises(ConfigError, match="segmentation table cannot show metrics"):
+        check_table(_spec(**bad), {"A": {}, "B": {}})
+
+
+def test_comparison_of_known_published_and_reproduced_csv(tmp_path):
+    pub = tmp_path / "pub.csv"
+    pub.write_text("# Paper X, Table 9\nrow,block,metric,value,note\n"
+                   "A,b1,dice,80.0,\nA,b1,precision,1.0,likely misprint\nC,b1,dice,50.0,\n")
+    repro = tmp_path / "t.csv"
+    repro.write_text("row,grey,protocol,b1:dice,b1:dice:sd,b1:dice:k,b1:dice:n,b1:precision\n"
+                     "A,False,paper,70.5,3,2,2,82.0\nB,False,paper,60.0,0,1,1,NaN\n")
+    long = reproduced_long(repro)
+    assert list(long["row"]) == ["A", "A", "B", "B"]  # the :sd/:k/:n columns are not cells
+    cmp = compare(read_published(pub), long).set_index(["row", "block", "metric"])
+    assert cmp.loc[("A", "b1", "dice"), "difference"] == pytest.approx(-9.5)
+    assert cmp.loc[("A", "b1", "precision"), "difference"] == pytest.approx(81.0)
+    assert cmp.loc[("A", "b1", "precision"), "note"] == "likely misprint"
+    assert pd.isna(cmp.loc[("C", "b1", "dice"), "reproduced"])  # published only
+    assert pd.isna(cmp.loc[("B", "b1", "dice"), "published"])  # reproduced only
+    md = tmp_path / "vs.md"
+    write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"))
+    assert "Paper X, Table 9" in md.read_text() and "| A | b1 | DSC | 80.0 | 70.5 | -9.5 |" in md.read_text()
+
+
+def test_every_shipped_published_csv_reads():
+    from itermask.evaluation.published import PUBLISHED_DIR
+
+    files = sorted(PUBLISHED_DIR.glob("*.csv"))
+    assert len(files) == 10
+    for f in files:
+        df = read_published(f)
+        assert df["value"].notna().all() and open(f).readline().startswith("# Liang et al.")

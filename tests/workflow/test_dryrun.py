@@ -46,11 +46,20 @@ def test_demo_config_dry_run(tmp_path):
     assert counts["demo_data"] == 1
     assert counts["brain_mask"] == len(Study(cfg, base_dir=ROOT).datasets["demo"].subjects)
     assert counts["table"] == len(cfg["tables"])
+    assert [t["name"] for t in cfg["tables"]] == PAPER_TABLES  # the demo builds the same ten tables
     # sensitivity sweeps: one figure per sweep, fed by the derived experiments' metrics
     assert counts["sensitivity"] == len(cfg["sweeps"]) >= 1
     for sweep in cfg["sweeps"]:
         assert f"{cfg['results_dir']}/figures/sensitivity/{sweep['experiment']}_{sweep['param']}.png" in res.stdout
     assert f"{cfg['results_dir']}/metrics/im2_flair__tau_percentile_60/segmentation.tsv" in res.stdout
+
+
+PAPER_TABLES = [
+    "itermask3d_table1_synthetic_artefact_detection", "itermask3d_table2_real_artefacts",
+    "itermask3d_table3_2d_segmentation_brats", "itermask3d_table4_3d_segmentation", "itermask3d_table5_ablation",
+    "itermask3d_table6_fixed_vs_adaptive_2d", "itermask3d_table7_fixed_vs_adaptive_real",
+    "itermask2_table1_brats_sequences", "itermask2_table2_isles_atlas", "itermask2_table3_ablation_by_size",
+]
 
 
 def test_paper_config_dry_run_lists_every_table(tmp_path):
@@ -62,8 +71,11 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
         p.touch()
     res = _snakemake("-n", "--configfile", str(ROOT / "paper.yaml"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr + res.stdout
-    for table in cfg["tables"]:
-        assert f"{cfg['results_dir']}/tables/{table['name']}.md" in res.stdout
+    names = [t["name"] for t in cfg["tables"]]
+    assert names == PAPER_TABLES  # the papers' ten tables, each a DAG target
+    for name in names:
+        for file in (f"{name}.md", f"{name}.csv", f"{name}.tex", f"{name}_vs_published.md"):
+            assert f"{cfg['results_dir']}/tables/{file}" in res.stdout
     counts = _job_counts(res.stdout)
     assert "demo_data" not in counts
     assert counts["train"] == len(study.trained_experiments())

@@ -1,0 +1,132 @@
+"""The cells of a printed table (itermask.evaluation.spec) from the metric TSVs of its experiments.
+
+A segmentation cell: the subjects of the block's test dataset under the row's protocol, mean ±
+SD (ddof 0) of the defined values, in the papers' units (spec.METRICS), with k of n defined.
+A detection cell: the primary detection score's metric for the block's anomaly against the
+healthy test scans of the block's test dataset. Nothing comes from published numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from itermask.evaluation.spec import METRICS, row_cells, row_protocol
+
+SIZE_METRICS = {"dice_small": "small", "dice_medium": "medium", "dice_large": "large"}
+
+
+@dataclass
+class Cell:
+    mean: float = float("nan")
+    sd: float = float("nan")
+    k: int = 0
+    n: int = 0
+    absent: bool = False  # "–": the row has no experiment for this block
+
+
+@dataclass
+class Row:
+    label: str
+    grey: bool
+    protocol: str
+    oracle: set[str] = field(default_factory=set)  # per_image_best sources seen (evaluate.py column oracle)
+    cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # block key -> metric -> cell
+
+
+def read_tsv(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=True, na_values=["NaN", "nan"])
+
+
+def summarise(values: Any, factor: float) -> Cell:
+    arr = np.asarray(values, dtype=np.float64) * factor
+    ok = arr[np.isfinite(arr)]
+    if ok.size == 0:
+        return Cell(n=int(arr.size))
+    return Cell(float(ok.mean()), float(ok.std()), int(ok.size), int(arr.size))
+
+
+def primary_rows(det: pd.DataFrame) -> pd.DataFrame:
+    if det.empty:
+        return det
+    primary = det["primary"].astype(str).str.lower().isin(["true", "1"])
+    return det[primary] if primary.any() else det[det["score_name"] == det["score_name"].iloc[0]]
+
+
+def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: list[str]) -> dict[str, Cell]:
+    df = seg[seg["protocol"] == protocol]
+    if block["dataset"] is not None:
+        df = df[df["dataset"].astype(str) == block["dataset"]]
+    out = {}
+    for m in metrics:
+        if m in SIZE_METRICS:
+            out[m] = summarise(df.loc[df["size_class"] == SIZE_METRICS[m], "dice"], METRICS[m][2])
+        else:
+            out[m] = summarise(df[m], METRICS[m][2])
+    return out
+
+
+def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> dict[str, Cell]:
+    df = primary_rows(det)
+    if block["dataset"] is not None and not df.empty:
+        df = df[df["dataset"].astype(str) == block["dataset"]]
+    df = df[df["anomaly"].astype(str) == (block["anomaly"] or "all")] if not df.empty else df
+    if df.empty:
+        return {m: Cell() for m in metrics}
+    r = df.iloc[0]
+    return {m: summarise([r[m]], METRICS[m][2]) for m in metrics}
+
+
+def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
+    """Rows of table ``spec`` from experiment -> [segmentation.tsv, detection.tsv]."""
+    frames: dict[str, pd.DataFrame] = {}
+    column = 1 if spec["kind"] == "detection" else 0
+    rows = []
+    for r in spec["rows"]:
+        row = Row(r["label"], bool(r["grey"]), row_protocol(spec, r))
+        cells = row_cells(spec, r)
+        for block in spec["blocks"]:
+            exp = cells.get(block["key"])
+            if exp is None:
+                row.cells[block["key"]] = {m: Cell(absent=True) for m in spec["metrics"]}
+                continue
+            if exp not in frames:
+                frames[exp] = read_tsv(metrics[exp][column])
+            if spec["kind"] == "detection":
+                row.cells[block["key"]] = _detection_cells(frames[exp], block, spec["metrics"])
+            else:
+                seg = frames[exp]
+                row.cells[block["key"]] = _segmentation_cells(seg, row.protocol, block, spec["metrics"])
+                if row.protocol == "per_image_best" and "oracle" in seg:
+                    row.oracle |= set(seg.loc[seg["protocol"] == row.protocol, "oracle"].dropna().astype(str))
+        rows.append(row)
+    return rows
+
+
+def wide_frame(spec: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
+    """One line per row: label, grey, protocol, then ``<block>:<metric>`` means (papers' units)
+    and ``<block>:<metric>:sd`` / ``:k`` / ``:n``."""
+    records = []
+    for row in rows:
+        rec: dict[str, Any] = {"row": row.label, "grey": row.grey, "protocol": row.protocol}
+        for block in spec["blocks"]:
+            for m in spec["metrics"]:
+                c = row.cells[block["key"]][m]
+                col = f"{block['key']}:{m}"
+                rec.update({col: c.mean, f"{col}:sd": c.sd, f"{col}:k": c.k, f"{col}:n": c.n})
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def best_flags(rows: list[Row], block: str, metric: str) -> list[bool]:
+    """Best value of a column among the white (non-grey) rows, as the papers bold it."""
+    higher = METRICS[metric][1]
+    values = [r.cells[block][metric].mean if not r.grey else float("nan") for r in rows]
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2:
+        return [False] * len(rows)
+    best = max(finite) if higher else min(finite)
+    return [math.isfinite(v) and abs(v - best) < 1e-9 for v in values]

@@ -1,0 +1,89 @@
+"""The papers' published numbers (data, never a cell of a regenerated table) and the
+published-vs-reproduced comparison written beside each table.
+
+Published CSVs live in ``itermask/evaluation/published/<table>.csv``: ``#`` header lines cite
+the paper and table, then columns ``row, block, metric, value, note`` (one printed number per
+line, in the papers' units; ``note`` flags misprints and printed labels, values kept as
+printed). The comparison matches cells by (row label, block key, metric): published,
+reproduced (the regenerated table's CSV, same units), difference = reproduced − published.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from itermask.evaluation.spec import METRICS
+from itermask.io.atomic import atomic_path, write_text
+
+PUBLISHED_DIR = Path(__file__).parent / "published"
+KEYS = ["row", "block", "metric"]
+COLUMNS = KEYS + ["published", "reproduced", "difference", "note"]
+
+
+def published_csv(name: str) -> Path:
+    return PUBLISHED_DIR / f"{name}.csv"
+
+
+def read_published(path: str | Path) -> pd.DataFrame:
+    df = pd.read_csv(path, comment="#", dtype={"row": str, "block": str, "metric": str, "note": str})
+    missing = [c for c in ("row", "block", "metric", "value") if c not in df]
+    if missing:
+        raise ValueError(f"{path}: published table lacks columns {missing}")
+    df["note"] = df["note"].fillna("") if "note" in df else ""
+    return df
+
+
+def citation(path: str | Path) -> str:
+    """The ``#`` header lines of a published CSV, joined."""
+    lines = Path(path).read_text().splitlines()
+    return " ".join(line.lstrip("#").strip() for line in lines if line.startswith("#"))
+
+
+def reproduced_long(table_csv: str | Path) -> pd.DataFrame:
+    """The ``<block>:<metric>`` mean columns of a regenerated table's CSV, one line per cell."""
+    wide = pd.read_csv(table_csv, dtype={"row": str})
+    records = []
+    for _, r in wide.iterrows():
+        for col in wide.columns:
+            parts = col.split(":")
+            if len(parts) == 2 and parts[1] in METRICS:
+                records.append({"row": r["row"], "block": parts[0], "metric": parts[1], "reproduced": r[col]})
+    return pd.DataFrame(records, columns=KEYS + ["reproduced"])
+
+
+def compare(published: pd.DataFrame, reproduced: pd.DataFrame) -> pd.DataFrame:
+    """Every published cell (reproduced NaN where the table has none), then reproduced cells
+    the paper did not print; difference = reproduced − published."""
+    pub = published.rename(columns={"value": "published"})[KEYS + ["published", "note"]]
+    merged = pub.merge(reproduced, on=KEYS, how="outer", indicator=True, sort=False)
+    merged["order"] = merged["_merge"].map({"both": 0, "left_only": 0, "right_only": 1})
+    merged = merged.sort_values("order", kind="stable").drop(columns=["_merge", "order"])
+    merged["difference"] = merged["reproduced"] - merged["published"]
+    merged["note"] = merged["note"].fillna("")
+    return merged[COLUMNS].reset_index(drop=True)
+
+
+def _fmt(v: Any) -> str:
+    return "–" if pd.isna(v) else f"{float(v):.3g}" if abs(float(v)) < 1 else f"{float(v):.1f}"
+
+
+def write_comparison(name: str, table_csv: str, published: str | None, out_md: str, out_csv: str) -> pd.DataFrame:
+    """Stage part: ``<name>_vs_published.{md,csv}`` (headers and a note when no published CSV)."""
+    repro = reproduced_long(table_csv)
+    if published is None or not Path(published).exists():
+        cmp, source = compare(pd.DataFrame(columns=KEYS + ["value", "note"]), repro), "no published numbers for this table"
+    else:
+        cmp, source = compare(read_published(published), repro), citation(published)
+    with atomic_path(out_csv) as tmp:
+        cmp.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
+    lines = [f"# {name}: published vs reproduced", "",
+             f"Published: {source}. Reproduced: this pipeline's table {name} (same units: percent unless "
+             "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value.", "",
+             "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
+    for _, r in cmp.iterrows():
+        lines.append(f"| {r['row']} | {r['block']} | {METRICS[r['metric']][0] if r['metric'] in METRICS else r['metric']} "
+                     f"| {_fmt(r['published'])} | {_fmt(r['reproduced'])} | {_fmt(r['difference'])} | {r['note']} |")
+    write_text(out_md, "\n".join(lines + [""]))
+    return cmp
