@@ -1,4 +1,4 @@
-# Per-subject preprocessing (METHOD.md §1): brain mask (+ its resampled, cropped copy, which
+# Per-subject preprocessing (METHOD.md §1): input check -> brain mask (+ its resampled, cropped copy, which
 # defines the subject's grid) -> per sequence: resampling onto that grid + iterative z-score +
 # high-frequency image at preprocess.hf_radius -> 2D slices, QC. One cluster job per subject
 # (group). Stages that would each pay a process start and an antspyx import for a second of
@@ -6,6 +6,33 @@
 # rule high_frequency.
 
 include: "inputs/preprocess.smk"
+
+
+# First job of each subject: headers of every raw file (exists, 3D, affine without shear,
+# label and mask on their image's grid). Missing files are this job's error, not the DAG's.
+rule check_inputs:
+    input:
+        unpack(check_inputs_inputs),
+    output:
+        INPUTS_CHECKED,
+    params:
+        images=lambda w: raw_files(w)["images"],
+        label=lambda w: raw_files(w)["label"],
+        mask=lambda w: raw_files(w)["mask"],
+        mask_sequence=lambda w: dataset_of(w).mask_sequence,
+        missing=missing_raw_files,
+    log:
+        f"{R}/logs/check_inputs/{{dataset}}_{{subject}}.log",
+    group:
+        "subject"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/check_inputs.py"
 
 
 rule brain_mask:
@@ -63,7 +90,7 @@ rule resample_label:
 
 rule normalise:
     input:
-        image=lambda w: dataset_of(w).image(w.subject, w.sequence),
+        unpack(normalise_inputs),
         grid=BRAIN,
     output:
         image=IMAGE,

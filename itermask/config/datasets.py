@@ -14,7 +14,16 @@ from typing import Any
 from itermask.errors import ConfigError
 
 SPLITS = ("train", "val", "test_healthy", "test_lesion")
-SUBJECT_RE = re.compile(r"^[A-Za-z0-9]+$")
+SUBJECT_RE = re.compile(r"[A-Za-z0-9]+")  # used with fullmatch: no '$' before a final newline
+SUBJECT_CHARS = "letters A-Z, a-z and digits 0-9 only (no spaces, '_', '-', '/', '.', ';' or newlines)"
+
+
+def check_subject_ids(name: str, where: str, ids: list[str] | tuple[str, ...]) -> None:
+    """ConfigError naming every invalid subject ID (shown with repr) and the allowed characters."""
+    bad = [s for s in ids if not isinstance(s, str) or not SUBJECT_RE.fullmatch(s)]
+    if bad:
+        shown = ", ".join(repr(s) for s in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ConfigError(f"dataset '{name}': {where} has invalid subject ID(s) {shown}: {SUBJECT_CHARS}")
 
 
 def bids_pattern(bids: dict) -> str:
@@ -108,6 +117,7 @@ class Dataset:
 
 def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str, ...]:
     if isinstance(value, list):
+        check_subject_ids(name, f"split '{split}'", value)
         return tuple(value)
     path = Path(value)
     if not path.is_absolute():
@@ -115,11 +125,7 @@ def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str,
     if not path.exists():
         raise ConfigError(f"dataset '{name}': split '{split}' file '{value}' does not exist")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    bad = [s for s in ids if not SUBJECT_RE.match(s)]
-    if bad:
-        raise ConfigError(
-            f"dataset '{name}': split file '{value}' has invalid subject IDs {bad[:5]} (letters and digits only)"
-        )
+    check_subject_ids(name, f"split '{split}' file '{value}'", ids)
     return tuple(ids)
 
 

@@ -175,3 +175,106 @@ def test_failure_after_writing_starts_leaves_no_temp_file(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
     assert_nothing_written(out)
+
+
+# -- rule check_inputs: header-level checks before any heavy job (issue 12) -------------
+
+from itermask.preprocess.check_inputs import check_inputs, shear_degrees  # noqa: E402
+
+
+def run_check(tmp_path, images, label=None, mask=None, mask_sequence="T1w"):
+    out = tmp_path / "out" / "inputs_checked.json"
+    return check_inputs({k: str(v) for k, v in images.items()}, label and str(label), mask and str(mask), out,
+                        mask_sequence=mask_sequence, **IDS), out
+
+
+def sheared(deg: float) -> np.ndarray:
+    aff = AFF.copy()
+    aff[0, 1] = 2.0 * np.tan(np.radians(deg))  # column 1 leans towards x
+    return aff
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("missing_flair", "sequence 'FLAIR' image file does not exist"),
+    ("random_bytes", "cannot read NIfTI header"),
+    ("four_d", "expected a 3D image, got 4D with on-disk shape (6, 6, 6, 3)"),
+    ("flat", "degenerate on-disk shape (8, 9, 1)"),
+    ("shear", "affine has a shear of 5.00 degrees"),
+])
+def test_check_inputs_refuses_bad_images_before_heavy_work(tmp_path, case, problem):
+    t1 = good_image(tmp_path / "t1.nii.gz")
+    bad = tmp_path / "flair.nii.gz"
+    if case == "random_bytes" or case == "four_d":
+        bad = write_bad(tmp_path, case)
+    elif case == "flat":
+        good_image(bad, shape=(8, 9, 1))
+    elif case == "shear":
+        good_image(bad, affine=sheared(5.0))
+    with pytest.raises(InputError) as exc:
+        run_check(tmp_path, {"T1w": t1, "FLAIR": bad})
+    assert_error(exc, bad, problem)
+    assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("what, problem", [
+    ("shape", "on-disk shape (8, 9, 11) differs from the sequence 'T1w' image's on-disk shape (8, 9, 10)"),
+    ("affine", "affine differs from the sequence 'T1w' image's affine"),
+])
+def test_check_inputs_label_and_mask_on_their_images_on_disk_grid(tmp_path, what, problem):
+    # a non-RAS image: the message quotes the shapes on disk, not after reorientation
+    lps = np.diag([-2.0, -2.0, 2.0, 1.0])
+    t1 = good_image(tmp_path / "t1.nii.gz", affine=lps)
+    other = tmp_path / "other.nii.gz"
+    if what == "shape":
+        nib.save(nib.Nifti1Image(np.ones((8, 9, 11), np.uint8), lps), other)
+    else:
+        nib.save(nib.Nifti1Image(np.ones((8, 9, 10), np.uint8), AFF), other)
+    for role in ("label", "mask"):
+        with pytest.raises(InputError) as exc:
+            run_check(tmp_path, {"T1w": t1}, **{role: other})
+        assert_error(exc, other, problem)
+
+
+def test_check_inputs_accepts_messy_but_valid_data(tmp_path):
+    """Mixed voxel sizes between sequences, anisotropic voxels, a tiny (< 0.5 degree) shear,
+    a single-volume 4D file, negative intensities, NaN (left to the stage that reads voxels)
+    and a multi-valued label (binarised > 0 downstream; its values are recorded)."""
+    t1 = good_image(tmp_path / "t1.nii.gz", shape=(8, 9, 10), affine=np.diag([1.0, 1.2, 3.0, 1.0]))
+    flair = tmp_path / "flair.nii.gz"
+    data = -np.random.default_rng(1).random((5, 6, 7, 1)).astype(np.float32) * 100
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, sheared(0.1)), flair)
+    label = tmp_path / "label.nii.gz"
+    lab = np.zeros((8, 9, 10), np.int16)
+    lab[2:4, 2:4, 2:4], lab[5, 5, 5] = 1, 2
+    nib.save(nib.Nifti1Image(lab, np.diag([1.0, 1.2, 3.0, 1.0])), label)
+    report, out = run_check(tmp_path, {"T1w": t1, "FLAIR": flair}, label=label)
+    assert out.exists() and report["label"]["values"] == [0, 1, 2]
+    assert report["images"]["FLAIR"]["shape"] == [5, 6, 7] and report["images"]["T1w"]["voxel_mm"] == [1.0, 1.2, 3.0]
+    assert shear_degrees(sheared(0.1)) == pytest.approx(0.1, abs=1e-6)
+    assert shear_degrees(np.diag([-1.0, 2.0, 3.0, 1.0])) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_negative_intensities_are_normalised(tmp_path):
+    """A scanner's negative values (e.g. CT-like offsets) are fine: the brain is z-scored."""
+    img = tmp_path / "neg.nii.gz"
+    data = np.random.default_rng(0).normal(-500.0, 20.0, (8, 8, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, AFF), img)
+    g = tmp_path / "grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.uint8), AFF), g)
+    out = tmp_path / "out"
+    pp.resample_and_normalise(img, g, out / "T1w.nii.gz", out / "T1w_hf-r15.nii.gz", repeats=3, clip_sd=3.0,
+                              background="min", hf_radius=15, **IDS)
+    z = nib.load(out / "T1w.nii.gz").get_fdata()
+    assert np.isfinite(z).all() and abs(z.mean()) < 0.5
+
+
+@pytest.mark.parametrize("bad", ["s 1", "s1\n", "../s1", "s1;rm", "s_1", ""])
+def test_subject_ids_full_match_and_the_message_names_the_id(tmp_path, bad):
+    from itermask.config.datasets import check_subject_ids
+    from itermask.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        check_subject_ids("dsX", "split 'train'", ["ok1", bad])
+    assert repr(bad) in str(exc.value) and "letters A-Z, a-z and digits 0-9 only" in str(exc.value)
+    check_subject_ids("dsX", "split 'train'", ["ok1", "007", "Sub42"])

@@ -23,7 +23,7 @@ def _config(tmp_path: Path) -> Path:
             "pattern": str(tmp_path / "raw/sub-{subject}_{sequence}.nii.gz"),
             "sequences": ["FLAIR"],
             "brain_mask": {"method": "stripped"},
-            "splits": {"train": ["s1"], "test_healthy": ["s2"]},
+            "splits": {"train": ["s1", "s3", "s5"], "test_healthy": ["s2", "s4"]},
         }
     }
     cfg["experiments"] = {"e": {"method": "itermask3d", "dataset": "ext", "sequence": "FLAIR", "segment": False}}
@@ -36,24 +36,39 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def test_corrupt_and_nan_files_fail_clearly(tmp_path):
+def test_bad_files_fail_their_subject_only(tmp_path):
+    """One snakemake -k run: corrupt (s1), NaN voxels (s2), missing (s3), sheared affine (s4)
+    and a good subject (s5). The header-level problems fail rule check_inputs (s3's missing file
+    too: not a MissingInputException at DAG build), NaN fails brain_mask, s5 finishes."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "sub-s1_FLAIR.nii.gz").write_bytes(b"not a nifti at all")
     data = np.ones((8, 8, 8), np.float32)
     data[2, 2, 2] = np.nan
     nib.save(nib.Nifti1Image(data, np.eye(4)), raw / "sub-s2_FLAIR.nii.gz")
+    shear = np.eye(4)
+    shear[0, 1] = 0.2
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), shear), raw / "sub-s4_FLAIR.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), raw / "sub-s5_FLAIR.nii.gz")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    targets = [f"results_tiny/preproc/ext/sub-{s}/native_brainmask.nii.gz" for s in ("s1", "s2")]
+    targets = [f"results_tiny/preproc/ext/sub-{s}/native_brainmask.nii.gz" for s in ("s1", "s2", "s3", "s4", "s5")]
     res = subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(_config(tmp_path)), "--cores", "1", "-k", *targets],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert res.returncode != 0
-    log1 = (tmp_path / "results_tiny/logs/brain_mask/ext_s1.log").read_text()
+    assert "MissingInputException" not in res.stderr
+    logs = tmp_path / "results_tiny/logs"
+    log1 = (logs / "check_inputs/ext_s1.log").read_text()
     assert "dataset 'ext', subject 's1', file" in log1 and "sub-s1_FLAIR.nii.gz" in log1 and "cannot read NIfTI" in log1
-    log2 = (tmp_path / "results_tiny/logs/brain_mask/ext_s2.log").read_text()
+    log2 = (logs / "brain_mask/ext_s2.log").read_text()
     assert "subject 's2'" in log2 and "1 NaN/Inf voxels" in log2
+    log3 = (logs / "check_inputs/ext_s3.log").read_text()
+    assert "subject 's3'" in log3 and "sub-s3_FLAIR.nii.gz" in log3 and "file does not exist" in log3
+    log4 = (logs / "check_inputs/ext_s4.log").read_text()
+    assert "subject 's4'" in log4 and "affine has a shear of 11.31 degrees" in log4
+    assert not (logs / "brain_mask/ext_s4.log").exists()  # nothing heavy ran for s4
     out_dir = tmp_path / "results_tiny/preproc/ext"
-    leftovers = [p for p in out_dir.rglob("*") if p.is_file()] if out_dir.exists() else []
-    assert leftovers == []
+    left = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
+    assert left == ["sub-s2/inputs_checked.json", "sub-s5/brainmask.nii.gz", "sub-s5/inputs_checked.json",
+                    "sub-s5/native_brainmask.nii.gz"]
