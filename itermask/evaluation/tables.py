@@ -96,10 +96,13 @@ def _markdown(title: str, text: str, spec: dict[str, Any], lines: list[list[str]
     return "\n".join(md + [""])
 
 
+_TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "^": r"\textasciicircum{}",
+        "~": r"\textasciitilde{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "±": r"$\pm$"}
+
+
 def _tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
-        text = text.replace(a, b)
-    return text.replace("±", r"$\pm$")
+    """LaTeX-safe text: each of \\ { } $ ^ ~ & % # _ escaped in one pass (± -> $\\pm$)."""
+    return "".join(_TEX.get(ch, ch) for ch in text)
 
 
 def _tex_cell(cell: str) -> str:
