@@ -34,7 +34,6 @@ include: "rules/failed_skullstrip.smk"
 localrules:
     all,
     qc_table,
-    fixed_tau,
     table,
     figures,
     sensitivity,

@@ -33,7 +33,6 @@ FAILED_SKULLSTRIP = f"{R}/qc/{{dataset}}_failed_skullstrip.tsv"
 MODEL = f"{R}/models/{{experiment}}/model.pt"
 LOSS_TSV = f"{R}/models/{{experiment}}/loss.tsv"
 LOSS_PNG = f"{R}/models/{{experiment}}/loss.png"
-FIXED_TAU = f"{R}/models/{{experiment}}/fixed_tau.json"
 INFERENCE = f"{R}/inference/{{experiment}}/{{dataset}}/sub-{{subject}}"
 METRICS = f"{R}/metrics/{{experiment}}/{{kind}}.tsv"  # kind: segmentation, detection, scores
 FIGURES = f"{R}/figures/{{experiment}}"

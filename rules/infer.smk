@@ -5,25 +5,6 @@
 include: "inputs/infer.smk"
 
 
-rule fixed_tau:
-    input:
-        lambda w: [folder for *_, folder in fixed_tau_runs(w)],
-    output:
-        FIXED_TAU,
-    params:
-        runs=fixed_tau_runs,
-    log:
-        f"{R}/logs/fixed_tau/{{experiment}}.log",
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    script:
-        "../workflow_scripts/fixed_tau.py"
-
-
 rule infer:
     input:
         unpack(infer_inputs),
@@ -39,7 +20,7 @@ rule infer:
     benchmark:
         f"{R}/benchmarks/infer/{{experiment}}_{{dataset}}_{{subject}}.tsv"
     group:
-        infer_group
+        "inference"
     conda:
         "../envs/torch.yaml"
     threads: RES.threads

@@ -17,6 +17,5 @@ with rule_context(smk) as log:
         dataset=smk.wildcards.dataset,
         subject=smk.wildcards.subject,
         device=device_of(smk),
-        fixed_tau_path=smk.input.fixed_tau[0] if smk.input.fixed_tau else None,
         log=log.info,
     )

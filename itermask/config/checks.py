@@ -41,9 +41,6 @@ def check_experiment(study: "Study", name: str) -> None:
     for d in (s.dataset, *s.segment, *s.detect):
         if s.sequence not in datasets[d]["sequences"]:
             raise ConfigError(f"{where}.sequence: '{s.sequence}' is not a sequence of dataset '{d}'")
-    if study.needs_fixed_tau(name) and "model_from" not in exp:
-        raise ConfigError(f"{where}.infer: threshold 'fixed' needs fixed_tau or model_from "
-                          "(its validation taus give the median)")
     art = study.config["artefacts"]
     if s.detect and "other_sequence" in art["types"]:
         other = art.get("other_sequence")

@@ -137,11 +137,6 @@ class Study:
         s = self.settings(name)
         return float(s.hf_radius if param == "hf_radius" else s.infer[param])
 
-    def needs_fixed_tau(self, name: str) -> bool:
-        """Does the experiment threshold at the median validation tau of its model's owner?"""
-        infer = self.settings(name).infer
-        return infer.get("threshold") == "fixed" and infer.get("fixed_tau") is None
-
     def model_experiment(self, name: str) -> str:
         """The experiment whose trained model `name` uses (follows model_from)."""
         seen = [name]

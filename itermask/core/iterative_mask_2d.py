@@ -60,6 +60,7 @@ def _itermask2_step(
     first_percentile: float,
     tol: float,
     max_iterations: int,
+    single_step: bool,
     amp: bool,
 ) -> None:
     slices: list[Slice2D] = batch  # type: ignore[assignment]
@@ -70,12 +71,15 @@ def _itermask2_step(
         err = squared_error(x, x_hat, brain)
         thr = brain_quantile(err, brain, first_percentile)
         m1 = (err > thr.view(-1, 1, 1, 1)) & brain
+        single = (err > tau) & brain
         for j, s in enumerate(first):
             s.mask = m1[j : j + 1]
             s.first_mask = s.mask
             s.recon, s.error = x_hat[j : j + 1], err[j : j + 1]
             s.first_done = True
-            if max_iterations == 0:
+            if single_step:  # -spatial: the first model's reconstruction alone, thresholded at tau
+                s.mask = single[j : j + 1]
+            if max_iterations == 0 or single_step:
                 s.done = True
     just_started = {id(s) for s in first}
     rest = [s for s in slices if s.first_done and not s.done and id(s) not in just_started]
@@ -111,6 +115,7 @@ def run_itermask2(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     amp: bool = True,
+    single_step: bool = False,
 ) -> list[Result2D]:
     """IterMask2 for n slices (``images``/``hfs``/``brains``: (n, H, W)) in lockstep.
 
@@ -119,6 +124,9 @@ def run_itermask2(
     M_{k+1} = M_k & [e_k > tau] with e_k from the masked model, until the relative shrink
     < ``tol`` or ``max_iterations`` masked steps. The final error is (x - x_hat)^2 of the
     last reconstruction, in the brain; the final mask is the last M.
+    ``single_step`` (the ``-spatial`` ablation, METHOD.md §6): step 1 only: the error and
+    reconstruction are the first-iteration model's (from the HF image alone), the mask is
+    [e_1 > tau] in the brain, and no masked iteration runs.
     """
     device = torch.device(device)
     if len(seeds) != len(images):
@@ -131,7 +139,8 @@ def run_itermask2(
 
     def step(batch: list[Sample]) -> None:
         _itermask2_step(batch, first_model=first_model, masked_model=masked_model, variant=variant, tau=tau,
-                        first_percentile=first_percentile, tol=tol, max_iterations=max_iterations, amp=amp)
+                        first_percentile=first_percentile, tol=tol, max_iterations=max_iterations,
+                        single_step=single_step, amp=amp)
 
     first_model.eval()
     masked_model.eval()

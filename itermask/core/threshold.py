@@ -19,9 +19,12 @@ brain voxels, so ``T`` grows with ``t``). From it:
    the anchor ``(t_0, T_0) = (0, 0)`` for the first point (as the reference, and consistent with
    ``T(0) = 0`` of the model), smoothed by a centred moving average of ``window`` (5) points;
    near the ends the window is truncated to the points that exist (mean of fewer points).
-4. ``k*`` = first index whose derivative exceeds ``gamma`` (strictly); the last index if none
-   does (the reference would fall back to the first). ``tau = T[k*]``: the *measured* curve
-   value at ``k*``, not the fitted one.
+4. ``k*`` = first index whose derivative exceeds ``gamma`` (strictly). If none does,
+   ``no_exceed`` names the choice (METHOD.md §6): ``first`` (the reference and the papers'
+   default: k* = 0, tau = T_1, nearly the whole brain stays masked, so the scan scores as
+   anomalous) or ``last`` (tau = T_n: no anomaly; this code's rule before issue 10);
+   ``ThresholdFit.fallback`` records which one was used (None when gamma was exceeded).
+   ``tau = T[k*]``: the *measured* curve value at ``k*``, not the fitted one.
 
 Units: the derivative is in curve units per ``t`` unit, and ``gamma`` is compared with it.
 With ``t`` in percent of the brain (``1..100``, or ``5, 10, .., 100`` for a coarser phase A)
@@ -30,7 +33,7 @@ the reference ``gamma = 0.01`` (detection) / ``0.05`` (3D segmentation) applies 
 Degenerate input: a curve or ``t`` that is not 1-D, has fewer than 2 points, contains NaN/inf,
 or ``t`` that is not strictly increasing and positive raises ``ValueError``. A flat curve is
 not an error: its ``R^2`` is nan, so the derivative branch is used; if its derivative never
-exceeds ``gamma``, ``k*`` is the last point.
+exceeds ``gamma``, ``k*`` follows ``no_exceed``.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
 P0 = (1.0, 0.01)
+#: k* when the derivative never exceeds gamma: ``first`` (reference, paper default) or ``last``
+NO_EXCEED = {"first": lambda n: 0, "last": lambda n: int(n - 1)}
 B_MIN = 1e-8  # lower bound of b: a straight line is fitted as b -> B_MIN, a = slope / b
 
 
@@ -71,6 +76,7 @@ class ThresholdFit:
     gamma: float
     t: tuple[float, ...]
     derivative: tuple[float, ...]
+    fallback: str | None = None
 
     def model(self, t: np.ndarray | Sequence[float]) -> np.ndarray:
         """The fitted tangent curve at `t` (all nan when the fit failed)."""
@@ -171,11 +177,14 @@ def subject_threshold(
     t: Sequence[float] | np.ndarray | None = None,
     r2_fraction: float = 0.8,
     window: int = 5,
+    no_exceed: str = "first",
 ) -> ThresholdFit:
     """Subject-specific threshold tau from the phase-A curve (algorithm in the module docstring)."""
     y, x = _validate(curve, t)
     if not math.isfinite(gamma):
         raise ValueError(f"gamma must be finite, got {gamma}")
+    if no_exceed not in NO_EXCEED:
+        raise ValueError(f"no_exceed must be one of {', '.join(NO_EXCEED)}, got '{no_exceed}'")
 
     above = np.flatnonzero(y > y_limit)
     n_fit = int(above[0]) if above.size else int(y.size)
@@ -194,7 +203,7 @@ def subject_threshold(
         deriv = smoothed_difference(y, x, window)
 
     exceed = np.flatnonzero(deriv > gamma)
-    k = int(exceed[0]) if exceed.size else int(y.size - 1)
+    k = int(exceed[0]) if exceed.size else NO_EXCEED[no_exceed](y.size)
     return ThresholdFit(
         tau=float(y[k]),
         k=k,
@@ -207,4 +216,5 @@ def subject_threshold(
         gamma=float(gamma),
         t=tuple(float(v) for v in x),
         derivative=tuple(float(v) for v in deriv),
+        fallback=None if exceed.size else no_exceed,
     )

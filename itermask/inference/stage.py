@@ -38,7 +38,6 @@ def infer_subject(
     dataset: str,
     subject: str,
     device: str,
-    fixed_tau_path: str | None,
     log: Callable[[str], Any],
 ) -> None:
     """Run inference for every condition of one subject; write ``out_dir/<condition>/``.
@@ -60,7 +59,7 @@ def infer_subject(
         f"{dataset}/sub-{subject}, device {dev}")
     inputs = {name: read_item(item, dataset=dataset, subject=subject) for name, item in conditions.items()}
     ctx = InferenceContext(
-        settings=settings, meta=meta, device=dev, model_path=str(model_path), fixed_tau_path=fixed_tau_path, log=log,
+        settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
         seed=lambda condition, *more: condition_seed(settings.seed, dataset, subject, condition, *more),
     )
     outputs = method.infer(networks, inputs, ctx)

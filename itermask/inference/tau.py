@@ -1,67 +1,39 @@
 """Where tau comes from: every threshold source of inference in one module.
 
 - IterMask3D subject-specific tau: the phase-A curve's fit (``itermask.core.threshold``).
-- IterMask3D fixed tau: config ``infer.fixed_tau``, else ``fixed_tau.json`` written by rule
-  ``fixed_tau`` from the validation subjects (`fixed_tau_from_results`, `read_fixed_tau`).
-- IterMask2 tau: the model's calibration (`itermask2_tau`): the validation-error quantile at
-  the percentile training was configured with; another ``tau_percentile`` reads the quantile
-  stored at that integer percentile, so a tau-percentile sweep needs no retraining.
+- IterMask3D fixed tau (`fixed_tau`): config ``infer.fixed_tau``, else the model's calibration,
+  the rule of IterMask2 (the median of the validation subjects' subject-specific taus, the rule
+  before issue 10, is gone with its rule ``fixed_tau``).
+- The calibration (`calibration_tau`), IterMask2's tau and IterMask3D's fixed tau: the
+  validation-error quantile at the percentile training was configured with; another
+  ``tau_percentile`` reads the quantile stored at that integer percentile, so a tau-percentile
+  sweep needs no retraining. Written when training ends (``itermask.methods._itermask.calibrate``).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
-
-from itermask.io.atomic import write_json
 from itermask.errors import ConfigError, InputError
 
 
-def fixed_tau_from_results(runs: Sequence[tuple[str, str, str | Path]], out_json: str, condition: str = "val") -> float:
-    """Median of the subject-specific taus of validation subjects (IterMask3D fixed-τ ablation).
-
-    ``runs``: (dataset, subject, inference folder) of each validation subject; the folder holds
-    ``<condition>/result.json``. Dataset and subject are values, never read from the folder name.
-    """
-    taus: dict[str, float] = {}
-    for dataset, subject, folder in runs:
-        path = Path(folder) / condition / "result.json"
-        if not path.exists():
-            raise InputError(f"no '{condition}' result (needed for the fixed threshold)", path=path,
-                             dataset=dataset, subject=subject)
-        result = json.loads(path.read_text())
-        tau = result.get("tau")
-        if tau is None or not np.isfinite(tau):
-            raise InputError("result has no finite 'tau'", path=path, dataset=dataset, subject=subject)
-        taus[f"{dataset}/{subject}"] = float(tau)
-    if not taus:
-        raise InputError("no validation subjects to calibrate the fixed threshold on", path=out_json)
-    tau = float(np.median(list(taus.values())))
-    write_json(out_json, {"tau": tau, "statistic": "median", "per_subject": taus})
-    return tau
+def fixed_tau(configured: float | None, meta: Mapping[str, Any], percentile: float,
+              model_path: str = "") -> tuple[float, str]:
+    """(tau, source) of IterMask3D's ``threshold: fixed`` (METHOD.md §6, "a cross-validated
+    threshold on normal data"): ``infer.fixed_tau`` when set, else the model's calibration at
+    ``infer.tau_percentile`` (`calibration_tau`)."""
+    if configured is not None:
+        return float(configured), "config infer.fixed_tau"
+    tau, pct = calibration_tau(meta, percentile, model_path)
+    return tau, f"calibration: {pct:g}th percentile of the validation errors inside training masks"
 
 
-def read_fixed_tau(fixed_tau: float | None, fixed_tau_path: str | None) -> tuple[float, str]:
-    """(tau, source) for ``threshold: fixed``: ``fixed_tau`` when set, else the file's ``tau``."""
-    if fixed_tau is not None:
-        return float(fixed_tau), "config"
-    if fixed_tau_path is None:
-        raise ConfigError("infer.threshold is 'fixed' but neither infer.fixed_tau nor a fixed_tau.json was given")
-    path = Path(fixed_tau_path)
-    try:
-        tau = float(json.loads(path.read_text())["tau"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read 'tau' from the fixed-tau file ({exc})", path=path) from exc
-    return tau, str(path)
-
-
-def itermask2_tau(meta: Mapping[str, Any], percentile: float | None, model_path: str = "") -> tuple[float, float | None]:
-    """(tau, percentile) of an IterMask2 model for ``tau_percentile`` (module docstring)."""
+def calibration_tau(meta: Mapping[str, Any], percentile: float | None, model_path: str = "") -> tuple[float, float | None]:
+    """(tau, percentile) of a calibrated model (IterMask2, IterMask3D) for ``tau_percentile``
+    (module docstring)."""
     cal = meta.get("calibration") or {}
     if cal.get("tau") is None:
-        raise InputError("IterMask2 model has no calibration tau (meta['calibration']['tau'])", path=model_path)
+        raise InputError("model has no calibration tau (meta['calibration']['tau']; models trained before issue 10 "
+                         "calibrate only IterMask2): retrain it", path=model_path)
     own = None if cal.get("percentile") is None else float(cal["percentile"])
     if percentile is None or (own is not None and float(percentile) == own):
         return float(cal["tau"]), own

@@ -5,6 +5,14 @@ A training batch is corrupted by random Gaussian-blob masks inside the brain
 (and, unless ``no_freq``, the high-frequency image) and is trained with the whole-image MSE.
 Each network of a method has an *input variant* (``itermask.core.model_input``): IterMask3D
 trains one (``masked``), IterMask2 two (``first``: HF only; ``masked``).
+
+Both calibrate a threshold on normal data when training ends (`calibrate`): the
+``tau_percentile``-th percentile of the masked network's squared errors inside seeded training
+masks on the healthy validation scans (IterMask2's tau; IterMask3D's fixed tau, METHOD.md §6).
+
+``-spatial`` (variant ``no_spatial``, both 2D and 3D; METHOD.md §6 and IterMask3D Table 5): one
+reconstruction from the high-frequency image alone, no masked iterations, thresholded once at
+the calibrated tau (`single_step`).
 """
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ import numpy as np
 from itermask.errors import ConfigError, InputError
 
 VARIANTS = ("full", "no_freq", "no_spatial")
+#: validation-error quantiles stored at these percentiles, so tau_percentile can change after training
+CALIBRATION_PERCENTILES = tuple(range(1, 100))
 
 
 def check_variant(variant: str) -> None:
@@ -25,6 +35,11 @@ def check_variant(variant: str) -> None:
 def input_variant(variant: str) -> str:
     """Input of the masked network: ``no_freq`` models see no HF; ``no_spatial`` uses the full model."""
     return "no_freq" if variant == "no_freq" else "full"
+
+
+def single_step(variant: str) -> bool:
+    """Is the variant the single-reconstruction ``-spatial`` ablation?"""
+    return variant == "no_spatial"
 
 
 def check_model_variant(variant: str, meta: Mapping[str, Any], model_path: str) -> None:
@@ -108,3 +123,21 @@ def validation_losses(networks: Mapping[str, Any], variants: Mapping[str, str], 
     return {("val_loss" if k == primary else f"val_loss_{k}"):
             validation_errors(networks[k], v, val, seed, batch_size, device, precision)[0]
             for k, v in variants.items()}
+
+
+def calibrate(name: str, settings: Any, model: Any, variant: str, val: Any, device: Any, precision: Any,
+              log: Any) -> dict[str, Any]:
+    """``{"calibration": ...}`` for the model meta: tau = the ``tau_percentile``-th percentile of
+    ``model``'s squared validation errors inside the seeded training masks, plus the quantile
+    at every integer percentile (another tau_percentile then needs no retraining)."""
+    pct = float(settings.infer["tau_percentile"])
+    _, errs = validation_errors(model, variant, val, settings.seed, int(settings.infer["batch_size"]), device,
+                                precision, True)
+    if errs.size == 0:
+        raise InputError("no masked validation voxels to calibrate tau", dataset=settings.dataset)
+    tau = float(np.percentile(errs, pct))
+    log(f"[{name}/{settings.variant}] calibration tau = {tau:.4g} ({pct:g}th percentile of "
+        f"{errs.size} masked validation voxels)")
+    return {"calibration": {"tau": tau, "percentile": pct, "n_samples": len(val), "n_voxels": int(errs.size),
+                            "seed": settings.seed, "quantile_percentiles": list(CALIBRATION_PERCENTILES),
+                            "quantiles": [float(q) for q in np.percentile(errs, CALIBRATION_PERCENTILES)]}}

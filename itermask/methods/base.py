@@ -66,7 +66,6 @@ class InferenceContext:
     device: "torch.device"
     seed: Callable[..., int]  # seed(condition, *more keys) -> int, from io.seeds
     model_path: str
-    fixed_tau_path: str | None
     log: Callable[[str], Any]
 
 

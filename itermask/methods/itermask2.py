@@ -3,8 +3,11 @@ network sees only the high-frequency image; its error above the ``first_step_per
 percentile of the brain gives the first mask M_1. The masked network then shrinks the mask,
 M_{k+1} = M_k & [e_k > tau], until it shrinks by less than ``tol``; tau is the
 ``tau_percentile``-th percentile of the validation errors inside training masks, calibrated
-when training ends (``itermask.inference.tau.itermask2_tau``). ``no_spatial``: the first
-network's reconstruction alone. On a volume (detection) the model runs slice-wise
+when training ends (``_itermask.calibrate``; read by ``itermask.inference.tau.calibration_tau``).
+``-spatial`` (variant ``no_spatial``, METHOD.md §6, IterMask2 Table 3): one reconstruction from
+the high-frequency image alone, the first-iteration network's, no masked iterations; its mask
+is [e_1 > tau] (``threshold: single_step`` in the record). Before issue 10 this variant ran the
+full procedure, so its row copied the full method's. On a volume (detection) the model runs slice-wise
 (``itermask.inference.slicewise``); on a slices file (validation, lesion) on its slices.
 
 Settings (schema ``method_defaults.itermask2``): network ``channels``, ``attention_res``,
@@ -24,8 +27,6 @@ from itermask.methods import _itermask as im
 from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
 
 NETWORK_KEYS = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")
-#: validation-error quantiles stored at these percentiles, so tau_percentile can change after training
-CALIBRATION_PERCENTILES = tuple(range(1, 100))
 
 
 class IterMask2(Method):
@@ -80,34 +81,25 @@ class IterMask2(Method):
 
     def finish_training(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
                         log: Any) -> dict[str, Any]:
-        """Calibration: tau = the ``tau_percentile``-th percentile of the masked network's squared
-        validation errors inside the (seeded) training masks, plus every integer percentile."""
-        pct = float(settings.infer["tau_percentile"])
-        _, errs = im.validation_errors(networks["masked"], im.input_variant(settings.variant), val, settings.seed,
-                                       int(settings.infer["batch_size"]), device, precision, True)
-        if errs.size == 0:
-            raise InputError("no masked validation pixels to calibrate tau", dataset=settings.dataset)
-        tau = float(np.percentile(errs, pct))
-        log(f"[{self.name}/{settings.variant}] calibration tau = {tau:.4g} ({pct:g}th percentile of "
-            f"{errs.size} masked pixels)")
-        return {"calibration": {"tau": tau, "percentile": pct, "n_slices": len(val), "n_pixels": int(errs.size),
-                                "seed": settings.seed, "quantile_percentiles": list(CALIBRATION_PERCENTILES),
-                                "quantiles": [float(q) for q in np.percentile(errs, CALIBRATION_PERCENTILES)]}}
+        """Calibration of tau on the healthy validation slices (``_itermask.calibrate``)."""
+        return im.calibrate(self.name, settings, networks["masked"], im.input_variant(settings.variant), val,
+                            device, precision, log)
 
     # -- inference ----------------------------------------------------------------------
     def infer(self, networks: Mapping[str, Any], inputs: Mapping[str, Any], ctx: InferenceContext) -> dict:
-        from itermask.inference.tau import itermask2_tau
+        from itermask.inference.tau import calibration_tau
 
         cfg, meta = ctx.settings.infer, ctx.meta
         im.check_model_variant(ctx.settings.variant, meta, ctx.model_path)
-        tau, tau_percentile = itermask2_tau(meta, float(cfg["tau_percentile"]), ctx.model_path)
+        tau, tau_percentile = calibration_tau(meta, float(cfg["tau_percentile"]), ctx.model_path)
         params = _params(cfg, ctx.settings.variant)
         pieces = {name: _piece(v, meta, ctx, name) for name, v in inputs.items()}
         results = run_pooled(networks, [p["arrays"] for p in pieces.values()], tau=tau,
                              variant=ctx.settings.variant, params=params, device=ctx.device)
         out = {}
         for (name, piece), res in zip(pieces.items(), results):
-            record = {"kind": piece["kind"], "tau": tau, "threshold": "calibration", "tau_percentile": tau_percentile,
+            mode = "single_step" if im.single_step(ctx.settings.variant) else "calibration"
+            record = {"kind": piece["kind"], "tau": tau, "threshold": mode, "tau_percentile": tau_percentile,
                       "first_step_percentile": params["first_percentile"], "tol": params["tol"],
                       "max_iterations": params["max_iterations"], "batch_size": params["batch_size"],
                       "seeds": piece["arrays"][3],
@@ -208,7 +200,8 @@ def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float, 
     cat = [torch.from_numpy(np.concatenate([p[i] for p in pieces if len(p[0])])) for i in range(3)]
     seeds = [s for p in pieces for s in p[3]]
     res = run_itermask2(networks["first"], networks["masked"], cat[0], cat[1], cat[2], seeds, tau=tau,
-                        variant=im.input_variant(variant), device=device, **params)
+                        variant=im.input_variant(variant), device=device, single_step=im.single_step(variant),
+                        **params)
     out, start = [], 0
     for n in sizes:
         out.append(res[start:start + n])

@@ -1,13 +1,25 @@
 """IterMask3D (METHOD.md §4-6): a 3D residual UNet reconstructs masked volumes, guided by the
 high-frequency image; at test time phase A shrinks the mask from the whole brain in steps of
 ``step_percent`` % and fits the threshold curve, which gives the subject-specific tau
-(``itermask.core.threshold``); phase B restarts from the whole brain and keeps M = [e > tau]
-until the mask changes by less than ``tol`` (``no_spatial``: one step).
+(``itermask.core.threshold``; ``k_fallback`` when the derivative never exceeds gamma); phase B
+restarts from the whole brain and keeps M = [e > tau] until the mask changes by less than ``tol``.
+
+Thresholds (``infer.threshold``): ``subject`` (the fit); ``fixed`` (IterMask3D Tables 6-7: "a
+cross-validated threshold on normal data"): ``infer.fixed_tau`` if set, else the calibration
+written when training ends, the rule of IterMask2 (``tau_percentile``-th percentile of the
+validation errors inside training masks, ``_itermask.calibrate``); phase A still runs with the
+experiment's gamma, so the record holds the subject tau beside the fixed one.
+
+``-spatial`` (variant ``no_spatial``; METHOD.md §6, IterMask3D Table 5 "-spatial": no spatial
+masking iterations): one reconstruction from the high-frequency image alone, i.e. the network
+with the whole brain masked (noise) plus the HF image, no phase A and no phase-B iterations;
+its mask = [e > the calibrated tau] (``threshold: single_step`` in the record). Before issue 10
+this ran phase A and one phase-B step.
 
 Settings (schema ``method_defaults.itermask3d``): network ``channels``, ``dropout``,
-``residual``; infer ``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``threshold``
-(``subject`` | ``fixed``), ``fixed_tau``, ``tol``, ``max_iterations``, ``batch_size``,
-``score``.
+``residual``; infer ``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``,
+``threshold`` (``subject`` | ``fixed``), ``fixed_tau``, ``tau_percentile``, ``tol``,
+``max_iterations``, ``batch_size``, ``score``.
 """
 from __future__ import annotations
 
@@ -29,6 +41,7 @@ class IterMask3D(Method):
     name = "itermask3d"
     spatial_dims = 3
     primary_network = "masked"
+    requires_validation = True  # the calibration (fixed tau, -spatial) needs healthy validation scans
 
     # -- inputs -------------------------------------------------------------------------
     def train_inputs(self, settings: Any) -> InputSpec:
@@ -64,43 +77,43 @@ class IterMask3D(Method):
         return im.validation_losses(networks, {"masked": im.input_variant(settings.variant)}, val, settings.seed,
                                     int(settings.infer["batch_size"]), device, precision, self.primary_network)
 
+    def finish_training(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
+                        log: Any) -> dict[str, Any]:
+        """Calibration on the healthy validation volumes (``_itermask.calibrate``): the fixed tau."""
+        return im.calibrate(self.name, settings, networks["masked"], im.input_variant(settings.variant), val,
+                            device, precision, log)
+
     # -- inference ----------------------------------------------------------------------
     def infer(self, networks: Mapping[str, Any], inputs: Mapping[str, Any], ctx: InferenceContext) -> dict:
-        from itermask.core.threshold import subject_threshold
-        from itermask.inference.tau import read_fixed_tau
-
         s, cfg = ctx.settings, ctx.settings.infer
         im.check_model_variant(s.variant, ctx.meta, ctx.model_path)
-        percents = _percents(float(cfg["step_percent"]))
-        gamma, y_limit, r2_min = float(cfg["gamma"]), float(cfg["y_limit"]), float(cfg["r2_min"])
-        mode = cfg["threshold"]
-        fixed, fixed_src = read_fixed_tau(cfg["fixed_tau"], ctx.fixed_tau_path) if mode == "fixed" else (None, None)
-        t_arr = np.asarray(percents)
-
-        def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
-            fit = subject_threshold(curve, gamma, y_limit=y_limit, r2_min=r2_min, t=t_arr)
-            return (fit.tau if fixed is None else fixed), fit
-
-        max_it = 1 if s.variant == "no_spatial" else int(cfg["max_iterations"])
+        plan = _plan(s, ctx)
         names = list(inputs)
         seeds = [ctx.seed(n) for n in names]
         results = run_volumes(networks["masked"], [inputs[n] for n in names], seeds, variant=s.variant,
-                              percents=percents, choose_tau=choose_tau, tol=float(cfg["tol"]), max_iterations=max_it,
-                              batch_size=int(cfg["batch_size"]), device=ctx.device)
+                              percents=plan["percents"], choose_tau=plan["choose_tau"], tol=float(cfg["tol"]),
+                              max_iterations=plan["max_iterations"], batch_size=int(cfg["batch_size"]),
+                              device=ctx.device)
         out = {}
         for name, seed, r in zip(names, seeds, results):
-            v, fit = inputs[name], r.tau_info.to_dict()
+            v = inputs[name]
+            fit = r.tau_info.to_dict() if r.tau_info is not None else None
             record = {
                 "kind": "3d", "inputs": v.paths, "seed": seed, "percents": r.percents, "curve": r.curve, "fit": fit,
-                "subject_tau": float(r.tau_info.tau), "k_star": fit.get("k"), "tau": r.tau, "threshold": mode,
-                "fixed_tau_source": fixed_src, "gamma": gamma, "y_limit": y_limit, "r2_min": r2_min,
-                "step_percent": float(cfg["step_percent"]), "tol": float(cfg["tol"]), "max_iterations": max_it,
-                "iterations_a": r.iterations_a, "iterations_b": r.iterations_b, "phase_b_changes": r.changes,
-                "converged": r.converged, "seconds": r.seconds,
+                "subject_tau": None if fit is None else float(r.tau_info.tau),
+                "k_star": None if fit is None else fit["k"], "tau": r.tau, "threshold": plan["mode"],
+                "fixed_tau_source": plan["source"], "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
+                "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
+                "step_percent": float(cfg["step_percent"]), "tol": float(cfg["tol"]),
+                "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
+                "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
+                "seconds": r.seconds,
             }
             out[name] = _output(r, v, record, cfg["score"])
-            out[name].figures["curve.png"] = partial(_plot, r=r, fit=fit, mode=mode, y_limit=y_limit)
-            ctx.log(f"[infer] {name}: tau {r.tau:.4g} ({mode}), phase A {r.iterations_a} it, phase B "
+            if fit is not None:
+                out[name].figures["curve.png"] = partial(_plot, r=r, fit=fit, mode=plan["mode"],
+                                                         y_limit=float(cfg["y_limit"]))
+            ctx.log(f"[infer] {name}: tau {r.tau:.4g} ({plan['mode']}), phase A {r.iterations_a} it, phase B "
                     f"{r.iterations_b} it, mask {out[name].record['scores']['mask_size_fraction']:.4f} of brain")
         return out
 
@@ -116,6 +129,31 @@ class IterMask3D(Method):
                            max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device)
         info = {"iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged}
         return _output(r, vol, {}, previous["score_name"]), info
+
+
+def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
+    """Where tau comes from and how many iterations run (module docstring): ``mode`` subject |
+    fixed (phase A still runs, so the subject tau is recorded beside) | single_step (-spatial)."""
+    from itermask.core.threshold import subject_threshold
+    from itermask.inference.tau import fixed_tau
+
+    cfg = s.infer
+    if im.single_step(s.variant) or cfg["threshold"] == "fixed":
+        tau, source = fixed_tau(cfg["fixed_tau"], ctx.meta, float(cfg["tau_percentile"]), ctx.model_path)
+    else:
+        tau, source = None, None
+    if im.single_step(s.variant):
+        return {"mode": "single_step", "source": source, "percents": (), "max_iterations": 1,
+                "choose_tau": lambda _curve: (tau, None)}
+    t_arr = np.asarray(_percents(float(cfg["step_percent"])))
+
+    def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
+        fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),
+                                r2_min=float(cfg["r2_min"]), t=t_arr, no_exceed=cfg["k_fallback"])
+        return (fit.tau if tau is None else tau), fit
+
+    return {"mode": cfg["threshold"], "source": source, "percents": tuple(t_arr), "choose_tau": choose_tau,
+            "max_iterations": int(cfg["max_iterations"])}
 
 
 def _percents(step_percent: float) -> tuple[float, ...]:

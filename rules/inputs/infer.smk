@@ -28,23 +28,11 @@ def infer_conditions(wildcards):
     }
 
 
-def fixed_tau_input(experiment):
-    return [path(FIXED_TAU, experiment=experiment)] if STUDY.needs_fixed_tau(experiment) else []
-
-
-def infer_group(wildcards):
-    """Cluster group of an infer job. Jobs that wait for a fixed tau (computed from another
-    experiment's validation inference) get their own group: in the common group, a group job
-    holding a validation run and a fixed-tau run would depend on itself through fixed_tau."""
-    return "inference_fixed" if fixed_tau_input(wildcards.experiment) else "inference"
-
-
 def infer_inputs(wildcards):
     files = [f for cond in infer_conditions(wildcards).values() for f in item_files(cond)]
     return {
         "model": path(MODEL, experiment=STUDY.settings(wildcards.experiment).model_owner),
         "files": files,
-        "fixed_tau": fixed_tau_input(wildcards.experiment),
     }
 
 
@@ -56,10 +44,3 @@ def inference_runs(experiment, dataset=None):
         if dataset is None or d == dataset
     ]
 
-
-def fixed_tau_runs(wildcards):
-    """Validation-subject inference of the experiment that owns the model (subject thresholds)."""
-    src = STUDY.settings(wildcards.experiment).model_owner
-    dataset = STUDY.settings(src).dataset
-    val = STUDY.datasets[dataset].splits.get("val", ())
-    return [(dataset, s, path(INFERENCE, experiment=src, dataset=dataset, subject=s)) for s in val]

@@ -98,10 +98,6 @@ def test_experiment_references(demo_config):
     cfg["tables"][0]["experiments"].append("nope")
     with pytest.raises(ConfigError, match="'nope' is not an experiment"):
         Study(cfg, base_dir=ROOT)
-    cfg = copy.deepcopy(demo_config)
-    del cfg["experiments"]["im3d_flair_fixedtau"]["model_from"]
-    with pytest.raises(ConfigError, match="threshold 'fixed' needs fixed_tau or model_from"):
-        Study(cfg, base_dir=ROOT)
 
 
 def test_experiment_settings_merge_defaults(demo_config):
@@ -339,7 +335,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
     assert cfg["resources"] == {"gpu": 1, "threads": 2, "train_runtime": 240, "train_mem_mb": 16000,
                                 "infer_runtime": 60, "infer_mem_mb": 12000}
-    assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 3, "zscore_clip_sd": 3.0,
+    assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
                                  "slices2d": {"size": 128, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
     assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_fpr": 0.01,
@@ -358,8 +354,9 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "lr_drop_at": None, "lr_after_drop": None, "rot90_p": 0, "rot90_axes": [0, 1], "fixed_masks": False,
         "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
     assert md["itermask3d"]["infer"] == {
-        "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "threshold": "subject",
-        "fixed_tau": None, "tol": 0.01, "max_iterations": 30, "batch_size": 1, "score": "mask_size"}
+        "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
+        "threshold": "subject", "fixed_tau": None, "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
+        "batch_size": 1, "score": "mask_size"}
     assert md["itermask2"]["infer"] == {"tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size"}
     assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}
@@ -384,7 +381,8 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
     assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
-                                "threshold": "subject", "fixed_tau": None, "tol": 0.01, "max_iterations": 10,
+                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None,
+                                "tau_percentile": 80, "tol": 0.01, "max_iterations": 10,
                                 "batch_size": 4, "score": "mask_size"}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
     assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1

@@ -59,11 +59,17 @@ def test_k_star_matches_analytic_derivative(a, b, gamma):
     assert fit.tau == pytest.approx(a * math.tan(b * expected_t), rel=1e-12)
 
 
-def test_derivative_never_exceeding_gamma_gives_last_point():
+def test_derivative_never_exceeding_gamma_takes_the_first_point_as_the_reference():
     a, b = 0.05, 0.014  # a b / cos^2(1.4) = 0.0248 < 0.05 on the whole range
-    fit = subject_threshold(a * np.tan(b * T), gamma=0.05)
+    curve = a * np.tan(b * T)
+    fit = subject_threshold(curve, gamma=0.05)
     assert fit.branch == "tangent"
-    assert fit.k == 99 and fit.t_star == 100.0
+    assert fit.k == 0 and fit.t_star == 1.0 and fit.tau == curve[0] and fit.fallback == "first"
+    last = subject_threshold(curve, gamma=0.05, no_exceed="last")  # the other reading, by name
+    assert last.k == 99 and last.t_star == 100.0 and last.fallback == "last"
+    assert subject_threshold(curve, gamma=0.01).fallback is None  # exceeded: no fallback
+    with pytest.raises(ValueError, match="no_exceed"):
+        subject_threshold(curve, gamma=0.05, no_exceed="middle")
 
 
 @pytest.mark.parametrize("step", [1, 5])
@@ -144,14 +150,16 @@ def test_gamma_is_per_t_unit_not_per_step():
     t5 = np.arange(5, 101, 5, dtype=float)
     curve = 0.02 * t5  # slope 0.02 per percent = 0.1 per 5 % step
     assert subject_threshold(curve, gamma=0.01, t=t5).k == 0
-    assert subject_threshold(curve, gamma=0.03, t=t5).k == t5.size - 1
+    fit = subject_threshold(curve, gamma=0.03, t=t5, no_exceed="last")
+    assert fit.k == t5.size - 1 and fit.fallback == "last"  # 0.02 per percent never exceeds 0.03
 
 
 def test_flat_curve_falls_back():
     fit = subject_threshold(np.zeros(100), gamma=0.01)
     assert math.isnan(fit.r2)
     assert fit.branch == "derivative"
-    assert fit.k == 99 and fit.tau == 0.0
+    assert fit.k == 0 and fit.tau == 0.0 and fit.fallback == "first"
+    assert subject_threshold(np.zeros(100), gamma=0.01, no_exceed="last").k == 99
     flat = subject_threshold(np.full(100, 0.3), gamma=0.01)
     assert flat.branch == "derivative"
     assert flat.tau == 0.3

@@ -20,7 +20,7 @@ from itermask.errors import ConfigError, InputError
 from itermask.inference import rethreshold as rethreshold_module
 from itermask.inference import stage as inference
 from itermask.inference.rethreshold import rethreshold
-from itermask.inference.tau import itermask2_tau
+from itermask.inference.tau import calibration_tau
 
 torch.set_num_threads(1)
 
@@ -55,9 +55,9 @@ def _fake_loader(monkeypatch, models, meta):
     monkeypatch.setattr(rethreshold_module, "load_trained", load)
 
 
-def infer(model, conditions, settings, out, fixed_tau_path=None):
+def infer(model, conditions, settings, out):
     inference.infer_subject(model, conditions, settings, str(out), dataset="ds", subject=out.name.replace("sub-", ""),
-                            device="cpu", fixed_tau_path=fixed_tau_path, log=lambda m: None)
+                            device="cpu", log=lambda m: None)
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
@@ -122,28 +122,30 @@ def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
     pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))
     model = Oracle([e1], inpaint_rule)
-    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 15}
+    pct = list(range(1, 100))  # the calibration written when training ends: quantile p = p / 80
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 15,
+            "calibration": {"tau": 1.0, "percentile": 80.0, "quantile_percentiles": pct,
+                            "quantiles": [p / 80 for p in pct]}}
     _fake_loader(monkeypatch, {"masked": model}, meta)
-    (tmp_path / "fixed_tau.json").write_text(json.dumps({"tau": 1.0}))
     fixed = {"step_percent": 10, "threshold": "fixed", "tol": 0.01, "max_iterations": 10, "batch_size": 1,
              "score": "mean_error"}
     cfg = experiment_settings("itermask3d", infer=fixed, model_from=True)
     out = tmp_path / "sub-02"
-    infer("m.pt", {"lesion": c1}, cfg, out, fixed_tau_path=str(tmp_path / "fixed_tau.json"))
+    infer("m.pt", {"lesion": c1}, cfg, out)
     res = json.loads((out / "lesion" / "result.json").read_text())
     assert res["tau"] == 1.0 and res["threshold"] == "fixed" and len(res["curve"]) == 10
+    assert res["fixed_tau_source"].startswith("calibration: 80th percentile") and res["subject_tau"] is not None
     assert res["score_name"] == "mean_error" and res["score"] == res["scores"]["mean_error"]
     mask = nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata() > 0
     assert dice(mask, a1.numpy()) > 0.95
     # no_freq experiment with a full model is refused; wrong grid is refused
     with pytest.raises(InputError, match="no_freq"):
-        infer("m.pt", {"lesion": c1}, experiment_settings("itermask3d", "no_freq", infer=fixed, model_from=True), out,
-              fixed_tau_path=str(tmp_path / "fixed_tau.json"))
+        infer("m.pt", {"lesion": c1}, experiment_settings("itermask3d", "no_freq", infer=fixed, model_from=True), out)
     bad = dict(c1)
     bad["brain"] = str(tmp_path / "bad.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((S, S, S), np.uint8), np.eye(4)), bad["brain"])
     with pytest.raises(InputError, match="affine"):
-        infer("m.pt", {"lesion": bad}, cfg, tmp_path / "sub-03", fixed_tau_path=str(tmp_path / "fixed_tau.json"))
+        infer("m.pt", {"lesion": bad}, cfg, tmp_path / "sub-03")
     assert not (tmp_path / "sub-03").exists()
 
 
@@ -218,12 +220,14 @@ def test_infer_subject_with_saved_networks(tmp_path):
                              infer={"step_percent": 25, "max_iterations": 10, "batch_size": 1})
     im3 = get("itermask3d")
     meta3 = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
-             **im3.build_networks(s3, (n, n, n))}
+             "calibration": {"tau": 0.2, "percentile": 80.0}, **im3.build_networks(s3, (n, n, n))}
     torch.manual_seed(0)
     save_models(tmp_path / "m3.pt", im3.networks_from_meta(meta3), meta3)
     infer(str(tmp_path / "m3.pt"), {"healthy": cond}, s3, tmp_path / "o3")
     res = json.loads((tmp_path / "o3" / "healthy" / "result.json").read_text())
-    assert res["iterations_a"] == 4 and res["iterations_b"] == 1 and res["variant"] == "no_spatial"
+    # -spatial: one reconstruction, thresholded at the calibration tau (no phase A, no iterations)
+    assert res["iterations_a"] == 0 and res["iterations_b"] == 1 and res["variant"] == "no_spatial"
+    assert res["threshold"] == "single_step" and res["tau"] == 0.2 and res["curve"] == []
     assert nib.load(str(tmp_path / "o3" / "healthy" / "recon.nii.gz")).shape == (n, n, n)
 
     s2 = experiment_settings("itermask2", network={"channels": [4, 4, 8, 8, 8], "attention_res": [8],
@@ -250,19 +254,19 @@ def test_itermask2_tau_picks_the_stored_quantile():
     pct = list(range(1, 100))
     meta = {"calibration": {"tau": 0.8, "percentile": 80.0, "quantile_percentiles": pct,
                             "quantiles": [p / 100 for p in pct]}}
-    assert itermask2_tau(meta, None) == (0.8, 80.0)
-    assert itermask2_tau(meta, 80) == (0.8, 80.0)
-    assert itermask2_tau(meta, 60) == (pytest.approx(0.60), 60.0)
-    assert itermask2_tau(meta, 95.0)[0] == pytest.approx(0.95)
-    assert itermask2_tau(meta, 1)[0] == pytest.approx(0.01)
+    assert calibration_tau(meta, None) == (0.8, 80.0)
+    assert calibration_tau(meta, 80) == (0.8, 80.0)
+    assert calibration_tau(meta, 60) == (pytest.approx(0.60), 60.0)
+    assert calibration_tau(meta, 95.0)[0] == pytest.approx(0.95)
+    assert calibration_tau(meta, 1)[0] == pytest.approx(0.01)
     with pytest.raises(ConfigError, match="integer percentiles 1..99"):
-        itermask2_tau(meta, 62.5)
+        calibration_tau(meta, 62.5)
     old = {"calibration": {"tau": 0.8, "percentile": 80.0}}  # a model from before the quantiles
-    assert itermask2_tau(old, 80)[0] == 0.8
+    assert calibration_tau(old, 80)[0] == 0.8
     with pytest.raises(InputError, match="no per-percentile quantiles"):
-        itermask2_tau(old, 60)
+        calibration_tau(old, 60)
     with pytest.raises(InputError, match="no calibration tau"):
-        itermask2_tau({}, None)
+        calibration_tau({}, None)
 
 
 class Recorder(nn.Module):
@@ -320,7 +324,7 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     cfg = experiment_settings("itermask3d", infer={"step_percent": 10, "max_iterations": 3})
     for folder in ("a/sub-01", "b/elsewhere"):
         inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(tmp_path / folder), dataset="ds", subject="01",
-                                device="cpu", fixed_tau_path=None, log=lambda m: None)
+                                device="cpu", log=lambda m: None)
     ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
     assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
     assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()

@@ -133,7 +133,7 @@ def test_resume_equals_uninterrupted_2d_with_ema_and_calibration(tmp_path):
     cal = meta["calibration"]
     tau = cal["tau"]
     assert np.isfinite(tau) and tau > 0
-    assert cal["n_slices"] == 3  # 4 slices, the empty one skipped
+    assert cal["n_samples"] == 3  # 4 slices, the empty one skipped
     assert cal == load_models(tmp_path / "b" / "model.pt")[1]["calibration"]
     header = (tmp_path / "a" / "loss.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["step", "loss", "loss_first", "val_loss", "val_loss_first"]
@@ -162,12 +162,15 @@ def test_loss_decreases_on_smooth_volumes(tmp_path):
     cfg = {"network": {"channels": [2, 4, 4, 8, 8], "dropout": 0.0},
            "train": {"steps": 25, "batch_size": 2, "lr": 3e-3, "checkpoint_every": 25, "rot90_p": 0.0,
                      "lr_drop_at": None}}
-    run("itermask3d", "full", items, [], cfg, tmp_path / "o")
+    run("itermask3d", "full", items, items[:1], cfg, tmp_path / "o")
     rows = [line.split("\t") for line in (tmp_path / "o" / "loss.tsv").read_text().splitlines()[1:]]
     loss = np.array([float(r[1]) for r in rows])
     assert len(loss) == 25
     assert loss[-5:].mean() < 0.5 * loss[:3].mean(), loss
     assert (tmp_path / "o" / "loss.png").stat().st_size > 1000
+    # IterMask3D's fixed tau: calibrated on the validation volumes when training ends (issue 10)
+    cal = load_models(tmp_path / "o" / "model.pt")[1]["calibration"]
+    assert cal["percentile"] == 80 and cal["quantiles"][79] == pytest.approx(cal["tau"]) and cal["n_samples"] == 1
 
 
 def test_pick_precision():

@@ -109,12 +109,12 @@ def test_lint_clean():
 def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     """With the SLURM profile's group-components, Snakemake packs subjects' group components
     together in an order that depends on Python's hash seed (4 packed a validation run with a
-    fixed-tau run into one group job, which then depended on itself through rule fixed_tau).
-    Fixed-tau inference has its own group, so no packing can do that."""
+    fixed-tau run into one group job, which then depended on itself through the former rule
+    fixed_tau). The fixed tau is now the model's calibration: no inference waits for another."""
     import yaml
 
     components = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())["group-components"]
-    assert components.keys() >= {"subject", "inference", "inference_fixed"}
+    assert components.keys() >= {"subject", "inference"} and "inference_fixed" not in components
     env_seed = dict(os.environ, PYTHONHASHSEED=hash_seed)
     res = subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", "-n", "--configfile",
@@ -125,7 +125,8 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     )
     assert res.returncode == 0, res.stderr + res.stdout
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
-    assert any(study.needs_fixed_tau(e) for e in study.experiments)
+    assert any(study.settings(e).infer.get("threshold") == "fixed" for e in study.experiments)
+    assert "rule fixed_tau" not in res.stdout
 
 
 def _jobs(stdout: str) -> list[dict[str, object]]:

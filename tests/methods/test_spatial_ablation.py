@@ -1,0 +1,69 @@
+"""-spatial (variant no_spatial, METHOD.md §6, issue 10): one reconstruction from the
+high-frequency image alone, no masked iterations, in 2D (IterMask2) and 3D (IterMask3D)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from itermask.core.iterative_mask_2d import run_itermask2
+
+torch.set_num_threads(1)
+
+
+class Const(nn.Module):
+    """Reconstruction = a fixed image per call count; records its inputs."""
+
+    def __init__(self, recon: torch.Tensor) -> None:
+        super().__init__()
+        self.recon, self.calls = recon, 0
+
+    def forward(self, inp):
+        self.calls += 1
+        return self.recon.expand(inp.shape[0], 1, *self.recon.shape[-2:]).clone()
+
+
+def _slices():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, 8, 8), generator=g)
+    brain = torch.zeros((2, 8, 8), dtype=torch.bool)
+    brain[:, 1:7, 1:7] = True
+    return x, x * 0.5, brain
+
+
+def test_2d_single_step_is_the_first_models_reconstruction_thresholded_once():
+    x, hf, brain = _slices()
+    first, masked = Const(torch.zeros((1, 1, 8, 8))), Const(torch.ones((1, 1, 8, 8)))
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, max_iterations=10, single_step=True)
+    assert masked.calls == 0 and first.calls == 1
+    for k, r in enumerate(res):
+        e1 = torch.where(brain[k], x[k] ** 2, torch.zeros(()))
+        torch.testing.assert_close(r.error, e1)
+        torch.testing.assert_close(r.recon, torch.zeros((8, 8)))
+        assert torch.equal(r.mask, (e1 > 0.5) & brain[k]) and r.iterations == 0
+    full = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, max_iterations=10)
+    assert masked.calls > 0 and not torch.equal(full[0].error, res[0].error)  # the full method differs
+
+
+def test_itermask2_no_spatial_experiment_runs_no_masked_iteration(tmp_path, monkeypatch):
+    from support import experiment_settings
+
+    from itermask.inference import stage
+
+    x, hf, brain = _slices()
+    path = tmp_path / "slices.npz"
+    np.savez(path, image=x.numpy(), hf=hf.numpy(), brain=brain.numpy(), label=np.zeros_like(brain.numpy()),
+             index=np.array([70, 71]), role=np.array("test"))
+    nets = {"first": Const(torch.zeros((1, 1, 8, 8))), "masked": Const(torch.ones((1, 1, 8, 8)))}
+    meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "network": {"image_size": 8},
+            "calibration": {"tau": 0.5, "percentile": 80.0}}
+    monkeypatch.setattr(stage, "load_trained", lambda p, d: (nets, meta))
+    cfg = experiment_settings("itermask2", "no_spatial", hf_radius=3, model_from=True)
+    stage.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(tmp_path / "o"), dataset="ds",
+                        subject="01", device="cpu", log=lambda m: None)
+    import json
+
+    res = json.loads((tmp_path / "o" / "lesion" / "result.json").read_text())
+    assert nets["masked"].calls == 0 and res["threshold"] == "single_step" and res["iterations"] == [0, 0]
+    want = int(((x ** 2 > 0.5) & brain).sum())
+    assert res["scores"]["mask_size_voxels"] == want
