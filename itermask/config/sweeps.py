@@ -4,8 +4,11 @@ A derived experiment is named by `sweep_name`: ``<experiment>__<param>_<value>``
 value's decimal point written 'p' (``im2_flair__tau_percentile_60``,
 ``im3d_flair_seg__gamma_0p05``). `tau_percentile` and `gamma` sweeps reuse the base
 experiment's model (`model_from`) and override `infer`; `hf_radius` sweeps train one model per
-value (experiment-level `hf_radius`). Derived experiments only segment (no detection runs); a
-value equal to the base experiment's own setting adds no experiment (the base stands for it).
+value (experiment-level `hf_radius`) and run the single-step -spatial model (variant
+`no_spatial`, as the papers' Fig. 3 does; METHOD.md §6), so their point at the base's own radius
+is a derived experiment too (`<experiment>__hf_radius_<r>`, on the base's model) unless the base
+is itself no_spatial. Derived experiments only segment (no detection runs); otherwise a value
+equal to the base experiment's own setting adds no experiment (the base stands for it).
 """
 from __future__ import annotations
 
@@ -45,6 +48,10 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
     entry["detect"] = False
     entry["label"] = f"{entry.get('label', base)} ({param} {value:g})"
     if param == "hf_radius":
+        entry["variant"] = "no_spatial"  # Fig. 3: the single-step model
+        if float(value) == study.setting(base, param):  # the base's radius: the base's model
+            entry["model_from"] = base
+            return entry
         owner = study.experiments[study.model_experiment(base)]
         entry.pop("model_from", None)
         for key in ("network", "train"):  # train as the model the base uses was trained
@@ -90,10 +97,10 @@ def add_sweeps(study: "Study") -> list[str]:
         base, param, values = sweep["experiment"], sweep["param"], sweep["values"]
         _check_sweep(study, i, base, param, values)
         own = study.setting(base, param)
-        members = {base: own}
-        for v in values:
-            if float(v) == own:
-                continue  # the base experiment is this point
+        single = param == "hf_radius" and study.settings(base).variant != "no_spatial"
+        members = {} if single else {base: own}
+        # the base experiment is the point at its own value, unless it is not the swept model
+        for v in ([own] if single else []) + [v for v in values if float(v) != own]:
             name = sweep_name(base, param, v)
             if name in study.experiments:
                 raise ConfigError(f"config key 'sweeps.{i}'.values: derived experiment '{name}' already exists "

@@ -182,13 +182,17 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     ]
     study = Study(cfg, base_dir=ROOT)
     derived = [e for e in study.experiments if e not in cfg["experiments"]]
-    assert derived == ["im2_flair__tau_percentile_60", "im2_flair__tau_percentile_90", "im2_flair__hf_radius_5",
-                       "im3d_flair_fixedtau__gamma_0p02", "im3d_flair_fixedtau__gamma_0p1",
-                       "im3d_flair__hf_radius_10"]
+    assert derived == ["im2_flair__tau_percentile_60", "im2_flair__tau_percentile_90", "im2_flair__hf_radius_15",
+                       "im2_flair__hf_radius_5", "im3d_flair_fixedtau__gamma_0p02", "im3d_flair_fixedtau__gamma_0p1",
+                       "im3d_flair__hf_radius_15", "im3d_flair__hf_radius_10"]
     # the base's own value (tau 80 from method_defaults, r 15 from preprocess) is the base point
     assert study.sweep_members("im2_flair", "tau_percentile") == {
         "im2_flair": 80.0, "im2_flair__tau_percentile_60": 60.0, "im2_flair__tau_percentile_90": 90.0}
-    assert study.sweep_members("im2_flair", "hf_radius") == {"im2_flair": 15.0, "im2_flair__hf_radius_5": 5.0}
+    # hf_radius sweeps run the single-step (-spatial) model (Fig. 3), the base radius on the base's model
+    assert study.sweep_members("im2_flair", "hf_radius") == {"im2_flair__hf_radius_15": 15.0,
+                                                             "im2_flair__hf_radius_5": 5.0}
+    assert study.settings("im2_flair__hf_radius_15").variant == "no_spatial"
+    assert study.model_experiment("im2_flair__hf_radius_15") == "im2_flair"
     assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.01
     # tau / gamma: same model, only infer differs; detection is not run
     tau60 = study.settings("im2_flair__tau_percentile_60")
@@ -201,7 +205,7 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     # hf_radius: a model of its own at that radius
     r5 = study.settings("im2_flair__hf_radius_5")
     assert study.model_experiment("im2_flair__hf_radius_5") == "im2_flair__hf_radius_5" == r5.model_owner
-    assert r5.hf_radius == 5 and study.settings("im2_flair").hf_radius == 15
+    assert r5.hf_radius == 5 and study.settings("im2_flair").hf_radius == 15 and r5.variant == "no_spatial"
     assert study.settings("im3d_flair__hf_radius_10").infer["gamma"] == 0.05
     assert study.settings("im3d_flair__hf_radius_10").hf_radius == 10
     assert "hf_radius" not in study.experiments["im2_flair"]  # configured experiments unchanged
