@@ -29,7 +29,11 @@ QC_SKULLSTRIP = f"{R}/qc/{{dataset}}/sub-{{subject}}_skullstrip.png"
 QC_SUBJECT_PNG = f"{R}/qc/{{dataset}}/sub-{{subject}}.png"
 QC_SUBJECT_JSON = f"{R}/qc/{{dataset}}/sub-{{subject}}.json"
 QC_TABLE = f"{R}/qc/{{dataset}}_qc.tsv"
-FAILED_SKULLSTRIP = f"{R}/qc/{{dataset}}_failed_skullstrip.tsv"
+FAILED_SKULLSTRIP = f"{R}/qc/{{dataset}}_failed_skullstrip.tsv"  # the set's record (selection)
+FS = f"{R}/failed_skullstrip/{{dataset}}/sub-{{subject}}"  # a failed-strip candidate
+FS_TOOL_MASK = f"{FS}/mask-{{tool}}.nii.gz"  # tool: hd_bet, template (deepbet: NATIVE_BRAIN)
+FS_AGREEMENT = f"{FS}/agreement.json"
+FS_OUTLIER = f"{FS}/outlier_brainmask.nii.gz"  # = Study FAILED_STRIP_MASK: brain mask of <dataset>failedstrip
 MODEL = f"{R}/models/{{experiment}}/model.pt"
 LOSS_TSV = f"{R}/models/{{experiment}}/loss.tsv"
 LOSS_PNG = f"{R}/models/{{experiment}}/loss.png"
@@ -61,16 +65,17 @@ wildcard_constraints:
     artefact="[a-z_0-9]+(-s[0-9]+)?",
     name="[A-Za-z0-9_]+",
     radius="[0-9]+",
+    tool="hd_bet|template",
 
 
 # -- targets -----------------------------------------------------------------------------
 def all_targets():
     """QC, metrics of every experiment (sweeps' derived ones included), per-experiment figures
     of the configured experiments, sensitivity figures, tables, failed skull-strip sets."""
-    targets = [path(QC_TABLE, dataset=d) for d in STUDY.datasets]
+    targets = [path(QC_TABLE, dataset=d) for d in STUDY.config["datasets"]]  # not <ds>failedstrip
     targets += [path(METRICS, experiment=e, kind="segmentation") for e in STUDY.experiments]
     targets += [path(FIGURES, experiment=e) for e in STUDY.config["experiments"]]
     targets += [path(SENSITIVITY, experiment=e, param=p) for e, p in STUDY.sweeps]
     targets += [path(TABLE, name=t, ext=ext) for t in STUDY.tables for ext in ("md", "csv", "tex")]
-    targets += [path(FAILED_SKULLSTRIP, dataset=d) for d in STUDY.datasets if STUDY.failed_skullstrip(d).enabled]
+    targets += [path(FAILED_SKULLSTRIP, dataset=d) for d in STUDY.config["datasets"] if STUDY.failed_strip_dataset(d)]
     return targets

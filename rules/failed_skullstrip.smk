@@ -1,9 +1,40 @@
-# Real-artefact sets (issue 4). Failed skull-stripping: per subject, the Dice between the
-# dataset's brain mask (rule brain_mask: deepbet) and an MNI-template registration mask
-# (antspyx); the subjects with the lowest Dice are flagged. Enabled per dataset with
-# `failed_skullstrip_set: {enabled: true, n_subjects: N}`.
+# The failed-skull-stripping set (IterMask3D Table 2, real artefacts), enabled per dataset with
+# `failed_skullstrip_set: {enabled: true, n_subjects: N}`. Per candidate (a test_healthy
+# subject): HD-BET and template-registration masks beside deepbet's (rule brain_mask), their
+# pairwise Dice and the outlying mask. Per dataset: the TSV record, selecting the N candidates
+# with the lowest mean agreement. The candidates' scans with their outlying masks form the
+# derived dataset <dataset>failedstrip, preprocessed by the rules of preprocess.smk (brain
+# mask method `pattern`); selected subjects get inference condition `failed_skullstrip`.
 
 include: "inputs/failed_skullstrip.smk"
+
+
+rule failed_skullstrip_masks:
+    input:
+        unpack(failed_skullstrip_masks_inputs),
+    output:
+        hd_bet=at(FS_TOOL_MASK, tool="hd_bet"),
+        template=at(FS_TOOL_MASK, tool="template"),
+        outlier=FS_OUTLIER,
+        agreement=FS_AGREEMENT,
+    params:
+        settings=failed_skullstrip_masks_settings,
+        device=STUDY.device,
+    log:
+        f"{R}/logs/failed_skullstrip_masks/{{dataset}}_{{subject}}.log",
+    benchmark:
+        f"{R}/benchmarks/failed_skullstrip_masks/{{dataset}}_{{subject}}.tsv"
+    group:
+        "subject"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: RES.threads  # HD-BET (torch); ITK follows ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=30,
+        gpu=RES.gpu,
+    script:
+        "../workflow_scripts/failed_skullstrip_masks.py"
 
 
 rule failed_skullstrip:
@@ -16,18 +47,15 @@ rule failed_skullstrip:
             category="Quality control",
         ),
     params:
-        subjects=lambda w: list(STUDY.datasets[w.dataset].subjects),
+        subjects=lambda w: list(STUDY.failed_strip_candidates(w.dataset)),
         n_subjects=lambda w: STUDY.failed_skullstrip(w.dataset).n_subjects,
-        spacing_mm=3.0,  # the template registration's working resolution (not a setting)
     log:
         f"{R}/logs/failed_skullstrip/{{dataset}}.log",
-    benchmark:
-        f"{R}/benchmarks/failed_skullstrip/{{dataset}}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 1  # one ITK thread: the registrations are then reproducible bit for bit
+    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=lambda w: 10 + len(STUDY.datasets[w.dataset].subjects),
+        mem_mb=1000,
+        runtime=5,
     script:
         "../workflow_scripts/failed_skullstrip.py"

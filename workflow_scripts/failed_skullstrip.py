@@ -8,12 +8,7 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    subjects = list(smk.params.subjects)
     build_failed_skullstrip_set(
-        dict(zip(subjects, smk.input.images)),
-        dict(zip(subjects, smk.input.masks)),
-        smk.output[0],
-        n_subjects=smk.params.n_subjects,
-        dataset=smk.wildcards.dataset,
-        spacing_mm=smk.params.spacing_mm,
+        dict(zip(smk.params.subjects, smk.input.agreements)), smk.output[0],
+        n_subjects=smk.params.n_subjects, dataset=smk.wildcards.dataset,
     )

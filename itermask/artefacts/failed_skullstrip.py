@@ -1,191 +1,42 @@
-"""Failed skull-stripping candidates: deepbet's brain mask against a template-registration mask.
+"""The failed-skull-stripping set (IterMask3D Table 2, "real artefacts"), as the paper builds it.
 
-A second, independent brain mask per subject comes from registering the MNI152 2009 T1
-template (brain-only, shipped in the nilearn wheel) to the subject's raw head with antspyx
-and warping the template's brain mask to the subject's native grid. Subjects whose
-deepbet mask disagrees most with it (lowest Dice) are the candidates for a failed strip.
-
-Template brain mask: the template's GM and WM probability maps (same folder, 0-255 =
-probability 0-1), ``gm + wm > 0.3``, holes filled (ventricles), closed with 2 iterations of
-the 6-connected structuring element (1 mm voxels) and filled again; ≈ 1.85 l (the MNI
-space is larger than an average head; the affine transform scales it).
-
-Registration (template = moving, head = fixed), both downsampled to ``spacing_mm``: a
-similarity stage started from the centres of mass, then an affine stage started from it
-(Mattes mutual information, dense sampling, shrink factors 4-2-1 at smoothing sigmas 2-1-0
-voxels). The template is brain-only, so the subject's side is cut to where a brain can be:
-a head mask (``ants.get_mask``: voxels above the mean intensity, cleaned, hole-filled), and
-of it only the top ``HEAD_SLAB_MM`` (150 mm) along the world superior axis (the image's
-affine must orient it correctly, as for any registration); intensities outside are zeroed,
-so the centre-of-mass start lies near the brain. The metric is evaluated in that region only.
-On 30 demo heads at 3-4 mm (Dice 0.964-0.975 with the generator's brain on 23, 0.950-0.963
-with deepbet's mask on 7) this never failed; each of these variants failed on some of them
-(Dice 0.005-0.77): no head mask (the template's zero background fitted to the air: brain
-stretched to the scalp); no slab (the template slid into face and neck; a first translation
-stage or ANTs' multi-start affine initialiser did not prevent it); restricting the metric to
-the dilated template brain (mutual information then rewards small overlaps). The template
-mask is warped to the native grid with linear interpolation and thresholded at 0.5.
-Registering at 2 mm instead of 3 mm gave the same Dice at about 4 times the time.
-
-Reproducibility: dense sampling and a fixed seed for antsRegistration; ITK's thread count
-is read from ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS when ITK first runs (the rule uses one).
+Each candidate healthy scan is skull-stripped by several tools (``TOOLS``): deepbet (the
+dataset's own brain mask, rule brain_mask), HD-BET (``itermask.preprocess.hd_bet``) and an
+MNI-template registration (``itermask.artefacts.template_mask``). SynthStrip is not among them:
+its model is not distributed in a form that runs offline from a pinned package. Per subject
+(`subject_agreement`): the pairwise Dice of the masks, the subject's mean agreement (the mean
+over all pairs) and its outlying mask (the tool whose mean Dice with the others is lowest).
+Per dataset (`select_subjects`): the ``n_subjects`` candidates with the lowest mean
+agreement. Each selected scan, stripped with its outlying mask, is preprocessed like a normal
+scan with that mask as its brain mask (a derived dataset, ``Study.failed_strip_dataset``) and
+becomes the inference condition ``failed_skullstrip`` of the subject.
 """
 from __future__ import annotations
 
-import math
-import tempfile
-from contextlib import contextmanager
-from functools import lru_cache
+import csv
+import itertools
+import json
+import logging
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
-import nibabel as nib
 import numpy as np
-from scipy import ndimage as ndi
 
-from itermask.io.atomic import write_text
 from itermask.errors import InputError
-from itermask.io.nifti import check_same_grid, load_nifti
+from itermask.io.atomic import write_text
+from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
 
 __all__ = [
-    "template_paths", "template_mask_from_tissue", "head_top_slab", "template_brain_mask",
-    "mask_agreement", "rank_subjects", "build_failed_skullstrip_set",
+    "TOOLS", "CONDITION", "mask_agreement", "subject_agreement", "select_subjects",
+    "make_subject_masks", "build_failed_skullstrip_set", "selected_subjects",
 ]
 
-TISSUE_THRESHOLD = 0.3        # gm + wm probability defining the template brain
-CLOSING_ITERATIONS = 2        # binary closing of the template mask (1 mm voxels)
-SHRINK_FACTORS = (4, 2, 1)
-SMOOTHING_SIGMAS = (2, 1, 0)  # voxels of each level
-ITERATIONS = (100, 50, 25)
-STAGES = ("Similarity", "Affine")
-HEAD_SLAB_MM = 150.0          # part of the head (below its top) the template may cover
-SEED = 1
-COLUMNS = ("subject", "dice", "deepbet_ml", "template_ml", "flagged")
+log = logging.getLogger(__name__)
 
-
-def template_paths() -> dict[str, Path]:
-    """Paths of the MNI152 2009 T1, GM and WM maps inside the installed nilearn package."""
-    import nilearn
-
-    folder = Path(nilearn.__file__).parent / "datasets" / "data"
-    paths = {k: folder / f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
-    for name, path in paths.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"MNI152 template '{name}' not found at {path} (nilearn install incomplete?)")
-    return paths
-
-
-def _probability(img: nib.Nifti1Image) -> np.ndarray:
-    """Probability map in [0, 1]: integer maps are scaled by their type's maximum."""
-    data = np.asanyarray(img.dataobj)
-    if np.issubdtype(data.dtype, np.integer):
-        return data.astype(np.float32) / np.iinfo(data.dtype).max
-    return data.astype(np.float32)
-
-
-def template_mask_from_tissue(
-    gm: np.ndarray, wm: np.ndarray, *, threshold: float = TISSUE_THRESHOLD, closing_iterations: int = CLOSING_ITERATIONS
-) -> np.ndarray:
-    """Brain mask from GM/WM probabilities: ``gm + wm > threshold``, filled, closed, filled."""
-    mask = ndi.binary_fill_holes(np.asarray(gm) + np.asarray(wm) > threshold)
-    if closing_iterations > 0:
-        padded = np.pad(mask, closing_iterations)  # closing must not erode at the array border
-        closed = ndi.binary_closing(padded, iterations=closing_iterations)
-        mask = closed[(slice(closing_iterations, -closing_iterations),) * mask.ndim]
-    return ndi.binary_fill_holes(mask)
-
-
-@lru_cache(maxsize=1)
-def _template() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
-    """(T1 float32, brain mask float32 0/1) of the MNI template, RAS, 1 mm."""
-    paths = template_paths()
-    t1 = nib.as_closest_canonical(nib.load(str(paths["t1"])))
-    gm = nib.as_closest_canonical(nib.load(str(paths["gm"])))
-    wm = nib.as_closest_canonical(nib.load(str(paths["wm"])))
-    mask = template_mask_from_tissue(_probability(gm), _probability(wm))
-    return (
-        nib.Nifti1Image(np.asanyarray(t1.dataobj).astype(np.float32), t1.affine),
-        nib.Nifti1Image(mask.astype(np.float32), gm.affine),
-    )
-
-
-@lru_cache(maxsize=4)
-def _coarse_template(spacing_mm: float) -> nib.Nifti1Image:
-    """Template T1 resampled to ``spacing_mm``."""
-    from itermask.preprocess.resample import resample_to_spacing
-
-    return resample_to_spacing(_template()[0], spacing_mm, "linear")
-
-
-def head_top_slab(head_mask: np.ndarray, affine: np.ndarray, height_mm: float = HEAD_SLAB_MM) -> np.ndarray:
-    """The voxels of ``head_mask`` less than ``height_mm`` below its highest one (world z, RAS mm)."""
-    head_mask = np.asarray(head_mask, dtype=bool)
-    ijk = np.argwhere(head_mask)
-    if ijk.size == 0:
-        raise ValueError("empty head mask")
-    z = ijk @ np.asarray(affine, float)[2, :3] + float(affine[2, 3])
-    slab = np.zeros_like(head_mask)
-    slab[tuple(ijk[z > z.max() - height_mm].T)] = True
-    return slab
-
-
-@contextmanager
-def _ants_seed(seed: int) -> Iterator[None]:
-    """Pass ``--random-seed`` to antsRegistration for the duration of the block."""
-    import ants
-
-    previous = ants.config._random_seed
-    ants.config._random_seed = seed
-    try:
-        yield
-    finally:
-        ants.config._random_seed = previous
-
-
-def template_brain_mask(img: nib.Nifti1Image, *, spacing_mm: float = 3.0) -> np.ndarray:
-    """Boolean brain mask of a raw head on its own voxel grid, by MNI template registration.
-
-    ``img``: a 3D head image (any orientation; the mask follows its array). Registration
-    runs on both images resampled to ``spacing_mm``; see the module docstring.
-    """
-    import ants
-
-    from itermask.preprocess.resample import array_to_ants, nib_to_ants, resample_to_spacing
-
-    if spacing_mm <= 0:
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
-    if len(img.shape) != 3:
-        raise ValueError(f"expected a 3D image, got shape {img.shape}")
-    head = nib.Nifti1Image(np.asanyarray(img.dataobj).astype(np.float32), img.affine)
-    _, template_mask = _template()
-    coarse = resample_to_spacing(head, spacing_mm, "linear")
-    head_mask = ants.get_mask(nib_to_ants(coarse), cleanup=2).numpy() > 0
-    if not head_mask.any():
-        raise ValueError("no head found in the image (empty head mask)")
-    slab = head_top_slab(head_mask, coarse.affine, HEAD_SLAB_MM)
-    fixed = array_to_ants(np.asanyarray(coarse.dataobj) * slab, coarse.affine)
-    moving = nib_to_ants(_coarse_template(float(spacing_mm)))
-    settings = dict(
-        mask=array_to_ants(slab.astype(np.float32), coarse.affine),
-        aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=1.0, aff_iterations=ITERATIONS,
-        aff_shrink_factors=SHRINK_FACTORS, aff_smoothing_sigmas=SMOOTHING_SIGMAS,
-    )
-    transforms = None
-    with tempfile.TemporaryDirectory(prefix="itermask_reg_") as tmp, _ants_seed(SEED):
-        for i, stage in enumerate(STAGES):
-            # each stage's output (collapsed) already contains its initial transform
-            start = {} if transforms is None else {"initial_transform": transforms}
-            reg = ants.registration(
-                fixed, moving, type_of_transform=stage, outprefix=f"{tmp}/{i}_", **settings, **start
-            )
-            transforms = reg["fwdtransforms"]
-        warped = ants.apply_transforms(
-            nib_to_ants(head), nib_to_ants(template_mask), transforms, interpolator="linear"
-        )
-    mask = warped.numpy() > 0.5
-    if mask.shape != head.shape:
-        raise RuntimeError(f"warped template mask has shape {mask.shape}, image {head.shape}")
-    return mask
+TOOLS = ("deepbet", "hd_bet", "template")
+CONDITION = "failed_skullstrip"
+COLUMNS = ("subject", *(f"dice_{a}_{b}" for a, b in itertools.combinations(TOOLS, 2)),
+           *(f"{t}_ml" for t in TOOLS), "mean_agreement", "outlier", "selected")
 
 
 def mask_agreement(a: np.ndarray, b: np.ndarray, *, voxel_ml: float) -> dict:
@@ -206,54 +57,102 @@ def mask_agreement(a: np.ndarray, b: np.ndarray, *, voxel_ml: float) -> dict:
         "dice": 2.0 * inter / (na + nb),
         "volume_a_ml": na * voxel_ml,
         "volume_b_ml": nb * voxel_ml,
-        "volume_ratio": nb / na if na else math.inf,
+        "volume_ratio": nb / na if na else float("inf"),
     }
 
 
-def rank_subjects(dice: Mapping[str, float], n_subjects: int) -> list[tuple[str, bool]]:
-    """Subjects by increasing Dice (ties: subject ID), with True for the ``n_subjects`` lowest."""
+def subject_agreement(masks: Mapping[str, np.ndarray], *, voxel_ml: float) -> dict:
+    """Agreement of one subject's masks (tool -> boolean mask, at least three tools).
+
+    ``dice``: {"a|b": Dice} over all pairs (in the order of ``masks``); ``mean_agreement``:
+    their mean; ``tool_agreement``: per tool, its mean Dice with the others; ``outlier``: the
+    tool with the lowest of these (ties: the first); ``volume_ml`` per tool.
+    """
+    tools = list(masks)
+    if len(tools) < 3:
+        raise ValueError(f"need at least three masks to find an outlying one, got {tools}")
+    dice = {f"{a}|{b}": mask_agreement(masks[a], masks[b], voxel_ml=voxel_ml)["dice"]
+            for a, b in itertools.combinations(tools, 2)}
+    per_tool = {t: float(np.mean([d for pair, d in dice.items() if t in pair.split("|")])) for t in tools}
+    outlier = min(tools, key=lambda t: (per_tool[t], tools.index(t)))
+    return {
+        "dice": dice, "mean_agreement": float(np.mean(list(dice.values()))), "tool_agreement": per_tool,
+        "outlier": outlier, "volume_ml": {t: float(np.count_nonzero(masks[t]) * voxel_ml) for t in tools},
+    }
+
+
+def select_subjects(agreement: Mapping[str, float], n_subjects: int) -> list[tuple[str, bool]]:
+    """Subjects by increasing mean agreement (ties: subject ID), True for the ``n_subjects`` lowest."""
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    order = sorted(dice, key=lambda s: (dice[s], s))
+    order = sorted(agreement, key=lambda s: (agreement[s], s))
     return [(s, i < n_subjects) for i, s in enumerate(order)]
 
 
-def build_failed_skullstrip_set(
-    images: Mapping[str, str | Path],
-    masks: Mapping[str, str | Path],
-    out_tsv: str | Path,
-    *,
-    n_subjects: int,
-    dataset: str,
-    spacing_mm: float = 3.0,
+def make_subject_masks(
+    image_path: str | Path, deepbet_path: str | Path, out_masks: Mapping[str, str | Path],
+    out_outlier: str | Path, out_json: str | Path, *, dataset: str, subject: str,
+    device: str, hd_bet_mode: str, hd_bet_tta: bool, template_spacing_mm: float,
 ) -> None:
-    """TSV of every subject's deepbet-vs-template Dice, lowest first; the lowest ``n_subjects`` flagged.
-
-    ``images``: subject -> raw image of the skull-stripped sequence; ``masks``: subject ->
-    its native brain mask (rule brain_mask: RAS, on the reoriented image's grid).
-    Columns: subject, dice, deepbet_ml, template_ml, flagged.
+    """Stage (one subject): HD-BET and template masks of the raw image (``out_masks`` by tool),
+    their agreement with deepbet's ``deepbet_path`` (``out_json``), the outlying mask
+    (``out_outlier``). Every mask is on the RAS-canonical grid of the image, as rule brain_mask's.
     """
-    if set(images) != set(masks):
-        raise ValueError(f"dataset '{dataset}': images and masks name different subjects "
-                         f"({sorted(set(images) ^ set(masks))})")
-    if not images:
-        raise ValueError(f"dataset '{dataset}': no subjects")
-    stats: dict[str, dict] = {}
-    for subject in sorted(images):
-        ctx = dict(dataset=dataset, subject=subject)
-        img = load_nifti(images[subject], **ctx)
-        mimg = load_nifti(masks[subject], allow_empty=True, **ctx)
-        check_same_grid(mimg, img, path=masks[subject], **ctx)
-        deepbet = np.asanyarray(mimg.dataobj) > 0
+    from itermask.artefacts.template_mask import template_brain_mask
+    from itermask.preprocess.hd_bet import hd_bet_mask
+
+    ctx = dict(dataset=dataset, subject=subject)
+    img = load_nifti(image_path, **ctx)
+    deepbet = load_nifti(deepbet_path, allow_empty=True, **ctx)
+    check_same_grid(deepbet, img, path=deepbet_path, **ctx)
+    masks = {"deepbet": np.asanyarray(deepbet.dataobj) > 0}
+    for tool, run in (("hd_bet", lambda: hd_bet_mask(img, device=device, mode=hd_bet_mode, tta=hd_bet_tta)),
+                      ("template", lambda: template_brain_mask(img, spacing_mm=template_spacing_mm))):
         try:
-            template = template_brain_mask(img, spacing_mm=spacing_mm)
+            masks[tool] = run()
         except (RuntimeError, ValueError) as exc:  # antsRegistration exit status, no head found
-            raise InputError(f"template registration failed ({exc})", path=images[subject], **ctx) from exc
-        voxel_ml = float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
-        stats[subject] = mask_agreement(deepbet, template, voxel_ml=voxel_ml)
-    ranked = rank_subjects({s: v["dice"] for s, v in stats.items()}, n_subjects)
+            raise InputError(f"{tool} skull-stripping failed ({exc})", path=image_path, **ctx) from exc
+        save_nifti(masks[tool], img.affine, out_masks[tool], dtype=np.uint8)
+    try:
+        record = subject_agreement(masks, voxel_ml=float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0)
+    except ValueError as exc:
+        raise InputError(str(exc), path=image_path, **ctx) from exc
+    if not masks[record["outlier"]].any():
+        raise InputError(f"the outlying mask ({record['outlier']}) is empty", path=image_path, **ctx)
+    save_nifti(masks[record["outlier"]], img.affine, out_outlier, dtype=np.uint8)
+    write_text(out_json, json.dumps({"dataset": dataset, "subject": subject, **record}, indent=1) + "\n")
+
+
+def build_failed_skullstrip_set(
+    agreements: Mapping[str, str | Path], out_tsv: str | Path, *, n_subjects: int, dataset: str,
+) -> None:
+    """Stage (one dataset): the set's record, one row per candidate (``agreements``: subject ->
+    its `make_subject_masks` JSON), by increasing mean agreement; ``selected`` marks the
+    ``n_subjects`` lowest (every candidate when there are fewer). Columns: ``COLUMNS``."""
+    if not agreements:
+        raise InputError("no candidate subjects for the failed skull-stripping set", dataset=dataset)
+    records = {}
+    for subject, path in agreements.items():
+        try:
+            records[subject] = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the subject's mask agreement ({exc})", path=path,
+                             dataset=dataset, subject=subject) from exc
+    if n_subjects > len(records):
+        log.warning("dataset '%s': n_subjects %d > %d candidates: all selected", dataset, n_subjects, len(records))
+    ranked = select_subjects({s: r["mean_agreement"] for s, r in records.items()}, n_subjects)
     lines = ["\t".join(COLUMNS)]
-    for subject, flagged in ranked:
-        v = stats[subject]
-        lines.append(f"{subject}\t{v['dice']:.4f}\t{v['volume_a_ml']:.1f}\t{v['volume_b_ml']:.1f}\t{flagged}")
+    for subject, selected in ranked:
+        r = records[subject]
+        pairs = [f"{r['dice'][f'{a}|{b}']:.4f}" for a, b in itertools.combinations(TOOLS, 2)]
+        volumes = [f"{r['volume_ml'][t]:.1f}" for t in TOOLS]
+        lines.append("\t".join([subject, *pairs, *volumes, f"{r['mean_agreement']:.4f}", r["outlier"],
+                                "yes" if selected else "no"]))
     write_text(out_tsv, "\n".join(lines) + "\n")
+
+
+def selected_subjects(tsv_path: str) -> list[str]:
+    """Subjects marked selected in a set's TSV (the path as given: a missing file raises
+    FileNotFoundError with that name, which Snakemake reads as 'not yet built')."""
+    with open(tsv_path, newline="") as fh:
+        return [row["subject"] for row in csv.DictReader(fh, delimiter="\t") if row["selected"] == "yes"]

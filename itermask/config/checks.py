@@ -45,8 +45,44 @@ def check_experiment(study: "Study", name: str) -> None:
     if s.detect and "other_sequence" in art["types"]:
         other = art.get("other_sequence")
         for d in s.detect:
+            if "test_healthy" not in study.datasets[d].splits:
+                continue  # no healthy test scans: no synthetic artefacts
             if other is None or other not in datasets[d]["sequences"] or other == s.sequence:
                 raise ConfigError(f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset '{d}'")
+
+
+def check_real_artefacts(study: "Study") -> None:
+    """Failed skull-stripping sets and user anomalous datasets (test_anomalous + anomaly)."""
+    from itermask.artefacts.failed_skullstrip import CONDITION
+
+    reserved = {"val", "healthy", "lesion", "all", CONDITION, *study.artefact_conditions()}
+    for name, d in list(study.datasets.items()):
+        where = f"config key 'datasets.{name}'"
+        if (d.anomaly is None) != ("test_anomalous" not in d.splits):
+            raise ConfigError(f"{where}: give 'anomaly' (the condition name) exactly when the dataset has "
+                              "split or role 'test_anomalous'")
+        if d.anomaly in reserved:
+            raise ConfigError(f"{where}.anomaly: '{d.anomaly}' is reserved (one of {sorted(reserved)})")
+        derived = study.failed_strip_dataset(name)
+        if derived is None:
+            continue
+        if derived in study.config["datasets"]:
+            raise ConfigError(f"{where}.failed_skullstrip_set: its scans form dataset '{derived}', "
+                              "which the config already names")
+        if d.mask_method != "deepbet":
+            raise ConfigError(f"{where}.failed_skullstrip_set: needs brain_mask.method 'deepbet' (one of its "
+                              f"tools), got '{d.mask_method}'")
+        healthy = d.splits.get("test_healthy", ())
+        own = study.failed_skullstrip(name).subjects or ()
+        if not healthy or set(own) - set(healthy):
+            raise ConfigError(f"{where}.failed_skullstrip_set: candidates must be test_healthy subjects "
+                              f"(not {sorted(set(own) - set(healthy)) or 'none: no test_healthy split'})")
+    for name in study.experiments:
+        detect = study.settings(name).detect
+        if any(study.datasets[d].anomaly for d in detect) and not any(
+                "test_healthy" in study.datasets[d].splits for d in detect):
+            raise ConfigError(f"config key 'experiments.{name}.detect': anomalous datasets are compared with "
+                              "the healthy test scans of the other detect datasets; none has test_healthy")
 
 
 def check_attention_resolutions(study: "Study", name: str) -> None:
@@ -92,3 +128,4 @@ def check_references(study: "Study") -> None:
             raise ConfigError(f"config key 'experiments.{name}': dataset '{ds.name}' has no 'train' split")
     for name in study.experiments:
         check_attention_resolutions(study, name)
+    check_real_artefacts(study)

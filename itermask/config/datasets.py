@@ -13,7 +13,7 @@ from typing import Any
 
 from itermask.errors import ConfigError
 
-SPLITS = ("train", "val", "test_healthy", "test_lesion")
+SPLITS = ("train", "val", "test_healthy", "test_lesion", "test_anomalous")
 SUBJECT_RE = re.compile(r"[A-Za-z0-9]+")  # used with fullmatch: no '$' before a final newline
 SUBJECT_CHARS = "letters A-Z, a-z and digits 0-9 only (no spaces, '_', '-', '/', '.', ';' or newlines)"
 
@@ -85,6 +85,7 @@ class Dataset:
     splits: dict[str, tuple[str, ...]]
     labelled_splits: tuple[str, ...]
     sequence_names: tuple[tuple[str, str], ...]
+    anomaly: str | None = None  # condition name of the test_anomalous subjects
 
     @property
     def subjects(self) -> list[str]:
@@ -203,4 +204,5 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         splits=splits,
         labelled_splits=tuple(entry["labelled_splits"]),
         sequence_names=tuple(entry["sequence_names"].items()),
+        anomaly=entry.get("anomaly"),  # absent: no test_anomalous split
     )

@@ -176,7 +176,11 @@ class FailedSkullstripSettings:
 
     enabled: bool
     n_subjects: int
+    subjects: tuple[str, ...] | None  # candidates (None: every test_healthy subject)
+    hd_bet_mode: str
+    hd_bet_tta: bool
+    template_spacing_mm: float
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FailedSkullstripSettings":
-        return _section(cls, d)
+        return _section(cls, {**d, "subjects": tuple(d["subjects"]) if "subjects" in d else None})

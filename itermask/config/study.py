@@ -29,6 +29,11 @@ from itermask.errors import ConfigError
 from itermask.methods import InputSpec
 
 
+FAILED_STRIP_SUFFIX = "failedstrip"  # derived dataset <dataset>failedstrip
+# a failed-strip candidate's outlying mask (rule failed_skullstrip_masks; rules/common.smk FS_OUTLIER)
+FAILED_STRIP_MASK = "{results}/failed_skullstrip/{dataset}/sub-{subject}/outlier_brainmask.nii.gz"
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """Return `base` updated recursively with `override` (neither is modified)."""
     out = copy.deepcopy(base)
@@ -76,13 +81,41 @@ class Study:
 
     @cached_property
     def datasets(self) -> dict[str, Dataset]:
-        return {
+        """The config's datasets, then the derived datasets of failed skull-stripping sets."""
+        out = {
             name: resolve_dataset(name, entry, base_dir=self.base_dir, generated=(name == self.demo_dataset))
             for name, entry in self.config["datasets"].items()
         }
+        for name in list(out):
+            derived = self.failed_strip_dataset(name)
+            if derived is not None:
+                out[derived] = self._failed_strip_entry(out[name])
+        return out
 
     def failed_skullstrip(self, dataset: str) -> FailedSkullstripSettings:
         return FailedSkullstripSettings.from_dict(self.config["datasets"][dataset]["failed_skullstrip_set"])
+
+    def failed_strip_dataset(self, dataset: str) -> str | None:
+        """The derived dataset holding `dataset`'s failed-strip scans (None: no such set).
+
+        Its subjects are the set's candidates, its images those of `dataset`, its brain mask
+        each candidate's outlying mask (``FAILED_STRIP_MASK``): the preprocessing rules
+        resample and normalise them as any scan (itermask.artefacts.failed_skullstrip)."""
+        entry = self.config["datasets"].get(dataset)
+        return f"{dataset}{FAILED_STRIP_SUFFIX}" if entry and entry["failed_skullstrip_set"]["enabled"] else None
+
+    def failed_strip_candidates(self, dataset: str) -> tuple[str, ...]:
+        """The set's candidates: its `subjects`, else every test_healthy subject."""
+        return self.datasets[self.failed_strip_dataset(dataset)].splits["test_healthy"]
+
+    def _failed_strip_entry(self, d: Dataset) -> Dataset:
+        own = self.failed_skullstrip(d.name).subjects
+        return dataclasses.replace(
+            d, name=f"{d.name}{FAILED_STRIP_SUFFIX}", label_pattern=None, mask_method="pattern",
+            mask_pattern=FAILED_STRIP_MASK.format(results=self.results, dataset=d.name, subject="{subject}"),
+            splits={"test_healthy": own if own is not None else tuple(d.splits.get("test_healthy", ()))},
+            labelled_splits=(), anomaly=None,
+        )
 
     # -- experiments ------------------------------------------------------------------
     def settings(self, name: str) -> ExperimentSettings:
@@ -192,7 +225,14 @@ class Study:
         if split == "test_healthy" and dataset in s.detect:
             out.append("healthy")
             out.extend(self.artefact_conditions())
+        if split == "test_anomalous" and dataset in s.detect:
+            out.append(self.datasets[dataset].anomaly)
         return out
+
+    def failed_strip_candidate(self, name: str, dataset: str, subject: str) -> bool:
+        """May the subject get condition `failed_skullstrip` (when the set selects it)?"""
+        return (dataset in self.settings(name).detect and self.failed_strip_dataset(dataset) is not None
+                and subject in self.failed_strip_candidates(dataset))
 
     def inference_subjects(self, name: str) -> list[tuple[str, str]]:
         """(dataset, subject) pairs an experiment runs inference on."""

@@ -1,4 +1,5 @@
 # Input functions and parameters of the rules in rules/infer.smk.
+from itermask.artefacts.failed_skullstrip import CONDITION as FAILED_STRIP, selected_subjects
 
 
 def condition_files(experiment, dataset, subject, condition):
@@ -6,7 +7,9 @@ def condition_files(experiment, dataset, subject, condition):
     inputs, else {"image", "hf" (spec.hf), "brain", "label" (path or None)}."""
     s = STUDY.settings(experiment)
     spec = STUDY.condition_spec(experiment, condition)
-    if condition in ("val", "lesion", "healthy"):
+    if condition == FAILED_STRIP:  # the scan preprocessed with its outlying mask (derived dataset)
+        files = input_item(spec, s, STUDY.failed_strip_dataset(dataset), subject)
+    elif condition in ("val", "lesion", "healthy") or condition == STUDY.datasets[dataset].anomaly:
         files = input_item(spec, s, dataset, subject)
     else:  # an artefact: the corrupted volume (artefacts are volumes)
         w = dict(dataset=dataset, subject=subject, sequence=s.sequence, artefact=condition)
@@ -21,15 +24,29 @@ def condition_files(experiment, dataset, subject, condition):
     return files
 
 
-def infer_conditions(wildcards):
-    return {
-        c: condition_files(wildcards.experiment, wildcards.dataset, wildcards.subject, c)
-        for c in STUDY.conditions(wildcards.experiment, wildcards.dataset, wildcards.subject)
-    }
+def infer_conditions(wildcards, input=None):
+    """Conditions of the run -> their files. A failed-strip candidate gets FAILED_STRIP when its
+    set's TSV (an input) selects it: read when the job runs (a missing TSV, as in a dry-run,
+    leaves the parameter to be determined); `input=None` lists only the fixed conditions."""
+    conditions = STUDY.conditions(wildcards.experiment, wildcards.dataset, wildcards.subject)
+    if input is not None and failed_strip_inputs(wildcards):
+        tsv = path(FAILED_SKULLSTRIP, dataset=wildcards.dataset)
+        if wildcards.subject in selected_subjects(tsv):
+            conditions = [*conditions, FAILED_STRIP]
+    return {c: condition_files(wildcards.experiment, wildcards.dataset, wildcards.subject, c) for c in conditions}
+
+
+def failed_strip_inputs(wildcards):
+    """The set's TSV and the candidate's failed-strip scan files, when the run may get the condition."""
+    if not STUDY.failed_strip_candidate(wildcards.experiment, wildcards.dataset, wildcards.subject):
+        return []
+    files = condition_files(wildcards.experiment, wildcards.dataset, wildcards.subject, FAILED_STRIP)
+    return [path(FAILED_SKULLSTRIP, dataset=wildcards.dataset), *item_files(files)]
 
 
 def infer_inputs(wildcards):
     files = [f for cond in infer_conditions(wildcards).values() for f in item_files(cond)]
+    files += failed_strip_inputs(wildcards)
     return {
         "model": path(MODEL, experiment=STUDY.settings(wildcards.experiment).model_owner),
         "files": files,

@@ -1,205 +1,155 @@
-"""Failed skull-stripping set (itermask.artefacts.failed_skullstrip): template-registration mask vs deepbet."""
+"""The failed-skull-stripping set (itermask.artefacts.failed_skullstrip): agreement, outlier, selection."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import json
 
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-import yaml
 
-from itermask.demo import demo_data as demo
-from itermask.demo.anatomy import load_anatomy
-from itermask.demo.subject import synthesize_subject
-from itermask.artefacts import failed_skullstrip as stripcompare
-from itermask.errors import InputError
-from itermask.io.nifti import load_nifti, save_nifti
-from itermask.preprocess.skullstrip import deepbet_mask
+from itermask.artefacts import failed_skullstrip as fs
 from itermask.artefacts.failed_skullstrip import (
-    build_failed_skullstrip_set,
-    head_top_slab,
-    mask_agreement,
-    rank_subjects,
-    template_brain_mask,
-    template_mask_from_tissue,
+    build_failed_skullstrip_set, make_subject_masks, mask_agreement, select_subjects, selected_subjects,
+    subject_agreement,
 )
+from itermask.errors import InputError
+from itermask.io.nifti import save_nifti
 
-ROOT = Path(__file__).resolve().parents[2]
-VOXEL_MM = 4.0
-SPACING_MM = 4.0
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # RAS, 2 mm: 0.008 ml per voxel
 
 
-@pytest.fixture(scope="module")
-def heads(tmp_path_factory):
-    """A demo head (raw file), its generator's brain mask and deepbet's (RAS grid, saved)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("stripcompare")
-    pattern = str(root / "data/sub-{subject}/anat/sub-{subject}_{sequence}.nii.gz")
-    label = str(root / "data/sub-{subject}/anat/sub-{subject}_label.nii.gz")
-    demo.generate_demo(pattern, label, {"train": ["s1"]}, ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
-    path = pattern.format(subject="s1", sequence="T1w")
-    raw = nib.load(path)
-    img = load_nifti(path)  # RAS, as rule brain_mask sees it
-    sub = synthesize_subject(load_anatomy(VOXEL_MM), "s1", ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
-    assert np.array_equal(np.asanyarray(raw.dataobj), sub.images["T1w"])  # the same subject
-    truth = nib.as_closest_canonical(nib.Nifti1Image(sub.brain_mask.astype(np.uint8), raw.affine))
-    truth = np.asanyarray(truth.dataobj) > 0
-    bet = deepbet_mask(img, device="cpu")
-    torch.set_num_threads(n)
-    s1 = dict(image=path, img=img, truth=truth, deepbet=bet,
-              truth_path=root / "s1_truth.nii.gz", deepbet_path=root / "s1_native_brainmask.nii.gz")
-    save_nifti(truth, img.affine, s1["truth_path"], dtype=np.uint8)
-    save_nifti(bet, img.affine, s1["deepbet_path"], dtype=np.uint8)
-    return root, {"s1": s1}
-
-
-_REGISTERED: dict[bytes, np.ndarray] = {}
-
-
-def _template_once(img: nib.Nifti1Image, *, spacing_mm: float) -> np.ndarray:
-    """template_brain_mask, memoised on the image (the registration is the slow part)."""
-    key = np.asarray(img.dataobj).tobytes() + np.asarray(img.affine).tobytes() + str(spacing_mm).encode()
-    if key not in _REGISTERED:
-        _REGISTERED[key] = template_brain_mask(img, spacing_mm=spacing_mm)
-    return _REGISTERED[key]
-
-
-@pytest.fixture(scope="module")
-def template_s1(heads):
-    return _template_once(heads[1]["s1"]["img"], spacing_mm=SPACING_MM)
+def _cube(lo: int, hi: int, shape=(20, 20, 20)) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[lo:hi, 0:10, 0:10] = True
+    return m
 
 
 def test_mask_agreement_known_overlap():
-    a = np.zeros((20, 20, 20), bool)
-    b = np.zeros_like(a)
-    a[0:10, 0:10, 0:10] = True           # 1000 voxels
-    b[5:15, 0:10, 0:10] = True           # 1000 voxels, 500 shared
+    a, b = _cube(0, 10), _cube(5, 15)    # 1000 voxels each, 500 shared
     out = mask_agreement(a, b, voxel_ml=0.008)
     assert out["dice"] == pytest.approx(0.5)
-    assert out["volume_a_ml"] == pytest.approx(8.0) and out["volume_b_ml"] == pytest.approx(8.0)
-    assert out["volume_ratio"] == pytest.approx(1.0)
-    b[:] = False
-    b[0:10, 0:10, 0:5] = True             # half of a, inside it
-    out = mask_agreement(a, b, voxel_ml=1e-3)
-    assert out["dice"] == pytest.approx(2 * 500 / 1500)
-    assert out["volume_ratio"] == pytest.approx(0.5)
+    assert out["volume_a_ml"] == pytest.approx(8.0) and out["volume_ratio"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         mask_agreement(np.zeros((3, 3, 3), bool), np.zeros((3, 3, 3), bool), voxel_ml=1e-3)
 
 
-def test_template_mask_from_tissue_fills_ventricle_and_respects_threshold():
-    grid = np.indices((31, 31, 31)) - 15
-    r = np.sqrt((grid ** 2).sum(0))
-    gm = np.where((r <= 12) & (r > 9), 0.8, 0.0)
-    wm = np.where((r <= 9) & (r > 4), 0.9, 0.0)       # r <= 4: "ventricle", no GM/WM
-    gm[r > 12] = 0.2                                   # below the 0.3 threshold
-    mask = template_mask_from_tissue(gm, wm)
-    np.testing.assert_array_equal(mask, r <= 12)
+def test_subject_agreement_known_answer():
+    # deepbet and hd_bet agree exactly; the template mask is shifted by half: Dice 0.5 with each
+    masks = {"deepbet": _cube(0, 10), "hd_bet": _cube(0, 10), "template": _cube(5, 15)}
+    out = subject_agreement(masks, voxel_ml=0.008)
+    assert out["dice"] == pytest.approx({"deepbet|hd_bet": 1.0, "deepbet|template": 0.5, "hd_bet|template": 0.5})
+    assert out["mean_agreement"] == pytest.approx(2 / 3)
+    assert out["tool_agreement"] == pytest.approx({"deepbet": 0.75, "hd_bet": 0.75, "template": 0.5})
+    assert out["outlier"] == "template"
+    assert out["volume_ml"]["template"] == pytest.approx(8.0)
+    # the outlier is the tool that disagrees, whichever it is
+    masks = {"deepbet": _cube(5, 15), "hd_bet": _cube(0, 10), "template": _cube(1, 10)}
+    assert subject_agreement(masks, voxel_ml=1.0)["outlier"] == "deepbet"
+    with pytest.raises(ValueError, match="three"):
+        subject_agreement({"a": _cube(0, 10), "b": _cube(0, 10)}, voxel_ml=1.0)
 
 
-def test_head_top_slab_follows_world_superior_axis():
-    mask = np.zeros((6, 6, 14), bool)
-    mask[1:5, 1:5, 2:12] = True
-    up = np.diag([2.0, 2.0, 2.0, 1.0])
-    up[:3, 3] = (-5.0, 3.0, -40.0)                   # z = 2 k - 40: top slice k = 11
-    expected = mask.copy()
-    expected[..., :7] = False                        # z > 22 - 40 - 10  <=>  k >= 7
-    np.testing.assert_array_equal(head_top_slab(mask, up, 10.0), expected)
-    down = up.copy()
-    down[2, 2] = -2.0                                # z = -2 k - 40: top slice k = 2
-    expected = mask.copy()
-    expected[..., 7:] = False                        # -2 k > -4 - 10  <=>  k <= 6
-    np.testing.assert_array_equal(head_top_slab(mask, down, 10.0), expected)
-
-
-def test_rank_subjects_orders_and_flags():
-    ranked = rank_subjects({"a": 0.9, "b": 0.5, "c": 0.95, "d": 0.5}, 2)
+def test_select_subjects_lowest_agreement_first():
+    ranked = select_subjects({"a": 0.9, "b": 0.5, "c": 0.95, "d": 0.5}, 2)
     assert ranked == [("b", True), ("d", True), ("a", False), ("c", False)]
-    assert all(f for _, f in rank_subjects({"a": 0.9}, 5))
+    assert all(f for _, f in select_subjects({"a": 0.9}, 5))
+    with pytest.raises(ValueError):
+        select_subjects({"a": 0.9}, 0)
 
 
-def test_template_mask_agrees_with_generator_and_deepbet(heads, template_s1):
-    _, h = heads
-    s1 = h["s1"]
-    assert template_s1.shape == s1["img"].shape and template_s1.dtype == bool
-    assert _dice(template_s1, s1["truth"]) > 0.8
-    assert _dice(template_s1, s1["deepbet"]) > 0.8
-    assert _dice(s1["deepbet"], s1["truth"]) > 0.8  # deepbet itself is a good reference here
+@pytest.fixture
+def head(tmp_path):
+    """A raw image in a non-RAS orientation and deepbet's mask on its RAS grid (as rule brain_mask writes it)."""
+    data = np.zeros((20, 20, 20), np.float32)
+    data[2:18, 2:18, 2:18] = 1.0
+    flip = np.diag([-2.0, 2.0, 2.0, 1.0])  # LAS: load_nifti reorients to RAS
+    image = tmp_path / "raw.nii.gz"
+    nib.save(nib.Nifti1Image(data, flip), str(image))
+    deepbet = tmp_path / "native_brainmask.nii.gz"
+    save_nifti(_cube(0, 10), nib.as_closest_canonical(nib.Nifti1Image(data, flip)).affine, deepbet, dtype=np.uint8)
+    return image, deepbet
 
 
-def test_broken_mask_ranks_lowest_and_is_flagged(heads, template_s1, tmp_path, monkeypatch):
-    _, h = heads
-    s1 = h["s1"]
-    # three subjects with the head of s1: "good" with its deepbet mask, "true" with the
-    # generator's brain, "bad" with the true brain shifted by 5 voxels (20 mm) upwards, a
-    # failed strip; the (identical) registration is memoised
-    monkeypatch.setattr(stripcompare, "template_brain_mask", _template_once)
-    bad = np.roll(s1["truth"], 5, axis=2)
-    bad_path = tmp_path / "bad_native_brainmask.nii.gz"
-    save_nifti(bad, s1["img"].affine, bad_path, dtype=np.uint8)
-    images = {"good": s1["image"], "bad": s1["image"], "true": s1["image"]}
-    masks = {"good": s1["deepbet_path"], "bad": bad_path, "true": s1["truth_path"]}
+def _run(tmp_path, image, deepbet, subject="s1"):
+    outs = {t: tmp_path / f"{subject}_mask-{t}.nii.gz" for t in ("hd_bet", "template")}
+    make_subject_masks(image, deepbet, outs, tmp_path / f"{subject}_outlier.nii.gz", tmp_path / f"{subject}.json",
+                       dataset="demo", subject=subject, device="cpu", hd_bet_mode="fast", hd_bet_tta=False,
+                       template_spacing_mm=3.0)
+    return outs
+
+
+def test_make_subject_masks_writes_tools_agreement_and_outlier(tmp_path, head, monkeypatch):
+    import itermask.artefacts.template_mask as tm
+    import itermask.preprocess.hd_bet as hb
+
+    seen = {}
+
+    def fake_hd_bet(img, *, device, mode, tta):
+        seen.update(device=device, mode=mode, tta=tta, shape=img.shape, ras=nib.aff2axcodes(img.affine))
+        return _cube(1, 10)
+
+    monkeypatch.setattr(hb, "hd_bet_mask", fake_hd_bet)
+    monkeypatch.setattr(tm, "template_brain_mask", lambda img, *, spacing_mm: _cube(5, 15))
+    image, deepbet = head
+    outs = _run(tmp_path, image, deepbet)
+    assert seen == {"device": "cpu", "mode": "fast", "tta": False, "shape": (20, 20, 20), "ras": ("R", "A", "S")}
+    record = json.loads((tmp_path / "s1.json").read_text())
+    assert record["outlier"] == "template" and record["subject"] == "s1" and record["dataset"] == "demo"
+    assert record["dice"]["deepbet|hd_bet"] == pytest.approx(2 * 900 / 1900)
+    outlier = nib.load(str(tmp_path / "s1_outlier.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(outlier.dataobj) > 0, _cube(5, 15))
+    np.testing.assert_array_equal(np.asarray(nib.load(str(outs["hd_bet"])).dataobj) > 0, _cube(1, 10))
+    assert nib.aff2axcodes(outlier.affine) == ("R", "A", "S")
+
+
+def test_make_subject_masks_names_subject_when_a_tool_fails(tmp_path, head, monkeypatch):
+    import itermask.artefacts.template_mask as tm
+    import itermask.preprocess.hd_bet as hb
+
+    monkeypatch.setattr(hb, "hd_bet_mask", lambda img, **kw: _cube(0, 10))
+
+    def fail(img, *, spacing_mm):
+        raise RuntimeError("antsRegistration exit status 1")
+
+    monkeypatch.setattr(tm, "template_brain_mask", fail)
+    image, deepbet = head
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, image, deepbet, subject="s7")
+    assert err.value.subject == "s7" and err.value.dataset == "demo" and "template" in str(err.value)
+    assert not (tmp_path / "s7.json").exists() and not (tmp_path / "s7_outlier.nii.gz").exists()
+
+
+def _record(path, subject, mean, outlier="template"):
+    dice = {"deepbet|hd_bet": 0.9, "deepbet|template": mean, "hd_bet|template": mean}
+    path.write_text(json.dumps({"subject": subject, "dice": dice, "mean_agreement": mean, "outlier": outlier,
+                                "volume_ml": {"deepbet": 1200.0, "hd_bet": 1190.0, "template": 900.0}}))
+    return path
+
+
+def test_build_set_selects_lowest_mean_agreement(tmp_path):
+    recs = {s: _record(tmp_path / f"{s}.json", s, m) for s, m in (("a", 0.95), ("b", 0.6), ("c", 0.8))}
     out = tmp_path / "qc" / "demo_failed_skullstrip.tsv"
-    build_failed_skullstrip_set(images, masks, out, n_subjects=1, dataset="demo", spacing_mm=SPACING_MM)
-    header, *table = [line.split("\t") for line in out.read_text().splitlines()]
-    assert header == ["subject", "dice", "deepbet_ml", "template_ml", "flagged"]
-    assert table[0][0] == "bad" and [r[4] for r in table] == ["True", "False", "False"]
-    dice = [float(r[1]) for r in table]
-    assert dice == sorted(dice) and dice[0] < 0.8 < dice[1]
-    rows = {r[0]: r for r in table}
-    # the numbers are those of the masks themselves
-    voxel_ml = VOXEL_MM ** 3 / 1000
-    assert float(rows["good"][1]) == pytest.approx(_dice(s1["deepbet"], template_s1), abs=1e-4)
-    assert float(rows["bad"][1]) == pytest.approx(_dice(bad, template_s1), abs=1e-4)
-    assert float(rows["good"][2]) == pytest.approx(s1["deepbet"].sum() * voxel_ml, abs=0.06)
-    assert float(rows["bad"][2]) == pytest.approx(bad.sum() * voxel_ml, abs=0.06)
-    assert float(rows["good"][3]) == float(rows["bad"][3]) == pytest.approx(template_s1.sum() * voxel_ml, abs=0.06)
-    assert float(rows["true"][1]) == pytest.approx(_dice(s1["truth"], template_s1), abs=1e-4)
-    assert not list(out.parent.glob(".*tmp*"))
+    build_failed_skullstrip_set(recs, out, n_subjects=2, dataset="demo")
+    header, *rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert header == list(fs.COLUMNS)
+    assert header[:4] == ["subject", "dice_deepbet_hd_bet", "dice_deepbet_template", "dice_hd_bet_template"]
+    assert [r[0] for r in rows] == ["b", "c", "a"]
+    assert [r[header.index("selected")] for r in rows] == ["yes", "yes", "no"]
+    assert rows[0][header.index("mean_agreement")] == "0.6000" and rows[0][header.index("outlier")] == "template"
+    assert selected_subjects(str(out)) == ["b", "c"]
+    build_failed_skullstrip_set(recs, out, n_subjects=20, dataset="demo")  # fewer candidates: all selected
+    assert selected_subjects(str(out)) == ["b", "c", "a"]
 
 
-def test_unreadable_and_mismatched_inputs_name_subject_and_file(heads, tmp_path):
-    _, h = heads
-    broken = tmp_path / "broken.nii.gz"
-    broken.write_bytes(b"not a nifti")
+def test_build_set_and_selection_errors(tmp_path):
+    broken = tmp_path / "x.json"
+    broken.write_text("{not json")
     with pytest.raises(InputError) as err:
-        build_failed_skullstrip_set({"s1": broken}, {"s1": h["s1"]["deepbet_path"]}, tmp_path / "o.tsv",
-                                    n_subjects=1, dataset="demo")
-    assert err.value.subject == "s1" and err.value.dataset == "demo" and err.value.path == str(broken)
-    small = tmp_path / "small.nii.gz"
-    save_nifti(np.ones((4, 4, 4), np.uint8), np.eye(4), small)
-    with pytest.raises(InputError) as err:
-        build_failed_skullstrip_set({"s1": h["s1"]["image"]}, {"s1": small}, tmp_path / "o.tsv",
-                                    n_subjects=1, dataset="demo")
-    assert err.value.path == str(small) and "shape" in str(err.value)
-    assert not (tmp_path / "o.tsv").exists()
-
-
-def test_dry_run_lists_rule_when_enabled(tmp_path):
-    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    cfg["datasets"]["tiny"]["failed_skullstrip_set"] = {"enabled": True, "n_subjects": 2}
-    path = tmp_path / "tiny_fss.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    res = subprocess.run(
-        [str(bin_dir / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path),
-         "-n", "--cores", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert "rule failed_skullstrip:" in res.stdout
-    assert f"{cfg['results_dir']}/qc/tiny_failed_skullstrip.tsv" in res.stdout
-    n_subjects = sum(len(v) for v in cfg["datasets"]["tiny"]["splits"].values())
-    inputs = res.stdout.split("rule failed_skullstrip:")[1].split("input:")[1].splitlines()[0]
-    assert inputs.count("native_brainmask.nii.gz") == n_subjects
-    assert inputs.count("_T1w.nii.gz") == n_subjects  # the stripped sequence (brain_mask.sequence)
+        build_failed_skullstrip_set({"x": broken}, tmp_path / "o.tsv", n_subjects=1, dataset="demo")
+    assert err.value.subject == "x" and err.value.path == str(broken)
+    with pytest.raises(InputError):
+        build_failed_skullstrip_set({}, tmp_path / "o.tsv", n_subjects=1, dataset="demo")
+    missing = str(tmp_path / "none.tsv")
+    with pytest.raises(FileNotFoundError) as nf:  # Snakemake reads this as "not built yet"
+        selected_subjects(missing)
+    assert nf.value.filename == missing
