@@ -42,6 +42,7 @@ METRICS = f"{R}/metrics/{{experiment}}/{{kind}}.tsv"  # kind: segmentation, dete
 FIGURES = f"{R}/figures/{{experiment}}"
 SENSITIVITY = f"{R}/figures/sensitivity/{{experiment}}_{{param}}.png"
 TABLE = f"{R}/tables/{{name}}.{{ext}}"  # ext: md, csv, tex
+TABLE_VS_PUBLISHED = f"{R}/tables/{{name}}_vs_published.{{ext}}"  # ext: md, csv
 
 
 def path(template, **values):
