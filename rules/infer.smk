@@ -15,6 +15,7 @@ rule infer:
         conditions=infer_conditions,
         dataset=lambda w: w.dataset,
         subject=lambda w: w.subject,
+        field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
     log:
         f"{R}/logs/infer/{{experiment}}_{{dataset}}_{{subject}}.log",
     benchmark:

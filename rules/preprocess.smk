@@ -150,6 +150,7 @@ rule slices2d:
         role=slice_role,
         radius=lambda w: int(w.radius),
         size=STUDY.preprocess.slices2d.size,
+        field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
         train_range_fraction=list(STUDY.preprocess.slices2d.train_range_fraction),
     log:
         f"{R}/logs/slices2d/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",

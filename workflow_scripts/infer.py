@@ -17,5 +17,6 @@ with rule_context(smk) as log:
         dataset=smk.wildcards.dataset,
         subject=smk.wildcards.subject,
         device=device_of(smk),
+        field_of_view_mm=smk.params.field_of_view_mm,
         log=log.info,
     )

@@ -106,6 +106,7 @@ class Slices2dSettings:
     """``preprocess.slices2d``: the 2D slice files of slice-input methods."""
 
     size: int
+    field_of_view_mm: float
     train_range_fraction: tuple[float, float]
     hf_radius: int
 

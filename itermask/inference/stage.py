@@ -38,12 +38,14 @@ def infer_subject(
     dataset: str,
     subject: str,
     device: str,
+    field_of_view_mm: float,
     log: Callable[[str], Any],
 ) -> None:
     """Run inference for every condition of one subject; write ``out_dir/<condition>/``.
 
     ``conditions``: condition name -> input item (``{"image", "hf", "brain", "label"}`` or
-    ``{"slices"}``), as the method's ``condition_inputs`` declared them.
+    ``{"slices"}``), as the method's ``condition_inputs`` declared them; ``field_of_view_mm``:
+    the 2D field of view (config ``preprocess.slices2d``) of a 2D model run on volumes.
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -60,6 +62,7 @@ def infer_subject(
     inputs = {name: read_item(item, dataset=dataset, subject=subject) for name, item in conditions.items()}
     ctx = InferenceContext(
         settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
+        field_of_view_mm=field_of_view_mm,
         seed=lambda condition, *more: condition_seed(settings.seed, dataset, subject, condition, *more),
     )
     outputs = method.infer(networks, inputs, ctx)

@@ -7,7 +7,7 @@ optionally ``hf`` (high-frequency image) and ``label``. A *slices* item names on
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,11 +40,15 @@ class Slices:
     index: np.ndarray
     role: str | None
     paths: dict[str, str | None]
+    #: affine of the (H, W, n) stack (real pixel spacing; identity for files without one)
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    #: why a test subject has no slice (no lesion in the central range); None otherwise
+    left_out_reason: str | None = None
 
     @property
     def has_brain(self) -> np.ndarray:
         """(n,) bool: slices with at least one brain pixel."""
-        return self.brain.reshape(len(self.brain), -1).any(axis=1)
+        return self.brain.reshape(len(self.brain), -1).any(axis=1) if len(self.brain) else np.zeros(0, bool)
 
 
 def read_volume(item: Mapping[str, Any], *, dataset: str | None = None, subject: str | None = None) -> Volume:
@@ -85,7 +89,8 @@ def read_slices(path: str | Path, *, dataset: str | None = None, subject: str | 
     if missing:
         raise InputError(f"slices file lacks keys {missing}", **ctx)
     image = data["image"].astype(np.float32)
-    if image.ndim != 3 or image.shape[0] == 0:
+    left_out = str(data["left_out_reason"]) if "left_out_reason" in data else None
+    if image.ndim != 3 or (image.shape[0] == 0 and not left_out):
         raise InputError(f"expected image of shape (n, H, W) with n >= 1, got {image.shape}", **ctx)
     for key in ("hf", "brain", *(["label"] if "label" in data else [])):
         if data[key].shape != image.shape:
@@ -94,8 +99,9 @@ def read_slices(path: str | Path, *, dataset: str | None = None, subject: str | 
         raise InputError("slices contain NaN/Inf", **ctx)
     label = data["label"].astype(bool) if "label" in data else None
     role = str(data["role"]) if "role" in data else None
+    affine = data["affine"].astype(np.float64) if "affine" in data else np.eye(4)
     return Slices(image, data["hf"].astype(np.float32), data["brain"].astype(bool), label,
-                  data["index"].astype(int), role, {"slices": str(path)})
+                  data["index"].astype(int), role, {"slices": str(path)}, affine, left_out)
 
 
 def read_item(item: Mapping[str, Any], *, dataset: str | None = None, subject: str | None = None) -> Volume | Slices:

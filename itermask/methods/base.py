@@ -67,6 +67,8 @@ class InferenceContext:
     seed: Callable[..., int]  # seed(condition, *more keys) -> int, from io.seeds
     model_path: str
     log: Callable[[str], Any]
+    #: config ``preprocess.slices2d.field_of_view_mm``: the 2D field a 2D model sees on a volume
+    field_of_view_mm: float | None
 
 
 class Method:

@@ -94,6 +94,9 @@ class IterMask2(Method):
         tau, tau_percentile = calibration_tau(meta, float(cfg["tau_percentile"]), ctx.model_path)
         params = _params(cfg, ctx.settings.variant)
         pieces = {name: _piece(v, meta, ctx, name) for name, v in inputs.items()}
+        for name, v in inputs.items():
+            if getattr(v, "left_out_reason", None):
+                ctx.log(f"[infer] {name}: left out ({v.left_out_reason})")
         results = run_pooled(networks, [p["arrays"] for p in pieces.values()], tau=tau,
                              variant=ctx.settings.variant, params=params, device=ctx.device)
         out = {}
@@ -102,7 +105,7 @@ class IterMask2(Method):
             record = {"kind": piece["kind"], "tau": tau, "threshold": mode, "tau_percentile": tau_percentile,
                       "first_step_percentile": params["first_percentile"], "tol": params["tol"],
                       "max_iterations": params["max_iterations"], "batch_size": params["batch_size"],
-                      "seeds": piece["arrays"][3],
+                      "seeds": piece["arrays"][3], "field_of_view_mm": piece.get("field_of_view_mm"),
                       "iterations": [q.iterations for q in res], "shrinks": [q.shrinks for q in res],
                       "converged": [q.converged for q in res]}
             out[name] = _output(inputs[name], piece, res, record, cfg["score"])
@@ -156,14 +159,19 @@ def _piece(inp: Any, meta: Mapping[str, Any], ctx: InferenceContext, name: str,
             raise InputError(f"slices {inp.index[empty].tolist()} have an empty brain mask", path=inp.paths["slices"])
         seeds = seeds or [ctx.seed(name, int(z)) for z in inp.index]
         return {"kind": "2d", "arrays": (inp.image, inp.hf, inp.brain, seeds)}
-    sl = volume_to_slices(inp, size, int(meta["hf_radius"]))
+    if ctx.field_of_view_mm is None:
+        raise InputError("no 2D field of view (preprocess.slices2d.field_of_view_mm) to run on a volume",
+                         path=inp.paths["image"])
+    sl = volume_to_slices(inp, size, int(meta["hf_radius"]), float(ctx.field_of_view_mm))
     seeds = seeds or [ctx.seed(name, int(z)) for z in sl["z"]]
-    return {"kind": "slicewise", "slices": sl, "arrays": (sl["image"], sl["hf"], sl["brain"], seeds)}
+    return {"kind": "slicewise", "slices": sl, "arrays": (sl["image"], sl["hf"], sl["brain"], seeds),
+            "field_of_view_mm": float(ctx.field_of_view_mm)}
 
 
 def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, Any], score: str) -> ConditionOutput:
     """Arrays and record of one input: slice-wise results back on the volume grid, or an
-    (H, W, n) stack of the slices (identity affine, axial indices in ``slices``)."""
+    (H, W, n) stack of the slices (the slices file's affine: real pixel spacing; axial indices in
+    ``slices``); a left-out test subject (no slice) has a record and no arrays."""
     from itermask.inference.outputs import detection_scores
     from itermask.inference.slicewise import slices_to_volume
 
@@ -177,6 +185,11 @@ def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, A
     def hwn(a: np.ndarray) -> np.ndarray:
         return np.moveaxis(a, 0, -1)
 
+    if not res:
+        record = {**record, "inputs": inp.paths, "slices": [], "role": inp.role,
+                  "left_out_reason": inp.left_out_reason or "no slice"}
+        return ConditionOutput({}, inp.affine, record)
+
     error = np.stack([q.error.numpy() for q in res])
     mask = np.stack([q.mask.numpy() for q in res])
     per_slice = [detection_scores(error[i], mask[i], inp.brain[i], score)["scores"] for i in range(len(res))]
@@ -184,7 +197,7 @@ def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, A
               "per_slice_scores": per_slice, **detection_scores(error, mask, inp.brain, score)}
     arrays = {"recon": hwn(np.stack([q.recon.numpy() for q in res])), "error": hwn(error), "mask": hwn(mask),
               "brainmask": hwn(inp.brain), "label": None if inp.label is None else hwn(inp.label)}
-    return ConditionOutput(arrays, np.eye(4), record)
+    return ConditionOutput(arrays, inp.affine, record)
 
 
 def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float, variant: str,

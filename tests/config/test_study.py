@@ -341,7 +341,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
                                 "infer_runtime": 60, "infer_mem_mb": 12000}
     assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
-                                 "slices2d": {"size": 128, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
+                                 "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
     assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_fpr": 0.01,
                                  "size_bins": [200, 800]}
     assert cfg["datasets"]["d"]["failed_skullstrip_set"] == {"enabled": False, "n_subjects": 10}

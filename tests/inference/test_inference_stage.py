@@ -29,6 +29,7 @@ torch.set_num_threads(1)
 # Stage functions
 # ----------------------------------------------------------------------------------------
 AFFINE = np.array([[-2.0, 0, 0, 40.0], [0, 2.0, 0, -50.0], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
+FOV = 2.0 * S  # the 2D field of view: the whole box (2 mm voxels)
 
 
 def _write(path, arr):
@@ -57,7 +58,7 @@ def _fake_loader(monkeypatch, models, meta):
 
 def infer(model, conditions, settings, out):
     inference.infer_subject(model, conditions, settings, str(out), dataset="ds", subject=out.name.replace("sub-", ""),
-                            device="cpu", log=lambda m: None)
+                            device="cpu", field_of_view_mm=FOV, log=lambda m: None)
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
@@ -324,7 +325,34 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     cfg = experiment_settings("itermask3d", infer={"step_percent": 10, "max_iterations": 3})
     for folder in ("a/sub-01", "b/elsewhere"):
         inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(tmp_path / folder), dataset="ds", subject="01",
-                                device="cpu", log=lambda m: None)
+                                device="cpu", field_of_view_mm=FOV, log=lambda m: None)
     ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
     assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
     assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()
+
+
+def test_2d_outputs_carry_the_pixel_spacing_and_left_out_subjects_have_a_record(tmp_path, monkeypatch):
+    """Issue 10: 2D NIfTI outputs have the slices file's affine (1.875 mm pixels here), and a
+    test subject with no lesion in the central range gets result.json with left_out_reason."""
+    g = torch.Generator().manual_seed(6)
+    img = torch.randn((2, 16, 16), generator=g).numpy()
+    brain = np.zeros((2, 16, 16), bool)
+    brain[:, 2:14, 3:13] = True
+    aff = np.diag([1.875, 1.875, 1.0, 1.0])
+    np.savez(tmp_path / "a.npz", image=img, hf=img * 0.5, brain=brain, label=np.zeros_like(brain),
+             index=np.array([70, 75]), role=np.array("test"), affine=aff)
+    np.savez(tmp_path / "b.npz", image=np.zeros((0, 16, 16)), hf=np.zeros((0, 16, 16)), brain=np.zeros((0, 16, 16), bool),
+             label=np.zeros((0, 16, 16), bool), index=np.zeros(0, int), role=np.array("test"), affine=aff,
+             left_out_reason=np.array("no lesion in the central axial range 70-89 of 155 slices used for training"))
+    models = {"first": TinyConv2d(1, 0), "masked": TinyConv2d(2, 1)}
+    meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "network": {"image_size": 16},
+            "calibration": {"tau": 0.05, "percentile": 80.0}}
+    _fake_loader(monkeypatch, models, meta)
+    cfg = experiment_settings("itermask2", infer={"max_iterations": 3}, hf_radius=3)
+    infer("m.pt", {"lesion": {"slices": str(tmp_path / "a.npz")}}, cfg, tmp_path / "sub-a")
+    for f in ("recon", "error", "mask", "brainmask"):
+        np.testing.assert_allclose(nib.load(str(tmp_path / "sub-a" / "lesion" / f"{f}.nii.gz")).affine, aff)
+    infer("m.pt", {"lesion": {"slices": str(tmp_path / "b.npz")}}, cfg, tmp_path / "sub-b")
+    res = json.loads((tmp_path / "sub-b" / "lesion" / "result.json").read_text())
+    assert res["left_out_reason"].startswith("no lesion in the central axial range") and res["slices"] == []
+    assert "score" not in res and not list((tmp_path / "sub-b" / "lesion").glob("*.nii.gz"))

@@ -148,7 +148,8 @@ def test_empty_label_for_test_slice(tmp_path):
     out.mkdir()
     with pytest.raises(InputError) as exc:
         pp.extract_slices2d(img, tmp_path / "brain.nii.gz", out / "s.npz", label_path=tmp_path / "label.nii.gz",
-                            role="test", size=8, train_range_fraction=(0.45, 0.58), hf_radius=15, **IDS)
+                            role="test", size=8, train_range_fraction=(0.45, 0.58), hf_radius=15,
+                            field_of_view_mm=8.0, log=print, **IDS)
     assert_error(exc, tmp_path / "label.nii.gz", "label is empty")
     assert_nothing_written(out)
 

@@ -263,9 +263,15 @@ def test_slice_selection():
     # range 0.45..0.7 of 20 -> 9..13
     np.testing.assert_array_equal(select_train_slices(label, brain, (0.45, 0.7)), [9, 11, 13])
     np.testing.assert_array_equal(select_train_slices(None, brain, (0.45, 0.7)), [9, 10, 11, 12, 13])
-    assert select_test_slice(label) == 12
-    with pytest.raises(ValueError):
-        select_test_slice(np.zeros_like(label))
+    assert select_test_slice(label, (0.45, 0.7)) == 12
+    assert select_test_slice(label, (0.5, 0.6)) == 10  # range 10..11: the largest lesion of the range
+    # the largest lesion outside the central range is not taken (issue 10): none in range -> None
+    outside = np.zeros_like(label)
+    outside[1:3, 1:3, 2] = True
+    outside[1, 1, 11] = True
+    assert select_test_slice(outside, (0.45, 0.7)) == 11
+    assert select_test_slice(outside, (0.6, 0.7)) is None
+    assert select_test_slice(np.zeros_like(label), (0.45, 0.7)) is None
 
 
 # --------------------------------------------------------------------------- QC stats
@@ -349,20 +355,26 @@ def test_stages_end_to_end(tmp_path):
     hf = nib.load(out / "FLAIR_hf.nii.gz").get_fdata(dtype=np.float32)
     np.testing.assert_allclose(hf, high_frequency(z, 5), atol=1e-5)
 
+    fov = 120.0  # 40 voxels of 3 mm: the 96 mm box padded to the 2D field of view
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "test.npz",
-                        label_path=out / "label.nii.gz", role="test", size=16, train_range_fraction=(0.45, 0.58),
-                        hf_radius=3, **ids)
+                        label_path=out / "label.nii.gz", role="test", size=16, train_range_fraction=(0.3, 0.7),
+                        hf_radius=3, field_of_view_mm=fov, log=print, **ids)
     with np.load(out / "test.npz") as npz:
-        assert set(npz.files) == {"image", "hf", "brain", "label", "index", "role"}
+        assert set(npz.files) == {"image", "hf", "brain", "label", "index", "role", "pixel_mm", "field_of_view_mm",
+                                  "affine"}
         assert str(npz["role"]) == "test" and npz["image"].shape == (1, 16, 16)
-        assert int(npz["index"][0]) == int(np.argmax(labm.sum(axis=(0, 1))))
+        area = labm.sum(axis=(0, 1))
+        r = range(round(0.3 * labm.shape[2]), round(0.7 * labm.shape[2]))
+        assert int(npz["index"][0]) == max(r, key=lambda k: (area[k], -k))
+        assert float(npz["pixel_mm"]) == fov / 16
+        np.testing.assert_allclose(np.linalg.norm(npz["affine"][:3, :2], axis=0), fov / 16)
         assert npz["label"].dtype == bool and npz["label"].any() and npz["brain"].dtype == bool
         np.testing.assert_allclose(npz["hf"][0], high_frequency(npz["image"][0], 3), atol=1e-4)
         # scaling: the box corner is background -> -3 (area-averaged corners stay background)
         assert npz["image"][0, 0, 0] == pytest.approx(-3.0)
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "train.npz",
                         label_path=out / "label.nii.gz", role="train", size=32, train_range_fraction=(0.45, 0.58),
-                        hf_radius=15, **ids)
+                        hf_radius=15, field_of_view_mm=fov, log=print, **ids)
     with np.load(out / "train.npz") as npz:
         idx = npz["index"]
         assert all(14 <= k < 19 for k in idx) and not npz["label"].any()
@@ -370,7 +382,8 @@ def test_stages_end_to_end(tmp_path):
         assert 0 < len(expected) < 5  # the lesion really removes some central slices
         np.testing.assert_array_equal(idx, expected)
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "all.npz", label_path=None, role="all",
-                        size=32, train_range_fraction=(0.45, 0.58), hf_radius=15, **ids)
+                        size=32, train_range_fraction=(0.45, 0.58), hf_radius=15, field_of_view_mm=fov, log=print,
+                        **ids)
     with np.load(out / "all.npz") as npz:
         np.testing.assert_array_equal(npz["index"], np.flatnonzero(gmask.any(axis=(0, 1))))
         assert npz["image"].dtype == np.float32 and not npz["label"].any()
