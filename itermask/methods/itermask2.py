@@ -109,6 +109,7 @@ class IterMask2(Method):
                       "iterations": [q.iterations for q in res], "shrinks": [q.shrinks for q in res],
                       "converged": [q.converged for q in res]}
             out[name] = _output(inputs[name], piece, res, record, cfg["score"])
+            _add_oracle(out[name], networks, inputs[name], piece, tau, ctx, name)
             ctx.log(f"[infer] {name}: {piece['kind']}, {len(res)} slice(s), tau {tau:.4g}, "
                     f"mean iterations {np.mean([q.iterations for q in res]) if res else 0:.1f}")
         return out
@@ -127,6 +128,32 @@ class IterMask2(Method):
                             device=ctx.device)
         info = {"iterations": [q.iterations for q in res], "converged": [q.converged for q in res]}
         return _output(inp, piece, res, {}, previous["score_name"]), info
+
+
+def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, piece: dict[str, Any], tau: float,
+                ctx: InferenceContext, name: str) -> None:
+    """The per-image-best oracle (``itermask.core.oracle``) on labelled slices: ``mask_oracle``
+    and record ``oracle`` per slice (it uses the test label)."""
+    import torch
+
+    from itermask.core.oracle import oracle_2d
+
+    cfg = ctx.settings.infer
+    factors = [float(f) for f in cfg["oracle_tau_factors"]]
+    firsts = [float(p) for p in cfg["oracle_first_step_percentiles"]]
+    label = getattr(inp, "label", None)
+    if (piece["kind"] != "2d" or label is None or not label.any() or not factors or not firsts
+            or im.single_step(ctx.settings.variant)):
+        return
+    seeds = [ctx.seed(name, "oracle", int(z)) for z in inp.index]
+    best = oracle_2d(networks["first"], networks["masked"], *(torch.from_numpy(a) for a in
+                     (inp.image, inp.hf, inp.brain, label)), seeds, tau=tau, first_percentiles=firsts,
+                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device)
+    out.arrays["mask_oracle"] = np.moveaxis(np.stack([b.mask.numpy() for b in best]), 0, -1)
+    out.record["oracle"] = {"uses_test_labels": True, "base_tau": tau, "tau_factors": factors,
+                            "first_step_percentiles": firsts, "seeds": seeds,
+                            "per_slice": [{"tau": b.tau, "iteration": b.iteration, "dice": b.dice,
+                                           "first_step_percentile": b.first_step_percentile} for b in best]}
 
 
 def _params(cfg: Mapping[str, Any], variant: str) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class IterMask3D(Method):
                 "seconds": r.seconds,
             }
             out[name] = _output(r, v, record, cfg["score"])
+            _add_oracle(out[name], networks["masked"], v, r.tau, ctx, name)
             if fit is not None:
                 out[name].figures["curve.png"] = partial(_plot, r=r, fit=fit, mode=plan["mode"],
                                                          y_limit=float(cfg["y_limit"]))
@@ -154,6 +155,25 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
 
     return {"mode": cfg["threshold"], "source": source, "percents": tuple(t_arr), "choose_tau": choose_tau,
             "max_iterations": int(cfg["max_iterations"])}
+
+
+def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: InferenceContext, name: str) -> None:
+    """The per-image-best oracle (``itermask.core.oracle``) for a condition with a lesion label:
+    ``mask_oracle`` and record ``oracle`` (it uses the test label)."""
+    import torch
+
+    from itermask.core.oracle import oracle_3d
+
+    factors = [float(f) for f in ctx.settings.infer["oracle_tau_factors"]]
+    if v.label is None or not v.label.any() or not factors or im.single_step(ctx.settings.variant):
+        return
+    hf = v.hf if v.hf is not None else np.zeros_like(v.image)
+    seed = ctx.seed(name, "oracle")
+    best = oracle_3d(model, *(torch.from_numpy(a) for a in (v.image, hf, v.brain, v.label)), seed, tau=tau,
+                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device)
+    out.arrays["mask_oracle"] = best.mask.numpy()
+    out.record["oracle"] = {"uses_test_labels": True, "tau": best.tau, "iteration": best.iteration,
+                            "dice": best.dice, "tau_factors": factors, "base_tau": tau, "seed": seed}
 
 
 def _percents(step_percent: float) -> tuple[float, ...]:

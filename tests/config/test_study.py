@@ -360,9 +360,11 @@ def test_validation_fills_defaults_of_a_minimal_config():
     assert md["itermask3d"]["infer"] == {
         "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
         "threshold": "subject", "fixed_tau": None, "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
-        "batch_size": 1, "score": "mask_size"}
+        "batch_size": 1, "score": "mask_size", "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}
     assert md["itermask2"]["infer"] == {"tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
-                                        "max_iterations": 30, "batch_size": 64, "score": "mask_size"}
+                                        "max_iterations": 30, "batch_size": 64, "score": "mask_size",
+                                        "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+                                        "oracle_first_step_percentiles": [20, 40, 60]}
     assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}
     assert md["itermask2"]["network"] == {"channels": [32, 32, 64, 96, 128], "attention_res": [32, 16, 8],
                                           "dropout": 0.1, "num_res_blocks": 2, "num_heads": 1,
@@ -387,7 +389,8 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
                                 "k_fallback": "first", "threshold": "subject", "fixed_tau": None,
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 10,
-                                "batch_size": 4, "score": "mask_size"}
+                                "batch_size": 4, "score": "mask_size",
+                                "oracle_tau_factors": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
     assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1
     assert im2.network["middle_attention"] is True and im2.network["num_res_blocks"] == 1

@@ -82,6 +82,8 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
             assert img.shape == (S, S, S)
         assert nib.load(str(folder / "mask.nii.gz")).get_data_dtype() == np.uint8
         assert (folder / "label.nii.gz").exists() == (cond["label"] is not None)
+        # the per-image-best oracle (uses the test label) only where a label exists
+        assert (folder / "mask_oracle.nii.gz").exists() == (cond["label"] is not None)
         assert (folder / "curve.png").stat().st_size > 1000
         res = json.loads((folder / "result.json").read_text())
         assert res["kind"] == "3d" and res["threshold"] == "subject" and res["iterations_a"] == 20
@@ -94,6 +96,11 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
         assert res["score"] == mask.sum()  # the papers' score: voxels of the final mask
         error = nib.load(str(folder / "error.nii.gz")).get_fdata()
         np.testing.assert_array_equal(mask, (error > res["tau"]) & brain)
+        if cond["label"] is not None:
+            o = res["oracle"]
+            assert o["uses_test_labels"] is True and o["tau"] == res["tau"] * o["tau_factors"][o["iteration"] - 1]
+            best = nib.load(str(folder / "mask_oracle.nii.gz")).get_fdata() > 0
+            assert o["dice"] == pytest.approx(dice(best, anomaly.numpy())) and o["dice"] >= dice(mask, anomaly.numpy())
     # the second batch slot took subject 2 alongside subject 1
     assert max(model.batch_sizes) == 2
 
@@ -198,6 +205,7 @@ def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
     assert not mask[:, :, :4].any()
     res2 = json.loads((out / "lesion" / "result.json").read_text())
     assert res2["kind"] == "2d" and res2["slices"] == [10, 11, 12] and len(res2["per_slice_scores"]) == 3
+    assert "oracle" not in res2  # the slices carry no lesion label: no oracle
     for f in ("recon", "error", "mask", "brainmask", "label"):
         assert nib.load(str(out / "lesion" / f"{f}.nii.gz")).shape == (16, 16, n2)
     # re-threshold of a 2D condition at the calibration tau reproduces the mask
@@ -339,7 +347,9 @@ def test_2d_outputs_carry_the_pixel_spacing_and_left_out_subjects_have_a_record(
     brain = np.zeros((2, 16, 16), bool)
     brain[:, 2:14, 3:13] = True
     aff = np.diag([1.875, 1.875, 1.0, 1.0])
-    np.savez(tmp_path / "a.npz", image=img, hf=img * 0.5, brain=brain, label=np.zeros_like(brain),
+    label = np.zeros_like(brain)
+    label[:, 5:9, 5:9] = True
+    np.savez(tmp_path / "a.npz", image=img, hf=img * 0.5, brain=brain, label=label,
              index=np.array([70, 75]), role=np.array("test"), affine=aff)
     np.savez(tmp_path / "b.npz", image=np.zeros((0, 16, 16)), hf=np.zeros((0, 16, 16)), brain=np.zeros((0, 16, 16), bool),
              label=np.zeros((0, 16, 16), bool), index=np.zeros(0, int), role=np.array("test"), affine=aff,
@@ -350,8 +360,11 @@ def test_2d_outputs_carry_the_pixel_spacing_and_left_out_subjects_have_a_record(
     _fake_loader(monkeypatch, models, meta)
     cfg = experiment_settings("itermask2", infer={"max_iterations": 3}, hf_radius=3)
     infer("m.pt", {"lesion": {"slices": str(tmp_path / "a.npz")}}, cfg, tmp_path / "sub-a")
-    for f in ("recon", "error", "mask", "brainmask"):
+    for f in ("recon", "error", "mask", "brainmask", "label", "mask_oracle"):
         np.testing.assert_allclose(nib.load(str(tmp_path / "sub-a" / "lesion" / f"{f}.nii.gz")).affine, aff)
+    oracle = json.loads((tmp_path / "sub-a" / "lesion" / "result.json").read_text())["oracle"]
+    assert oracle["uses_test_labels"] is True and len(oracle["per_slice"]) == 2
+    assert oracle["first_step_percentiles"] == [20, 40, 60] and oracle["tau_factors"][0] == 0.5  # schema grid
     infer("m.pt", {"lesion": {"slices": str(tmp_path / "b.npz")}}, cfg, tmp_path / "sub-b")
     res = json.loads((tmp_path / "sub-b" / "lesion" / "result.json").read_text())
     assert res["left_out_reason"].startswith("no lesion in the central axial range") and res["slices"] == []

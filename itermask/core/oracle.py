@@ -1,0 +1,93 @@
+"""The per-image-best oracle (the papers' grey rows; METHOD.md §7 "per-image best"): uses the
+test label, so its masks are labelled as such wherever they are written.
+
+"Incrementally raising tau during the shrinking process and selecting the iteration with the
+optimal performance per image" (IterMask2 paper): from a starting mask, iteration k
+reconstructs with the current mask and thresholds its error at ``tau * factors[k]``
+(``factors`` increasing); every iteration's mask is a candidate and the one with the best Dice
+against the label wins (ties: the earliest). IterMask2 starts from the first-iteration mask of
+each first-step percentile of a grid (the reference also searches first-step fractions) and
+keeps shrinking (M <- M & [e > tau_k]); IterMask3D starts from the whole brain and
+re-thresholds each iteration (M <- [e > tau_k], phase B's rule). Samples run together in one
+batch (a subject's few test slices, or one volume); noise per sample from its own seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from itermask.core.lockstep import brain_quantile, make_generator, reconstruct, sample_noise, squared_error
+from itermask.core.model_input import compose_input
+
+
+@dataclass
+class OracleResult:
+    """Best mask of one sample (CPU bool tensor) and how it was found."""
+
+    mask: torch.Tensor
+    dice: float
+    iteration: int
+    tau: float | None
+    first_step_percentile: float | None
+
+
+def dice(mask: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Dice per sample of (B, 1, ...) bool tensors (1 when both are empty)."""
+    inter = (mask & label).flatten(1).sum(1).double()
+    total = (mask.flatten(1).sum(1) + label.flatten(1).sum(1)).double()
+    return torch.where(total == 0, torch.ones_like(total), 2 * inter / total.clamp(min=1))
+
+
+class _Best:
+    def __init__(self, n: int) -> None:
+        self.items: list[OracleResult | None] = [None] * n
+
+    def offer(self, masks: torch.Tensor, label: torch.Tensor, iteration: int, tau: float | None,
+              first: float | None) -> None:
+        scores = dice(masks, label).tolist()
+        for j, d in enumerate(scores):
+            if self.items[j] is None or d > self.items[j].dice:
+                self.items[j] = OracleResult(masks[j, 0].cpu().clone(), float(d), iteration, tau, first)
+
+
+def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, hf: torch.Tensor,
+              brain: torch.Tensor, label: torch.Tensor, seeds: Sequence[int], *, tau: float,
+              first_percentiles: Sequence[float], factors: Sequence[float], variant: str,
+              device: torch.device | str, amp: bool = True) -> list[OracleResult]:
+    """IterMask2's oracle on n slices ((n, H, W) tensors; module docstring)."""
+    device = torch.device(device)
+    x, hf = (t.float()[:, None].to(device) for t in (x, hf))
+    brain, label = (t.bool()[:, None].to(device) for t in (brain, label))
+    best = _Best(len(x))
+    x_hat = reconstruct(first_model.eval(), compose_input(x, hf, brain, "hf_only"), amp=amp)
+    err1 = squared_error(x, x_hat, brain)
+    for fp in first_percentiles:
+        mask = (err1 > brain_quantile(err1, brain, fp).view(-1, 1, 1, 1)) & brain
+        best.offer(mask, label, 0, None, float(fp))
+        gens = [make_generator(s, device) for s in seeds]
+        for k, f in enumerate(factors, start=1):
+            noise = sample_noise(gens, x.shape[1:], device)
+            x_hat = reconstruct(masked_model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+            mask = mask & (squared_error(x, x_hat, brain) > tau * f)
+            best.offer(mask, label, k, tau * f, float(fp))
+    return best.items  # type: ignore[return-value]
+
+
+def oracle_3d(model: nn.Module, x: torch.Tensor, hf: torch.Tensor, brain: torch.Tensor, label: torch.Tensor,
+              seed: int, *, tau: float, factors: Sequence[float], variant: str, device: torch.device | str,
+              amp: bool = True) -> OracleResult:
+    """IterMask3D's oracle on one volume ((*spatial) tensors; module docstring)."""
+    device = torch.device(device)
+    x, hf = (t.float()[None, None].to(device) for t in (x, hf))
+    brain, label = (t.bool()[None, None].to(device) for t in (brain, label))
+    best = _Best(1)
+    mask, gen = brain.clone(), make_generator(seed, device)
+    for k, f in enumerate(factors, start=1):
+        noise = None if variant == "hf_only" else sample_noise([gen], x.shape[1:], device)
+        x_hat = reconstruct(model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+        mask = (squared_error(x, x_hat, brain) > tau * f) & brain
+        best.offer(mask, label, k, tau * f, None)
+    return best.items[0]  # type: ignore[return-value]
