@@ -129,7 +129,9 @@ class ReconstructionBaseline(Method):
                 out[name] = _slicewise_output(net, v, batch_size, score, ctx)
             else:
                 out[name] = _volume_output(net, v, score, ctx)
-            ctx.log(f"[infer] {name}: {out[name].record['kind']}, mean error {out[name].record['score']:.4g}")
+            r = out[name].record
+            ctx.log(f"[infer] {name}: {r['kind']}, " + (f"left out ({r['left_out_reason']})" if "left_out_reason" in r
+                                                       else f"mean error {r['score']:.4g}"))
         return out
 
 
@@ -170,9 +172,14 @@ def _model_size(ctx: InferenceContext) -> int:
 
 
 def _slices_output(net: Any, s: Any, batch_size: int, score: str, ctx: InferenceContext) -> ConditionOutput:
-    """A slices file: an (H, W, n) stack (identity affine, axial indices in ``slices``)."""
+    """A slices file: an (H, W, n) stack (the file's affine, axial indices in ``slices``); a
+    left-out test subject (no slice) has a record and no arrays."""
     from itermask.inference.outputs import detection_scores
 
+    if len(s.image) == 0:
+        record = {"kind": "2d", "inputs": s.paths, "slices": [], "role": s.role,
+                  "left_out_reason": s.left_out_reason or "no slice"}
+        return ConditionOutput({}, s.affine, record)
     size = _model_size(ctx)
     if s.image.shape[1:] != (size, size):
         raise InputError(f"slices are {s.image.shape[1:]}, the model expects {size}x{size}", path=s.paths["slices"])
@@ -187,7 +194,7 @@ def _slices_output(net: Any, s: Any, batch_size: int, score: str, ctx: Inference
 
     arrays = {"recon": hwn(recon), "error": hwn(error), "brainmask": hwn(s.brain),
               "label": None if s.label is None else hwn(s.label)}
-    return ConditionOutput(arrays, np.eye(4), record)
+    return ConditionOutput(arrays, s.affine, record)
 
 
 def _slicewise_output(net: Any, v: Any, batch_size: int, score: str, ctx: InferenceContext) -> ConditionOutput:
@@ -199,13 +206,17 @@ def _slicewise_output(net: Any, v: Any, batch_size: int, score: str, ctx: Infere
     from itermask.inference.outputs import detection_scores
     from itermask.inference.slicewise import slices_to_volume, volume_to_slices
 
-    sl = volume_to_slices(v, _model_size(ctx), int(ctx.meta["hf_radius"]))
+    if ctx.field_of_view_mm is None:
+        raise InputError("no 2D field of view (preprocess.slices2d.field_of_view_mm) to run on a volume",
+                         path=v.paths["image"])
+    sl = volume_to_slices(v, _model_size(ctx), int(ctx.meta["hf_radius"]), float(ctx.field_of_view_mm))
     recon = reconstruct(net, sl["image"], batch_size, ctx.device)
     error = squared_error(sl["image"], recon, sl["brain"])
     res = [SimpleNamespace(recon=torch.from_numpy(r), error=torch.from_numpy(e), mask=torch.zeros(e.shape, dtype=bool))
            for r, e in zip(recon, error)]
     vol = slices_to_volume(v, sl, res)
     record = {"kind": "slicewise", "inputs": v.paths, "slices": sl["z"].tolist(), "units": "scaled_2d",
+              "field_of_view_mm": float(ctx.field_of_view_mm),
               **detection_scores(vol["error"], None, v.brain, score)}
     arrays = {"recon": vol["recon"], "error": vol["error"], "input2d": sl["scaled"], "brainmask": v.brain,
               "label": v.label}
