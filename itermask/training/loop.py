@@ -117,6 +117,18 @@ def load_data(method: methods.Method, settings: ExperimentSettings, train_items:
     return data, val
 
 
+def resume(state: TrainState, root: str, chash: str, n_steps: int, log: Callable[[str], Any]) -> str:
+    """Load this configuration's newest checkpoint (if any) into ``state``; returns its folder."""
+    folder = str(checkpoint_folder(root, chash))  # this configuration's own folder
+    ckpt = load_checkpoint(folder, chash, log)
+    if ckpt is not None:
+        state.load(ckpt)
+        log(f"resuming from checkpoint at step {state.step}/{n_steps} in {folder}")
+    else:
+        log(f"no checkpoint of this configuration: starting at step 0; checkpoints go to {folder}")
+    return folder
+
+
 def train_experiment(
     settings: ExperimentSettings,
     train_items: list[dict],
@@ -156,13 +168,7 @@ def train_experiment(
     torch.manual_seed(derive_seed(settings.seed, 0))
     models = {k: m.to(dev) for k, m in method.networks_from_meta(net_meta).items()}
     state = new_state(models, settings.train, n_steps, dev, precision, method.primary_network)
-    checkpoint_dir = str(checkpoint_folder(checkpoint_dir, chash))  # this configuration's own folder
-    ckpt = load_checkpoint(checkpoint_dir, chash, log)
-    if ckpt is not None:
-        state.load(ckpt)
-        log(f"resuming from checkpoint at step {state.step}/{n_steps} in {checkpoint_dir}")
-    else:
-        log(f"no checkpoint of this configuration: starting at step 0; checkpoints go to {checkpoint_dir}")
+    checkpoint_dir = resume(state, checkpoint_dir, chash, n_steps, log)
     name = f"{settings.method}/{settings.variant}"
     log(f"[{name}] {len(data)} training samples {data.spatial}, {len(val) if val else 0} validation; "
         f"{n_steps} steps of batch {settings.train.batch_size}; device {dev} "

@@ -11,12 +11,20 @@ def raw_files(wildcards):
     return {"images": {q: d.image(s, q) for q in d.sequences}, "label": d.label(s), "mask": d.mask_file(s)}
 
 
+def made_by_a_rule(f):
+    """A file the DAG makes: the demo dataset's raw files or anything under the results folder
+    (e.g. a derived dataset's brain masks)."""
+    global _DEMO_FILES
+    if "_DEMO_FILES" not in globals():
+        _DEMO_FILES = set(demo_outputs())
+    return f in _DEMO_FILES or Path(f).resolve().is_relative_to(Path(R).resolve())
+
+
 def present(wildcards, files):
-    """The raw files of `files` (dict) that exist or that a rule makes (the demo dataset).
-    A missing raw file is left out of every rule's inputs, so it fails rule check_inputs
-    (that subject's first job; --keep-going finishes the others) instead of the DAG build."""
-    generated = wildcards.dataset == STUDY.demo_dataset
-    return {k: f for k, f in files.items() if f and (generated or Path(f).exists())}
+    """The raw files of `files` (dict) that exist or that a rule makes. A missing raw file is
+    left out of every rule's inputs, so it fails rule check_inputs (that subject's first job;
+    --keep-going finishes the others) instead of the DAG build."""
+    return {k: f for k, f in files.items() if f and (Path(f).exists() or made_by_a_rule(f))}
 
 
 def check_inputs_inputs(wildcards):
