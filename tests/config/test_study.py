@@ -282,6 +282,10 @@ NO_DEFAULT = {
     "properties.datasets.additionalProperties.properties.splits.properties.val": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.test_healthy": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.test_lesion": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.splits.properties.test_anomalous": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.anomaly": "absent: no test_anomalous split",
+    "properties.datasets.additionalProperties.properties.failed_skullstrip_set.properties.subjects":
+        "absent: every test_healthy subject",
     "properties.experiments.additionalProperties.properties.model_from": "absent: trains its own model",
     "properties.experiments.additionalProperties.properties.network": "partial, over method_defaults",
     "properties.experiments.additionalProperties.properties.train": "partial, over method_defaults",
@@ -344,7 +348,8 @@ def test_validation_fills_defaults_of_a_minimal_config():
                                  "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
     assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_fpr": 0.01,
                                  "size_bins": [200, 800]}
-    assert cfg["datasets"]["d"]["failed_skullstrip_set"] == {"enabled": False, "n_subjects": 10}
+    assert cfg["datasets"]["d"]["failed_skullstrip_set"] == {"enabled": False, "n_subjects": 20, "hd_bet_mode": "accurate",
+                                                             "hd_bet_tta": True, "template_spacing_mm": 3.0}
     assert cfg["datasets"]["d"]["labelled_splits"] == ["test_lesion"]
     assert cfg["experiments"]["e"] == {"method": "itermask2", "dataset": "d", "sequence": "T1w",
                                        "variant": "full", "detect": False, "segment": True}
@@ -399,6 +404,6 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert study.resources.threads == 1 and study.resources.gpu == 1 and study.resources.train_runtime == 240
     assert study.demo.voxel_size_mm == 2.0 and study.demo.lesion_volumes_ml == (0.5, 4.0, 15.0, 60.0)
     assert study.preprocess.slices2d.size == 48 and study.preprocess.background == "min"
-    assert study.failed_skullstrip("demo").enabled is False
+    assert study.failed_skullstrip("demo").enabled is True  # the demo builds the failed-strip set (issue 10)
     assert study.settings("im3d_flair_fixedtau").to_dict() == (
         type(im3d).from_dict(study.settings("im3d_flair_fixedtau").to_dict()).to_dict())

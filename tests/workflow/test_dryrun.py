@@ -44,7 +44,8 @@ def test_demo_config_dry_run(tmp_path):
     counts = _job_counts(res.stdout)
     cfg = load_config(ROOT / "config.yaml")
     assert counts["demo_data"] == 1
-    assert counts["brain_mask"] == len(Study(cfg, base_dir=ROOT).datasets["demo"].subjects)
+    study = Study(cfg, base_dir=ROOT)  # + the failed-strip scans of the derived dataset demofailedstrip
+    assert counts["brain_mask"] == len(study.datasets["demo"].subjects) + len(study.failed_strip_candidates("demo"))
     assert counts["table"] == len(cfg["tables"])
     assert [t["name"] for t in cfg["tables"]] == PAPER_TABLES  # the demo builds the same ten tables
     # sensitivity sweeps: one figure per sweep, fed by the derived experiments' metrics
