@@ -132,8 +132,9 @@ def _subject_rows(
     preds = {name: (binarise(error, brain, theta), theta, "") for name, theta in shared.items()}
     if "per_image_best" in protocols:
         preds["per_image_best"] = _oracle(s, error, brain, label)
-    preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
-                               float(s.result.get("tau", float("nan"))), "")
+    if (s.folder / "mask.nii.gz").exists():  # methods without a binary mask (AE, DAE) have no such row
+        preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
+                                   float(s.result.get("tau", float("nan"))), "")
     rows = []
     for name, (pred, theta, oracle) in preds.items():
         m = segmentation_metrics(pred, label, error=error, brain=brain, spacing=spacing,

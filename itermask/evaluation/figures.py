@@ -41,7 +41,7 @@ def overlay_figure(scan: Scan, thresholds: dict[str, float], out_png: str) -> st
     error = _arr(f / "error.nii.gz")
     brain = _arr(f / "brainmask.nii.gz", np.uint8) > 0
     label = _arr(f / "label.nii.gz", np.uint8) > 0
-    mask = _arr(f / "mask.nii.gz", np.uint8) > 0
+    mask = _arr(f / "mask.nii.gz", np.uint8) > 0 if (f / "mask.nii.gz").exists() else np.zeros_like(brain)  # AE/DAE
     image = input_image(scan, error.shape)
     title0 = "input"
     if image is None:

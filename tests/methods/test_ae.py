@@ -126,5 +126,26 @@ def test_train_and_infer(tmp_path, dims):
         expected = np.where(brain, (x - load(lesion, "recon.nii.gz")) ** 2, 0)
         np.testing.assert_allclose(load(lesion, "error.nii.gz"), expected, rtol=1e-5, atol=1e-6)
         assert (lesion / "label.nii.gz").exists()
+        _evaluates_without_a_mask(tmp_path, out)
     else:
         assert result(lesion)["kind"] == "2d" and load(lesion, "error.nii.gz").shape == (N, N, 4)
+
+
+def _evaluates_without_a_mask(tmp_path, out):
+    """Evaluation and figures take a method without mask.nii.gz: thresholded rows, no
+    iterative_mask row, an overlay figure."""
+    import pandas as pd
+
+    from itermask.evaluation.evaluate import evaluate_experiment
+    from itermask.evaluation.figures import make_figures
+
+    m = tmp_path / "metrics"
+    m.mkdir()
+    runs = [("toy", "x", str(out))]
+    evaluate_experiment("e", runs, str(m / "seg.tsv"), str(m / "det.tsv"), str(m / "scores.tsv"),
+                        protocols=["paper", "per_image_best"], honest_fpr=0.01, size_bins=[10, 100])
+    seg = pd.read_csv(m / "seg.tsv", sep="\t")
+    assert sorted(seg["protocol"]) == ["paper", "per_image_best"]
+    assert set(pd.read_csv(m / "det.tsv", sep="\t")["score_name"]) == {"mean_error"}
+    figures = make_figures("e", runs, str(m / "seg.tsv"), str(m / "scores.tsv"), str(tmp_path / "fig"))
+    assert any("overlay_toy_sub-x" in f for f in figures)
