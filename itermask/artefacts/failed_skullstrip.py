@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
+import nibabel as nib
 import numpy as np
 
 from itermask.errors import InputError
@@ -96,7 +97,8 @@ def make_subject_masks(
 ) -> None:
     """Stage (one subject): HD-BET and template masks of the raw image (``out_masks`` by tool),
     their agreement with deepbet's ``deepbet_path`` (``out_json``), the outlying mask
-    (``out_outlier``). Every mask is on the RAS-canonical grid of the image, as rule brain_mask's.
+    (``out_outlier``, in the raw image's on-disk orientation). The tool masks are on the image's
+    RAS-canonical grid, as rule brain_mask's.
     """
     from itermask.artefacts.template_mask import template_brain_mask
     from itermask.preprocess.hd_bet import hd_bet_mask
@@ -119,8 +121,17 @@ def make_subject_masks(
         raise InputError(str(exc), path=image_path, **ctx) from exc
     if not masks[record["outlier"]].any():
         raise InputError(f"the outlying mask ({record['outlier']}) is empty", path=image_path, **ctx)
-    save_nifti(masks[record["outlier"]], img.affine, out_outlier, dtype=np.uint8)
+    _save_on_raw_grid(masks[record["outlier"]], img.affine, image_path, out_outlier)
     write_text(out_json, json.dumps({"dataset": dataset, "subject": subject, **record}, indent=1) + "\n")
+
+
+def _save_on_raw_grid(mask: np.ndarray, ras_affine: np.ndarray, image_path: str | Path, out: str | Path) -> None:
+    """Write a RAS-grid mask in the raw image's on-disk orientation (its shape and affine): the
+    derived dataset reads it as a mask file of that image (brain_mask method pattern)."""
+    raw_ornt = nib.orientations.io_orientation(nib.load(str(image_path)).affine)
+    ras = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), ras_affine)
+    back = ras.as_reoriented(nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), raw_ornt))
+    save_nifti(np.asanyarray(back.dataobj), back.affine, out, dtype=np.uint8)
 
 
 def build_failed_skullstrip_set(

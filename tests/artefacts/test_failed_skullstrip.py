@@ -15,7 +15,7 @@ from itermask.artefacts.failed_skullstrip import (
 from itermask.errors import InputError
 from itermask.io.nifti import save_nifti
 
-AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # RAS, 2 mm: 0.008 ml per voxel
+RAS_SHAPE = (24, 20, 22)  # the head fixture's raw image (20, 22, 24), reoriented to RAS
 
 
 def _cube(lo: int, hi: int, shape=(20, 20, 20)) -> np.ndarray:
@@ -60,13 +60,13 @@ def test_select_subjects_lowest_agreement_first():
 @pytest.fixture
 def head(tmp_path):
     """A raw image in a non-RAS orientation and deepbet's mask on its RAS grid (as rule brain_mask writes it)."""
-    data = np.zeros((20, 20, 20), np.float32)
+    data = np.zeros((20, 22, 24), np.float32)
     data[2:18, 2:18, 2:18] = 1.0
-    flip = np.diag([-2.0, 2.0, 2.0, 1.0])  # LAS: load_nifti reorients to RAS
+    flip = np.array([[0, 0, -2.0, 0], [2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1]])  # not RAS (axes permuted, flipped)
     image = tmp_path / "raw.nii.gz"
     nib.save(nib.Nifti1Image(data, flip), str(image))
     deepbet = tmp_path / "native_brainmask.nii.gz"
-    save_nifti(_cube(0, 10), nib.as_closest_canonical(nib.Nifti1Image(data, flip)).affine, deepbet, dtype=np.uint8)
+    save_nifti(_cube(0, 10, RAS_SHAPE), nib.as_closest_canonical(nib.Nifti1Image(data, flip)).affine, deepbet, dtype=np.uint8)
     return image, deepbet
 
 
@@ -86,27 +86,29 @@ def test_make_subject_masks_writes_tools_agreement_and_outlier(tmp_path, head, m
 
     def fake_hd_bet(img, *, device, mode, tta):
         seen.update(device=device, mode=mode, tta=tta, shape=img.shape, ras=nib.aff2axcodes(img.affine))
-        return _cube(1, 10)
+        return _cube(1, 10, RAS_SHAPE)
 
     monkeypatch.setattr(hb, "hd_bet_mask", fake_hd_bet)
-    monkeypatch.setattr(tm, "template_brain_mask", lambda img, *, spacing_mm: _cube(5, 15))
+    monkeypatch.setattr(tm, "template_brain_mask", lambda img, *, spacing_mm: _cube(5, 15, RAS_SHAPE))
     image, deepbet = head
     outs = _run(tmp_path, image, deepbet)
-    assert seen == {"device": "cpu", "mode": "fast", "tta": False, "shape": (20, 20, 20), "ras": ("R", "A", "S")}
+    assert seen == {"device": "cpu", "mode": "fast", "tta": False, "shape": RAS_SHAPE, "ras": ("R", "A", "S")}
     record = json.loads((tmp_path / "s1.json").read_text())
     assert record["outlier"] == "template" and record["subject"] == "s1" and record["dataset"] == "demo"
     assert record["dice"]["deepbet|hd_bet"] == pytest.approx(2 * 900 / 1900)
-    outlier = nib.load(str(tmp_path / "s1_outlier.nii.gz"))
-    np.testing.assert_array_equal(np.asarray(outlier.dataobj) > 0, _cube(5, 15))
-    np.testing.assert_array_equal(np.asarray(nib.load(str(outs["hd_bet"])).dataobj) > 0, _cube(1, 10))
-    assert nib.aff2axcodes(outlier.affine) == ("R", "A", "S")
+    np.testing.assert_array_equal(np.asarray(nib.load(str(outs["hd_bet"])).dataobj) > 0, _cube(1, 10, RAS_SHAPE))
+    # the outlying mask is written on the raw image's on-disk grid (a mask file of that image)
+    outlier, raw = nib.load(str(tmp_path / "s1_outlier.nii.gz")), nib.load(str(image))
+    assert outlier.shape == raw.shape and np.allclose(outlier.affine, raw.affine)
+    ras = nib.as_closest_canonical(outlier)
+    np.testing.assert_array_equal(np.asarray(ras.dataobj) > 0, _cube(5, 15, RAS_SHAPE))
 
 
 def test_make_subject_masks_names_subject_when_a_tool_fails(tmp_path, head, monkeypatch):
     import itermask.artefacts.template_mask as tm
     import itermask.preprocess.hd_bet as hb
 
-    monkeypatch.setattr(hb, "hd_bet_mask", lambda img, **kw: _cube(0, 10))
+    monkeypatch.setattr(hb, "hd_bet_mask", lambda img, **kw: _cube(0, 10, RAS_SHAPE))
 
     def fail(img, *, spacing_mm):
         raise RuntimeError("antsRegistration exit status 1")
