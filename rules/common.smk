@@ -15,7 +15,7 @@ PRE = f"{R}/preproc/{{dataset}}/sub-{{subject}}"
 ART = f"{R}/artefacts/{{dataset}}/{{sequence}}/sub-{{subject}}/{{artefact}}"
 
 # -- path templates ----------------------------------------------------------------------
-INPUTS_CHECKED = f"{PRE}/inputs_checked.json"  # rule check_inputs: first job of a subject
+INPUTS_CHECKED = f"{PRE}/inputs_checked.json"  # written by check_inputs, the first job of a subject
 NATIVE_BRAIN = f"{PRE}/native_brainmask.nii.gz"
 BRAIN = f"{PRE}/brainmask.nii.gz"  # the subject's target grid
 LABEL = f"{PRE}/label.nii.gz"

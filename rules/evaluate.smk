@@ -16,6 +16,7 @@ rule evaluate:
         protocols=list(STUDY.evaluation.protocols),
         honest_fpr=STUDY.evaluation.honest_fpr,
         size_bins=list(STUDY.evaluation.size_bins),
+        pooled_anomalies=[a for a in STUDY.artefact_conditions() if "-s" not in a],
     log:
         f"{R}/logs/evaluate/{{experiment}}.log",
     conda:

@@ -17,4 +17,5 @@ with rule_context(smk):
         protocols=list(smk.params.protocols),
         honest_fpr=smk.params.honest_fpr,
         size_bins=list(smk.params.size_bins),
+        pooled_anomalies=list(smk.params.pooled_anomalies),
     )

@@ -187,7 +187,7 @@ def _anomaly_order(conditions: list[str]) -> list[str]:
     return plain + levels + (["lesion"] if "lesion" in conditions else [])
 
 
-def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any]]:
+def _detection_rows(experiment: str, scores: pd.DataFrame, pooled: Sequence[str]) -> list[dict[str, Any]]:
     """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
     rows = []
     test = scores[scores["role"] == "test"]
@@ -197,20 +197,21 @@ def _detection_rows(experiment: str, scores: pd.DataFrame) -> list[dict[str, Any
         # a dataset of anomalous scans only (a derived failed-strip set, a user's anomalous set)
         # is tested against the healthy scans of the one test dataset that has them
         members = [dataset] + (orphans if len(healthy) == 1 else [])
-        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"].isin(members)])
+        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"].isin(members)], pooled)
     if orphans and len(healthy) != 1:
         log.warning("%s: datasets %s have no healthy test scans of their own and %d datasets have; "
                     "no detection rows for them", experiment, orphans, len(healthy))
     return rows
 
 
-def _dataset_detection_rows(experiment: str, dataset: str, test: pd.DataFrame) -> list[dict[str, Any]]:
+def _dataset_detection_rows(experiment: str, dataset: str, test: pd.DataFrame,
+                            pooled: Sequence[str]) -> list[dict[str, Any]]:
     conditions = list(dict.fromkeys(c for c in test["condition"] if c not in NON_ANOMALY))
     if test.empty or not (test["label"] == 0).any() or not conditions:
         return []
     groups = {c: [c] for c in _anomaly_order(conditions)}
-    plain = [c for c in conditions if not SEVERITY.match(c) and c != "lesion"]
-    if plain:
+    plain = [c for c in conditions if c in pooled and not SEVERITY.match(c)]
+    if plain:  # 'all' pools the synthetic artefact types only (not lesions, real artefacts, levels)
         groups["all"] = plain
     rows = []
     for score_name, df in test.groupby("score_name", sort=False):
@@ -238,9 +239,12 @@ def evaluate_experiment(
     protocols: list[str],
     honest_fpr: float,
     size_bins: list[int],
+    pooled_anomalies: Sequence[str],
 ) -> None:
     """Stage: write the segmentation, detection and per-scan score TSVs of one experiment.
 
+    ``pooled_anomalies``: the conditions the detection row ``all`` pools (the synthetic
+    artefact types; severity levels, lesions and real-artefact sets are never pooled).
     ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on.
     Experiments without lesion (or without detection) conditions get TSVs with headers only.
     """
@@ -251,7 +255,7 @@ def evaluate_experiment(
     primary = primary_score(scans) if scans else None
     score_rows = _score_rows(experiment, scans, primary)
     scores = pd.DataFrame(score_rows, columns=SCORE_COLUMNS)
-    det = _detection_rows(experiment, scores) if not scores.empty else []
+    det = _detection_rows(experiment, scores, pooled_anomalies) if not scores.empty else []
     _write_tsv(pd.DataFrame(seg, columns=SEGMENTATION_COLUMNS), out_segmentation_tsv)
     _write_tsv(pd.DataFrame(det, columns=DETECTION_COLUMNS), out_detection_tsv)
     _write_tsv(scores, out_scores_tsv)

@@ -106,7 +106,7 @@ def input_image(scan: Scan, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 # result.json "score_name" -> the key of its "scores" dict holding the same value
-SCORE_ALIASES = {"mask_size": "mask_size_fraction"}
+SCORE_ALIASES = {"mask_size": "mask_size_voxels", "mask_fraction": "mask_size_fraction"}
 NOT_SCORES = ("brain_voxels",)
 
 

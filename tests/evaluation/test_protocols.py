@@ -127,7 +127,7 @@ def test_evaluate_experiment_end_to_end(inference):
     dirs, val_err, lesion, brain, tmp = inference
     out = [str(tmp / "m" / n) for n in ("segmentation.tsv", "detection.tsv", "scores.tsv")]
     evaluate_experiment("exp", dirs, *out, protocols=["honest", "paper", "per_image_best"], honest_fpr=0.02,
-                        size_bins=[70, 100])
+                        size_bins=[70, 100], pooled_anomalies=["ghosting"])
     seg = pd.read_csv(out[0], sep="\t")
     assert sorted(seg["protocol"].unique()) == ["honest", "iterative_mask", "paper", "per_image_best"]
     assert len(seg) == 8 and set(seg["dataset"]) == {"demo"} and set(seg["subject"]) == {"b", "c"}
@@ -147,6 +147,7 @@ def test_evaluate_experiment_end_to_end(inference):
     prim = det[det["score_name"] == "mask_size"].set_index("anomaly")
     assert list(prim.index) == ["ghosting", "ghosting-s0", "ghosting-s1", "lesion", "all"]
     assert prim.loc["ghosting", "auroc"] == 1.0 and prim.loc["ghosting", "n_pos"] == 2
+    assert prim.loc["all", "n_pos"] == 2  # only the pooled synthetic types: no levels, no lesion
     # s0 scores 11.5 vs healthy 11, 12: 2 of 4 pairs ordered -> 0.5; s1 (16.5) -> 1
     assert prim.loc["ghosting-s0", "auroc"] == 0.5
     assert prim.loc["ghosting-s1", "auroc"] == 1.0
@@ -154,7 +155,7 @@ def test_evaluate_experiment_end_to_end(inference):
     scores = pd.read_csv(out[2], sep="\t")
     assert set(scores["role"]) == {"val", "test"}
     assert (scores[scores["condition"] == "healthy"]["label"] == 0).all()
-    assert set(scores["score_name"]) == {"mask_size", "mask_size_voxels", "mean_error"}
+    assert set(scores["score_name"]) == {"mask_size", "mask_size_fraction", "mean_error"}  # mask_size = the voxel count
     assert scores[scores["primary"]]["score_name"].unique().tolist() == ["mask_size"]
 
     figs = make_figures("exp", dirs, out[0], out[2], str(tmp / "fig"))
@@ -172,7 +173,7 @@ def test_evaluate_without_conditions_writes_headers(tmp_path):
     d.mkdir(parents=True)
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
     evaluate_experiment("exp", [("demo", "x", str(d))], *out, protocols=["honest"], honest_fpr=0.01,
-                        size_bins=[200, 800])
+                        size_bins=[200, 800], pooled_anomalies=[])
     assert open(out[0]).read().startswith("experiment\tdataset\tsubject\tprotocol")
     assert all(len(pd.read_csv(p, sep="\t")) == 0 for p in out)
 
@@ -197,7 +198,7 @@ def test_evaluate_2d_stack_uses_slices_npz(tmp_path):
     (d / "lesion" / "image.nii.gz").unlink()  # force the npz route
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
     evaluate_experiment("e2", [("demo", "z", str(d))], *out, protocols=["per_image_best"], honest_fpr=0.01,
-                        size_bins=[10, 20])
+                        size_bins=[10, 20], pooled_anomalies=[])
     seg = pd.read_csv(out[0], sep="\t").set_index("protocol")
     healthy = brain & ~label
     rng_ = x[healthy].max() - x[healthy].min()
