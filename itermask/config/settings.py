@@ -101,6 +101,14 @@ def _section(cls: type, d: Mapping[str, Any]) -> Any:
     return cls(**{f.name: freeze(d[f.name]) for f in fields(cls)})
 
 
+class Section:
+    """Base of the frozen config sections: ``from_dict`` reads every field from the mapping."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        return _section(cls, d)
+
+
 @dataclass(frozen=True)
 class Slices2dSettings:
     """``preprocess.slices2d``: the 2D slice files of slice-input methods."""
@@ -129,7 +137,7 @@ class PreprocessSettings:
 
 
 @dataclass(frozen=True)
-class ResourceSettings:
+class ResourceSettings(Section):
     """``resources``: cluster requests of the heavy rules (runtime in minutes)."""
 
     gpu: int
@@ -139,36 +147,24 @@ class ResourceSettings:
     infer_runtime: int
     infer_mem_mb: int
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ResourceSettings":
-        return _section(cls, d)
-
 
 @dataclass(frozen=True)
-class EvaluationSettings:
+class EvaluationSettings(Section):
     """``evaluation``: segmentation threshold protocols, honest FPR, lesion size bins."""
 
     protocols: tuple[str, ...]
     honest_fpr: float
     size_bins: tuple[int, int]
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EvaluationSettings":
-        return _section(cls, d)
-
 
 @dataclass(frozen=True)
-class DemoSettings:
+class DemoSettings(Section):
     """``demo``: the generated demo dataset."""
 
     enabled: bool
     dataset: str
     voxel_size_mm: float
     lesion_volumes_ml: tuple[float, ...]
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DemoSettings":
-        return _section(cls, d)
 
 
 @dataclass(frozen=True)

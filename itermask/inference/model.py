@@ -8,21 +8,19 @@ import torch
 from torch import nn
 
 from itermask import methods
+from itermask.core.networks.model_file import read_model_file
 from itermask.errors import ConfigError, InputError
 
 
 def load_trained(path: str | Path, device: torch.device | str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """({network name: module in eval mode on ``device``}, meta) of a model file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("model file does not exist", path=path)
+    meta, states = read_model_file(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta, states = blob["meta"], blob["state_dicts"]
         method = methods.get(meta["method"])
-    except (ConfigError, Exception) as exc:
-        raise InputError(f"cannot read model file ({type(exc).__name__}: {exc})", path=path) from exc
-    networks = method.networks_from_meta(meta)
+        networks = method.networks_from_meta(meta)
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"model file's meta does not describe its networks ({type(exc).__name__}: {exc})",
+                         path=path) from exc
     for key, state in states.items():
         try:
             networks[key].load_state_dict(state)

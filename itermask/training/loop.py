@@ -96,8 +96,9 @@ def check_train_settings(s: TrainSettings, spatial: tuple[int, ...]) -> None:
     if s.lr_drop_at is not None and s.lr_after_drop is None:
         raise ConfigError("train.lr_drop_at needs train.lr_after_drop")
     if s.rot90_p > 0:
-        sizes = {spatial[int(a)] for a in s.rot90_axes}
-        if len(s.rot90_axes) != 2 or len(sizes) != 1:
+        axes = [int(a) for a in s.rot90_axes]
+        sizes = {spatial[a] for a in axes if a < len(spatial)}
+        if len(axes) != 2 or len(set(axes)) != 2 or max(axes) >= len(spatial) or len(sizes) != 1:
             raise ConfigError(f"train.rot90_axes {list(s.rot90_axes)} must name 2 axes of equal size "
                               f"(image size {spatial}); or set train.rot90_p: 0")
 

@@ -11,7 +11,6 @@ from itermask.core.networks import (
     SpatialSelfAttention2D,
     build_network,
     count_parameters,
-    load_models,
     save_models,
 )
 
@@ -138,6 +137,8 @@ def test_build_network_config_errors():
 
 def test_save_load_roundtrip(tmp_path):
     cfg = {"channels": [4, 4, 8], "attention_res": [8], "image_size": 32, "num_res_blocks": 1}
+    from itermask.inference.model import load_trained
+
     torch.manual_seed(1)
     models = {"first": build_network("itermask2", 1, cfg), "masked": build_network("itermask2", 2, cfg)}
     for m in models.values():  # make the zero-initialised output layers non-trivial
@@ -147,7 +148,7 @@ def test_save_load_roundtrip(tmp_path):
             "calibration": {"tau": 0.5}}
     path = tmp_path / "model.pt"
     save_models(path, models, meta)
-    loaded, meta2 = load_models(path, "cpu")
+    loaded, meta2 = load_trained(path, "cpu")
     assert meta2 == meta
     x = torch.randn(2, 2, 32, 32)
     for k, m in models.items():
@@ -158,16 +159,18 @@ def test_save_load_roundtrip(tmp_path):
         assert not loaded[k].training
 
 
-def test_load_models_errors(tmp_path):
+def test_load_trained_errors(tmp_path):
+    from itermask.inference.model import load_trained
+
     with pytest.raises(InputError, match="does not exist"):
-        load_models(tmp_path / "none.pt")
+        load_trained(tmp_path / "none.pt", "cpu")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     with pytest.raises(InputError, match="cannot read"):
-        load_models(bad)
+        load_trained(bad, "cpu")
     cfg = {"channels": [2, 4]}
     path = tmp_path / "m.pt"
     save_models(path, {"masked": build_network("itermask3d", 2, cfg)},
                 {"method": "itermask3d", "network": {"channels": [2, 8]}, "in_channels": {"masked": 2}})
     with pytest.raises(InputError, match="does not match"):
-        load_models(path)
+        load_trained(path, "cpu")

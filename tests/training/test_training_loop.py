@@ -195,6 +195,8 @@ def test_steps_from_epochs_and_setting_errors():
     bad = experiment_settings("itermask3d", train={"steps": 10, "rot90_p": 0.5, "rot90_axes": [0, 1]}).train
     with pytest.raises(ConfigError, match="rot90_axes"):
         check_train_settings(bad, (16, 8, 16))
+    with pytest.raises(ConfigError, match="rot90_axes"):  # a 3D plane on 2D slices
+        check_train_settings(experiment_settings("itermask3d", train={"steps": 1, "rot90_p": 0.5}).train, (32, 32))
 
 
 def test_ema_update_known_answer():

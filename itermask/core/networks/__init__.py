@@ -4,7 +4,7 @@
   imported when a 3D network is built);
 - ``unet2d``: ``AttnResUNet2D``, the residual UNet with spatial self-attention of IterMask2;
 - ``build``: network settings with defaults per method, ``build_network``, ``count_parameters``;
-- ``model_file``: ``save_models`` / ``load_models`` (state dicts + a meta dict of plain values);
+- ``model_file``: ``save_models`` / ``read_model_file`` (state dicts + a meta dict of plain values);
 - ``shapes``: ``check_divisible``, the input-size check of both UNets.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from itermask.core.networks.build import (
     count_parameters,
     network_settings,
 )
-from itermask.core.networks.model_file import load_models, save_models
+from itermask.core.networks.model_file import read_model_file, save_models
 from itermask.core.networks.shapes import check_divisible
 from itermask.core.networks.unet2d import AttnResUNet2D, SpatialSelfAttention2D
 from itermask.core.networks.unet3d import ResUNet3D
@@ -32,7 +32,7 @@ __all__ = [
     "build_network",
     "check_divisible",
     "count_parameters",
-    "load_models",
+    "read_model_file",
     "network_settings",
     "save_models",
 ]
