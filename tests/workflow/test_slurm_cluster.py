@@ -3,7 +3,9 @@
 The session fixture starts the cluster with tools/slurm_cluster/up.sh (munged, mariadbd,
 slurmdbd, slurmctld, slurmd; packages installed with apt if missing) and stops it with
 tools/slurm_cluster/down.sh at the end, also when tests fail. Needs root. Run with
-`pytest -m slurm tests/workflow/test_slurm_cluster.py`.
+`pytest -m slurm tests/workflow/test_slurm_cluster.py`. up.sh keeps the cluster's state in a
+private `mktemp -d` folder recorded in /run/itermask-slurm.state; the checks that refuse a folder
+up.sh did not create (tests at the end, no cluster needed) run in the fast suite.
 
 Workflows are run through `run_snakemake_with_profile`, which uses the repository's profile
 unchanged except for the node size (`--cores` = CPUs of the test node) and a short first status
@@ -19,20 +21,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slurm
-
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "slurm"
 UP = REPO / "tools" / "slurm_cluster" / "up.sh"
 DOWN = REPO / "tools" / "slurm_cluster" / "down.sh"
 STAND_IN = REPO / "tests" / "fixtures" / "slurm_workflow"
-STATE = Path(os.environ.get("ITERMASK_SLURM_DIR", "/tmp/itermask-slurm"))
+STATE_LIB = REPO / "tools" / "slurm_cluster" / "state.sh"
+POINTER = Path(os.environ.get("ITERMASK_SLURM_POINTER", "/run/itermask-slurm.state"))
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
 
@@ -50,19 +52,31 @@ class SlurmCluster:
         return self.state_dir / "log" / "jobcomp.log"
 
 
-def _daemon_running(name: str) -> bool:
-    """True when the PID that up.sh recorded for `name` still runs that daemon."""
+def _recorded_state_dir() -> Path | None:
+    """The state folder of the cluster up.sh started ($ITERMASK_SLURM_DIR, else its pointer file)."""
+    if os.environ.get("ITERMASK_SLURM_DIR"):
+        return Path(os.environ["ITERMASK_SLURM_DIR"])
     try:
-        pid = int((STATE / "run" / f"{name}.pid").read_text())
+        return Path(POINTER.read_text().splitlines()[0])
+    except (OSError, IndexError):
+        return None
+
+
+def _daemon_running(state: Path | None, name: str) -> bool:
+    """True when the PID that up.sh recorded for `name` still runs that daemon."""
+    if state is None:
+        return False
+    try:
+        pid = int((state / "run" / f"{name}.pid").read_text())
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
     except (OSError, ValueError):
         return False
     return Path(argv0.decode()).name == name
 
 
-def _client_env() -> dict[str, str]:
+def _client_env(state: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
-    env["SLURM_CONF"] = str(STATE / "etc" / "slurm.conf")
+    env["SLURM_CONF"] = str(state / "etc" / "slurm.conf")
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}:/usr/sbin:/sbin"
     return env
 
@@ -74,7 +88,7 @@ def slurm_cluster():
         pytest.skip("the SLURM test cluster needs root (it starts munged, mariadbd and the SLURM daemons)")
     if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
         pytest.skip("SLURM is not installed and apt-get is not available to install it")
-    already_up = all(_daemon_running(d) for d in DAEMONS)
+    already_up = all(_daemon_running(_recorded_state_dir(), d) for d in DAEMONS)
     t0 = time.monotonic()
     try:
         up = subprocess.run(["bash", str(UP)], capture_output=True, text=True, timeout=900)
@@ -82,11 +96,13 @@ def slurm_cluster():
         if up.returncode != 0:
             pytest.fail(f"tools/slurm_cluster/up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
         print(f"slurm cluster set-up: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-        env = _client_env()
+        state = Path(re.findall(r"^ITERMASK_SLURM_DIR=(.+)$", up.stdout, flags=re.M)[-1])
+        assert state == _recorded_state_dir(), (state, _recorded_state_dir())
+        env = _client_env(state)
         cpus = subprocess.run(
             ["sinfo", "-h", "-N", "-o", "%c"], env=env, capture_output=True, text=True, timeout=30, check=True
         ).stdout.split()[0]
-        yield SlurmCluster(state_dir=STATE, cpus=int(cpus), env=env)
+        yield SlurmCluster(state_dir=state, cpus=int(cpus), env=env)
     finally:
         if not already_up:
             down = subprocess.run(["bash", str(DOWN)], capture_output=True, text=True, timeout=180)
@@ -173,6 +189,7 @@ def _job_ids(path: Path) -> list[str]:
     return re.findall(r"slurm_job=(\S*)", path.read_text())
 
 
+@pytest.mark.slurm
 def test_profile_runs_group_and_gpu_jobs_under_slurm(slurm_cluster, tmp_path):
     """Both groups of 2 subjects run as one SLURM job each; the GPU group gets the fake GPU."""
     work, snakefile = new_workdir(tmp_path)
@@ -215,6 +232,7 @@ def test_profile_runs_group_and_gpu_jobs_under_slurm(slurm_cluster, tmp_path):
     print(f"test A: {elapsed:.1f} s for 2 SLURM jobs", file=sys.stderr)
 
 
+@pytest.mark.slurm
 def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path):
     """SLURM kills the first training attempt at its 1-minute limit; the profile's retries
     resubmit it and the new attempt resumes from the checkpoint instead of starting over."""
@@ -254,6 +272,7 @@ def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path
 LOCAL_RULES = {"all", "qc_table", "table", "figures", "sensitivity"}
 
 
+@pytest.mark.slurm
 def test_tiny_pipeline_under_slurm_equals_local_run(slurm_cluster, tmp_path, tiny_run):
     """The real pipeline (tiny config) through `--profile slurm`: every non-local job ran as a
     SLURM job that completed, and the metrics equal those of the local run."""
@@ -278,3 +297,116 @@ def test_tiny_pipeline_under_slurm_equals_local_run(slurm_cluster, tmp_path, tin
             ours = pd.read_csv(workdir / f"results_tiny/metrics/{exp}/{kind}.tsv", sep="\t")
             local = pd.read_csv(tiny_run / f"results_tiny/metrics/{exp}/{kind}.tsv", sep="\t")
             pd.testing.assert_frame_equal(ours, local, check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the private state folder
+# No cluster needed: state.sh's checks and down.sh on stand-in daemons (processes whose argv[0]
+# is a daemon's name). Root only, like the scripts (a folder's owner must be root).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="up.sh/down.sh run as root; the checks need root's files")
+
+
+def _bash(script: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITERMASK_SLURM")}
+    env.update(env_extra or {})
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _create_state(tmp_path: Path, pointer: Path) -> Path:
+    res = _bash(f'source "{STATE_LIB}"; state_create', {"TMPDIR": str(tmp_path), "ITERMASK_SLURM_POINTER": str(pointer)})
+    assert res.returncode == 0, res.stderr
+    return Path(res.stdout.strip())
+
+
+def _check(state: Path) -> subprocess.CompletedProcess:
+    return _bash(f'source "{STATE_LIB}"; state_check "{state}"')
+
+
+@needs_root
+def test_state_folder_is_private_recorded_and_checked(tmp_path):
+    pointer = tmp_path / "pointer"
+    state = _create_state(tmp_path, pointer)
+    assert state.parent == tmp_path and state.name.startswith("itermask-slurm.") and len(state.name) > 20
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert pointer.read_text().splitlines() == [str(state)] and oct(pointer.stat().st_mode & 0o777) == "0o600"
+    assert _check(state).returncode == 0, _check(state).stdout
+    os.chmod(state, 0o755)  # up.sh opens it for the munge socket: still ours
+    assert _check(state).returncode == 0
+    # A second creation never reuses the name.
+    assert _create_state(tmp_path, tmp_path / "pointer2") != state
+
+
+@needs_root
+@pytest.mark.parametrize("case", ["other_owner", "no_marker", "symlink", "group_writable", "foreign_marker", "open_parent"])
+def test_state_folder_not_made_by_up_is_refused(tmp_path, case):
+    state = _create_state(tmp_path, tmp_path / "pointer")
+    if case == "other_owner":  # another local user made it first (and copied a marker in)
+        os.chown(state, 65534, 65534)
+        expect = "not owned by root"
+    elif case == "no_marker":
+        (state / ".itermask-slurm-state").unlink()
+        expect = "up.sh did not create it"
+    elif case == "symlink":
+        link = tmp_path / "link"
+        link.symlink_to(state)
+        state, expect = link, "symbolic link"
+    elif case == "group_writable":
+        os.chmod(state, 0o775)
+        expect = "writable by other users"
+    elif case == "foreign_marker":
+        other = tmp_path / "copy"
+        shutil.copytree(state, other)
+        state, expect = other, "names another directory"
+    else:  # a parent another user can write (could swap the folder)
+        parent = tmp_path / "open"
+        parent.mkdir()
+        os.chmod(parent, 0o777)
+        moved = parent / state.name
+        state.rename(moved)
+        (moved / ".itermask-slurm-state").write_text(f"itermask-slurm-state {moved}\n")
+        state, expect = moved, "parent"
+    res = _check(state)
+    assert res.returncode != 0 and expect in res.stdout, res.stdout
+
+
+def _fake_daemon(name: str) -> subprocess.Popen:
+    """A process whose argv[0] is `name` (down.sh identifies its daemons by PID and argv[0]),
+    reaped as soon as it exits (a zombie would still count as running)."""
+    proc = subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 120"])
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc
+
+
+@needs_root
+def test_down_stops_only_what_up_recorded_and_refuses_foreign_folders(tmp_path):
+    pointer = tmp_path / "pointer"
+    env = {"ITERMASK_SLURM_POINTER": str(pointer), "ITERMASK_SLURM_STOP_TIMEOUT_S": "5"}
+    state = _create_state(tmp_path, pointer)
+    (state / "run").mkdir()
+    ours, unrecorded, foreign = _fake_daemon("slurmd"), _fake_daemon("slurmd"), _fake_daemon("munged")
+    try:
+        time.sleep(0.3)
+        (state / "run" / "slurmd.pid").write_text(f"{ours.pid}\n")
+        # A folder another user owns, whose pid file names a live process: refused, nothing stopped.
+        evil = tmp_path / "evil"
+        evil.mkdir()
+        (evil / "run").mkdir()
+        (evil / "run" / "munged.pid").write_text(f"{foreign.pid}\n")
+        (evil / ".itermask-slurm-state").write_text(f"itermask-slurm-state {evil}\n")
+        os.chown(evil, 65534, 65534)
+        res = _bash(f'bash "{DOWN}" --purge', {**env, "ITERMASK_SLURM_DIR": str(evil)})
+        assert res.returncode == 1 and "refusing state directory" in res.stderr, res.stderr
+        assert foreign.poll() is None and evil.is_dir()
+        # The recorded folder: only the recorded slurmd is stopped, then the folder and pointer go.
+        res = _bash(f'bash "{DOWN}" --purge', env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"stopped slurmd (pid {ours.pid})" in res.stdout
+        assert ours.wait(timeout=10) == -signal.SIGTERM
+        assert unrecorded.poll() is None and foreign.poll() is None
+        assert not state.exists() and not pointer.exists()
+        # Nothing recorded any more: nothing to stop.
+        res = _bash(f'bash "{DOWN}"', env)
+        assert res.returncode == 0 and "nothing to stop" in res.stdout
+    finally:
+        for p in (ours, unrecorded, foreign):
+            p.kill()
+            p.wait()

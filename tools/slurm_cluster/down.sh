@@ -2,11 +2,30 @@
 # Stop the single-node SLURM test cluster started by tools/slurm_cluster/up.sh.
 # Only the processes recorded in <state>/run/<daemon>.pid are signalled (TERM, then KILL after
 # a timeout), and only if that PID still runs that daemon. Nothing is stopped by name.
+# The state directory is the one up.sh recorded in /run/itermask-slurm.state (or
+# $ITERMASK_SLURM_DIR); one that fails the checks of state.sh (not created by up.sh, owned or
+# writable by another user) is refused: nothing is signalled or deleted.
 #   tools/slurm_cluster/down.sh            # keep the state directory (accounting database, logs)
-#   tools/slurm_cluster/down.sh --purge    # also delete the state directory
+#   tools/slurm_cluster/down.sh --purge    # also delete the state directory and the pointer
 set -uo pipefail
 
-STATE=${ITERMASK_SLURM_DIR:-/tmp/itermask-slurm}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/slurm_cluster/state.sh
+source "$HERE/state.sh"
+STATE=${ITERMASK_SLURM_DIR:-}
+if [[ -z $STATE ]]; then
+    STATE=$(state_from_pointer) || exit 1
+    [[ -n $STATE ]] || { echo "slurm-down: no test cluster recorded in $SLURM_POINTER; nothing to stop"; exit 0; }
+fi
+if ! why=$(state_check "$STATE"); then
+    if [[ ! -e $STATE && ! -L $STATE ]]; then
+        echo "slurm-down: state directory $STATE no longer exists; nothing to stop"
+        state_forget "$STATE"
+        exit 0
+    fi
+    echo "slurm-down: refusing state directory: $why" >&2
+    exit 1
+fi
 TIMEOUT_S=${ITERMASK_SLURM_STOP_TIMEOUT_S:-20}
 # Reverse start order: compute node first, database last.
 DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
@@ -66,6 +85,7 @@ if [[ ${1:-} == --purge && $status == 0 ]]; then
         /|/tmp|/root|/home|"") echo "slurm-down: refusing to delete '$STATE'" >&2; exit 1 ;;
     esac
     rm -rf -- "$STATE"
+    state_forget "$STATE"
     echo "slurm-down: removed $STATE"
 fi
 exit $status

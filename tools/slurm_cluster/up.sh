@@ -5,19 +5,21 @@
 #
 #   sudo tools/slurm_cluster/up.sh          # idempotent; tools/slurm_cluster/down.sh stops it
 #
-# Everything lives in a state directory ($ITERMASK_SLURM_DIR, default /tmp/itermask-slurm):
+# Everything lives in a private state directory that this script creates with `mktemp -d`
+# (/tmp/itermask-slurm.XXXXXXXXXX) and records in /run/itermask-slurm.state (root only, 0600);
+# a directory it did not create is refused (tools/slurm_cluster/state.sh has the checks):
 # etc/ (slurm.conf, gres.conf, slurmdbd.conf), run/ (<daemon>.pid of every process started
-# here), log/ (daemon logs, jobcomp.log), munge/, mysql/, spool/.
+# here), log/ (daemon logs, jobcomp.log), munge/, mysql/, spool/. The last line printed names it.
 # /etc/slurm/slurm.conf is pointed at etc/slurm.conf when no other slurm.conf is there, so that
 # sbatch/sinfo/sacct (and `snakemake --profile slurm`) work without SLURM_CONF; otherwise
 # export SLURM_CONF=<state>/etc/slurm.conf.
-# Settings (environment): ITERMASK_SLURM_DIR, ITERMASK_SLURM_CLUSTER (itermask),
+# Settings (environment): ITERMASK_SLURM_DIR, ITERMASK_SLURM_POINTER (see state.sh), ITERMASK_SLURM_CLUSTER (itermask),
 # ITERMASK_SLURMCTLD_PORT (6817), ITERMASK_SLURMD_PORT (6818), ITERMASK_SLURMDBD_PORT (6819),
 # ITERMASK_SLURM_DB_PORT (3307), ITERMASK_SLURM_WAIT_S (90), ITERMASK_SLURM_NO_ETC=1 (leave /etc alone).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STATE=${ITERMASK_SLURM_DIR:-/tmp/itermask-slurm}
+STATE=  # set below, after the checks of state.sh
 CLUSTER=${ITERMASK_SLURM_CLUSTER:-itermask}
 CTLD_PORT=${ITERMASK_SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${ITERMASK_SLURMD_PORT:-6818}
@@ -128,6 +130,25 @@ render() {  # render TEMPLATE DEST
 # ---------------------------------------------------------------- main
 [[ $EUID -eq 0 ]] || { echo "slurm-up: must run as root (daemons run as root here)" >&2; exit 2; }
 export PATH=$PATH:/usr/sbin:/sbin
+# shellcheck source=tools/slurm_cluster/state.sh
+source "$HERE/state.sh"
+if [[ -n ${ITERMASK_SLURM_DIR:-} ]]; then
+    STATE=$ITERMASK_SLURM_DIR
+    if [[ ! -e $STATE && ! -L $STATE ]]; then
+        STATE=$(state_create "$STATE") || { echo "slurm-up: cannot create $ITERMASK_SLURM_DIR" >&2; exit 1; }
+    fi
+else
+    STATE=$(state_from_pointer) || exit 1
+    if [[ -z $STATE || ( ! -e $STATE && ! -L $STATE ) ]]; then  # none yet, or removed (/tmp cleared)
+        STATE=$(state_create) || { echo "slurm-up: cannot create a state directory" >&2; exit 1; }
+    fi
+fi
+if ! why=$(state_check "$STATE"); then
+    echo "slurm-up: refusing state directory: $why" >&2
+    echo "slurm-up: (remove $SLURM_POINTER or unset ITERMASK_SLURM_DIR to start with a new one)" >&2
+    exit 1
+fi
+state_write_pointer "$STATE"
 mkdir -p "$STATE"/{etc,run,log,munge,spool/ctld,spool/d,mysql}
 chmod 755 "$STATE"
 if need_install; then install_packages; fi
@@ -247,3 +268,4 @@ until node_ready; do
 done
 log "node $NODE is $(sinfo -h -N -n "$NODE" -o %t): $(sinfo -h -N -n "$NODE" -o '%c CPUs, %m MB, %G')"
 log "cluster $CLUSTER up in $(since "$T0") s (state: $STATE; SLURM_CONF=$SLURM_CONF)"
+echo "ITERMASK_SLURM_DIR=$STATE"
