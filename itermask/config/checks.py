@@ -41,6 +41,12 @@ def check_experiment(study: "Study", name: str) -> None:
     for d in (s.dataset, *s.segment, *s.detect):
         if s.sequence not in datasets[d]["sequences"]:
             raise ConfigError(f"{where}.sequence: '{s.sequence}' is not a sequence of dataset '{d}'")
+    own = datasets[s.dataset]["sequences"]
+    for q in study.train_spec(name).sequences:  # e.g. the Cyclic UNet's intermediate sequence
+        if q not in own:
+            raise ConfigError(f"{where}: method '{s.method}' trains on sequence '{q}' beside '{s.sequence}', but "
+                              f"dataset '{s.dataset}' has only {list(own)}: it cannot train this method (add '{q}' "
+                              f"to the dataset or choose another, e.g. network.intermediate)")
     art = study.config["artefacts"]
     if s.detect and "other_sequence" in art["types"]:
         other = art.get("other_sequence")

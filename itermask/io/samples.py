@@ -3,7 +3,10 @@
 A *volume* item names NIfTI files on one grid: ``image`` (z-scored), ``brain``, and
 optionally ``hf`` (high-frequency image) and ``label``. A *slices* item names one
 ``*_slices2d-r<radius>.npz`` file (keys ``image``, ``hf``, ``brain``, ``index``; optional
-``label``, ``role``). Every problem raises InputError naming the dataset, subject and file.
+``label``, ``role``). Either may name ``sequences``: {sequence: file} of further sequences of
+the same subject (a method's ``InputSpec.sequences``, e.g. the Cyclic UNet's intermediate
+sequence in training): NIfTI volumes on the image's grid, or slices files with the same
+slice indices. Every problem raises InputError naming the dataset, subject and file.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ class Volume:
     label: np.ndarray | None
     affine: np.ndarray
     paths: dict[str, str | None]
+    #: further sequences of the subject on the same grid (item ``sequences``), by name
+    sequences: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +49,8 @@ class Slices:
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
     #: why a test subject has no slice (no lesion in the central range); None otherwise
     left_out_reason: str | None = None
+    #: further sequences' images (n, H, W) of the same slices (item ``sequences``), by name
+    sequences: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_brain(self) -> np.ndarray:
@@ -71,7 +78,14 @@ def read_volume(item: Mapping[str, Any], *, dataset: str | None = None, subject:
             arr = np.asarray(other.dataobj)
             arrays[key] = arr.astype(np.float32) if key == "hf" else arr > 0
     paths = {k: (str(item[k]) if item.get(k) else None) for k in ("image", "hf", "brain", "label")}
-    return Volume(np.asarray(img.dataobj, dtype=np.float32), brain, arrays["hf"], arrays["label"], img.affine, paths)
+    further = {}
+    for name, path in (item.get("sequences") or {}).items():
+        other = load_nifti(path, reorient=False, **ctx)
+        check_same_grid(other, img, path=path, **ctx)
+        further[name] = np.asarray(other.dataobj, dtype=np.float32)
+        paths[f"sequence_{name}"] = str(path)
+    return Volume(np.asarray(img.dataobj, dtype=np.float32), brain, arrays["hf"], arrays["label"], img.affine, paths,
+                  further)
 
 
 def read_slices(path: str | Path, *, dataset: str | None = None, subject: str | None = None) -> Slices:
@@ -104,8 +118,24 @@ def read_slices(path: str | Path, *, dataset: str | None = None, subject: str | 
                   data["index"].astype(int), role, {"slices": str(path)}, affine, left_out)
 
 
+def read_slices_item(item: Mapping[str, Any], *, dataset: str | None = None, subject: str | None = None) -> Slices:
+    """A slices item: its file, and the further sequences' slices files (``sequences``), which
+    must hold the same slices (axial indices) in the same size."""
+    main = read_slices(item["slices"], dataset=dataset, subject=subject)
+    for name, path in (item.get("sequences") or {}).items():
+        other = read_slices(path, dataset=dataset, subject=subject)
+        if not np.array_equal(other.index, main.index) or other.image.shape != main.image.shape:
+            raise InputError(f"slices of sequence '{name}' (indices {other.index.tolist()}, shape "
+                             f"{other.image.shape}) differ from those of {item['slices']} (indices "
+                             f"{main.index.tolist()}, shape {main.image.shape})", path=path, dataset=dataset,
+                             subject=subject)
+        main.sequences[name] = other.image
+        main.paths[f"sequence_{name}"] = str(path)
+    return main
+
+
 def read_item(item: Mapping[str, Any], *, dataset: str | None = None, subject: str | None = None) -> Volume | Slices:
     """A slices item (``{"slices": path}``) or a volume item, read by the matching reader."""
     if item.get("slices"):
-        return read_slices(item["slices"], dataset=dataset, subject=subject)
+        return read_slices_item(item, dataset=dataset, subject=subject)
     return read_volume(item, dataset=dataset, subject=subject)

@@ -76,17 +76,11 @@ class ReconstructionBaseline(Method):
         return {"network": network, "in_channels": {"net": 1}, "spatial_dims": dims}
 
     def networks_from_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        from itermask.core.networks import AttnResUNet2D, ResUNet3D
+        return {"net": backbone(meta["network"])}
 
-        n = meta["network"]
-        if int(n["spatial_dims"]) == 3:
-            net = ResUNet3D(1, 1, n["channels"], float(n["dropout"]), n["residual"],
-                            skip_connections=bool(n["skip_connections"]))
-        else:
-            net = AttnResUNet2D(1, 1, n["channels"], n["attention_res"], int(n["image_size"]), float(n["dropout"]),
-                                int(n["num_res_blocks"]), int(n["num_heads"]), bool(n["middle_attention"]),
-                                skip_connections=bool(n["skip_connections"]))
-        return {"net": net}
+    def reconstructor(self, networks: Mapping[str, Any]) -> Any:
+        """The callable x -> x_hat of inference (the one network; the Cyclic UNet: B(F(x)))."""
+        return networks["net"]
 
     def validation_corrupt(self, settings: Any, brains: np.ndarray, sample_ids: np.ndarray) -> dict[str, Any]:
         """The fixed corruption of validation samples (none by default)."""
@@ -118,7 +112,7 @@ class ReconstructionBaseline(Method):
     def infer(self, networks: Mapping[str, Any], inputs: Mapping[str, Any], ctx: InferenceContext) -> dict:
         from itermask.io.samples import Slices
 
-        net, cfg = networks["net"], ctx.settings.infer
+        net, cfg = self.reconstructor(networks), ctx.settings.infer
         batch_size, score = int(cfg["batch_size"]), cfg["score"]
         dims = int(ctx.meta.get("spatial_dims", self.spatial_dims))
         out = {}
@@ -133,6 +127,19 @@ class ReconstructionBaseline(Method):
             ctx.log(f"[infer] {name}: {r['kind']}, " + (f"left out ({r['left_out_reason']})" if "left_out_reason" in r
                                                        else f"mean error {r['score']:.4g}"))
         return out
+
+
+def backbone(n: Mapping[str, Any]) -> Any:
+    """A fresh 1-in, 1-out UNet from a meta's ``network``: the 3D residual UNet or the 2D
+    attention UNet (``spatial_dims``), with or without skip connections."""
+    from itermask.core.networks import AttnResUNet2D, ResUNet3D
+
+    if int(n["spatial_dims"]) == 3:
+        return ResUNet3D(1, 1, n["channels"], float(n["dropout"]), n["residual"],
+                         skip_connections=bool(n["skip_connections"]))
+    return AttnResUNet2D(1, 1, n["channels"], n["attention_res"], int(n["image_size"]), float(n["dropout"]),
+                         int(n["num_res_blocks"]), int(n["num_heads"]), bool(n["middle_attention"]),
+                         skip_connections=bool(n["skip_connections"]))
 
 
 def reconstruct(net: Any, images: np.ndarray, batch_size: int, device: Any) -> np.ndarray:

@@ -33,7 +33,12 @@ class InputSpec:
     ``kind`` ``volume``: the z-scored volume ``{sequence}.nii.gz`` + ``brainmask.nii.gz`` (+ the
     label where one exists); with ``hf`` also ``{sequence}_hf-r{radius}.nii.gz``.
     ``kind`` ``slices``: ``{sequence}_slices2d-r{radius}.npz`` (image, HF, brain, label, index).
-    ``sequences``: further sequences of the same subject the method reads (none for IterMask).
+    ``sequences``: further sequences of the same subject the method reads (none for IterMask;
+    the Cyclic UNet's intermediate sequence in training, none at test time): their
+    ``{name}.nii.gz`` for ``volume`` inputs, their ``{name}_slices2d-r{radius}.npz`` (the same
+    slices) for ``slices`` inputs. The reader (``itermask.io.samples``) returns their images in
+    ``Volume.sequences`` / ``Slices.sequences``; training batches carry them under
+    ``itermask.training.data.sequence_key(name)``, turned with the image by rot90.
     """
 
     kind: InputKind

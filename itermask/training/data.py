@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
@@ -10,18 +10,25 @@ import torch
 
 from itermask.config.settings import TrainSettings
 from itermask.errors import InputError
-from itermask.io.samples import read_slices, read_volume
+from itermask.io.samples import read_slices_item, read_volume
+
+
+def sequence_key(name: str) -> str:
+    """Batch key of a further sequence's image (a method's ``InputSpec.sequences``)."""
+    return f"sequence:{name}"
 
 
 @dataclass
 class Samples:
     """Training/validation samples: image, hf (n, 1, *spatial) float32 (hf None when the
-    method reads none); brain (n, *spatial) bool; names ``subject`` or ``subject:slice``."""
+    method reads none); brain (n, *spatial) bool; names ``subject`` or ``subject:slice``;
+    ``sequences``: further sequences' images (n, 1, *spatial) by name (items' ``sequences``)."""
 
     image: torch.Tensor
     hf: torch.Tensor | None
     brain: np.ndarray
     names: list[str]
+    sequences: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -39,9 +46,9 @@ def load_samples(items: list[Mapping[str, str]], kind: str, *, dataset: str | No
     """Read training items with the one reader (``itermask.io.samples``).
 
     ``kind`` ``volume``: one sample per subject, all of one shape. ``slices``: one sample per
-    slice with brain pixels, all of one size.
+    slice with brain pixels, all of one size. Every item names the same further sequences.
     """
-    images, hfs, brains, names = [], [], [], []
+    images, hfs, brains, names, further = [], [], [], [], {}
     for item in items:
         subject = str(item["subject"])
         if kind == "volume":
@@ -50,19 +57,27 @@ def load_samples(items: list[Mapping[str, str]], kind: str, *, dataset: str | No
                 raise InputError(f"shape {v.image.shape} differs from the first subject's {images[0].shape}",
                                  path=item["image"], dataset=dataset, subject=subject)
             images.append(v.image), hfs.append(v.hf), brains.append(v.brain), names.append(subject)
+            for q, arr in v.sequences.items():
+                further.setdefault(q, []).append(arr)
             continue
-        s = read_slices(item["slices"], dataset=dataset, subject=subject)
+        s = read_slices_item(item, dataset=dataset, subject=subject)
         if images and s.image.shape[1:] != images[0].shape[1:]:
             raise InputError(f"slice size {s.image.shape[1:]} differs from {images[0].shape[1:]}",
                              path=item["slices"], dataset=dataset, subject=subject)
         keep = s.has_brain
         images.append(s.image[keep]), hfs.append(s.hf[keep]), brains.append(s.brain[keep])
         names += [f"{subject}:{int(i)}" for i in s.index[keep]]
+        for q, arr in s.sequences.items():
+            further.setdefault(q, []).append(arr[keep])
     if not names:
         raise InputError(f"no training samples with brain in {len(items)} item(s)", dataset=dataset)
     stack = np.stack if kind == "volume" else np.concatenate
     hf = None if any(h is None for h in hfs) else _tensor(hfs, stack)
-    return Samples(_tensor(images, stack), hf, stack(brains), names)
+    missing = sorted(q for q, arrs in further.items() if len(arrs) != len(images))
+    if missing:
+        raise InputError(f"further sequences {missing} are not named by every item", dataset=dataset)
+    sequences = {q: _tensor(arrs, stack) for q, arrs in further.items()}
+    return Samples(_tensor(images, stack), hf, stack(brains), names, sequences)
 
 
 def total_steps(settings: TrainSettings, n_train: int) -> int:
@@ -82,8 +97,9 @@ Corrupt = Callable[[np.ndarray, np.ndarray, int], dict[str, torch.Tensor]]
 
 def make_batch(data: Samples, step: int, settings: TrainSettings, seed: int, corrupt: Corrupt) -> dict[str, torch.Tensor]:
     """CPU tensors (B, 1, *spatial) of training step `step` (0-based): ``image``, ``hf`` (if
-    any) and the method's ``corrupt(brains, sample_ids, epoch)`` tensors, each rotated by 90°
-    in the plane ``rot90_axes`` with probability ``rot90_p`` (the same draw for all)."""
+    any), the further sequences (``sequence_key(name)``) and the method's
+    ``corrupt(brains, sample_ids, epoch)`` tensors, each rotated by 90° in the plane
+    ``rot90_axes`` with probability ``rot90_p`` (the same draw for all)."""
     n, batch_size = len(data), int(settings.batch_size)
     per_epoch = math.ceil(n / batch_size)
     epoch, pos = divmod(step, per_epoch)
@@ -91,6 +107,7 @@ def make_batch(data: Samples, step: int, settings: TrainSettings, seed: int, cor
     batch = {"image": data.image[idx]}
     if data.hf is not None:
         batch["hf"] = data.hf[idx]
+    batch.update({sequence_key(q): t[idx] for q, t in data.sequences.items()})
     batch.update(corrupt(data.brain[idx], idx, epoch))
     if settings.rot90_p > 0:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 11, int(step)]))

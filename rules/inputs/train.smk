@@ -4,10 +4,14 @@
 def input_item(spec, settings, dataset, subject):
     """The files of one subject as a method's InputSpec asks for them (with the subject ID):
     {"subject", "slices"} for slice inputs; {"subject", "image", "hf" (spec.hf), "brain"} for
-    volumes (+ "sequences": {name: image} for the spec's further sequences)."""
+    volumes; + "sequences": {name: file} for the spec's further sequences (their image, or
+    their slices file)."""
     w = dict(dataset=dataset, subject=subject)
     if spec.kind == "slices":
-        return {"subject": subject, "slices": path(SLICES, sequence=settings.sequence, radius=settings.hf_radius, **w)}
+        item = {"subject": subject, "slices": path(SLICES, sequence=settings.sequence, radius=settings.hf_radius, **w)}
+        if spec.sequences:
+            item["sequences"] = {q: path(SLICES, sequence=q, radius=settings.hf_radius, **w) for q in spec.sequences}
+        return item
     item = {"subject": subject, "image": path(IMAGE, sequence=settings.sequence, **w)}
     if spec.hf:
         item["hf"] = path(HF, sequence=settings.sequence, radius=settings.hf_radius, **w)
