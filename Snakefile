@@ -21,6 +21,17 @@ if workflow.is_main_process:
     clear_stale_locks(Path.cwd(), lambda message: print(message, file=sys.stderr))
 
 
+# A results folder that cannot take files (read-only, full, no permission) is one line naming
+# it before the first job (a real run only; itermask/io/writable.py), not a traceback.
+onstart:
+    from itermask.io.writable import unwritable_reason
+
+    reason = unwritable_reason(R)
+    if reason:
+        print(reason, file=sys.stderr)
+        sys.exit(1)
+
+
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/artefacts.smk"

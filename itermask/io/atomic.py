@@ -3,7 +3,8 @@
 A killed job therefore never leaves a half-written file under the final name; its orphaned
 temporary (``.<name>.*.tmp*`` beside the output) is removed by the next write of that output.
 Files and folders get the user's umask (0644 / 0755 under the usual 022), not the private
-0600 / 0700 that ``mkstemp`` / ``mkdtemp`` create.
+0600 / 0700 that ``mkstemp`` / ``mkdtemp`` create. A write that fails because the disk is full
+or the folder read-only raises :class:`itermask.io.writable.OutputWriteError` naming the output.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from itermask.io.writable import explain_write_error
 
 
 def _suffixes(path: Path) -> str:
@@ -68,9 +71,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     On any exception the temporary file is removed and `path` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + _suffixes(path), dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + _suffixes(path), dir=path.parent)
+    except OSError as exc:
+        raise explain_write_error(exc, path) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -79,6 +85,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp_path.exists():  # a writer may have replaced the file: keep the mode shareable
             shareable(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise explain_write_error(exc, path) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -88,15 +97,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise explain_write_error(exc, path) from exc
     try:
         shareable(tmp, directory=True)
         yield tmp
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise explain_write_error(exc, path) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

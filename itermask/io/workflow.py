@@ -17,15 +17,20 @@ ATTEMPT_HEADER = "===== itermask job attempt"
 def open_log(log_path: str) -> tuple[Any, int]:
     """Open the rule's log for appending (earlier attempts are kept) and write a header
     naming this attempt (1 + the headers already in the file), the host, pid and time."""
+    from itermask.io.writable import explain_write_error
+
     path = Path(log_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     attempt = 1
-    if path.exists():
-        with open(path, errors="replace") as old:
-            attempt += sum(line.startswith(ATTEMPT_HEADER) for line in old)
-    stream = open(path, "a", buffering=1)
-    stream.write(f"{ATTEMPT_HEADER} {attempt} on {socket.gethostname()} pid {os.getpid()} "
-                 f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, errors="replace") as old:
+                attempt += sum(line.startswith(ATTEMPT_HEADER) for line in old)
+        stream = open(path, "a", buffering=1)
+        stream.write(f"{ATTEMPT_HEADER} {attempt} on {socket.gethostname()} pid {os.getpid()} "
+                     f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
+    except OSError as exc:  # full disk / read-only log folder: say which file
+        raise explain_write_error(exc, path) from None
     return stream, attempt
 
 
@@ -62,7 +67,8 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
         raise
     finally:
         if log_path:
-            stream.close()
+            with contextlib.suppress(OSError):  # a full disk must not hide the job's own error
+                stream.close()
 
 
 def device_of(smk: Any) -> str:
