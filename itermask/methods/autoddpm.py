@@ -1,0 +1,93 @@
+"""AutoDDPM baseline (Bercea et al., 2023; code ci-ber/autoDDPM; METHOD.md §10): the 2D
+diffusion model of the DDPM baseline (``itermask.methods._diffusion``), at test time per slice:
+
+1. mask: noise x to ``infer.noise_t`` (200 of 1000) and denoise to x_hat; residual
+   r = |x - x_hat| divided by its per-slice ``infer.residual_percentile`` (95th) percentile
+   and clipped to [0, 1]; combined map c = r x LPIPS(x, x_hat) when an LPIPS network is
+   given (``infer.lpips_model``), else c = r; m = dilate3x3(c > threshold) in the brain
+   (threshold ``infer.mask_threshold`` with LPIPS, 0.13 in their config;
+   ``infer.mask_threshold_no_lpips`` on r alone);
+2. stitch: (1 - m) x + m x_hat;
+3. re-sample: the stitched image noised to ``infer.inpaint_t`` (50) and a RePaint loop with
+   ``infer.resample_steps`` (5) rounds per step, known region from x;
+4. map = |x - x_inpainted| x c in the brain (as their code weights it: 0 outside m).
+
+LPIPS needs ImageNet-trained backbone weights that nothing here ships or downloads: with
+``infer.lpips_model`` null the mask uses r alone, and result.json records which
+(``mask_map``: ``scaled_residual`` or ``scaled_residual_x_lpips``; ``lpips_model``). The
+file is a TorchScript module f(a, b) -> (B, 1, H, W) spatial LPIPS distance for 3-channel
+inputs in [-1, 1], e.g. ``lpips.LPIPS(net='squeeze', spatial=True)`` (their choice) traced
+and saved with ``torch.jit`` where it can be downloaded (docs/baselines.md).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from itermask.errors import InputError
+from itermask.methods._diffusion_method import DiffusionBaseline
+from itermask.methods.ddpm import steps
+
+
+def scaled_residual(x: Any, x_hat: Any, percentile: float) -> Any:
+    """|x - x_hat| / its per-slice percentile, clipped to [0, 1] (B, 1, H, W)."""
+    import torch
+
+    r = (x - x_hat).abs()
+    q = torch.quantile(r.flatten(1).float(), float(percentile) / 100.0, dim=1).clamp_min(1e-8)
+    return (r / q.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+
+def load_lpips(path: str, device: Any) -> Any:
+    import torch
+
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(f"cannot load the LPIPS TorchScript module (infer.lpips_model): {exc}", path=path) from None
+
+
+def lpips_map(model: Any, a: Any, b: Any) -> Any:
+    """Spatial LPIPS of two (B, 1, H, W) model-scaled images (clipped to [-1, 1], 3 channels)."""
+    prep = lambda t: t.clamp(-1.0, 1.0).expand(-1, 3, -1, -1)  # noqa: E731
+    out = model(prep(a), prep(b)).float()
+    if out.shape != a.shape:
+        raise InputError(f"the LPIPS module returned {tuple(out.shape)} for images {tuple(a.shape)}; "
+                         "it must give a spatial map (B, 1, H, W) (spatial=True)")
+    return out
+
+
+class AutoDDPM(DiffusionBaseline):
+    name = "autoddpm"
+
+    def prepare(self, ctx: Any) -> Any:
+        path = ctx.settings.infer["lpips_model"]
+        return None if path is None else load_lpips(path, ctx.device)
+
+    def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
+        cfg, s = ctx.settings.infer, steps(ctx)
+        threshold = cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"]
+        return {"mask_map": "scaled_residual" if aux is None else "scaled_residual_x_lpips",
+                "lpips_model": cfg["lpips_model"],
+                "diffusion": {"timesteps": int(ctx.meta["network"]["timesteps"]), "noise_t": s["noise_t_reference"],
+                              "inpaint_t": s["inpaint_t_reference"], "resample_steps": int(cfg["resample_steps"]),
+                              "mask_threshold": float(threshold),
+                              "residual_percentile": float(cfg["residual_percentile"])}}
+
+    def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
+        from itermask.methods._diffusion import denoise_from, dilate, repaint, stitch
+
+        cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
+        xs = x / scale
+        x_hat = denoise_from(net, sched, xs, s["noise_t"], noise)
+        combined = scaled_residual(xs, x_hat, float(cfg["residual_percentile"]))
+        if aux is not None:
+            combined = combined * lpips_map(aux, xs, x_hat)
+        threshold = float(cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
+        mask = dilate(combined > threshold) & brain
+        inpainted = repaint(net, sched, xs, stitch(xs, x_hat, mask), mask, s["inpaint_t"], int(cfg["resample_steps"]),
+                            noise) * scale
+        stats = {"mask_fraction": mask.flatten(1).sum(1) / brain.flatten(1).sum(1).clamp_min(1)}
+        return inpainted, (x - inpainted).abs() * combined, stats
+
+
+METHOD = AutoDDPM()

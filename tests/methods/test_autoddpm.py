@@ -1,0 +1,136 @@
+"""AutoDDPM baseline (METHOD.md §10): the stitch keeps x outside the mask, RePaint's known
+region is x noised by the forward process at every step (x itself at the end), the scaled
+residual (LPIPS off) and LPIPS as a factor when given, per-slice seeding, tiny train + infer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baselines_e2e import infer, load, result, train
+from diffusion_support import context, tiny_settings, zero_eps
+
+from itermask import methods
+from itermask.errors import InputError
+from itermask.methods._diffusion import SliceNoise, dilate, make_scheduler, repaint, stitch
+from itermask.methods.autoddpm import scaled_residual
+
+torch.set_num_threads(1)
+
+
+def test_stitch_keeps_x_exactly_outside_the_mask():
+    g = torch.Generator().manual_seed(0)
+    x, x_hat = 3 * torch.randn(2, 1, 16, 16, generator=g), torch.randn(2, 1, 16, 16, generator=g)
+    m = torch.rand(2, 1, 16, 16, generator=g) > 0.7
+    out = stitch(x, x_hat, m)
+    assert torch.equal(out[~m], x[~m]) and torch.equal(out[m], x_hat[m])
+
+
+def test_dilation_is_3x3():
+    m = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
+    m[0, 0, 3, 3] = True
+    d = dilate(m)
+    assert d.sum() == 9 and torch.all(d[0, 0, 2:5, 2:5])
+
+
+def test_repaint_known_region_is_the_noised_x_at_every_step():
+    """Outside the mask the image is, after every combination, the known region; that region
+    is x under q(x_{k-1} | x_0): (known - sqrt(abar) x) / sqrt(1 - abar) is standard normal;
+    the final image is x exactly outside the mask."""
+    sched = make_scheduler(20)
+    g = torch.Generator().manual_seed(1)
+    x = 2 * torch.randn(1, 1, 64, 64, generator=g)
+    m = torch.zeros_like(x, dtype=torch.bool)
+    m[..., 20:40, 20:40] = True
+    seen = []
+
+    def observe(k, u, image, known):
+        assert torch.equal(image[~m], known[~m])
+        if k > 0:
+            a = sched.alphas_cumprod[k - 1]
+            z = (known[~m] - a.sqrt() * x[~m]) / (1 - a).sqrt()
+            assert abs(float(z.mean())) < 0.1 and float(z.std()) == pytest.approx(1.0, abs=0.06)
+        else:
+            assert torch.equal(known, x)
+        seen.append((k, u))
+
+    out = repaint(zero_eps, sched, x, stitch(x, torch.zeros_like(x), m), m, 3, 5, SliceNoise([0], "cpu"), observe)
+    assert seen == [(k, u) for k in (3, 2, 1, 0) for u in range(5)]
+    assert torch.equal(out[~m], x[~m]) and not torch.equal(out[m], x[m])
+
+
+def test_scaled_residual_known_answer():
+    """|x - x_hat| / its per-slice 95th percentile, clipped to [0, 1]."""
+    x = torch.arange(100, dtype=torch.float32).view(1, 1, 10, 10)
+    r = scaled_residual(x, torch.zeros_like(x), 95)
+    q = float(np.percentile(np.arange(100), 95))  # 94.05 (linear interpolation, as torch.quantile)
+    torch.testing.assert_close(r, (x / q).clamp(0, 1))
+    assert float(r.max()) == 1.0 and int((r == 1).sum()) == 5
+
+
+def _lpips_file(tmp_path, value: float) -> str:
+    class Constant(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.value = value
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(a[:, :1], self.value)
+
+    path = str(tmp_path / f"lpips_{value}.pt")
+    torch.jit.save(torch.jit.script(Constant()), path)
+    return path
+
+
+def _run(s, x, brain):
+    auto = methods.get("autoddpm")
+    ctx = context(s)
+    aux = auto.prepare(ctx)
+    out = auto.anomaly(zero_eps, make_scheduler(20), x, brain, SliceNoise([0, 1], "cpu"), ctx, aux)
+    return out, auto.record_extra(ctx, aux)
+
+
+def test_lpips_off_gives_the_scaled_residual_and_on_multiplies_it(tmp_path):
+    """The zero-eps model at noise_t 0 maps x to x / sqrt(abar_0) + noise: a fixed residual.
+    LPIPS off: mask from the scaled residual at mask_threshold_no_lpips, map |x - x_in| x r.
+    A constant LPIPS of 1 at the same threshold gives the same; a constant 0.5 with half the
+    threshold the same mask and half the map."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 1, 16, 16, generator=g)
+    brain = torch.ones_like(x, dtype=torch.bool)
+    common = {"noise_t": 0, "inpaint_t": 0, "mask_threshold_no_lpips": 0.4}
+    (r0, e0, st0), rec0 = _run(tiny_settings("autoddpm", **common), x, brain)
+    assert rec0["mask_map"] == "scaled_residual" and rec0["lpips_model"] is None
+    assert 0 < float(st0["mask_fraction"].mean()) < 1
+    one = _lpips_file(tmp_path, 1.0)
+    (r1, e1, st1), rec1 = _run(tiny_settings("autoddpm", lpips_model=one, mask_threshold=0.4, **common), x, brain)
+    assert rec1["mask_map"] == "scaled_residual_x_lpips" and rec1["lpips_model"] == one
+    torch.testing.assert_close(e1, e0) and torch.testing.assert_close(st1["mask_fraction"], st0["mask_fraction"])
+    half = _lpips_file(tmp_path, 0.5)
+    (r2, e2, st2), _ = _run(tiny_settings("autoddpm", lpips_model=half, mask_threshold=0.2, **common), x, brain)
+    torch.testing.assert_close(st2["mask_fraction"], st0["mask_fraction"])
+    torch.testing.assert_close(e2, e0 / 2)
+
+
+def test_bad_lpips_file_names_the_file(tmp_path):
+    bad = tmp_path / "lpips.pt"
+    bad.write_text("not a model")
+    with pytest.raises(InputError, match="lpips.pt"):
+        methods.get("autoddpm").prepare(context(tiny_settings("autoddpm", lpips_model=str(bad))))
+
+
+def test_train_and_infer_seeded_per_slice(tmp_path):
+    s = tiny_settings("autoddpm")
+    model, logs = train(tmp_path, s, 2)
+    assert any("step 4/4" in line for line in logs)
+    out = infer(tmp_path, model, s, 2)
+    for cond, kind in (("healthy", "slicewise"), ("lesion", "2d")):
+        f, r = out / cond, result(out / cond)
+        assert r["method"] == "autoddpm" and r["kind"] == kind and r["mask_map"] == "scaled_residual"
+        assert r["lpips_model"] is None and r["diffusion"]["inpaint_t"] == 49 and r["diffusion"]["resample_steps"] == 5
+        error, brain = load(f, "error.nii.gz"), load(f, "brainmask.nii.gz") > 0
+        assert np.all(error[~brain] == 0) and r["score"] == pytest.approx(float(error[brain].mean()), rel=1e-5)
+    # a slice's result does not depend on the batch it runs in (one generator per slice)
+    one_by_one = infer(tmp_path / "b1", model, tiny_settings("autoddpm", batch_size=1), 2)
+    np.testing.assert_allclose(load(one_by_one / "lesion", "error.nii.gz"), load(out / "lesion", "error.nii.gz"),
+                               rtol=1e-5, atol=1e-5)
