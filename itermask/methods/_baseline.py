@@ -1,4 +1,4 @@
-"""What the reconstruction baselines (AE, DAE; METHOD.md §10) share.
+"""What the reconstruction baselines (AE, DAE, Cyclic UNet; METHOD.md §10) share.
 
 One network ``net`` reconstructs the image; the anomaly map is E = (x - x_hat)^2 inside the
 brain and the detection score its mean over the brain (``score: mean_error``). There is no
@@ -11,7 +11,8 @@ attention UNet (``AttnResUNet2D``: ``channels``, ``attention_res``, ``dropout``,
 volumes (detection) slice-wise (``itermask.inference.slicewise``), as IterMask2 does. The
 model file's meta ``spatial_dims`` is the experiment's (the class attribute is only the
 default). A subclass sets ``skip_connections`` (False: the AE) and ``losses``; a corrupting
-method also ``corrupt`` and ``validation_corrupt``.
+method also ``corrupt`` and ``validation_corrupt``; a method of several networks (the Cyclic
+UNet's F and B, each a ``backbone``) its ``networks_from_meta`` and ``reconstructor``.
 """
 from __future__ import annotations
 
