@@ -1,0 +1,36 @@
+"""benchmarks/dag_scale.py builds a study of N zero-byte subjects that the pipeline's Study reads."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from itermask.config.study import Study
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dag_scale.py"
+spec = importlib.util.spec_from_file_location("dag_scale", SCRIPT)
+dag_scale = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dag_scale)
+
+
+def test_splits_cut_n_subjects_70_10_10_10():
+    splits = dag_scale.split_subjects(20)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 14, "val": 2, "test_healthy": 2, "test_lesion": 2}
+    assert sum(splits.values(), []) == [f"s{i:05d}" for i in range(1, 21)]
+
+
+def test_study_of_n_subjects(tmp_path):
+    config = yaml.safe_load(dag_scale.write_study(tmp_path, 20).read_text())
+    study = Study(config, base_dir=tmp_path)
+    d = study.datasets["big"]
+    assert len(d.subjects) == 20 and d.sequences == ("T1w", "FLAIR")
+    lesion = study.datasets["big"].splits["test_lesion"][0]
+    assert Path(d.label(lesion)).exists() and Path(d.image(lesion, "FLAIR")).stat().st_size == 0
+    assert {study.settings(e).method for e in study.experiments} == {"itermask3d", "itermask2"}
+    assert study.conditions("im3d", "big", d.splits["test_healthy"][0]) == ["healthy", "chunk_middle", "ghosting"]
+
+
+def test_job_count_reads_the_total_line():
+    assert dag_scale.job_count("job   count\n-----  -----\ninfer  5\ntotal     668\n") == 668
+    assert dag_scale.job_count("nothing to be done") is None
