@@ -50,6 +50,19 @@ def path(template, **values):
     return template.format(**values)
 
 
+def cluster_group(name):
+    """A rule's `group:`: `name` where groups act (a cluster executor, or --group-components
+    given, as the SLURM profile does, also in its dry-runs), else none. Local runs ignore groups;
+    forming them in a local dry-run costs time quadratic in the subjects (Snakemake checks each
+    group job's outside dependencies, e.g. the training job's whole upstream, one by one)."""
+
+    def group(wildcards):
+        active = workflow.non_local_exec or workflow.group_settings.group_components
+        return name if active else None
+
+    return group
+
+
 def at(template, **values):
     """A template with some wildcards filled, the others kept (a rule's output pattern)."""
     for key, value in values.items():

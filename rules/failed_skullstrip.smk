@@ -25,7 +25,7 @@ rule failed_skullstrip_masks:
     benchmark:
         f"{R}/benchmarks/failed_skullstrip_masks/{{dataset}}_{{subject}}.tsv"
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: RES.threads  # HD-BET (torch); ITK follows ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS

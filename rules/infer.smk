@@ -21,7 +21,7 @@ rule infer:
     benchmark:
         f"{R}/benchmarks/infer/{{experiment}}_{{dataset}}_{{subject}}.tsv"
     group:
-        "inference"
+        cluster_group("inference")
     conda:
         "../envs/torch.yaml"
     threads: RES.threads

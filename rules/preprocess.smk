@@ -24,7 +24,7 @@ rule check_inputs:
     log:
         f"{R}/logs/check_inputs/{{dataset}}_{{subject}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -57,7 +57,7 @@ rule brain_mask:
     benchmark:
         f"{R}/benchmarks/brain_mask/{{dataset}}_{{subject}}.tsv"
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: RES.threads
@@ -77,7 +77,7 @@ rule resample_label:
     log:
         f"{R}/logs/resample_label/{{dataset}}_{{subject}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -103,7 +103,7 @@ rule normalise:
     log:
         f"{R}/logs/normalise/{{dataset}}_{{subject}}_{{sequence}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -128,7 +128,7 @@ rule high_frequency:
     log:
         f"{R}/logs/high_frequency/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -155,7 +155,7 @@ rule slices2d:
     log:
         f"{R}/logs/slices2d/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -184,7 +184,7 @@ rule qc_subject:
     log:
         f"{R}/logs/qc_subject/{{dataset}}_{{subject}}.log",
     group:
-        "subject"
+        cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
     threads: 1

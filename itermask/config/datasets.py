@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,16 @@ class Dataset:
             out.extend(self.splits.get(split, ()))
         return out
 
+    @cached_property
+    def _split_index(self) -> dict[str, str]:
+        """subject -> split (split_of is asked once per job while the DAG is built)."""
+        return {s: split for split, subjects in self.splits.items() for s in subjects}
+
     def split_of(self, subject: str) -> str:
-        for split, subjects in self.splits.items():
-            if subject in subjects:
-                return split
-        raise KeyError(f"subject '{subject}' is not in dataset '{self.name}'")
+        try:
+            return self._split_index[subject]
+        except KeyError:
+            raise KeyError(f"subject '{subject}' is not in dataset '{self.name}'") from None
 
     def image(self, subject: str, sequence: str) -> str:
         return format_pattern(self.pattern, subject=subject, sequence=dict(self.sequence_names).get(sequence, sequence))
