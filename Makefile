@@ -47,6 +47,12 @@ lint: install
 benchmark: install
 	$(BIN)/python benchmarks/bench_itermask.py
 
+benchmark-dag: install
+	$(BIN)/python benchmarks/dag_scale.py
+
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py
+
 slurm-up:
 	bash tools/slurm_cluster/up.sh
 
