@@ -69,9 +69,14 @@ def _fmt(v: Any) -> str:
     return "–" if pd.isna(v) else f"{float(v):.3g}" if abs(float(v)) < 1 else f"{float(v):.1f}"
 
 
-def write_comparison(name: str, table_csv: str, published: str | None, out_md: str, out_csv: str) -> pd.DataFrame:
-    """Stage part: ``<name>_vs_published.{md,csv}`` (headers and a note when no published CSV)."""
+def write_comparison(name: str, table_csv: str, published: str | None, out_md: str, out_csv: str,
+                     row_aliases: dict[str, str]) -> pd.DataFrame:
+    """Stage part: ``<name>_vs_published.{md,csv}`` (headers and a note when no published CSV).
+
+    ``row_aliases``: our row label -> the label the paper printed, where they differ (e.g.
+    "DDPM (image space)" -> "DDPM"); the comparison lists rows under the paper's label."""
     repro = reproduced_long(table_csv)
+    repro["row"] = repro["row"].map(lambda r: row_aliases.get(r, r))
     if published is None or not Path(published).exists():
         cmp, source = compare(pd.DataFrame(columns=KEYS + ["value", "note"]), repro), "no published numbers for this table"
     else:

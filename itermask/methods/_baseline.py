@@ -46,7 +46,8 @@ class ReconstructionBaseline(Method):
         return InputSpec("slices") if spatial_dims(settings) == 2 else InputSpec("volume")
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        if spatial_dims(settings) == 2 and condition in ("val", "lesion"):
+        if spatial_dims(settings) == 2 and (condition == "val" or (
+                condition == "lesion" and settings.infer["lesion_input"] == "slices")):
             return InputSpec("slices")
         return InputSpec("volume")  # 2D: slice-wise on the volume
 

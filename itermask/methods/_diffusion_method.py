@@ -36,7 +36,8 @@ class DiffusionBaseline(Method):
         return InputSpec("slices")
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        return InputSpec("slices") if condition in ("val", "lesion") else InputSpec("volume")
+        slices = condition == "val" or (condition == "lesion" and settings.infer["lesion_input"] == "slices")
+        return InputSpec("slices") if slices else InputSpec("volume")  # volume: slice-wise, 3D metrics
 
     def check(self, settings: Any) -> None:
         from itermask.methods._diffusion import REFERENCE_TIMESTEPS

@@ -40,7 +40,7 @@ class IterMask2(Method):
         return InputSpec("slices", hf=True)
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        if condition in ("val", "lesion"):
+        if condition == "val" or (condition == "lesion" and settings.infer["lesion_input"] == "slices"):
             return InputSpec("slices", hf=True)
         return InputSpec("volume", hf=False)  # slice-wise on the volume; HF computed on the resized slices
 

@@ -123,8 +123,12 @@ def test_comparison_of_known_published_and_reproduced_csv(tmp_path):
     assert pd.isna(cmp.loc[("C", "b1", "dice"), "reproduced"])  # published only
     assert pd.isna(cmp.loc[("B", "b1", "dice"), "published"])  # reproduced only
     md = tmp_path / "vs.md"
-    write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"))
+    write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"), {})
     assert "Paper X, Table 9" in md.read_text() and "| A | b1 | DSC | 80.0 | 70.5 | -9.5 |" in md.read_text()
+    # our row 'C (ours)' is the paper's 'C': compared under the paper's label
+    repro.write_text("row,grey,protocol,b1:dice\nC (ours),False,paper,52.0\n")
+    out = write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"), {"C (ours)": "C"})
+    assert out.set_index(["row", "block", "metric"]).loc[("C", "b1", "dice"), "difference"] == pytest.approx(2.0)
 
 
 def test_every_shipped_published_csv_reads():

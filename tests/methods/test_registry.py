@@ -46,3 +46,16 @@ def test_itermask2_inputs():
     # detection runs slice-wise on volumes; the 2D HF is computed on the resized slices
     assert m.condition_inputs(s, "healthy") == InputSpec("volume", hf=False)
     assert m.condition_inputs(s, "ghosting-s1") == InputSpec("volume", hf=False)
+
+
+@pytest.mark.parametrize("method, extra", [("itermask2", {}), ("ddpm", {}),
+                                           ("dae", {"network": {"spatial_dims": 2}, "train": {"rot90_p": 0.0}})])
+def test_2d_methods_segment_whole_volumes_on_request(method, extra):
+    """infer.lesion_input: volume = the IterMask3D paper's 2D rows (slice-wise, 3D metrics);
+    slices (default) = the IterMask2 paper's largest-lesion slice."""
+    m = methods.get(method)
+    default = experiment_settings(method, **extra)
+    assert m.condition_inputs(default, "lesion").kind == "slices"
+    vol = experiment_settings(method, infer={"lesion_input": "volume"}, **extra)
+    assert m.condition_inputs(vol, "lesion").kind == "volume"
+    assert m.condition_inputs(vol, "val").kind == "slices"  # validation stays on the training slices
