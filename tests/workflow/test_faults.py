@@ -2,11 +2,12 @@
 with SIGKILL inside one stage, the same command is run again, and it finishes with final tables
 byte-equal to those of the uninterrupted run (the session's `tiny_run`).
 
-Each fault starts from a copy of the finished tiny run in which one output of one job of the
-stage is dated 2000 (older than its inputs) and its log removed, so that job, and everything
-downstream of it, runs again: that job's log appearing marks the stage as started; the kill
-comes at a seeded random point after it (a fraction of the job's wall time in the reference
-run), or when the job has rewritten its output, whichever is first.
+Each fault starts from a copy of the finished tiny run cut back to the state of a first run
+that got as far as one job of the stage: the outputs of that job and of everything downstream
+of it are removed (the jobs `snakemake -n --forcerun <output>` lists), and its log; the log
+appearing marks the job as started; the kill comes at a seeded random point after it (a
+fraction of the job's wall time in the reference run), or when the job has written that output,
+whichever is first.
 `make test-faults` runs this whole file: one kill per stage. The stages marked `faults` are left
 out of `make test` (`-m "not faults"`), which keeps the bounded subset (the two cheap stages,
 evaluate and table, on the session's tiny run) and the disk tests; the read-only test is fast.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -33,8 +35,7 @@ CHEAP = {"evaluate", "table"}  # the subset that `make test` runs
 
 @dataclass(frozen=True)
 class Stage:
-    """One job of a stage: an output made older than the job's inputs (so that Snakemake's
-    mtime trigger reruns the job and everything downstream), its log, and files to remove."""
+    """One job of a stage: one of its outputs, its log, and files to remove (checkpoints)."""
 
     rule: str
     output: str  # relative to the results folder: a file or a directory output
@@ -54,9 +55,6 @@ STAGES = {
     "evaluate": Stage("evaluate", "metrics/im3d/segmentation.tsv", "logs/evaluate/im3d.log"),
     "table": Stage("table", "tables/segmentation.csv", "logs/table/segmentation.log"),
 }
-OLD = 946684800  # 2000-01-01: older than every input of the tiny run
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_run, tmp_path_factory) -> Path:
     """A frozen copy of the uninterrupted tiny run: the source of every fault's working copy."""
@@ -74,15 +72,20 @@ def _stage_seconds(workdir: Path, rule: str) -> float:
 
 
 def _working_copy(reference: Path, dest: Path, stage: Stage) -> Path:
+    """A copy of the finished run as if a first run had got as far as this job: the outputs of
+    the job and of every job downstream of it (those `--forcerun <output>` would run) removed."""
     shutil.copytree(reference, dest, symlinks=True)
-    output = dest / R / stage.output
-    assert output.exists(), output
-    for path in [*(output.rglob("*") if output.is_dir() else []), output]:
-        os.utime(path, (OLD, OLD), follow_symlinks=False)
-    for rel in (*stage.remove, stage.log):
-        target = dest / R / rel
-        assert target.exists(), target
-        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+    dry = run_snakemake(dest, "-n", "--forcerun", f"{R}/{stage.output}")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    outputs = {p.strip() for line in re.findall(r"^\s+output: (.+)$", dry.stdout + dry.stderr, flags=re.M)
+               for p in line.split(",")}
+    assert f"{R}/{stage.output}" in outputs, sorted(outputs)
+    for rel in sorted(outputs) + [f"{R}/{r}" for r in (*stage.remove, stage.log)]:
+        target = dest / rel
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
     return dest
 
 
@@ -92,12 +95,8 @@ def _temporaries(workdir: Path, stage: Stage) -> list[Path]:
     return list(target.parent.glob(f".{target.name}.*.tmp*")) if target.parent.is_dir() else []
 
 
-def _output_rewritten(workdir: Path, stage: Stage) -> bool:
-    target = workdir / R / stage.output
-    try:
-        return target.stat().st_mtime > OLD + 1
-    except FileNotFoundError:
-        return False
+def _output_written(workdir: Path, stage: Stage) -> bool:
+    return (workdir / R / stage.output).exists()
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -131,11 +130,11 @@ def kill_inside(workdir: Path, stage: Stage, *, delay_s: float, timeout_s: float
         started = time.monotonic()
         # Up to `delay_s`, but no later than the moment the job's outputs exist (a fast job):
         # Snakemake has not recorded the job as finished then.
-        while time.monotonic() - started < delay_s and not _output_rewritten(workdir, stage):
+        while time.monotonic() - started < delay_s and not _output_written(workdir, stage):
             assert proc.poll() is None, "snakemake finished before the kill"
             time.sleep(0.01)
         writing = bool(_temporaries(workdir, stage))
-        finished = _output_rewritten(workdir, stage)
+        finished = _output_written(workdir, stage)
         elapsed = time.monotonic() - started
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
