@@ -11,7 +11,7 @@ CORES ?= 2
 TORCH_INDEX_URL ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test test-fast test-faults lint report clean benchmark slurm-up slurm-down
+.PHONY: install demo test test-fast test-faults lint report clean benchmark slurm-up slurm-down benchmark-dag gpu-check
 
 install: $(VENV)/.installed
 
