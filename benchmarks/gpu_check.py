@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_itermask import ChannelsLast, build_model, make_subjects, reference_loop, sync  # noqa: E402
+from bench_itermask import ChannelsLast, build_model, make_subjects, reference_loop, sync, timed  # noqa: E402
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.lockstep import make_generator, sample_noise  # noqa: E402
@@ -169,24 +169,6 @@ def run_tiny_pipeline(cores: int, timeout: int) -> None:
 
 
 # -- 4. reference-equivalent loop against the optimised path ---------------------------------
-def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: bool = True
-          ) -> tuple[float, float | None]:
-    """Median seconds of ``repeats`` calls (after one warm-up call); peak GPU memory (GiB) of the timed calls."""
-    if warmup:
-        fn()
-        sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return float(np.median(times)), peak
-
-
 def compare(device: torch.device, size: int, channels: list[int], step: float, phase_b: int, batch: int,
             compile_net: bool, repeats: int) -> None:
     cuda = device.type == "cuda"
