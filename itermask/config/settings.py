@@ -146,6 +146,7 @@ class ResourceSettings(Section):
     train_mem_mb: int
     infer_runtime: int
     infer_mem_mb: int
+    infer_subjects_per_job: int
 
 
 @dataclass(frozen=True)

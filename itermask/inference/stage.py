@@ -1,16 +1,21 @@
-"""Stage ``infer``: every condition of one subject through the experiment's method.
+"""Stage ``infer``: every condition of one or more subjects through the experiment's method.
 
 The stage reads the condition inputs with the one reader (``itermask.io.samples``), loads
-the trained networks, hands both to the method (``itermask.methods``), and writes what the
-method returns (``itermask.inference.outputs``) into ``out_dir/<condition>/``, atomically
-(a temporary folder renamed at the end). Noise seeds come from ``itermask.io.seeds`` with
-the keys (dataset, subject, condition[, slice]), never from output paths.
+the trained networks once, hands all inputs to the method (``itermask.methods``) in one call,
+so a method that batches (IterMask3D, IterMask2) advances several subjects' conditions in
+lockstep, and writes what the method returns (``itermask.inference.outputs``) into
+``<run folder>/<condition>/``, one folder per subject, each atomically (a temporary folder
+renamed at the end). Noise seeds come from ``itermask.io.seeds`` with the keys (dataset,
+subject, condition[, slice]), never from output paths or from which subjects share a job, so
+a subject's result is the same whether it runs alone (clusters) or with others (local runs,
+``inference.subjects_per_job``).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from itermask import methods
 from itermask.config.settings import ExperimentSettings
@@ -22,6 +27,16 @@ from itermask.io.device import resolve_device
 from itermask.io.samples import read_item
 from itermask.io.seeds import keyed_seed
 from itermask.methods.base import InferenceContext
+
+
+@dataclass(frozen=True)
+class Run:
+    """One subject of an inference job: its conditions' input items and its output folder."""
+
+    dataset: str
+    subject: str
+    conditions: Mapping[str, Mapping[str, Any]]
+    out_dir: str
 
 
 def condition_seed(seed: int, dataset: str, subject: str, condition: str, *more: object) -> int:
@@ -47,28 +62,56 @@ def infer_subject(
     ``{"slices"}``), as the method's ``condition_inputs`` declared them; ``field_of_view_mm``:
     the 2D field of view (config ``preprocess.slices2d``) of a 2D model run on volumes.
     """
+    infer_runs(model_path, [Run(dataset, subject, conditions, out_dir)], settings, device=device,
+               field_of_view_mm=field_of_view_mm, log=log)
+
+
+def infer_runs(
+    model_path: str,
+    runs: Sequence[Run],
+    settings: ExperimentSettings,
+    *,
+    device: str,
+    field_of_view_mm: float,
+    log: Callable[[str], Any],
+) -> None:
+    """``infer_subject`` for several subjects in one call (one model load, one method call):
+    the method sees the conditions of all runs, keyed ``<subject index>/<condition>``."""
     t_start = time.perf_counter()
     dev = resolve_device(device)
     method = methods.get(settings.method)
     networks, meta = load_trained(model_path, dev)
+    _check_model(meta, settings, model_path)
+    keys: dict[str, tuple[Run, str]] = {}
+    for i, run in enumerate(runs):
+        for cond in run.conditions:
+            keys[cond if len(runs) == 1 else f"{i}/{cond}"] = (run, cond)
+    log(f"[infer] {settings.method}/{settings.variant} on {len(keys)} condition(s) of "
+        + ", ".join(f"{r.dataset}/sub-{r.subject}" for r in runs) + f", device {dev}")
+    inputs = {k: read_item(run.conditions[c], dataset=run.dataset, subject=run.subject) for k, (run, c) in keys.items()}
+
+    def seed(key: str, *more: object) -> int:
+        run, cond = keys[key]
+        return condition_seed(settings.seed, run.dataset, run.subject, cond, *more)
+
+    ctx = InferenceContext(settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
+                           field_of_view_mm=field_of_view_mm, seed=seed)
+    outputs = method.infer(networks, inputs, ctx)
+    for run in runs:
+        common = {"method": settings.method, "variant": settings.variant, "model": str(model_path),
+                  "device": str(dev), "base_seed": settings.seed, "dataset": run.dataset, "subject": run.subject,
+                  "hf_radius": meta.get("hf_radius")}
+        with atomic_dir(run.out_dir) as tmp:
+            for key, out in outputs.items():
+                if keys[key][0] is run:
+                    write_condition(Path(tmp) / keys[key][1], out, {**common, "condition": keys[key][1]})
+    log(f"[infer] {len(runs)} subject(s) done in {time.perf_counter() - t_start:.1f} s")
+
+
+def _check_model(meta: Mapping[str, Any], settings: ExperimentSettings, model_path: str) -> None:
     if meta.get("method") != settings.method:
         raise InputError(f"experiment method '{settings.method}' but the model is a '{meta.get('method')}' model",
                          path=model_path)
     if meta.get("hf_radius") is not None and int(meta["hf_radius"]) != settings.hf_radius:
         raise InputError(f"experiment HF radius {settings.hf_radius}, but the model was trained with HF radius "
                          f"{int(meta['hf_radius'])}", path=model_path)
-    log(f"[infer] {settings.method}/{settings.variant} on {len(conditions)} condition(s) of "
-        f"{dataset}/sub-{subject}, device {dev}")
-    inputs = {name: read_item(item, dataset=dataset, subject=subject) for name, item in conditions.items()}
-    ctx = InferenceContext(
-        settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
-        field_of_view_mm=field_of_view_mm,
-        seed=lambda condition, *more: condition_seed(settings.seed, dataset, subject, condition, *more),
-    )
-    outputs = method.infer(networks, inputs, ctx)
-    common = {"method": settings.method, "variant": settings.variant, "model": str(model_path), "device": str(dev),
-              "base_seed": settings.seed, "dataset": dataset, "subject": subject, "hf_radius": meta.get("hf_radius")}
-    with atomic_dir(out_dir) as tmp:
-        for name, out in outputs.items():
-            write_condition(Path(tmp) / name, out, {**common, "condition": name})
-    log(f"[infer] {dataset}/sub-{subject} done in {time.perf_counter() - t_start:.1f} s")

@@ -3,6 +3,8 @@
 Snakemake prints a ``[timestamp]`` line before each job's ``rule NAME:`` block (with its
 ``jobid:``) and before each ``Finished jobid: N (Rule: NAME)`` line; a job's wall time is the
 difference of the two timestamps (1 s resolution). Used by ``benchmarks/stage_times.py``.
+Rules made in a loop, named ``<stage>__<parts>`` (the multi-subject ``infer__<experiment>__...``
+jobs), count under their stage.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def parse_run_log(lines: Iterable[str]) -> RunTimes:
             pending = None
         elif (m := _DONE.match(line)) and m.group(1) in started and now is not None:
             rule, t0 = started.pop(m.group(1))
-            jobs.setdefault(rule, []).append((now - t0).total_seconds())
+            jobs.setdefault(rule.split("__")[0], []).append((now - t0).total_seconds())
     span = (now - first).total_seconds() if now is not None and first is not None else 0.0
     return RunTimes(jobs=jobs, span_s=span)
 

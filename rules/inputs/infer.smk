@@ -1,4 +1,6 @@
 # Input functions and parameters of the rules in rules/infer.smk.
+from types import SimpleNamespace
+
 from itermask.artefacts.failed_skullstrip import CONDITION as FAILED_STRIP, selected_subjects
 
 
@@ -51,6 +53,51 @@ def infer_inputs(wildcards):
         "model": path(MODEL, experiment=STUDY.settings(wildcards.experiment).model_owner),
         "files": files,
     }
+
+
+def infer_runs(wildcards, input, output):
+    """The `runs` parameter of a one-subject job (workflow_scripts/infer.py)."""
+    return [{"dataset": wildcards.dataset, "subject": wildcards.subject,
+             "conditions": infer_conditions(wildcards, input), "out_dir": output[0]}]
+
+
+def inference_chunks(per_job):
+    """(experiment, dataset, chunk index, subjects) of the multi-subject inference jobs:
+    each experiment's subjects of one dataset in groups of `per_job` (0: all of them)."""
+    chunks = []
+    for experiment in STUDY.experiments:
+        by_dataset = {}
+        for d, s in STUDY.inference_subjects(experiment):
+            by_dataset.setdefault(d, []).append(s)
+        for d, subjects in by_dataset.items():
+            n = per_job or len(subjects)
+            chunks += [(experiment, d, i // n, subjects[i:i + n]) for i in range(0, len(subjects), n)]
+    return chunks
+
+
+def _subject_wildcards(experiment, dataset, subject):
+    return SimpleNamespace(experiment=experiment, dataset=dataset, subject=subject)
+
+
+def chunk_inputs(experiment, dataset, subjects):
+    """Input function of a multi-subject inference job: the model and every subject's files."""
+
+    def inputs(wildcards):
+        per = [infer_inputs(_subject_wildcards(experiment, dataset, s)) for s in subjects]
+        return {"model": per[0]["model"], "files": [f for p in per for f in p["files"]]}
+
+    return inputs
+
+
+def chunk_runs(experiment, dataset, subjects):
+    """The `runs` parameter of a multi-subject inference job (one entry per subject)."""
+
+    def runs(wildcards, input):
+        return [{"dataset": dataset, "subject": s,
+                 "conditions": infer_conditions(_subject_wildcards(experiment, dataset, s), input),
+                 "out_dir": path(INFERENCE, experiment=experiment, dataset=dataset, subject=s)} for s in subjects]
+
+    return runs
 
 
 def inference_runs(experiment, dataset=None):

@@ -369,3 +369,40 @@ def test_2d_outputs_carry_the_pixel_spacing_and_left_out_subjects_have_a_record(
     res = json.loads((tmp_path / "sub-b" / "lesion" / "result.json").read_text())
     assert res["left_out_reason"].startswith("no lesion in the central axial range") and res["slices"] == []
     assert "score" not in res and not list((tmp_path / "sub-b" / "lesion").glob("*.nii.gz"))
+
+
+def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
+    """A multi-subject job (resources.infer_subjects_per_job) writes each subject's folder as a
+    one-subject job does: seeds are keyed by (dataset, subject, condition), not by the job."""
+    from itermask.core.networks import save_models
+    from itermask.methods import get
+
+    conds = []
+    for k, (lo, hi) in enumerate((((9, 9, 9), (14, 14, 14)), ((4, 6, 8), (10, 9, 12)))):
+        x, hf, brain, h, anomaly = cube_subject(20 + k, lo, hi)
+        d = tmp_path / f"in{k}"
+        d.mkdir()
+        conds.append({"image": _write(d / "image.nii.gz", x.numpy()), "hf": _write(d / "hf.nii.gz", hf.numpy()),
+                      "brain": _write(d / "brain.nii.gz", brain.numpy().astype(np.uint8)),
+                      "label": _write(d / "label.nii.gz", anomaly.numpy().astype(np.uint8))})
+    s3 = experiment_settings("itermask3d", network={"channels": [2, 4, 4, 8, 8]}, hf_radius=3,
+                             infer={"step_percent": 25, "max_iterations": 4, "batch_size": 4})
+    im3 = get("itermask3d")
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
+            **im3.build_networks(s3, (S, S, S))}
+    torch.manual_seed(0)
+    save_models(tmp_path / "m.pt", im3.networks_from_meta(meta), meta)
+    runs = [inference.Run("ds", f"s{k}", {"lesion": c, "healthy": {**c, "label": None}}, str(tmp_path / "joint" / f"sub-s{k}"))
+            for k, c in enumerate(conds)]
+    inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+    for k, run in enumerate(runs):
+        inference.infer_subject(str(tmp_path / "m.pt"), run.conditions, s3, str(tmp_path / "alone" / f"sub-s{k}"),
+                                dataset="ds", subject=f"s{k}", device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+        for cond in ("lesion", "healthy"):
+            joint, alone = (tmp_path / w / f"sub-s{k}" / cond for w in ("joint", "alone"))
+            rj, ra = (json.loads((p / "result.json").read_text()) for p in (joint, alone))
+            assert rj["subject"] == f"s{k}" and rj["condition"] == cond
+            assert rj["seed"] == ra["seed"] and rj["tau"] == pytest.approx(ra["tau"], rel=1e-5)
+            np.testing.assert_allclose(nib.load(str(joint / "error.nii.gz")).get_fdata(),
+                                       nib.load(str(alone / "error.nii.gz")).get_fdata(), rtol=1e-4, atol=1e-6)
+    assert {p.name for p in (tmp_path / "joint").iterdir()} == {"sub-s0", "sub-s1"}

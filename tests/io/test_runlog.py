@@ -51,3 +51,9 @@ def test_table_lists_slowest_stage_first():
     assert table[2].startswith("| brain_mask | 2 | 28 | 14.0 | 20 |")
     assert table[3].startswith("| demo_data | 1 | 22 |")
     assert table[-1] == "| total | 4 | 50 | | |"
+
+
+def test_loop_made_rules_count_under_their_stage():
+    log = LOG.replace("localrule demo_data:", "rule infer__im3d_flair__demo__0:").replace(
+        "(Rule: demo_data)", "(Rule: infer__im3d_flair__demo__0)")
+    assert parse_run_log(log.splitlines()).jobs["infer"] == [22.0]
