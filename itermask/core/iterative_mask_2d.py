@@ -1,5 +1,7 @@
 """IterMask2's iterative masking (METHOD.md §6): the first-iteration mask, then the shrinking
 masked iterations, on lockstep batches (``itermask.core.lockstep`` gives the conventions).
+tau is one value for every slice (IterMask2's calibration) or one per slice: the
+subject-specific tau of IterMask3D, each slice its own "subject" (`phase_a_taus`).
 """
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from itermask.core.iterative_mask_3d import Result3D, TauChooser, run_itermask3d
 
 from itermask.core.lockstep import (
     Sample,
@@ -28,6 +32,7 @@ class Slice2D(Sample):
     """State of one 2D slice: first-iteration step, then shrinking masked iterations."""
 
     gen: torch.Generator | None = None
+    tau: float = 0.0
     first_done: bool = False
     first_mask: torch.Tensor | None = None
     iterations: int = 0
@@ -56,7 +61,6 @@ def _itermask2_step(
     first_model: nn.Module,
     masked_model: nn.Module,
     variant: str,
-    tau: float,
     first_percentile: float,
     tol: float,
     max_iterations: int,
@@ -71,7 +75,7 @@ def _itermask2_step(
         err = squared_error(x, x_hat, brain)
         thr = brain_quantile(err, brain, first_percentile)
         m1 = (err > thr.view(-1, 1, 1, 1)) & brain
-        single = (err > tau) & brain
+        single = (err > _taus(first, err)) & brain
         for j, s in enumerate(first):
             s.mask = m1[j : j + 1]
             s.first_mask = s.mask
@@ -88,7 +92,7 @@ def _itermask2_step(
         noise = sample_noise([s.gen for s in rest], x.shape[1:], x.device)
         x_hat = reconstruct(masked_model, compose_input(x, hf, mask, variant, noise=noise), amp=amp)
         err = squared_error(x, x_hat, brain)
-        new = mask & (err > tau)
+        new = mask & (err > _taus(rest, err))
         shrink = mask_shrink(new, mask).tolist()
         for j, s in enumerate(rest):
             s.mask = new[j : j + 1]
@@ -99,6 +103,11 @@ def _itermask2_step(
             s.done = s.converged or s.iterations >= max_iterations
 
 
+def _taus(slices: list[Slice2D], like: torch.Tensor) -> torch.Tensor:
+    """Each slice's tau, shaped (B, 1, 1, 1) to compare with a batch of errors."""
+    return torch.tensor([s.tau for s in slices], device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+
+
 def run_itermask2(
     first_model: nn.Module,
     masked_model: nn.Module,
@@ -107,7 +116,7 @@ def run_itermask2(
     brains: torch.Tensor,
     seeds: Sequence[int],
     *,
-    tau: float,
+    tau: float | Sequence[float],
     variant: str = "full",
     first_percentile: float = 40.0,
     tol: float = 0.01,
@@ -122,7 +131,8 @@ def run_itermask2(
     Step 1: the first-iteration model (input HF only) gives e_1; M_1 = the slice's brain
     pixels with e_1 above its ``first_percentile``-th percentile (``brain_quantile``). Then
     M_{k+1} = M_k & [e_k > tau] with e_k from the masked model, until the relative shrink
-    < ``tol`` or ``max_iterations`` masked steps. The final error is (x - x_hat)^2 of the
+    < ``tol`` or ``max_iterations`` masked steps. ``tau``: one value for every slice or one
+    per slice (e.g. `phase_a_taus`). The final error is (x - x_hat)^2 of the
     last reconstruction, in the brain; the final mask is the last M.
     ``single_step`` (the ``-spatial`` ablation, METHOD.md §6): step 1 only: the error and
     reconstruction are the first-iteration model's (from the HF image alone), the mask is
@@ -131,14 +141,20 @@ def run_itermask2(
     device = torch.device(device)
     if len(seeds) != len(images):
         raise ValueError(f"one seed per slice is needed: {len(seeds)} seeds for {len(images)} slices")
+    try:
+        taus = [float(t) for t in tau]  # type: ignore[union-attr]
+    except TypeError:  # one tau for every slice
+        taus = [float(tau)] * len(seeds)  # type: ignore[arg-type]
+    if len(taus) != len(seeds):
+        raise ValueError(f"one tau per slice is needed: {len(taus)} taus for {len(seeds)} slices")
     slices = []
     for k, seed in enumerate(seeds):
         b = brains[k].bool().reshape(1, 1, *brains[k].shape)
         slices.append(Slice2D(x=images[k].float().reshape(b.shape), hf=hfs[k].float().reshape(b.shape),
-                              brain=b, gen=make_generator(seed, device)))
+                              brain=b, gen=make_generator(seed, device), tau=taus[k]))
 
     def step(batch: list[Sample]) -> None:
-        _itermask2_step(batch, first_model=first_model, masked_model=masked_model, variant=variant, tau=tau,
+        _itermask2_step(batch, first_model=first_model, masked_model=masked_model, variant=variant,
                         first_percentile=first_percentile, tol=tol, max_iterations=max_iterations,
                         single_step=single_step, amp=amp)
 
@@ -151,3 +167,33 @@ def run_itermask2(
         for s in slices
     ]
 
+
+
+def phase_a_taus(
+    masked_model: nn.Module,
+    images: torch.Tensor,
+    hfs: torch.Tensor,
+    brains: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    percents: Sequence[float],
+    choose_tau: TauChooser,
+    variant: str = "full",
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> list[Result3D]:
+    """The subject-specific tau of each of n slices (``images``/``hfs``/``brains``: (n, H, W)):
+    IterMask3D's phase A (`run_itermask3d`, dimension-agnostic) with the masked model, M_0 =
+    the slice's brain, T_i leaves the top (100 - percents[i]) % of its pixels, then
+    ``choose_tau(curve)``; results' ``tau``, ``tau_info``, ``curve`` and ``percents`` are
+    what counts. ``run_itermask3d`` always runs at least one phase-B step: it is capped at one
+    (1 / len(percents) of phase A's cost) and its mask and error are not used.
+    """
+    if len(seeds) != len(images):
+        raise ValueError(f"one seed per slice is needed: {len(seeds)} seeds for {len(images)} slices")
+    if not len(images):
+        return []
+    return run_itermask3d(masked_model, list(images), list(hfs), list(brains), list(seeds), percents=percents,
+                          choose_tau=choose_tau, variant=variant, tol=1.0, max_iterations=1,
+                          batch_size=batch_size, device=device, amp=amp)

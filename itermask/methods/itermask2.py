@@ -9,11 +9,14 @@ the high-frequency image alone, the first-iteration network's, no masked iterati
 is [e_1 > tau] (``threshold: single_step`` in the record). Before issue 10 this variant ran the
 full procedure, so its row copied the full method's. On a volume (detection) the model runs slice-wise
 (``itermask.inference.slicewise``); on a slices file (validation, lesion) on its slices.
+``threshold: subject`` (IterMask3D Table 6 "adaptive"): each slice's own tau from IterMask3D's
+phase A in place of the calibration tau (``_itermask2_subject``).
 
 Settings (schema ``method_defaults.itermask2``): network ``channels``, ``attention_res``,
 ``dropout``, ``num_res_blocks``, ``num_heads``, ``middle_attention``; infer
-``tau_percentile``, ``first_step_percentile``, ``tol``, ``max_iterations``, ``batch_size``,
-``score``.
+``threshold`` (``fixed`` | ``subject``), ``tau_percentile``, ``first_step_percentile``, ``tol``,
+``max_iterations``, ``batch_size``, ``score``, ``lesion_input``; for ``subject`` also
+``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import numpy as np
 from itermask.config.settings import thaw
 from itermask.errors import InputError
 from itermask.methods import _itermask as im
+from itermask.methods import _itermask2_subject as subject
 from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
 
 NETWORK_KEYS = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")
@@ -46,6 +50,7 @@ class IterMask2(Method):
 
     def check(self, settings: Any) -> None:
         im.check_variant(settings.variant)
+        subject.check(settings.infer, im.single_step(settings.variant))
 
     # -- training -----------------------------------------------------------------------
     def variants(self, variant: str) -> dict[str, str]:
@@ -97,10 +102,15 @@ class IterMask2(Method):
         for name, v in inputs.items():
             if getattr(v, "left_out_reason", None):
                 ctx.log(f"[infer] {name}: left out ({v.left_out_reason})")
-        results = run_pooled(networks, [p["arrays"] for p in pieces.values()], tau=tau,
-                             variant=ctx.settings.variant, params=params, device=ctx.device)
+        arrays = [p["arrays"] for p in pieces.values()]
+        own = cfg["threshold"] == "subject" and not im.single_step(ctx.settings.variant)
+        phase_a = subject.subject_taus(networks["masked"], arrays, cfg, variant=im.input_variant(ctx.settings.variant),
+                                       device=ctx.device) if own else [[] for _ in arrays]
+        taus = [[r.tau for r in a] for a in phase_a] if own else [tau] * len(arrays)
+        results = run_pooled(networks, arrays, tau=taus, variant=ctx.settings.variant, params=params,
+                             device=ctx.device)
         out = {}
-        for (name, piece), res in zip(pieces.items(), results):
+        for (name, piece), res, a in zip(pieces.items(), results, phase_a):
             mode = "single_step" if im.single_step(ctx.settings.variant) else "calibration"
             record = {"kind": piece["kind"], "tau": tau, "threshold": mode, "tau_percentile": tau_percentile,
                       "first_step_percentile": params["first_percentile"], "tol": params["tol"],
@@ -108,10 +118,12 @@ class IterMask2(Method):
                       "seeds": piece["arrays"][3], "field_of_view_mm": piece.get("field_of_view_mm"),
                       "iterations": [q.iterations for q in res], "shrinks": [q.shrinks for q in res],
                       "converged": [q.converged for q in res]}
+            if own:
+                record.update(subject.record(a, piece["kind"], cfg, tau))
             out[name] = _output(inputs[name], piece, res, record, cfg["score"])
             _add_oracle(out[name], networks, inputs[name], piece, tau, ctx, name)
-            ctx.log(f"[infer] {name}: {piece['kind']}, {len(res)} slice(s), tau {tau:.4g}, "
-                    f"mean iterations {np.mean([q.iterations for q in res]) if res else 0:.1f}")
+            ctx.log(f"[infer] {name}: {piece['kind']}, {len(res)} slice(s), tau {record['tau']:.4g} "
+                    f"({record['threshold']}), mean iterations {np.mean([q.iterations for q in res]) if res else 0:.1f}")
         return out
 
     def rethreshold(self, networks: Mapping[str, Any], previous: Mapping[str, Any], tau: float,
@@ -227,26 +239,22 @@ def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, A
     return ConditionOutput(arrays, inp.affine, record)
 
 
-def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float, variant: str,
+def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float | list[Any], variant: str,
                params: Mapping[str, Any], device: Any) -> list[list[Any]]:
-    """IterMask2 on the slices of several inputs in one lockstep pool; results split per input."""
-    import torch
-
+    """IterMask2 on the slices of several inputs in one lockstep pool; results split per input.
+    ``tau``: one for every slice, or per input one tau or a list of per-slice taus."""
     from itermask.core.iterative_mask_2d import run_itermask2
 
-    sizes = [len(p[0]) for p in pieces]
-    if sum(sizes) == 0:
+    if sum(len(p[0]) for p in pieces) == 0:
         return [[] for _ in pieces]
-    cat = [torch.from_numpy(np.concatenate([p[i] for p in pieces if len(p[0])])) for i in range(3)]
-    seeds = [s for p in pieces for s in p[3]]
-    res = run_itermask2(networks["first"], networks["masked"], cat[0], cat[1], cat[2], seeds, tau=tau,
+    per_input = tau if isinstance(tau, list) else [tau] * len(pieces)
+    taus = [float(t) for p, tp in zip(pieces, per_input, strict=True)
+            for t in (tp if isinstance(tp, list) else [tp] * len(p[0]))]
+    (images, hfs, brains), seeds, sizes = subject.pool(pieces)
+    res = run_itermask2(networks["first"], networks["masked"], images, hfs, brains, seeds, tau=taus,
                         variant=im.input_variant(variant), device=device, single_step=im.single_step(variant),
                         **params)
-    out, start = [], 0
-    for n in sizes:
-        out.append(res[start:start + n])
-        start += n
-    return out
+    return subject.split(res, sizes)
 
 
 METHOD = IterMask2()

@@ -367,7 +367,9 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
         "threshold": "subject", "fixed_tau": None, "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
         "batch_size": 1, "score": "mask_size", "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}
-    assert md["itermask2"]["infer"] == {"tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
+    assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "gamma": 0.01, "y_limit": 10.0,
+                                        "r2_min": 0.85, "k_fallback": "first",
+                                        "tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size",
                                         "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
                                         "oracle_first_step_percentiles": [20, 40, 60], "lesion_input": "slices"}

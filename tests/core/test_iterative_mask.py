@@ -218,3 +218,67 @@ def test_itermask2_first_step_and_shrink_stop_rule():
     assert all(r.iterations == 1 and r.converged for r in res1)
     assert max(masked.batch_sizes) <= 3
 
+
+
+# ----------------------------------------------------------------------------------------
+# IterMask2 with a subject-specific tau per slice (IterMask3D Table 6 "adaptive")
+# ----------------------------------------------------------------------------------------
+def anomaly_slices(fractions, seed=7):
+    """2D slices whose brain (a 24x24 square) holds an anomaly of each given fraction of it:
+    x = h + 2 inside the anomaly; tiny healthy errors elsewhere (a rising, near-flat curve)."""
+    n, g = len(fractions), torch.Generator().manual_seed(seed)
+    brain = torch.zeros((n, S, S), dtype=torch.bool)
+    brain[:, 4:28, 4:28] = True
+    h = torch.randn((n, S, S), generator=g)
+    anomaly = torch.zeros_like(brain)
+    for k, f in enumerate(fractions):
+        rows = round(f * 24)
+        anomaly[k, 4:4 + rows, 4:28] = True  # rows x 24 pixels: fraction rows / 24 of the brain
+    wobble = 1e-3 * torch.rand((n, S, S), generator=g)
+    x = h + 2.0 * anomaly + wobble
+    hf = x + 60.0 + torch.arange(n, dtype=torch.float32)[:, None, None]  # identifies the slice
+    return x, hf, brain, h, anomaly
+
+
+def test_itermask2_takes_one_tau_per_slice():
+    x, hf, brain, h, anomaly = anomaly_slices([0.25, 0.25])
+    entries = [(hf[k], x[k], h[k]) for k in range(2)]
+    first = Oracle(entries, lambda x_, h_, m: h_)
+    masked = Oracle(entries, lambda x_, h_, m: torch.where(m, h_, x_))
+    # error 4 (+ wobble) on the anomaly, 1e-6-scale elsewhere: tau 1 keeps it, tau 10 removes it
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=[1.0, 10.0], max_iterations=5)
+    np.testing.assert_array_equal(res[0].mask.numpy(), anomaly[0].numpy())
+    assert not res[1].mask.any()
+    with pytest.raises(ValueError, match="one tau per slice"):
+        run_itermask2(first, masked, x, hf, brain, [1, 2], tau=[1.0])
+
+
+def test_subject_tau_of_a_slice_lands_at_its_anomaly_fraction():
+    """Known answer: a masked network that reconstructs the healthy image (perfect outside the
+    anomaly but for a 1e-3 wobble, off by 2 inside) gives a phase-A curve that stays near 0
+    until only the anomaly's share f of the brain is left, then jumps to ~4: k* sits at
+    t = 100 (1 - f), up to the smoothed derivative's window of 5 (2 steps early), so
+    1 - t*/100 ~ f, and [e > tau] holds the anomaly and little else."""
+    from itermask.core.iterative_mask_2d import phase_a_taus
+    from itermask.core.threshold import subject_threshold
+
+    fractions = [1 / 6, 1 / 3]
+    x, hf, brain, h, anomaly = anomaly_slices(fractions)
+    masked = Oracle([(hf[k], x[k], h[k]) for k in range(2)], lambda x_, h_, m: h_)
+    percents = phase_a_percents(1)
+
+    def choose(curve):
+        fit = subject_threshold(curve, 0.01, t=np.asarray(percents))
+        return fit.tau, fit
+
+    res = phase_a_taus(masked, x, hf, brain, [5, 6], percents=percents, choose_tau=choose, batch_size=2)
+    n = int(brain[0].sum())
+    for k, (r, f) in enumerate(zip(res, fractions)):
+        assert len(r.curve) == 100 and r.tau_info.fallback is None
+        assert abs((100 - r.tau_info.t_star) / 100 - f) <= 0.03
+        kept = (((x[k] - h[k]) ** 2) > r.tau) & brain[k]
+        assert bool(kept[anomaly[k]].all()) and int(kept.sum()) - int(anomaly[k].sum()) <= 0.03 * n
+    assert res[0].tau_info.t_star > res[1].tau_info.t_star  # the larger anomaly stops earlier
+    # one lockstep pool equals each slice alone (phase-A noise from each slice's own seed)
+    alone = phase_a_taus(masked, x[1:], hf[1:], brain[1:], [6], percents=percents, choose_tau=choose)
+    np.testing.assert_array_equal(alone[0].curve, res[1].curve)

@@ -53,6 +53,11 @@ def test_demo_config_dry_run(tmp_path):
     for sweep in cfg["sweeps"]:
         assert f"{cfg['results_dir']}/figures/sensitivity/{sweep['experiment']}_{sweep['param']}.png" in res.stdout
     assert f"{cfg['results_dir']}/metrics/im2_flair__tau_percentile_60/segmentation.tsv" in res.stdout
+    # IterMask3D Table 6's adaptive row: IterMask2 with the subject-specific tau, on im2_flair's model
+    table6 = _table_inputs(res.stdout, "itermask3d_table6_fixed_vs_adaptive_2d")
+    assert {f"{cfg['results_dir']}/metrics/{e}/segmentation.tsv" for e in ("im2_flair", "im2_flair_adaptive")} <= table6
+    assert study.settings("im2_flair_adaptive").infer["threshold"] == "subject"
+    assert study.settings("im2_flair_adaptive").model_owner == "im2_flair"
 
 
 PAPER_TABLES = [
@@ -82,6 +87,13 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
     assert counts["train"] == len(study.trained_experiments())
     assert counts["sensitivity"] == len(cfg["sweeps"])
     assert f"{cfg['results_dir']}/models/im2_brats_flair__hf_radius_5/model.pt" in res.stdout
+    # IterMask3D Table 6's adaptive row: one subject-specific-tau experiment per BraTS sequence, no new model
+    table6 = _table_inputs(res.stdout, "itermask3d_table6_fixed_vs_adaptive_2d")
+    for seq in ("flair", "t1", "t1ce", "t2"):
+        fixed, adaptive = f"im2_brats_{seq}", f"im2_brats_{seq}_adaptive"
+        assert f"{cfg['results_dir']}/metrics/{adaptive}/segmentation.tsv" in table6
+        assert study.settings(adaptive).infer["threshold"] == "subject"
+        assert study.settings(adaptive).model_owner == fixed
 
 
 def test_tiny_config_dry_run(tmp_path):
@@ -128,6 +140,12 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
     assert any(study.settings(e).infer.get("threshold") == "fixed" for e in study.experiments)
     assert "rule fixed_tau" not in res.stdout
+
+
+def _table_inputs(stdout: str, name: str) -> set[str]:
+    """The files the dry-run's job of table ``name`` reads."""
+    (job,) = [j for j in _jobs(stdout) if j["rule"] == "table" and any(f"/tables/{name}.md" in f for f in j["output"])]
+    return set(job["input"])
 
 
 def _jobs(stdout: str) -> list[dict[str, object]]:
