@@ -47,14 +47,37 @@ def check_experiment(study: "Study", name: str) -> None:
             raise ConfigError(f"{where}: method '{s.method}' trains on sequence '{q}' beside '{s.sequence}', but "
                               f"dataset '{s.dataset}' has only {list(own)}: it cannot train this method (add '{q}' "
                               f"to the dataset or choose another, e.g. network.intermediate)")
-    art = study.config["artefacts"]
-    if s.detect and "other_sequence" in art["types"]:
-        other = art.get("other_sequence")
-        for d in s.detect:
-            if "test_healthy" not in study.datasets[d].splits:
-                continue  # no healthy test scans: no synthetic artefacts
-            if other is None or other not in datasets[d]["sequences"] or other == s.sequence:
-                raise ConfigError(f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset '{d}'")
+    _check_detect_artefacts(study, name)
+
+
+def _check_detect_artefacts(study: "Study", name: str) -> None:
+    """The experiment's synthetic artefacts (``detect_artefacts``, null = every type of
+    artefacts.types) on its detect datasets' healthy test scans. The artefacts job of a
+    (dataset, sequence) writes every type, so a job that runs at all needs a usable
+    ``artefacts.other_sequence`` when that is a type, even for an experiment that leaves it out."""
+    art, s = study.config["artefacts"], study.settings(name)
+    own = study.experiments[name].get("detect_artefacts")
+    unknown = sorted(set(own or ()) - set(art["types"]))
+    if unknown:
+        raise ConfigError(f"config key 'experiments.{name}.detect_artefacts': {unknown} are not in artefacts.types "
+                          f"{list(art['types'])}")
+    runs = art["types"] if own is None else own
+    if not runs or "other_sequence" not in art["types"]:
+        return
+    other = art.get("other_sequence")
+    for d in s.detect:
+        if "test_healthy" not in study.datasets[d].splits:
+            continue  # no healthy test scans: no synthetic artefacts
+        if other is not None and other in study.config["datasets"][d]["sequences"] and other != s.sequence:
+            continue
+        if "other_sequence" in runs:
+            raise ConfigError(f"config key 'artefacts.other_sequence': '{other}' must be another sequence of dataset "
+                              f"'{d}' than experiment '{name}''s {s.sequence}, or leave other_sequence out of "
+                              f"experiments.{name}.detect_artefacts")
+        raise ConfigError(f"config key 'experiments.{name}.detect_artefacts': the artefacts of dataset '{d}' "
+                          f"({s.sequence}) are made together, other_sequence included, and artefacts.other_sequence "
+                          f"'{other}' is not another sequence of it: set detect_artefacts: [] (no synthetic "
+                          "artefacts) or another artefacts.other_sequence")
 
 
 def check_real_artefacts(study: "Study") -> None:

@@ -191,13 +191,15 @@ class Study:
             raise ConfigError(f"no sweep of '{param}' for experiment '{experiment}' in config 'sweeps'") from None
 
     # -- artefacts and conditions -----------------------------------------------------
-    def artefact_conditions(self) -> list[str]:
-        """Artefact names: each type, plus '<type>-s<k>' for every severity level."""
+    def artefact_conditions(self, experiment: str | None = None) -> list[str]:
+        """Artefact names: each type, plus '<type>-s<k>' for every severity level; with
+        ``experiment``, those of the types it runs (its ``detect_artefacts``; null: every type)."""
         art = self.config["artefacts"]
         names = list(art["types"])
         for t, sweep in art["severity"].items():
             names += [f"{t}-s{k}" for k in range(len(sweep["values"]))]
-        return names
+        own = None if experiment is None else self.experiments[experiment].get("detect_artefacts")
+        return names if own is None else [n for n in names if n.partition("-")[0] in own]
 
     def artefact_params(self, name: str) -> tuple[str, dict]:
         """(type, params given in the config) of an artefact condition name (the artefacts
@@ -224,7 +226,7 @@ class Study:
             out.append("lesion")
         if split == "test_healthy" and dataset in s.detect:
             out.append("healthy")
-            out.extend(self.artefact_conditions())
+            out.extend(self.artefact_conditions(name))
         if split == "test_anomalous" and dataset in s.detect:
             out.append(self.datasets[dataset].anomaly)
         return out

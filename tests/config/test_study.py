@@ -353,7 +353,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
                                                              "hd_bet_tta": True, "template_spacing_mm": 3.0}
     assert cfg["datasets"]["d"]["labelled_splits"] == ["test_lesion"]
     assert cfg["experiments"]["e"] == {"method": "itermask2", "dataset": "d", "sequence": "T1w",
-                                       "variant": "full", "detect": False, "segment": True}
+                                       "variant": "full", "detect": False, "detect_artefacts": None, "segment": True}
     md = cfg["method_defaults"]
     assert md["itermask3d"]["train"] == {
         "steps": None, "epochs": None, "batch_size": 2, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0,

@@ -94,6 +94,16 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
         assert f"{cfg['results_dir']}/metrics/{adaptive}/segmentation.tsv" in table6
         assert study.settings(adaptive).infer["threshold"] == "subject"
         assert study.settings(adaptive).model_owner == fixed
+    # the metallic-susceptibility set (Tables 2, 7): the T2 model's scores on it, no synthetic artefacts on OASIS-3
+    jobs = _jobs(res.stdout)
+    for table in ("itermask3d_table2_real_artefacts", "itermask3d_table7_fixed_vs_adaptive_real"):
+        assert f"{cfg['results_dir']}/metrics/im3d_t2_metal/detection.tsv" in _table_inputs(res.stdout, table)
+    assert f"{cfg['results_dir']}/metrics/im3d_t2_metal_fixed/detection.tsv" in _table_inputs(
+        res.stdout, "itermask3d_table7_fixed_vs_adaptive_real")
+    inferred = {f for j in jobs if j["rule"] == "infer" for f in j["output"]}
+    for subject in study.datasets["metal"].subjects:
+        assert f"{cfg['results_dir']}/inference/im3d_t2_metal/metal/sub-{subject}" in inferred
+    assert not any("/artefacts/oasis3/" in f for j in jobs for f in j["output"])
 
 
 def test_tiny_config_dry_run(tmp_path):
