@@ -41,6 +41,7 @@ class Subject3D(Sample):
     iterations_b: int = 0
     changes: list[float] = field(default_factory=list)
     converged: bool = False
+    noise_b: torch.Tensor | None = None  # phase B's one noise draw (phase_b_noise "fixed")
 
 
 @dataclass
@@ -78,14 +79,14 @@ def _itermask3d_step(
     tol: float,
     max_iterations: int,
     amp: bool,
+    fixed_noise_b: bool,
 ) -> None:
     subs: list[Subject3D] = batch  # type: ignore[assignment]
     for s in subs:  # a subject entering phase B restarts from the whole brain
         if s.phase == "B" and s.iterations_b == 0:
             s.mask = s.brain.clone()
     x, hf, brain, mask = (stack(subs, n) for n in ("x", "hf", "brain", "mask"))
-    gens = [s.gen_a if s.phase == "A" else s.gen_b for s in subs]
-    noise = None if variant == "hf_only" else sample_noise(gens, x.shape[1:], x.device)
+    noise = None if variant == "hf_only" else _noise(subs, x.shape[1:], x.device, fixed_noise_b)
     x_hat = reconstruct(model, compose_input(x, hf, mask, variant, noise=noise), amp=amp)
     err = squared_error(x, x_hat, brain)
 
@@ -122,6 +123,21 @@ def _itermask3d_step(
                 s.phase, s.done = "done", True
 
 
+def _noise(subs: list[Subject3D], shape: Sequence[int], device: torch.device, fixed_b: bool) -> torch.Tensor:
+    """This step's fill noise, one row per subject: a fresh draw in phase A; in phase B one draw
+    per subject reused at every iteration when ``fixed_b`` (phase B is then a deterministic
+    fixed-point iteration, so its < tol stop measures convergence, not noise), else fresh."""
+    rows = []
+    for s in subs:
+        if s.phase == "A" or not fixed_b:
+            rows.append(sample_noise([s.gen_a if s.phase == "A" else s.gen_b], shape, device))
+        else:
+            if s.noise_b is None:
+                s.noise_b = sample_noise([s.gen_b], shape, device)
+            rows.append(s.noise_b)
+    return torch.cat(rows, dim=0)
+
+
 def run_itermask3d(
     model: nn.Module,
     images: Sequence[torch.Tensor],
@@ -137,6 +153,7 @@ def run_itermask3d(
     batch_size: int = 1,
     device: torch.device | str = "cpu",
     amp: bool = True,
+    phase_b_noise: str = "fixed",
 ) -> list[Result3D]:
     """IterMask3D for several subjects in lockstep (each tensor of shape (*spatial)).
 
@@ -148,8 +165,12 @@ def run_itermask3d(
     "-spatial" ablation). With empty ``percents`` phase A is skipped and ``choose_tau`` is
     called with an empty curve (re-thresholding at a given tau).
     ``variant`` is the network input (model_input.compose_input). Phase A draws noise from a
-    generator seeded with ``seeds[k]``, phase B from one seeded with ``seeds[k] + 1``.
+    generator seeded with ``seeds[k]``, phase B from one seeded with ``seeds[k] + 1``:
+    ``phase_b_noise`` "fixed" draws phase B's noise once and reuses it at every iteration,
+    "fresh" draws it anew at every iteration.
     """
+    if phase_b_noise not in ("fixed", "fresh"):
+        raise ValueError(f"phase_b_noise must be 'fixed' or 'fresh', got {phase_b_noise!r}")
     device = torch.device(device)
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
@@ -168,7 +189,7 @@ def run_itermask3d(
 
     def step(batch: list[Sample]) -> None:
         _itermask3d_step(batch, model=model, variant=variant, choose_tau=choose_tau, tol=tol,
-                         max_iterations=max_iterations, amp=amp)
+                         max_iterations=max_iterations, amp=amp, fixed_noise_b=phase_b_noise == "fixed")
 
     model.eval()
     run_lockstep(subjects, step, batch_size=batch_size, device=device)

@@ -93,7 +93,7 @@ class IterMask3D(Method):
         results = run_volumes(networks["masked"], [inputs[n] for n in names], seeds, variant=s.variant,
                               percents=plan["percents"], choose_tau=plan["choose_tau"], tol=float(cfg["tol"]),
                               max_iterations=plan["max_iterations"], batch_size=int(cfg["batch_size"]),
-                              device=ctx.device)
+                              device=ctx.device, phase_b_noise=cfg["phase_b_noise"])
         out = {}
         for name, seed, r in zip(names, seeds, results):
             v = inputs[name]
@@ -105,6 +105,7 @@ class IterMask3D(Method):
                 "fixed_tau_source": plan["source"], "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
                 "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
                 "step_percent": float(cfg["step_percent"]), "tol": float(cfg["tol"]),
+                "phase_b_noise": cfg["phase_b_noise"],
                 "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
                 "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
                 "seconds": r.seconds,
@@ -127,7 +128,8 @@ class IterMask3D(Method):
         vol = read_volume(previous["inputs"])
         (r,) = run_volumes(networks["masked"], [vol], [int(previous["seed"])], variant=previous["variant"],
                            percents=(), choose_tau=lambda _c: (tau, None), tol=float(previous["tol"]),
-                           max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device)
+                           max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device,
+                           phase_b_noise=previous.get("phase_b_noise", "fresh"))
         info = {"iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged}
         return _output(r, vol, {}, previous["score_name"]), info
 
@@ -201,7 +203,8 @@ def _plot(path: Any, *, r: Any, fit: dict, mode: str, y_limit: float) -> None:
 
 
 def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, percents: tuple[float, ...],
-                choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any) -> list[Any]:
+                choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any,
+                phase_b_noise: str = "fixed") -> list[Any]:
     """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches."""
     import torch
 
@@ -217,7 +220,7 @@ def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, 
     return run_itermask3d(
         model, [torch.from_numpy(v.image) for v in vols], hfs, [torch.from_numpy(v.brain) for v in vols], seeds,
         percents=percents, choose_tau=choose_tau, variant=im.input_variant(variant), tol=tol,
-        max_iterations=max_iterations, batch_size=batch_size, device=device,
+        max_iterations=max_iterations, batch_size=batch_size, device=device, phase_b_noise=phase_b_noise,
     )
 
 

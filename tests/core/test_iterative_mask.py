@@ -132,6 +132,28 @@ def test_phase_b_can_expand_and_stops_by_its_rule():
         assert r3.iterations_b == steps and r3.converged
 
 
+class FillPassThrough(nn.Module):
+    """Returns its image channel: x outside the mask, the fill noise inside (error = (x - noise)^2)."""
+
+    def forward(self, inp):
+        return inp[:, :1]
+
+
+def test_phase_b_fixed_noise_is_a_fixed_point_iteration_fresh_noise_is_not():
+    brain = ball((15.5, 15.5, 15.5), 13)
+    x = brain * 0.5
+    kw = dict(percents=(), choose_tau=const_tau(1.0), tol=0.001, max_iterations=6)
+    (fixed,) = run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], **kw)
+    # iteration 2 sees the same noise in the voxels iteration 1 kept: the mask repeats exactly
+    assert fixed.iterations_b == 2 and fixed.converged and fixed.changes[1] == 0.0
+    assert 0 < int(fixed.mask.sum()) < int(brain.sum())
+    (fresh,) = run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="fresh", **kw)
+    assert fresh.changes[0] == fixed.changes[0]  # the same first draw
+    assert fresh.changes[1] > 0.1 and not fresh.converged  # new noise keeps about P(|x - e| > 1) of it
+    with pytest.raises(ValueError, match="phase_b_noise"):
+        run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="other", **kw)
+
+
 def test_single_step_no_spatial():
     x, hf, brain, h, anomaly = cube_subject(4, (8, 8, 8), (14, 14, 14))
     model = Oracle([(hf, x, h)], inpaint_rule)
