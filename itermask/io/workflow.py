@@ -14,19 +14,47 @@ from typing import Any, Iterator
 ATTEMPT_HEADER = "===== itermask job attempt"
 
 
+class _Tee:
+    """A text stream writing to several streams (the rule's log and the attempts history)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for st in self.streams:
+            st.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for st in self.streams:
+            st.flush()
+
+    def close(self) -> None:
+        for st in self.streams:
+            st.close()
+
+
+def attempts_path(log_path: str | Path) -> Path:
+    """The history of every attempt of a rule's log: ``x.log`` -> ``x.attempts.log``. Snakemake
+    deletes a job's declared log before each attempt, so earlier attempts live on only here."""
+    path = Path(log_path)
+    return path.with_name(f"{path.stem}.attempts{path.suffix or '.log'}")
+
+
 def open_log(log_path: str) -> tuple[Any, int]:
-    """Open the rule's log for appending (earlier attempts are kept) and write a header
-    naming this attempt (1 + the headers already in the file), the host, pid and time."""
+    """Open the rule's log and its attempts history (both appended) and write a header naming
+    this attempt (1 + the headers already in the history), the host, pid and time."""
     from itermask.io.writable import explain_write_error
 
     path = Path(log_path)
+    history = attempts_path(path)
     attempt = 1
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            with open(path, errors="replace") as old:
+        if history.exists():
+            with open(history, errors="replace") as old:
                 attempt += sum(line.startswith(ATTEMPT_HEADER) for line in old)
-        stream = open(path, "a", buffering=1)
+        stream = _Tee(open(path, "a", buffering=1), open(history, "a", buffering=1))
         stream.write(f"{ATTEMPT_HEADER} {attempt} on {socket.gethostname()} pid {os.getpid()} "
                      f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
     except OSError as exc:  # full disk / read-only log folder: say which file
@@ -36,8 +64,8 @@ def open_log(log_path: str) -> tuple[Any, int]:
 
 @contextlib.contextmanager
 def rule_context(smk: Any) -> Iterator[logging.Logger]:
-    """Send stdout/stderr of the rule's script to its log file (appended, one header per
-    attempt), limit threads, log timing.
+    """Send stdout/stderr of the rule's script to its log file and to the log's attempts
+    history (``attempts_path``: appended, one header per attempt), limit threads, log timing.
 
     Errors are written to the log with their traceback and re-raised, so Snakemake marks
     the job failed and removes its declared outputs.
