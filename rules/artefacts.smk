@@ -39,6 +39,8 @@ rule artefact_high_frequency:
         image=ART_IMAGE,
     output:
         ART_HF,
+    wildcard_constraints:
+        radius=OTHER_RADIUS,
     params:
         radius=lambda w: int(w.radius),
     log:

@@ -2,6 +2,7 @@
 # targets. Each rule file's input functions live beside it in rules/inputs/<file>.smk (which
 # it includes); every path one rule reads from another comes from the templates below (fill
 # one with `path(TEMPLATE, **values)`, or some of its wildcards with `at(TEMPLATE, ...)`).
+import inspect
 import sys
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def path(template, **values):
     return template.format(**values)
 
 
+def signed(func):
+    """`func` with its signature worked out once. Snakemake inspects the signature of a rule's
+    function (input, params, group) at every call, and calls a group function thrice per job."""
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
 def cluster_group(name):
     """A rule's `group:`: `name` where groups act (a cluster executor, or --group-components
     given, as the SLURM profile does, also in its dry-runs), else none. Local runs ignore groups;
@@ -60,7 +68,7 @@ def cluster_group(name):
         active = workflow.non_local_exec or workflow.group_settings.group_components
         return name if active else None
 
-    return group
+    return signed(group)
 
 
 def at(template, **values):
@@ -80,6 +88,12 @@ wildcard_constraints:
     name="[A-Za-z0-9_]+",
     radius="[0-9]+",
     tool="hd_bet|template",
+
+
+# Radii of the HF images of rules high_frequency and artefact_high_frequency: any but
+# preprocess.hf_radius, which normalise and artefacts write (the ruleorder's choice). No file has
+# two candidate jobs: Snakemake built both, then dropped one (tests/workflow/test_dag_planning.py).
+OTHER_RADIUS = f"(?!{STUDY.preprocess.hf_radius}(?![0-9]))[0-9]+"
 
 
 # -- targets -----------------------------------------------------------------------------

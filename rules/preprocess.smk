@@ -123,6 +123,8 @@ rule high_frequency:
         image=IMAGE,
     output:
         HF,
+    wildcard_constraints:
+        radius=OTHER_RADIUS,
     params:
         radius=lambda w: int(w.radius),
     log:

@@ -1,23 +1,36 @@
-# Input functions and parameters of the rules in rules/preprocess.smk.
+# Input functions and parameters of the rules in rules/preprocess.smk. Snakemake calls them
+# several times per job while it plans: what follows from the config alone is worked out once
+# per subject (functools.cache); whether a raw file exists is asked at every call.
+from functools import cache
 
 
 def dataset_of(wildcards):
     return STUDY.datasets[wildcards.dataset]
 
 
+@cache
+def subject_raw_files(dataset, subject):
+    d = STUDY.datasets[dataset]
+    return {"images": {q: d.image(subject, q) for q in d.sequences}, "label": d.label(subject), "mask": d.mask_file(subject)}
+
+
 def raw_files(wildcards):
-    """A subject's raw files: {"images": {sequence: path}, "label": path|None, "mask": path|None}."""
-    d, s = dataset_of(wildcards), wildcards.subject
-    return {"images": {q: d.image(s, q) for q in d.sequences}, "label": d.label(s), "mask": d.mask_file(s)}
+    """A subject's raw files: {"images": {sequence: path}, "label": path|None, "mask": path|None}
+    (one dict per subject, shared by the calls: read it, do not change it)."""
+    return subject_raw_files(wildcards.dataset, wildcards.subject)
+
+
+@cache
+def files_made_by_rules():
+    """(the demo dataset's raw files, the resolved results folder)."""
+    return frozenset(demo_outputs()), Path(R).resolve()
 
 
 def made_by_a_rule(f):
     """A file the DAG makes: the demo dataset's raw files or anything under the results folder
     (e.g. a derived dataset's brain masks)."""
-    global _DEMO_FILES
-    if "_DEMO_FILES" not in globals():
-        _DEMO_FILES = set(demo_outputs())
-    return f in _DEMO_FILES or Path(f).resolve().is_relative_to(Path(R).resolve())
+    demo, results = files_made_by_rules()
+    return f in demo or Path(f).resolve().is_relative_to(results)
 
 
 def present(wildcards, files):
@@ -37,7 +50,8 @@ def missing_raw_files(wildcards):
     """Raw files missing now (a param of check_inputs: one that disappears reruns the check)."""
     raw = raw_files(wildcards)
     files = [*raw["images"].values(), raw["label"], raw["mask"]]
-    return sorted(f for f in files if f and f not in check_inputs_inputs(wildcards).values())
+    there = set(check_inputs_inputs(wildcards).values())
+    return sorted(f for f in files if f and f not in there)
 
 
 def checked(wildcards):
