@@ -10,6 +10,11 @@ process and the number of jobs. Asserts nothing.
     .venv/bin/python benchmarks/dag_scale.py                    # N = 100, 1000, 10000
     .venv/bin/python benchmarks/dag_scale.py -n 1000 --profile /tmp/dag.prof
     .venv/bin/python -m pstats /tmp/dag.prof                    # sort cumtime / stats 30
+    .venv/bin/python benchmarks/dag_scale.py -n 1000 --bare     # Snakemake's own cost
+
+``--bare`` plans the same jobs from bare rules (benchmarks/dag_floor.smk: static inputs,
+``shell: touch``, no params, log, conda, script, group or resources): the part of the time that
+is Snakemake's own per-job work, which no change to the pipeline's code removes.
 
 ``--profile`` runs Snakemake in-process under cProfile (one N only). Timings on shared
 machines vary: compare runs made one after the other.
@@ -28,6 +33,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT / "benchmarks" / "dag_floor.smk"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 SPLITS = (("train", 0.7), ("val", 0.1), ("test_healthy", 0.1), ("test_lesion", 0.1))
 
@@ -87,10 +93,10 @@ def job_count(stdout: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def dry_run(folder: Path, config: Path) -> tuple[float, float, float, int | None, str]:
+def dry_run(folder: Path, config: Path, snakefile: Path = ROOT / "Snakefile") -> tuple[float, float, float, int | None, str]:
     """(wall seconds, CPU seconds, peak RSS MB of the Snakemake process, jobs, output) of `snakemake -n`."""
     env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}:{os.environ['PATH']}")
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--configfile", str(config), "--cores", "2", "-n", "--quiet", "rules"]
+    cmd = [str(SNAKEMAKE), "-s", str(snakefile), "--configfile", str(config), "--cores", "2", "-n", "--quiet", "rules"]
     out, err = folder / "dry_run.out", folder / "dry_run.err"
     with open(out, "w") as fo, open(err, "w") as fe:
         t0 = time.perf_counter()
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-n", "--subjects", type=int, nargs="+", default=[100, 1000, 10000], help="values of N")
     ap.add_argument("--profile", type=Path, help="cProfile the dry-run of the (single) N into this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
+    ap.add_argument("--bare", action="store_true", help="plan the same jobs from bare rules (dag_floor.smk)")
     args = ap.parse_args(argv)
     if args.profile and len(args.subjects) != 1:
         ap.error("--profile takes one N")
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.profile:
             profile(folder, config, args.profile.resolve())
             return
-        wall, cpu, rss, jobs, _ = dry_run(folder, config)
+        wall, cpu, rss, jobs, _ = dry_run(folder, config, BARE if args.bare else ROOT / "Snakefile")
         print(f"{n:>9}{jobs if jobs is not None else '?':>9}{wall:>11.1f}{cpu:>9.1f}{rss:>13.0f}", flush=True)
         if args.keep:
             print(f"  kept {folder}")

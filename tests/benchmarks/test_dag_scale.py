@@ -34,3 +34,17 @@ def test_study_of_n_subjects(tmp_path):
 def test_job_count_reads_the_total_line():
     assert dag_scale.job_count("job   count\n-----  -----\ninfer  5\ntotal     668\n") == 668
     assert dag_scale.job_count("nothing to be done") is None
+
+
+def _rule_counts(stdout: str) -> dict[str, int]:
+    rows = (line.split() for line in stdout.splitlines())
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
+
+
+def test_bare_rules_plan_the_pipelines_jobs(tmp_path):
+    """--bare (benchmarks/dag_floor.smk) plans as many jobs of each rule as the pipeline does."""
+    config = dag_scale.write_study(tmp_path, 20)
+    *_, pipeline = dag_scale.dry_run(tmp_path, config)
+    *_, bare = dag_scale.dry_run(tmp_path, config, dag_scale.BARE)
+    assert _rule_counts(bare) == _rule_counts(pipeline)
+    assert _rule_counts(bare)["total"] > 20 * 5
