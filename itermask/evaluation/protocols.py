@@ -93,8 +93,10 @@ def paper_threshold(
             "min": lo, "max": hi, "mean_dice": float(mean[best])}
 
 
-def per_image_best_threshold(errors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Exact best-Dice threshold of one image (brain-voxel vectors of error and label)."""
+def per_image_best_threshold(errors: np.ndarray, labels: np.ndarray, theta_min: float | None = None
+                             ) -> dict[str, float]:
+    """Exact best-Dice threshold of one image (brain-voxel vectors of error and label); with
+    ``theta_min`` only thresholds >= it (masks inside ``errors > theta_min``)."""
     e = np.asarray(errors, dtype=np.float64).ravel()
     g = np.asarray(labels, dtype=bool).ravel()
     if e.size == 0:
@@ -107,7 +109,11 @@ def per_image_best_threshold(errors: np.ndarray, labels: np.ndarray) -> dict[str
     k = np.arange(1, e.size + 1)
     dice = 2.0 * np.cumsum(gs) / (k + n_g)
     boundary = np.append(es[1:] < es[:-1], True)  # top-k sets reachable by a threshold
+    if theta_min is not None:
+        boundary &= es > theta_min
     dice = np.where(boundary, dice, -np.inf)
+    if not np.isfinite(dice).any():  # no voxel above theta_min: the empty mask
+        return {"theta": float(max(theta_min, e.max())), "dice": 0.0}
     best = int(np.argmax(dice))
     theta = float(es[best + 1]) if best + 1 < e.size else float(np.nextafter(es[-1], -np.inf))
     return {"theta": theta, "dice": float(dice[best])}

@@ -27,6 +27,7 @@ PROTOCOL_TEXT = {
 }
 ORACLE_TEXT = {
     "itermask": "IterMask's own per-image best iteration/τ of the shrinking process (mask_oracle)",
+    "itermask_final": "IterMask's τ raised further at the final iteration (the best θ >= τ on the final error map)",
     "error_map": "the best threshold of the error map per image",
 }
 

@@ -74,17 +74,26 @@ def test_per_image_best_uses_itermask_oracle_when_present(tmp_path):
     err, brain, label = _lesion_subject(rng, 1.0)
     oracle = np.zeros(SHAPE, bool)
     oracle[4:7, 4:7, 2:4] = True  # 18 of the 27 lesion voxels: Dice 36/45
+    # a: the run's final tau is so high that raising it further finds little: the oracle wins
     _condition(tmp_path / "a" / "lesion", err, brain, label, files={"mask_oracle.nii.gz": oracle},
-               result={"oracle": {"tau": 0.7, "iteration": 3}})
-    _condition(tmp_path / "b" / "lesion", err, brain, label)
-    seg, _, _ = _run(tmp_path, [("ds", "a", str(tmp_path / "a")), ("ds", "b", str(tmp_path / "b"))],
-                     ["per_image_best"])
+               result={"oracle": {"tau": 0.7, "iteration": 3}, "tau": 0.97})
+    _condition(tmp_path / "b" / "lesion", err, brain, label, mask=np.zeros(SHAPE, bool))
+    # c: the same oracle, final tau 0.3: tau raised further at the final iteration does better
+    _condition(tmp_path / "c" / "lesion", err, brain, label, files={"mask_oracle.nii.gz": oracle},
+               result={"oracle": {"tau": 0.7, "iteration": 3}, "tau": 0.3})
+    seg, _, _ = _run(tmp_path, [("ds", s, str(tmp_path / s)) for s in "abc"], ["per_image_best"])
     best = seg[seg["protocol"] == "per_image_best"].set_index("subject")
     assert best.loc["a", "dice"] == pytest.approx(36 / 45) and best.loc["a", "oracle"] == "itermask"
     assert best.loc["a", "threshold"] == pytest.approx(0.7)
-    brute = max(2 * np.sum(brain & (err > t) & label) / (np.sum(brain & (err > t)) + label.sum())
-                for t in np.unique(err[brain]))
-    assert best.loc["b", "dice"] == pytest.approx(brute) and best.loc["b", "oracle"] == "error_map"
+
+    def brute(theta_min):
+        return max(2 * np.sum(brain & (err > t) & label) / (np.sum(brain & (err > t)) + label.sum())
+                   for t in np.unique(err[brain]) if t >= theta_min)
+
+    assert best.loc["b", "dice"] == pytest.approx(brute(-1)) and best.loc["b", "oracle"] == "error_map"
+    assert brute(0.3) > 36 / 45
+    assert best.loc["c", "dice"] == pytest.approx(brute(0.3)) and best.loc["c", "oracle"] == "itermask_final"
+    assert best.loc["c", "threshold"] >= 0.3
 
 
 def test_2d_assd_in_mm_from_header_spacing_and_empty_precision(tmp_path):

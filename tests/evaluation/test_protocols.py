@@ -49,6 +49,18 @@ def test_per_image_best_is_exact():
     assert _dice(e > r["theta"], g) == pytest.approx(best)
 
 
+def test_per_image_best_above_a_minimum_threshold():
+    rng = np.random.default_rng(4)
+    e = np.round(rng.random(300), 2)
+    g = (e + rng.normal(0, 0.2, 300)) > 0.6
+    for lo in (0.3, 0.75, 0.9):
+        best = max(_dice(e > t, g) for t in np.unique(e) if t >= lo)
+        r = P.per_image_best_threshold(e, g, theta_min=lo)
+        assert r["dice"] == pytest.approx(best) and r["theta"] >= lo
+        assert _dice(e > r["theta"], g) == pytest.approx(best)
+    assert P.per_image_best_threshold(e, g, theta_min=5.0)["dice"] == 0.0  # nothing above it
+
+
 def test_paper_threshold_maximises_mean_dice():
     rng = np.random.default_rng(3)
     errors, labels = [], []
