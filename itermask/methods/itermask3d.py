@@ -7,8 +7,9 @@ restarts from the whole brain and keeps M = [e > tau] until the mask changes by 
 Thresholds (``infer.threshold``): ``subject`` (the fit); ``fixed`` (IterMask3D Tables 6-7: "a
 cross-validated threshold on normal data"): ``infer.fixed_tau`` if set, else the calibration
 written when training ends, the rule of IterMask2 (``tau_percentile``-th percentile of the
-validation errors inside training masks, ``_itermask.calibrate``); phase A still runs with the
-experiment's gamma, so the record holds the subject tau beside the fixed one.
+validation errors inside training masks, ``_itermask.calibrate``); with ``fixed_phase_a``
+(default) phase A still runs with the experiment's gamma, so the record holds the subject tau
+beside the fixed one; without it phase B alone runs (cheaper; no curve in the record).
 
 ``-spatial`` (variant ``no_spatial``; METHOD.md §6, IterMask3D Table 5 "-spatial": no spatial
 masking iterations): one reconstruction from the high-frequency image alone, i.e. the network
@@ -147,6 +148,9 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
         tau, source = None, None
     if im.single_step(s.variant):
         return {"mode": "single_step", "source": source, "percents": (), "max_iterations": 1,
+                "choose_tau": lambda _curve: (tau, None)}
+    if cfg["threshold"] == "fixed" and not cfg["fixed_phase_a"]:
+        return {"mode": "fixed", "source": source, "percents": (), "max_iterations": int(cfg["max_iterations"]),
                 "choose_tau": lambda _curve: (tau, None)}
     t_arr = np.asarray(_percents(float(cfg["step_percent"])))
 

@@ -365,7 +365,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
     assert md["itermask3d"]["infer"] == {
         "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
-        "threshold": "subject", "fixed_tau": None, "phase_b_noise": "fixed", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
+        "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
         "batch_size": 1, "score": "mask_size", "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}
     assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "gamma": 0.01, "y_limit": 10.0,
                                         "r2_min": 0.85, "k_fallback": "first",
@@ -395,7 +395,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
     assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.5, "y_limit": 10.0, "r2_min": 0.85,
-                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "phase_b_noise": "fixed",
+                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 10,
                                 "batch_size": 4, "score": "mask_size",
                                 "oracle_tau_factors": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)}

@@ -146,6 +146,12 @@ def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
     assert res["score_name"] == "mean_error" and res["score"] == res["scores"]["mean_error"]
     mask = nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata() > 0
     assert dice(mask, a1.numpy()) > 0.95
+    # without phase A: the same fixed tau and mask, no curve
+    cfg_b = experiment_settings("itermask3d", infer={**fixed, "fixed_phase_a": False}, model_from=True)
+    infer("m.pt", {"lesion": c1}, cfg_b, tmp_path / "sub-09")
+    res_b = json.loads((tmp_path / "sub-09" / "lesion" / "result.json").read_text())
+    assert res_b["tau"] == 1.0 and res_b["iterations_a"] == 0 and res_b["curve"] == [] and res_b["subject_tau"] is None
+    np.testing.assert_array_equal(nib.load(str(tmp_path / "sub-09" / "lesion" / "mask.nii.gz")).get_fdata() > 0, mask)
     # no_freq experiment with a full model is refused; wrong grid is refused
     with pytest.raises(InputError, match="no_freq"):
         infer("m.pt", {"lesion": c1}, experiment_settings("itermask3d", "no_freq", infer=fixed, model_from=True), out)
