@@ -153,3 +153,23 @@ def test_segmentation_metrics_bundle():
     assert m["dice"] == 1.0 and m["assd_mm"] == 0.0 and m["auroc_voxel"] == 1.0
     assert m["lesion_voxels"] == 27 and m["size_class"] == "small"
     assert set(itertools.chain(M.SEGMENTATION_METRICS[:6])) <= set(m)
+
+
+def test_surface_distances_equal_monais():
+    """The SciPy surface distances (no torch import in evaluation jobs) are MONAI's."""
+    import warnings
+
+    import torch
+    from monai.metrics.utils import get_edge_surface_distance
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    for shape, spacing in (((20, 18, 16), [1.0, 2.0, 2.5]), ((30, 25), [1.5, 0.5])):
+        a = ndi.gaussian_filter(rng.random(shape), 2) > 0.5
+        b = ndi.gaussian_filter(rng.random(shape), 2) > 0.52
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, d, _ = get_edge_surface_distance(torch.as_tensor(a), torch.as_tensor(b), distance_metric="euclidean",
+                                                spacing=spacing, symmetric=True)
+        ref = torch.cat([x.reshape(-1) for x in d]).double().numpy()
+        np.testing.assert_allclose(np.sort(M._surface_distances(a, b, spacing)), np.sort(ref))
