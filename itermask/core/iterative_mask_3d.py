@@ -138,6 +138,21 @@ def _noise(subs: list[Subject3D], shape: Sequence[int], device: torch.device, fi
     return torch.cat(rows, dim=0)
 
 
+def _subject(x: torch.Tensor, hf: torch.Tensor, brain: torch.Tensor, seed: int, percents: Sequence[float],
+             choose_tau: TauChooser, device: torch.device) -> Subject3D:
+    """A subject's starting state (shape (1, 1, *spatial)); phase B at once without phase A."""
+    b = brain.bool().reshape(1, 1, *brain.shape)
+    s = Subject3D(
+        x=x.float().reshape(b.shape), hf=hf.float().reshape(b.shape), brain=b, mask=b.clone(),
+        gen_a=make_generator(seed, device), gen_b=make_generator(seed + 1, device),
+        percents=tuple(float(p) for p in percents),
+    )
+    if not s.percents:
+        s.tau, s.tau_info = choose_tau(np.zeros(0))
+        s.phase = "B"
+    return s
+
+
 def run_itermask3d(
     model: nn.Module,
     images: Sequence[torch.Tensor],
@@ -174,18 +189,8 @@ def run_itermask3d(
     device = torch.device(device)
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
-    subjects = []
-    for x, hf, brain, seed in zip(images, hfs, brains, seeds, strict=True):
-        b = brain.bool().reshape(1, 1, *brain.shape)
-        s = Subject3D(
-            x=x.float().reshape(b.shape), hf=hf.float().reshape(b.shape), brain=b, mask=b.clone(),
-            gen_a=make_generator(seed, device), gen_b=make_generator(seed + 1, device),
-            percents=tuple(float(p) for p in percents),
-        )
-        if not s.percents:
-            s.tau, s.tau_info = choose_tau(np.zeros(0))
-            s.phase = "B"
-        subjects.append(s)
+    subjects = [_subject(x, hf, brain, seed, percents, choose_tau, device)
+                for x, hf, brain, seed in zip(images, hfs, brains, seeds, strict=True)]
 
     def step(batch: list[Sample]) -> None:
         _itermask3d_step(batch, model=model, variant=variant, choose_tau=choose_tau, tol=tol,
