@@ -127,7 +127,14 @@ class Study:
     def _build_settings(self, name: str) -> ExperimentSettings:
         exp = self.experiments[name]
         own = {k: exp[k] for k in ("network", "train", "infer") if k in exp}
-        merged = deep_merge(self.config["method_defaults"][exp["method"]], own)
+        defaults = self.config["method_defaults"][exp["method"]]
+        for section, values in own.items():  # keys of another method (e.g. a DAE key on the AE)
+            unknown = sorted(set(values) - set(defaults[section]))
+            if unknown:
+                raise ConfigError(f"config key 'experiments.{name}.{section}': {', '.join(map(repr, unknown))} "
+                                  f"not a setting of method '{exp['method']}' (its keys: "
+                                  f"{', '.join(sorted(defaults[section]))})")
+        merged = deep_merge(defaults, own)
         if (merged["train"]["steps"] is None) == (merged["train"]["epochs"] is None):
             raise ConfigError(f"config key 'experiments.{name}.train': set exactly one of 'steps' and 'epochs' "
                               "(here or in method_defaults; set the other to null)")

@@ -36,6 +36,16 @@ def test_unknown_key_lists_allowed(demo_config):
         Study(demo_config, base_dir=ROOT)
 
 
+def test_dae_network_keys_are_checked(demo_config):
+    demo_config["experiments"]["dae_flair"]["network"]["noise_sgima"] = 2.0  # a typo is refused
+    with pytest.raises(ConfigError, match=r"noise_sgima"):
+        Study(demo_config, base_dir=ROOT)
+    del demo_config["experiments"]["dae_flair"]["network"]["noise_sgima"]
+    demo_config["experiments"]["ae_flair"]["network"]["noise_sigma"] = 2.0  # a DAE key on the AE
+    with pytest.raises(ConfigError, match=r"noise_sigma"):
+        Study(demo_config, base_dir=ROOT)
+
+
 def test_box_must_be_divisible_by_16(demo_config):
     demo_config["preprocess"]["box"] = [64, 64, 60]
     with pytest.raises(ConfigError, match=r"preprocess\.box\.2"):

@@ -55,7 +55,8 @@ def slices_item(folder: Path, name: str, rng: np.random.Generator, n: int = 4) -
 
 
 def settings_of(method: str, dims: int, network: dict | None = None, train: dict | None = None):
-    net = {**(NET3D if dims == 3 else NET2D), **(network or {})}
+    base = {} if method in ("ddpm", "autoddpm") else (NET3D if dims == 3 else NET2D)  # diffusion: own keys
+    net = {**base, **(network or {})}
     tr = {**TRAIN, **({"rot90_p": 0.0} if dims == 2 else {}), **(train or {})}
     return experiment_settings(method, network=net, train=tr, infer={"batch_size": 3})
 
