@@ -406,7 +406,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
     assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.5, "y_limit": 10.0, "r2_min": 0.85,
                                 "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
-                                "tau_percentile": 80, "tol": 0.01, "max_iterations": 10,
+                                "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
                                 "batch_size": 4, "score": "mask_size",
                                 "oracle_tau_factors": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
