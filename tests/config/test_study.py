@@ -127,7 +127,7 @@ def test_conditions_per_split(demo_config):
         len(s["values"]) for s in demo_config["artefacts"]["severity"].values()
     )
     assert study.conditions("im3d_flair", "demo", "d07") == ["val"]
-    assert study.conditions("im3d_flair", "demo", "d11") == ["lesion"]
+    assert study.conditions("im3d_flair_seg", "demo", "d11") == ["lesion"] and study.conditions("im3d_flair", "demo", "d11") == []
     healthy = study.conditions("im3d_flair", "demo", "d09")
     assert healthy[0] == "healthy" and len(healthy) == 1 + n_art
     assert "ghosting-s2" in healthy
@@ -185,6 +185,7 @@ def test_sweep_value_token_and_name():
 def test_sweeps_expand_into_derived_experiments(demo_config):
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair"]["infer"] = {"gamma": 0.05}
+    cfg["experiments"]["im3d_flair"]["segment"] = True  # sweeps compare segmentation
     cfg["sweeps"] = [
         {"experiment": "im2_flair", "param": "tau_percentile", "values": [60, 80, 90]},
         {"experiment": "im2_flair", "param": "hf_radius", "values": [5, 15]},
@@ -204,7 +205,7 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
                                                              "im2_flair__hf_radius_5": 5.0}
     assert study.settings("im2_flair__hf_radius_15").variant == "no_spatial"
     assert study.model_experiment("im2_flair__hf_radius_15") == "im2_flair"
-    assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.5
+    assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.01
     # tau / gamma: same model, only infer differs; detection is not run
     tau60 = study.settings("im2_flair__tau_percentile_60")
     assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair" == tau60.model_owner
@@ -240,6 +241,7 @@ def test_hf_radius_sweep_of_a_shared_model_trains_like_its_owner(demo_config):
 def test_sweep_errors(demo_config):
     def fails(sweep, match, **exp_changes):
         cfg = copy.deepcopy(demo_config)
+        cfg["experiments"]["im3d_flair"]["segment"] = True
         for name, entry in exp_changes.items():
             cfg["experiments"][name].update(entry)
         cfg["sweeps"] = [sweep] if isinstance(sweep, dict) else sweep
@@ -404,7 +406,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im3d.train.optimizer == "adam" and im3d.train.ema is None and im3d.train.ema_warmup is True
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
-    assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.5, "y_limit": 10.0, "r2_min": 0.85,
+    assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
                                 "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
                                 "batch_size": 4, "score": "mask_size",

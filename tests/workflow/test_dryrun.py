@@ -181,7 +181,7 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     cfg["experiments"]["im3d_r10"] = {"method": "itermask3d", "dataset": "demo", "sequence": "FLAIR",
                                       "hf_radius": 10, "detect": True, "segment": True}
     cfg["sweeps"] = [{"experiment": "im2_flair", "param": "hf_radius", "values": [5, 15]},
-                     {"experiment": "im3d_flair", "param": "hf_radius", "values": [7]}]
+                     {"experiment": "im3d_flair_seg", "param": "hf_radius", "values": [7]}]
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
