@@ -84,7 +84,7 @@ def write_comparison(name: str, table_csv: str, published: str | None, out_md: s
     with atomic_path(out_csv) as tmp:
         cmp.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
     lines = [f"# {name}: published vs reproduced", "",
-             f"Published: {source}. Reproduced: this pipeline's table {name} (same units: percent unless "
+             f"Published: {source.rstrip('.')}. Reproduced: this pipeline's table {name} (same units: percent unless "
              "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value.", "",
              "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
     for _, r in cmp.iterrows():
