@@ -215,8 +215,9 @@ def test_full_disk_fails_the_job_naming_the_path_and_leaves_no_half_written_outp
     assert "no space left on the device" in output
     assert not list(results.rglob(".*.tmp*")), list(results.rglob("*"))
     left = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file())
-    assert left == ["logs/brain_mask/tiny_t01.log", "logs/check_inputs/tiny_t01.log",
-                    "preproc/tiny/sub-t01/inputs_checked.json"], left  # complete outputs only
+    assert left == ["logs/brain_mask/tiny_t01.attempts.log", "logs/brain_mask/tiny_t01.log",
+                    "logs/check_inputs/tiny_t01.attempts.log", "logs/check_inputs/tiny_t01.log",
+                    "preproc/tiny/sub-t01/inputs_checked.json"], left  # complete outputs only (and logs)
 
 
 @pytest.mark.parametrize("how", ["read_only_mount", "no_permission"])
