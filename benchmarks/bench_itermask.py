@@ -77,6 +77,26 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
     return float(np.median(times)), peak
 
 
+def train_step(net: nn.Module, size: int, device: torch.device, amp: bool,
+               dtype: torch.dtype = torch.float16) -> Callable[[], None]:
+    """One training step of ``net`` (batch 2 of random size^3 volumes, MSE, Adam), as a
+    callable; autocast at ``dtype`` when ``amp`` (GradScaler for float16)."""
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
+    inp = torch.randn(2, 2, size, size, size, device=device)
+    tgt = torch.randn(2, 1, size, size, size, device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            loss = nn.functional.mse_loss(net(inp).float(), tgt)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
+
+
 def make_subjects(n: int, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     grid = torch.stack(torch.meshgrid(*[torch.arange(size, dtype=torch.float32)] * 3, indexing="ij"))
@@ -165,26 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("forward", "per volume", ta, ma, tb / batch, mb))
 
     # training step (batch 2, MSE, Adam), per step
-    def train_step_fn(net: nn.Module, amp: bool) -> Callable[[], None]:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp)
-        inp = torch.randn(2, 2, s, s, s, device=device)
-        tgt = torch.randn(2, 1, s, s, s, device=device)
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = nn.functional.mse_loss(net(inp).float(), tgt)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
-        return step
-
     ref.train()
     opt_net.train()
-    ta, ma = timed(train_step_fn(ref, False), device, args.repeats)
-    tb, mb = timed(train_step_fn(opt_net, cuda), device, args.repeats)
+    ta, ma = timed(train_step(ref, s, device, False), device, args.repeats)
+    tb, mb = timed(train_step(opt_net, s, device, cuda), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()

@@ -40,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_itermask import ChannelsLast, build_model, make_subjects, reference_loop, sync, timed  # noqa: E402
+from bench_itermask import (  # noqa: E402
+    ChannelsLast, build_model, make_subjects, reference_loop, sync, timed, train_step,
+)
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.lockstep import make_generator, sample_noise  # noqa: E402
@@ -196,24 +198,10 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     tb, mb = timed(forward(fast, xb, cuda), device, repeats)
     rows.append(("forward", "per volume", ta, ma, tb / batch, mb and mb / batch))
 
-    def train_step(net: nn.Module, amp: bool) -> Callable[[], None]:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-        inp, tgt = torch.randn(2, 2, size, size, size, device=device), torch.randn(2, 1, size, size, size, device=device)
-
-        def run() -> None:
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                loss = nn.functional.mse_loss(net(inp).float(), tgt)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        return run
-
     ref.train()
     fast.train()
-    ta, ma = timed(train_step(ref, False), device, repeats)
-    tb, mb = timed(train_step(fast, cuda), device, repeats)
+    ta, ma = timed(train_step(ref, size, device, False, dtype), device, repeats)
+    tb, mb = timed(train_step(fast, size, device, cuda, dtype), device, repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     fast.eval()
