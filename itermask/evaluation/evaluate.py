@@ -39,7 +39,9 @@ import pandas as pd
 
 from itermask.io.atomic import atomic_path
 from itermask.errors import InputError
-from itermask.evaluation.metrics import detection_metrics, healthy_tissue_quality, segmentation_metrics
+from itermask.evaluation.metrics import (
+    detection_metrics, healthy_tissue_quality, overlap_metrics, segmentation_metrics,
+)
 from itermask.evaluation.protocols import binarise, honest_threshold, paper_threshold, per_image_best_threshold
 from itermask.evaluation.reference_metrics import precision_ref, reference_quality
 from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score, scan_scores
@@ -105,16 +107,11 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
         if final_tau is not None and np.isfinite(float(final_tau)):
             best = per_image_best_threshold(error[brain], label[brain], theta_min=float(final_tau))
             raised = binarise(error, brain, best["theta"])
-            if _dice(raised, label) > _dice(mask, label):
+            if overlap_metrics(raised, label)["dice"] > overlap_metrics(mask, label)["dice"]:
                 return raised, best["theta"], "itermask_final"
         return mask, tau, "itermask"
     theta = per_image_best_threshold(error[brain], label[brain])["theta"]
     return binarise(error, brain, theta), theta, "error_map"
-
-
-def _dice(pred: np.ndarray, label: np.ndarray) -> float:
-    total = int(pred.sum()) + int(label.sum())
-    return 2.0 * int((pred & label).sum()) / total if total else float("nan")
 
 
 def _dataset_thresholds(scans: list[Scan], protocols: list[str], honest: float | None) -> dict[str, float]:

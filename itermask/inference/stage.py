@@ -8,7 +8,7 @@ lockstep, and writes what the method returns (``itermask.inference.outputs``) in
 renamed at the end). Noise seeds come from ``itermask.io.seeds`` with the keys (dataset,
 subject, condition[, slice]), never from output paths or from which subjects share a job, so
 a subject's result is the same whether it runs alone (clusters) or with others (local runs,
-``inference.subjects_per_job``).
+config ``resources.infer_subjects_per_job``).
 """
 from __future__ import annotations
 
