@@ -126,6 +126,9 @@ def threshold_curve_figure(scans: list[Scan], out_png: str) -> str | None:
 
 # ----------------------------------------------------------------------------- detection
 def _primary(scores: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the primary score (of the first score named when none is marked primary)."""
+    if scores.empty:
+        return scores
     p = scores["primary"].astype(str).str.lower().isin(["true", "1"])
     return scores[p] if p.any() else scores[scores["score_name"] == scores["score_name"].iloc[0]]
 

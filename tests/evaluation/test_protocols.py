@@ -218,3 +218,14 @@ def test_evaluate_2d_stack_uses_slices_npz(tmp_path):
     assert seg.loc["per_image_best", "dice"] == 1.0 and seg.loc["per_image_best", "assd_mm"] == 0.0
     assert seg.loc["per_image_best", "size_class"] == "medium"  # 16 pixels
     assert err[label].min() > err[healthy].max()
+
+
+def test_detection_figures_skip_an_experiment_with_validation_scores_only():
+    """An experiment that only trains a model (detect and segment false: its scores hold the
+    validation scans alone) gets no ROC or severity figure instead of an IndexError."""
+    from itermask.evaluation.figures import roc_figure, severity_figure
+
+    scores = pd.DataFrame({"role": ["val", "val"], "condition": ["val", "val"], "label": [0, 0],
+                           "score": [1.0, 2.0], "score_name": ["mask_size"] * 2, "primary": [True, True]})
+    assert roc_figure(scores, "exp", "unused.png") is None
+    assert severity_figure(scores, "exp", "unused.png") is None
