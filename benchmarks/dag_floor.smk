@@ -30,23 +30,16 @@ rule all:
         expand("results/figures/{exp}", exp=RUNS),
 
 
-rule check_inputs:
+rule preprocess_subject:
     input:
         expand(RAW, seq=DS["sequences"], allow_missing=True),
     output:
         P + "/inputs_checked.json",
-    shell:
-        "touch {output}"
-
-
-rule brain_mask:
-    input:
-        RAW.replace("{seq}", "T1w"),
-        P + "/inputs_checked.json",
-    output:
         P + "/native_brainmask.nii.gz",
         P + "/brainmask.nii.gz",
         "results/qc/big/sub-{subject}_skullstrip.png",
+        expand(P + "/{seq}.nii.gz", seq=DS["sequences"], allow_missing=True),
+        expand(P + "/{seq}_hf-r15.nii.gz", seq=DS["sequences"], allow_missing=True),
     shell:
         "touch {output}"
 
@@ -58,18 +51,6 @@ rule resample_label:
         P + "/brainmask.nii.gz",
     output:
         P + "/label.nii.gz",
-    shell:
-        "touch {output}"
-
-
-rule normalise:
-    input:
-        RAW,
-        P + "/inputs_checked.json",
-        P + "/brainmask.nii.gz",
-    output:
-        P + "/{seq}.nii.gz",
-        P + "/{seq}_hf-r15.nii.gz",
     shell:
         "touch {output}"
 

@@ -1,71 +1,55 @@
 # Per-subject preprocessing (METHOD.md §1): input check -> brain mask (+ its resampled, cropped copy, which
 # defines the subject's grid) -> per sequence: resampling onto that grid + iterative z-score +
-# high-frequency image at preprocess.hf_radius -> 2D slices, QC. One cluster job per subject
-# (group). Stages that would each pay a process start and an antspyx import for a second of
-# work share a job. HF images at any other radius (experiments' hf_radius, sweeps) come from
+# high-frequency image at preprocess.hf_radius, all in ONE job per subject (rule
+# preprocess_subject__<dataset>: a job's start and antspyx import cost more than most of its
+# stages, and fewer jobs plan faster); then the label, 2D slices and QC. One cluster job per
+# subject (group). HF images at any other radius (experiments' hf_radius, sweeps) come from
 # rule high_frequency.
 
 include: "inputs/preprocess.smk"
 
 
-# First job of each subject: headers of every raw file (exists, 3D, affine without shear,
-# label and mask on their image's grid). Missing files are this job's error, not the DAG's.
-rule check_inputs:
-    input:
-        unpack(check_inputs_inputs),
-    output:
-        INPUTS_CHECKED,
-    params:
-        images=lambda w: raw_files(w)["images"],
-        label=lambda w: raw_files(w)["label"],
-        mask=lambda w: raw_files(w)["mask"],
-        mask_sequence=lambda w: dataset_of(w).mask_sequence,
-        missing=missing_raw_files,
-    log:
-        f"{R}/logs/check_inputs/{{dataset}}_{{subject}}.log",
-    group:
-        cluster_group("subject")
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    script:
-        "../workflow_scripts/check_inputs.py"
+# One rule per dataset: its outputs name every sequence of the dataset (a rule's outputs are
+# fixed patterns). The input check runs first, so a missing or malformed raw file fails this job
+# (--keep-going finishes the other subjects) before anything heavy runs.
+for _dataset in STUDY.datasets.values():
 
-
-rule brain_mask:
-    input:
-        unpack(brain_mask_inputs),
-    output:
-        mask=NATIVE_BRAIN,
-        grid=BRAIN,
-        qc=report(
-            QC_SKULLSTRIP,
-            caption="../report/captions/qc_skullstrip.rst",
-            category="Quality control",
-            subcategory="skull-strip {dataset}",
-        ),
-    params:
-        method=lambda w: dataset_of(w).mask_method,
-        device=STUDY.device,
-        spacing=STUDY.preprocess.spacing_mm,
-        box=list(STUDY.preprocess.box),
-    log:
-        f"{R}/logs/brain_mask/{{dataset}}_{{subject}}.log",
-    benchmark:
-        f"{R}/benchmarks/brain_mask/{{dataset}}_{{subject}}.tsv"
-    group:
-        cluster_group("subject")
-    conda:
-        "../envs/preprocess.yaml"
-    threads: RES.threads
-    resources:
-        mem_mb=3000,
-        runtime=15,
-    script:
-        "../workflow_scripts/brain_mask.py"
+    rule:
+        name:
+            f"preprocess_subject__{_dataset.name}"
+        input:
+            unpack(preprocess_inputs(_dataset.name)),
+        output:
+            checked=at(INPUTS_CHECKED, dataset=_dataset.name),
+            mask=at(NATIVE_BRAIN, dataset=_dataset.name),
+            grid=at(BRAIN, dataset=_dataset.name),
+            qc=report(
+                at(QC_SKULLSTRIP, dataset=_dataset.name),
+                caption="../report/captions/qc_skullstrip.rst",
+                category="Quality control",
+                subcategory=f"skull-strip {_dataset.name}",
+            ),
+            **sequence_outputs(_dataset),
+        params:
+            dataset=_dataset.name,
+            raw=raw_files(_dataset.name),
+            missing=missing_raw_files(_dataset.name),
+            settings=preprocess_settings(_dataset),
+            device=STUDY.device,
+        log:
+            f"{R}/logs/preprocess_subject/{_dataset.name}_{{subject}}.log",
+        benchmark:
+            f"{R}/benchmarks/preprocess_subject/{_dataset.name}_{{subject}}.tsv"
+        group:
+            cluster_group("subject")
+        conda:
+            "../envs/preprocess.yaml"
+        threads: RES.threads
+        resources:
+            mem_mb=3000,  # the most of the stages it merged (check 1000, brain mask 3000, normalise 2000)
+            runtime=20 + 10 * len(_dataset.sequences),  # their sum: check 5, brain mask 15, 10 per sequence
+        script:
+            "../workflow_scripts/preprocess_subject.py"
 
 
 rule resample_label:
@@ -88,36 +72,7 @@ rule resample_label:
         "../workflow_scripts/resample_label.py"
 
 
-rule normalise:
-    input:
-        unpack(normalise_inputs),
-        grid=BRAIN,
-    output:
-        image=IMAGE,
-        hf=at(HF, radius=STUDY.preprocess.hf_radius),
-    params:
-        radius=STUDY.preprocess.hf_radius,
-        zscore_repeats=STUDY.preprocess.zscore_repeats,
-        zscore_clip_sd=STUDY.preprocess.zscore_clip_sd,
-        background=STUDY.preprocess.background,
-    log:
-        f"{R}/logs/normalise/{{dataset}}_{{subject}}_{{sequence}}.log",
-    group:
-        cluster_group("subject")
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow_scripts/normalise.py"
-
-
-# The HF image at a radius other than preprocess.hf_radius (normalise writes that one).
-ruleorder: normalise > high_frequency
-
-
+# The HF image at a radius other than preprocess.hf_radius (preprocess_subject writes that one).
 rule high_frequency:
     input:
         image=IMAGE,

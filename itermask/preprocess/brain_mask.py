@@ -1,4 +1,4 @@
-"""Rule brain_mask: the native brain mask, its resampled copy (the subject's grid), a QC picture.
+"""Brain mask (stage of rule preprocess_subject): the native mask, its resampled copy (the subject's grid), a QC picture.
 
 Skull-stripping itself is ``itermask.preprocess.skullstrip`` (deepbet); resampling is
 ``itermask.preprocess.resample`` (antspyx, imported on use: a slow import).

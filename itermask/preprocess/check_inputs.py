@@ -1,5 +1,5 @@
-"""Rule check_inputs: a cheap, header-level check of one subject's raw files, run before
-any heavy job of the subject (skull-stripping, resampling).
+"""Input check, the first stage of rule preprocess_subject: a cheap, header-level check of one
+subject's raw files, run before any heavy stage of the subject (skull-stripping, resampling).
 
 Checked, with the on-disk shapes and affines in every message: each declared sequence's
 image (and the label, the brain-mask file) exists and is readable NIfTI; it is 3D (a 4D

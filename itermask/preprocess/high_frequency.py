@@ -1,6 +1,6 @@
 """Rules high_frequency and artefact_high_frequency: the HF image of a volume at a radius.
 
-The normalise and artefacts rules write the HF image at ``preprocess.hf_radius`` themselves
+The preprocess_subject and artefacts rules write the HF image at ``preprocess.hf_radius`` themselves
 (one job fewer per image); these rules make it at any other radius an experiment asks for.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Rule normalise: resampling onto the subject's grid and iterative z-score inside the brain
-(METHOD.md §1.3, §1.5), with the HF image at the configured radius."""
+"""Normalisation (per sequence, stage of rule preprocess_subject): resampling onto the subject's
+grid and iterative z-score inside the brain (METHOD.md §1.3, §1.5), with the HF image at the
+configured radius."""
 from __future__ import annotations
 
 from pathlib import Path

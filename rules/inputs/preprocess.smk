@@ -14,12 +14,6 @@ def subject_raw_files(dataset, subject):
     return {"images": {q: d.image(subject, q) for q in d.sequences}, "label": d.label(subject), "mask": d.mask_file(subject)}
 
 
-def raw_files(wildcards):
-    """A subject's raw files: {"images": {sequence: path}, "label": path|None, "mask": path|None}
-    (one dict per subject, shared by the calls: read it, do not change it)."""
-    return subject_raw_files(wildcards.dataset, wildcards.subject)
-
-
 @cache
 def files_made_by_rules():
     """(the demo dataset's raw files, the resolved results folder)."""
@@ -33,48 +27,74 @@ def made_by_a_rule(f):
     return f in demo or Path(f).resolve().is_relative_to(results)
 
 
-def present(wildcards, files):
+def present(files):
     """The raw files of `files` (dict) that exist or that a rule makes. A missing raw file is
-    left out of every rule's inputs, so it fails rule check_inputs (that subject's first job;
-    --keep-going finishes the others) instead of the DAG build."""
+    left out of every rule's inputs, so it fails the subject's preprocess_subject job (its input
+    check; --keep-going finishes the others) instead of the DAG build."""
     return {k: f for k, f in files.items() if f and (Path(f).exists() or made_by_a_rule(f))}
 
 
-def check_inputs_inputs(wildcards):
-    raw = raw_files(wildcards)
-    files = {f"image_{q}": f for q, f in raw["images"].items()}
-    return present(wildcards, {**files, "label": raw["label"], "mask": raw["mask"]})
+def preprocess_inputs(dataset):
+    """Input function of preprocess_subject__<dataset>: the subject's raw files (every sequence,
+    label, brain-mask file) that are there."""
+
+    def inputs(wildcards):
+        raw = subject_raw_files(dataset, wildcards.subject)
+        files = {f"image_{q}": f for q, f in raw["images"].items()}
+        return present({**files, "label": raw["label"], "mask": raw["mask"]})
+
+    return signed(inputs)
 
 
-def missing_raw_files(wildcards):
-    """Raw files missing now (a param of check_inputs: one that disappears reruns the check)."""
-    raw = raw_files(wildcards)
-    files = [*raw["images"].values(), raw["label"], raw["mask"]]
-    there = set(check_inputs_inputs(wildcards).values())
-    return sorted(f for f in files if f and f not in there)
+def raw_files(dataset):
+    """Param of preprocess_subject__<dataset>: the subject's raw files as declared,
+    {"images": {sequence: path}, "label": path|None, "mask": path|None} (one dict per subject,
+    shared by the calls: read it, do not change it)."""
+
+    def raw(wildcards):
+        return subject_raw_files(dataset, wildcards.subject)
+
+    return signed(raw)
+
+
+def missing_raw_files(dataset):
+    """Param of preprocess_subject__<dataset>: raw files missing now (one that disappears reruns
+    the subject's job)."""
+
+    def missing(wildcards):
+        raw = subject_raw_files(dataset, wildcards.subject)
+        files = [*raw["images"].values(), raw["label"], raw["mask"]]
+        return sorted(f for f in files if f and not (Path(f).exists() or made_by_a_rule(f)))
+
+    return signed(missing)
+
+
+def sequence_outputs(d):
+    """Per sequence of dataset `d`: its normalised image (image_<sequence>) and HF image at
+    preprocess.hf_radius (hf_<sequence>), the subject wildcard kept."""
+    radius = STUDY.preprocess.hf_radius
+    images = {f"image_{q}": at(IMAGE, dataset=d.name, sequence=q) for q in d.sequences}
+    return {**images, **{f"hf_{q}": at(HF, dataset=d.name, sequence=q, radius=radius) for q in d.sequences}}
+
+
+def preprocess_settings(d):
+    """Param of preprocess_subject__<dataset>: itermask.preprocess.preprocess_subject.PreprocessParams'
+    fields but the device (resolved in the job)."""
+    p = STUDY.preprocess
+    return {"mask_method": d.mask_method, "mask_sequence": d.mask_sequence, "spacing_mm": p.spacing_mm,
+            "box": list(p.box), "zscore_repeats": p.zscore_repeats, "zscore_clip_sd": p.zscore_clip_sd,
+            "background": p.background, "hf_radius": p.hf_radius}
 
 
 def checked(wildcards):
-    """The subject's check_inputs report: every job that reads raw files waits for it."""
+    """The subject's input-check report (preprocess_subject): a job that reads raw files waits for it."""
     return path(INPUTS_CHECKED, dataset=wildcards.dataset, subject=wildcards.subject)
-
-
-def brain_mask_inputs(wildcards):
-    """Raw image whose brain mask serves every sequence of the subject (+ mask file)."""
-    d = dataset_of(wildcards)
-    files = {"image": d.image(wildcards.subject, d.mask_sequence), "mask": d.mask_file(wildcards.subject)}
-    return {**present(wildcards, files), "checked": checked(wildcards)}
 
 
 def resample_label_inputs(wildcards):
     d = dataset_of(wildcards)
     files = {"label": d.label(wildcards.subject), "image": d.image(wildcards.subject, d.sequences[0])}
-    return {**present(wildcards, files), "checked": checked(wildcards)}
-
-
-def normalise_inputs(wildcards):
-    files = {"image": dataset_of(wildcards).image(wildcards.subject, wildcards.sequence)}
-    return {**present(wildcards, files), "checked": checked(wildcards)}
+    return {**present(files), "checked": checked(wildcards)}
 
 
 def label_of(wildcards):

@@ -123,8 +123,8 @@ def test_dry_run_builds_the_sets_and_feeds_inference(tmp_path):
     (table,) = _rule_blocks(out, "failed_skullstrip")
     assert f"{r}/qc/tiny_failed_skullstrip.tsv" in table
     assert table.split("input:")[1].splitlines()[0].count("agreement.json") == 2
-    # the failed-strip scans: brain_mask (pattern = the outlying mask) and normalise of the derived dataset
-    derived = [b for b in _rule_blocks(out, "brain_mask") if "preproc/tinyfailedstrip/" in b]
+    # the failed-strip scans: preprocessed (brain mask method pattern = the outlying mask) as the derived dataset
+    derived = [b for b in _rule_blocks(out, "preprocess_subject__tinyfailedstrip") if "preproc/tinyfailedstrip/" in b]
     assert len(derived) == 2 and all("outlier_brainmask.nii.gz" in b for b in derived)
     infer = [b for b in _rule_blocks(out, "infer") if "/im3d/tiny/sub-t05" in b.split("output:")[1].splitlines()[0]]
     (block,) = infer

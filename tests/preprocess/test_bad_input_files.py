@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from itermask.preprocess import brain_mask, normalise, qc, resample_label, slices2d
 from itermask.errors import InputError
 
-pp = SimpleNamespace(  # the stage functions, each in the module named after its rule
+pp = SimpleNamespace(  # the stage functions, each in the module named after its stage
     make_brain_mask=brain_mask.make_brain_mask, resample_mask=brain_mask.resample_mask,
     qc_skullstrip=brain_mask.qc_skullstrip, resample_label=resample_label.resample_label,
     resample_and_normalise=normalise.resample_and_normalise, extract_slices2d=slices2d.extract_slices2d,
@@ -94,7 +94,7 @@ def test_bad_image_for_resampling(tmp_path, kind, problem):
     bad = write_bad(tmp_path, kind)
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(InputError) as exc:  # rule normalise: resampling + normalisation in one job
+    with pytest.raises(InputError) as exc:  # stage normalise: resampling + normalisation in one step
         pp.resample_and_normalise(bad, grid(tmp_path), out / "T1w.nii.gz", out / "T1w_hf-r15.nii.gz", repeats=3,
                                   clip_sd=3.0, background="min", hf_radius=15, **IDS)
     assert_error(exc, bad, problem)
@@ -178,7 +178,7 @@ def test_failure_after_writing_starts_leaves_no_temp_file(tmp_path, monkeypatch)
     assert_nothing_written(out)
 
 
-# -- rule check_inputs: header-level checks before any heavy job (issue 12) -------------
+# -- input check (first stage of preprocess_subject): header-level checks before any heavy stage (issue 12)
 
 from itermask.preprocess.check_inputs import check_inputs, shear_degrees  # noqa: E402
 

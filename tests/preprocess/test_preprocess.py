@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from itermask.preprocess import brain_mask, normalise, qc, resample_label, slices2d
 from itermask.errors import InputError
 
-pp = SimpleNamespace(  # the stage functions, each in the module named after its rule
+pp = SimpleNamespace(  # the stage functions, each in the module named after its stage
     make_brain_mask=brain_mask.make_brain_mask, resample_mask=brain_mask.resample_mask,
     qc_skullstrip=brain_mask.qc_skullstrip, resample_label=resample_label.resample_label,
     resample_and_normalise=normalise.resample_and_normalise, extract_slices2d=slices2d.extract_slices2d,

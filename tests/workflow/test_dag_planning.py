@@ -1,5 +1,5 @@
 """Planning cost (issue 13, item 3): Snakemake builds each job of a dry-run once. A file that two
-rules can make (an HF image at preprocess.hf_radius: normalise or high_frequency; a synthetic
+rules can make (an HF image at preprocess.hf_radius: preprocess_subject or high_frequency; a synthetic
 artefact's: artefacts or artefact_high_frequency) used to cost a second, discarded job per file
 (its inputs, params and resources worked out) before the ruleorder chose; the HF rules now only
 match other radii (rules/common.smk OTHER_RADIUS) and still make those."""
@@ -61,5 +61,5 @@ def test_each_job_is_built_once_and_hf_images_come_from_their_rules(tmp_path):
     assert out["built"] == len(out["jobs"])  # no candidate job built and then dropped
     maker = {f: rule for rule, outputs in out["jobs"] for f in outputs}
     hf = {f: rule for f, rule in maker.items() if "_hf-r" in f}
-    assert {rule for f, rule in hf.items() if "_hf-r15." in f} == {"normalise", "artefacts"}
+    assert {rule for f, rule in hf.items() if "_hf-r15." in f} == {"preprocess_subject__tiny", "artefacts"}
     assert {rule for f, rule in hf.items() if "_hf-r10." in f} == {"high_frequency", "artefact_high_frequency"}

@@ -45,7 +45,10 @@ def test_demo_config_dry_run(tmp_path):
     cfg = load_config(ROOT / "config.yaml")
     assert counts["demo_data"] == 1
     study = Study(cfg, base_dir=ROOT)  # + the failed-strip scans of the derived dataset demofailedstrip
-    assert counts["brain_mask"] == len(study.datasets["demo"].subjects) + len(study.failed_strip_candidates("demo"))
+    # one preprocessing job per subject (one rule per dataset), the derived dataset's subjects included
+    assert counts["preprocess_subject__demo"] == len(study.datasets["demo"].subjects)
+    assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
+    assert not {"check_inputs", "brain_mask", "normalise"} & set(counts)
     assert counts["table"] == len(cfg["tables"])
     assert [t["name"] for t in cfg["tables"]] == PAPER_TABLES  # the demo builds the same ten tables
     # sensitivity sweeps: one figure per sweep, fed by the derived experiments' metrics
@@ -192,7 +195,7 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     pre = "results/preproc/demo"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r10.nii.gz"] == "high_frequency"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz"] == "high_frequency"
-    assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "normalise"  # the default radius: same job
+    assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "preprocess_subject__demo"  # the default radius: same job
     assert made[f"{pre}/sub-d01/FLAIR_slices2d-r5.npz"] == "slices2d"
     assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "slices2d"
     art = "results/artefacts/demo/FLAIR/sub-d09/ghosting-s1"
@@ -203,7 +206,8 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
               f"{art}/image_hf-r10.nii.gz"):
         assert f in read
     hf_files = [f for f in made if "_hf-r" in f or "_slices2d-r" in f]
-    assert all(made[f] in ("normalise", "high_frequency", "artefacts", "artefact_high_frequency", "slices2d")
+    assert all(made[f].split("__")[0] in ("preprocess_subject", "high_frequency", "artefacts", "artefact_high_frequency",
+                                          "slices2d")
                for f in hf_files)
     train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "train"}
     assert all("_hf-r10" in f for f in train["im3d_r10"] if "_hf-r" in f)

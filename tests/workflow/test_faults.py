@@ -44,8 +44,10 @@ class Stage:
 
 
 STAGES = {
-    "skull-strip": Stage("brain_mask", "preproc/tiny/sub-t06/brainmask.nii.gz", "logs/brain_mask/tiny_t06.log"),
-    "normalise": Stage("normalise", "preproc/tiny/sub-t06/FLAIR.nii.gz", "logs/normalise/tiny_t06_FLAIR.log"),
+    # One job: input check, skull-strip, then per sequence resampling + z-score + HF. Its last
+    # output is the target, so the kill can land in any of its stages (or as it ends).
+    "preprocess": Stage("preprocess_subject__tiny", "preproc/tiny/sub-t06/FLAIR_hf-r15.nii.gz",
+                        "logs/preprocess_subject/tiny_t06.log"),
     "artefacts": Stage("artefacts", "artefacts/tiny/FLAIR/sub-t05/ghosting/params.json",
                        "logs/artefacts/tiny_FLAIR_t05.log"),
     # Training from scratch (its checkpoints removed): the kill lands before or after the first
@@ -65,9 +67,10 @@ def reference(tiny_run, tmp_path_factory) -> Path:
 
 
 def _stage_seconds(workdir: Path, rule: str) -> float:
-    """The longest wall time of a `rule` job in the reference run's Snakemake logs (>= 1 s)."""
+    """The longest wall time of a job of `rule`'s stage (a loop-made rule `<stage>__<parts>`
+    counts under its stage) in the reference run's Snakemake logs (>= 1 s)."""
     times = [t for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-             for t in parse_run_log(log.read_text().splitlines()).jobs.get(rule, [])]
+             for t in parse_run_log(log.read_text().splitlines()).jobs.get(rule.split("__")[0], [])]
     return max(times + [1.0])
 
 
@@ -200,7 +203,8 @@ def mounts():
 
 @pytest.mark.slow
 def test_full_disk_fails_the_job_naming_the_path_and_leaves_no_half_written_output(reference, tmp_path, mounts):
-    """Results on a 40 KiB tmpfs: check_inputs and the logs fit, the brain mask job's outputs do not."""
+    """Results on a 40 KiB tmpfs: the logs and the input check's report fit, the subject's
+    preprocessing outputs do not; the failed job's outputs are removed, its log stays."""
     results = tmp_path / "full"
     _mount_tmpfs(results, "size=40k")
     mounts.append(results)
@@ -215,9 +219,8 @@ def test_full_disk_fails_the_job_naming_the_path_and_leaves_no_half_written_outp
     assert "no space left on the device" in output
     assert not list(results.rglob(".*.tmp*")), list(results.rglob("*"))
     left = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file())
-    assert left == ["logs/brain_mask/tiny_t01.attempts.log", "logs/brain_mask/tiny_t01.log",
-                    "logs/check_inputs/tiny_t01.attempts.log", "logs/check_inputs/tiny_t01.log",
-                    "preproc/tiny/sub-t01/inputs_checked.json"], left  # complete outputs only (and logs)
+    assert left == ["logs/preprocess_subject/tiny_t01.attempts.log",
+                    "logs/preprocess_subject/tiny_t01.log"], left  # no output of the failed job (logs only)
 
 
 @pytest.mark.parametrize("how", ["read_only_mount", "no_permission"])

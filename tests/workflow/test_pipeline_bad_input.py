@@ -38,8 +38,9 @@ def _config(tmp_path: Path) -> Path:
 
 def test_bad_files_fail_their_subject_only(tmp_path):
     """One snakemake -k run: corrupt (s1), NaN voxels (s2), missing (s3), sheared affine (s4)
-    and a good subject (s5). The header-level problems fail rule check_inputs (s3's missing file
-    too: not a MissingInputException at DAG build), NaN fails brain_mask, s5 finishes."""
+    and a good subject (s5), each one preprocess_subject job. The header-level problems fail its
+    input check (s3's missing file too: not a MissingInputException at DAG build), NaN fails its
+    brain mask, s5 finishes; a failed job leaves no output."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "sub-s1_FLAIR.nii.gz").write_bytes(b"not a nifti at all")
@@ -49,7 +50,8 @@ def test_bad_files_fail_their_subject_only(tmp_path):
     shear = np.eye(4)
     shear[0, 1] = 0.2
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), shear), raw / "sub-s4_FLAIR.nii.gz")
-    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), raw / "sub-s5_FLAIR.nii.gz")
+    good = np.random.default_rng(0).random((24, 24, 24)).astype(np.float32) + 1  # normalisable at 6 mm
+    nib.save(nib.Nifti1Image(good, np.eye(4)), raw / "sub-s5_FLAIR.nii.gz")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     targets = [f"results_tiny/preproc/ext/sub-{s}/native_brainmask.nii.gz" for s in ("s1", "s2", "s3", "s4", "s5")]
     res = subprocess.run(
@@ -59,16 +61,16 @@ def test_bad_files_fail_their_subject_only(tmp_path):
     assert res.returncode != 0
     assert "MissingInputException" not in res.stderr
     logs = tmp_path / "results_tiny/logs"
-    log1 = (logs / "check_inputs/ext_s1.log").read_text()
+    log1 = (logs / "preprocess_subject/ext_s1.log").read_text()
     assert "dataset 'ext', subject 's1', file" in log1 and "sub-s1_FLAIR.nii.gz" in log1 and "cannot read NIfTI" in log1
-    log2 = (logs / "brain_mask/ext_s2.log").read_text()
+    log2 = (logs / "preprocess_subject/ext_s2.log").read_text()
     assert "subject 's2'" in log2 and "1 NaN/Inf voxels" in log2
-    log3 = (logs / "check_inputs/ext_s3.log").read_text()
+    log3 = (logs / "preprocess_subject/ext_s3.log").read_text()
     assert "subject 's3'" in log3 and "sub-s3_FLAIR.nii.gz" in log3 and "file does not exist" in log3
-    log4 = (logs / "check_inputs/ext_s4.log").read_text()
+    log4 = (logs / "preprocess_subject/ext_s4.log").read_text()
     assert "subject 's4'" in log4 and "affine has a shear of 11.31 degrees" in log4
-    assert not (logs / "brain_mask/ext_s4.log").exists()  # nothing heavy ran for s4
+    assert "inputs checked" in log2 and "inputs checked" not in log4  # nothing heavy ran for s4
     out_dir = tmp_path / "results_tiny/preproc/ext"
     left = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
-    assert left == ["sub-s2/inputs_checked.json", "sub-s5/brainmask.nii.gz", "sub-s5/inputs_checked.json",
-                    "sub-s5/native_brainmask.nii.gz"]
+    assert left == ["sub-s5/FLAIR.nii.gz", "sub-s5/FLAIR_hf-r15.nii.gz", "sub-s5/brainmask.nii.gz",
+                    "sub-s5/inputs_checked.json", "sub-s5/native_brainmask.nii.gz"]

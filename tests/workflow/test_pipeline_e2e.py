@@ -63,7 +63,7 @@ def test_rerun_is_complete_and_resumes_after_deletion(tiny_run):
     res = run_snakemake(tiny_run, "-n")
     planned = set(re.findall(r"^(?:local)?rule (\w+):", res.stdout, flags=re.M))
     assert "evaluate" in planned and "table" in planned
-    assert not planned & {"train", "infer", "brain_mask", "demo_data"}, planned
+    assert not planned & {"train", "infer", "preprocess_subject__tiny", "demo_data"}, planned
     res = run_snakemake(tiny_run)  # restore for the tests that follow
     assert res.returncode == 0, res.stderr[-3000:]
 
