@@ -35,7 +35,7 @@ from itermask.methods import _itermask as im
 from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
 
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
-NETWORK_KEYS = ("channels", "dropout", "residual")
+NETWORK_KEYS = ("channels", "dropout", "residual", "input_skip")
 
 
 class IterMask3D(Method):

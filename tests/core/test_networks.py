@@ -41,6 +41,17 @@ def test_3d_parameter_count_reference():
     assert abs(n - 8.9e6) / 8.9e6 < 0.10, n
 
 
+def test_3d_input_skip_feeds_the_input_to_the_last_stage_at_full_resolution():
+    """input_skip adds in_channels input channels to the last decoder stage's first conv
+    (27 weights per input channel and output channel); off by default (the reference)."""
+    c = [4, 8, 8, 8, 8]
+    plain = build_network("itermask3d", 2, {"channels": c, "dropout": 0.0})
+    skip = build_network("itermask3d", 2, {"channels": c, "dropout": 0.0, "input_skip": True})
+    assert count_parameters(skip) - count_parameters(plain) == 2 * (2 * c[0]) * 27
+    assert build_network("itermask3d", 2, {"channels": c}).input_skip is False  # the reference
+    assert skip(torch.zeros(1, 2, 32, 32, 32)).shape == (1, 1, 32, 32, 32)
+
+
 def test_3d_conv_residual_option_adds_parameters():
     base = count_parameters(build_network("itermask3d", 2, {}))
     conv = count_parameters(build_network("itermask3d", 2, {"residual": "conv"}))

@@ -10,7 +10,8 @@ from itermask.core.networks.unet3d import ResUNet3D
 from itermask.errors import ConfigError
 
 METHODS = ("itermask3d", "itermask2")
-DEFAULTS_3D: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}
+DEFAULTS_3D: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool",
+                               "input_skip": False}
 DEFAULTS_2D: dict[str, Any] = {
     "channels": [32, 32, 64, 96, 128],
     "attention_res": [32, 16, 8],
@@ -41,7 +42,8 @@ def build_network(method: str, in_channels: int, network_cfg: dict) -> nn.Module
     """
     s = network_settings(method, network_cfg)
     if method == "itermask3d":
-        return ResUNet3D(in_channels, 1, s["channels"], float(s["dropout"]), s["residual"])
+        return ResUNet3D(in_channels, 1, s["channels"], float(s["dropout"]), s["residual"],
+                         input_skip=bool(s["input_skip"]))
     if s["image_size"] is None:
         raise ConfigError("itermask2 network needs 'image_size' (the training slice size in px)")
     return AttnResUNet2D(

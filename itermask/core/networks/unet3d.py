@@ -5,6 +5,10 @@ PReLU), stride 2 on every level but the last; the residual path is a parameter-f
 added onto the first input-width channels (reference) or MONAI's convolutional ``ResidualUnit``
 (``residual: conv``). Decoder: concatenate the skip, nearest upsampling, two 3x3x3 convolutions;
 ``skip_connections=False`` drops the skips (a bottleneck autoencoder: the AE baseline).
+``input_skip=True`` (not in the reference) also concatenates the network input to the last
+decoder stage after its upsampling: a full-resolution skip. The reference's first level is
+strided, so its finest features are at twice the voxel size: fine at 1 mm, but at the demo's
+4 mm the network cannot reproduce 4-mm sulci and ventricle borders even where they are visible.
 MONAI is imported when a network is built, not when this module is.
 """
 from __future__ import annotations
@@ -59,10 +63,12 @@ class ResUNet3D(nn.Module):
         dropout: float = 0.2,
         residual: str = "avgpool",
         skip_connections: bool = True,
+        input_skip: bool = False,
     ) -> None:
         super().__init__()
         c = [int(v) for v in channels]
         self.skip_connections = bool(skip_connections)
+        self.input_skip = bool(input_skip)
         if len(c) < 2:
             raise ConfigError(f"network.channels needs at least 2 widths, got {c}")
         if residual not in ("avgpool", "conv"):
@@ -91,10 +97,11 @@ class ResUNet3D(nn.Module):
             width = prev + (skip if self.skip_connections else 0)
             last = t == n - 1
             cout = out_channels if last else c[n - 2 - t]
+            extra = in_channels if last and self.input_skip else 0
             self.decoder.append(
                 nn.Sequential(
                     nn.Upsample(scale_factor=2, mode="nearest"),
-                    Convolution(in_channels=width, out_channels=width, **kw),
+                    Convolution(in_channels=width + extra, out_channels=width, **kw),
                     Convolution(in_channels=width, out_channels=cout, conv_only=last, **kw),
                 )
             )
@@ -108,7 +115,14 @@ class ResUNet3D(nn.Module):
             h = unit(h)
             skips.append(h)
         h = skips.pop()
-        for stage in self.decoder:
+        for k, stage in enumerate(self.decoder):
             skip = skips.pop()
-            h = stage(torch.cat([h, skip], dim=1) if self.skip_connections else h)
+            h = torch.cat([h, skip], dim=1) if self.skip_connections else h
+            if self.input_skip and k == len(self.decoder) - 1:  # upsample, then the input joins
+                upsample, *convs = stage
+                h = torch.cat([upsample(h), x], dim=1)
+                for conv in convs:
+                    h = conv(h)
+            else:
+                h = stage(h)
         return h
