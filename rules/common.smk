@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 from itermask.config.study import Study  # noqa: E402
+from snakemake.common import overwrite_function_params  # noqa: E402
 
 STUDY = Study(config, base_dir=Path(workflow.basedir))
 R = STUDY.results
@@ -52,9 +53,12 @@ def path(template, **values):
 
 
 def signed(func):
-    """`func` with its signature worked out once. Snakemake inspects the signature of a rule's
-    function (input, params, group) at every call, and calls a group function thrice per job."""
+    """`func` with its parameters worked out once. Snakemake looks up the parameters of a rule's
+    function (input, params, group) at every call, with inspect.signature unless the function
+    carries them (snakemake.common.overwrite_function_params), and calls a group function thrice
+    per job."""
     func.__signature__ = inspect.signature(func)
+    overwrite_function_params(func, func.__signature__.parameters)
     return func
 
 

@@ -81,7 +81,7 @@ rule high_frequency:
     wildcard_constraints:
         radius=OTHER_RADIUS,
     params:
-        radius=lambda w: int(w.radius),
+        radius=radius_of,
     log:
         f"{R}/logs/high_frequency/{{dataset}}_{{subject}}_{{sequence}}_r{{radius}}.log",
     group:
@@ -105,7 +105,7 @@ rule slices2d:
         SLICES,
     params:
         role=slice_role,
-        radius=lambda w: int(w.radius),
+        radius=radius_of,
         size=STUDY.preprocess.slices2d.size,
         field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
         train_range_fraction=list(STUDY.preprocess.slices2d.train_range_fraction),
@@ -125,7 +125,7 @@ rule slices2d:
 
 rule qc_subject:
     input:
-        images=lambda w: [path(IMAGE, dataset=w.dataset, subject=w.subject, sequence=q) for q in dataset_of(w).sequences],
+        images=images_of,
         brain=BRAIN,
         label=label_of,
     output:
@@ -137,7 +137,7 @@ rule qc_subject:
         ),
         json=QC_SUBJECT_JSON,
     params:
-        sequences=lambda w: list(dataset_of(w).sequences),
+        sequences=sequences_of,
     log:
         f"{R}/logs/qc_subject/{{dataset}}_{{subject}}.log",
     group:

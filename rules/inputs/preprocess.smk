@@ -86,23 +86,46 @@ def preprocess_settings(d):
             "background": p.background, "hf_radius": p.hf_radius}
 
 
+@signed
 def checked(wildcards):
     """The subject's input-check report (preprocess_subject): a job that reads raw files waits for it."""
     return path(INPUTS_CHECKED, dataset=wildcards.dataset, subject=wildcards.subject)
 
 
+@signed
 def resample_label_inputs(wildcards):
     d = dataset_of(wildcards)
     files = {"label": d.label(wildcards.subject), "image": d.image(wildcards.subject, d.sequences[0])}
     return {**present(files), "checked": checked(wildcards)}
 
 
+@signed
 def label_of(wildcards):
     """The subject's resampled label, when it has one ([] otherwise)."""
     has = dataset_of(wildcards).label(wildcards.subject) is not None
     return [path(LABEL, dataset=wildcards.dataset, subject=wildcards.subject)] if has else []
 
 
+@signed
 def slice_role(wildcards):
     split = dataset_of(wildcards).split_of(wildcards.subject)
     return {"train": "train", "val": "train", "test_lesion": "test"}.get(split, "all")
+
+
+@signed
+def radius_of(wildcards):
+    """The {radius} wildcard as a number (param of the HF and slice rules)."""
+    return int(wildcards.radius)
+
+
+@signed
+def sequences_of(wildcards):
+    """The dataset's sequences (param of qc_subject)."""
+    return list(dataset_of(wildcards).sequences)
+
+
+@signed
+def images_of(wildcards):
+    """The subject's normalised images, one per sequence of its dataset (qc_subject's input)."""
+    w = wildcards
+    return [path(IMAGE, dataset=w.dataset, subject=w.subject, sequence=q) for q in dataset_of(w).sequences]
