@@ -121,7 +121,7 @@ class Slices2dSettings:
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """``preprocess``: target grid, iterative z-score, the HF radius the normalise rule writes."""
+    """``preprocess``: target grid, iterative z-score, the HF radius the preprocess_subject rule writes."""
 
     spacing_mm: float
     box: tuple[int, int, int]
