@@ -1,6 +1,6 @@
 # The failed-skull-stripping set (IterMask3D Table 2, real artefacts), enabled per dataset with
 # `failed_skullstrip_set: {enabled: true, n_subjects: N}`. Per candidate (a test_healthy
-# subject): HD-BET and template-registration masks beside deepbet's (rule brain_mask), their
+# subject): HD-BET and template-registration masks beside deepbet's (preprocess_subject), their
 # pairwise Dice and the outlying mask. Per dataset: the TSV record, selecting the N candidates
 # with the lowest mean agreement. The candidates' scans with their outlying masks form the
 # derived dataset <dataset>failedstrip, preprocessed by the rules of preprocess.smk (brain
