@@ -385,7 +385,8 @@ def test_validation_fills_defaults_of_a_minimal_config():
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size",
                                         "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
                                         "oracle_first_step_percentiles": [20, 40, 60], "lesion_input": "slices"}
-    assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool"}
+    assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool",
+                                             "input_skip": False}
     assert md["itermask2"]["network"] == {"channels": [32, 32, 64, 96, 128], "attention_res": [32, 16, 8],
                                           "dropout": 0.1, "num_res_blocks": 2, "num_heads": 1,
                                           "middle_attention": True}
