@@ -403,7 +403,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     study = Study(demo_config, base_dir=ROOT)
     im3d, im2 = study.settings("im3d_flair"), study.settings("im2_flair")
     assert (im3d.hf_radius, im2.hf_radius, im3d.seed) == (15, 15, 0)
-    assert im3d.train.steps == 150 and im3d.train.checkpoint_every == 25 and im3d.train.rot90_axes == (0, 2)
+    assert im3d.train.steps == 450 and im3d.train.checkpoint_every == 50 and im3d.train.rot90_axes == (0, 2)
     assert im3d.train.optimizer == "adam" and im3d.train.ema is None and im3d.train.ema_warmup is True
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
