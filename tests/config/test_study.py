@@ -118,7 +118,7 @@ def test_experiment_settings_merge_defaults(demo_config):
     assert exp.model_owner == "im3d_flair" and exp.seed == 0 and exp.detect == ("demo",)
     assert study.model_experiment("im3d_flair_fixedtau") == "im3d_flair"
     itermask_models = [e for e in study.trained_experiments() if study.settings(e).method.startswith("itermask")]
-    assert itermask_models == ["im2_flair", "im3d_flair", "im3d_flair_nofreq"]
+    assert itermask_models == ["im2_flair", "im3d_flair", "im3d_flair_nofreq", "im3d_flair_seg"]
 
 
 def test_conditions_per_split(demo_config):
@@ -189,13 +189,13 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     cfg["sweeps"] = [
         {"experiment": "im2_flair", "param": "tau_percentile", "values": [60, 80, 90]},
         {"experiment": "im2_flair", "param": "hf_radius", "values": [5, 15]},
-        {"experiment": "im3d_flair_fixedtau", "param": "gamma", "values": [0.02, 0.1]},
+        {"experiment": "im3d_flair_seg_fixed", "param": "gamma", "values": [0.02, 0.1]},
         {"experiment": "im3d_flair", "param": "hf_radius", "values": [10]},
     ]
     study = Study(cfg, base_dir=ROOT)
     derived = [e for e in study.experiments if e not in cfg["experiments"]]
     assert derived == ["im2_flair__tau_percentile_60", "im2_flair__tau_percentile_90", "im2_flair__hf_radius_15",
-                       "im2_flair__hf_radius_5", "im3d_flair_fixedtau__gamma_0p02", "im3d_flair_fixedtau__gamma_0p1",
+                       "im2_flair__hf_radius_5", "im3d_flair_seg_fixed__gamma_0p02", "im3d_flair_seg_fixed__gamma_0p1",
                        "im3d_flair__hf_radius_15", "im3d_flair__hf_radius_10"]
     # the base's own value (tau 80 from method_defaults, r 15 from preprocess) is the base point
     assert study.sweep_members("im2_flair", "tau_percentile") == {
@@ -205,15 +205,15 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
                                                              "im2_flair__hf_radius_5": 5.0}
     assert study.settings("im2_flair__hf_radius_15").variant == "no_spatial"
     assert study.model_experiment("im2_flair__hf_radius_15") == "im2_flair"
-    assert study.sweep_members("im3d_flair_fixedtau", "gamma")["im3d_flair_fixedtau"] == 0.01
+    assert study.sweep_members("im3d_flair_seg_fixed", "gamma")["im3d_flair_seg_fixed"] == 0.01
     # tau / gamma: same model, only infer differs; detection is not run
     tau60 = study.settings("im2_flair__tau_percentile_60")
     assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair" == tau60.model_owner
     assert tau60.infer["tau_percentile"] == 60 and tau60.infer["first_step_percentile"] == 40
     assert tau60.detect == () and tau60.segment == ("demo",) and tau60.sequence == "FLAIR"
-    g = study.settings("im3d_flair_fixedtau__gamma_0p1")
+    g = study.settings("im3d_flair_seg_fixed__gamma_0p1")
     assert g.infer["gamma"] == 0.1 and g.infer["threshold"] == "fixed"
-    assert study.model_experiment("im3d_flair_fixedtau__gamma_0p1") == "im3d_flair"
+    assert study.model_experiment("im3d_flair_seg_fixed__gamma_0p1") == "im3d_flair_seg"
     # hf_radius: a model of its own at that radius
     r5 = study.settings("im2_flair__hf_radius_5")
     assert study.model_experiment("im2_flair__hf_radius_5") == "im2_flair__hf_radius_5" == r5.model_owner
@@ -222,7 +222,8 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     assert study.settings("im3d_flair__hf_radius_10").hf_radius == 10
     assert "hf_radius" not in study.experiments["im2_flair"]  # configured experiments unchanged
     assert [e for e in study.trained_experiments() if study.settings(e).method.startswith("itermask")] == [
-        "im2_flair", "im2_flair__hf_radius_5", "im3d_flair", "im3d_flair__hf_radius_10", "im3d_flair_nofreq"]
+        "im2_flair", "im2_flair__hf_radius_5", "im3d_flair", "im3d_flair__hf_radius_10", "im3d_flair_nofreq",
+        "im3d_flair_seg"]
     assert study.conditions("im2_flair__tau_percentile_60", "demo", "d09") == []  # no detection (healthy test)
     assert study.conditions("im2_flair__tau_percentile_60", "demo", "d11") == ["lesion"]
     assert study.conditions("im2_flair__tau_percentile_60", "demo", "d07") == ["val"]
@@ -231,7 +232,7 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
 
 def test_hf_radius_sweep_of_a_shared_model_trains_like_its_owner(demo_config):
     cfg = copy.deepcopy(demo_config)
-    cfg["experiments"]["im3d_flair"]["train"] = {"steps": 7}
+    cfg["experiments"]["im3d_flair_seg"]["train"] = {"steps": 7}
     cfg["sweeps"] = [{"experiment": "im3d_flair_nospatial", "param": "hf_radius", "values": [9]}]
     study = Study(cfg, base_dir=ROOT)
     entry = study.experiments["im3d_flair_nospatial__hf_radius_9"]
@@ -267,7 +268,7 @@ def test_sweep_errors(demo_config):
     # a model shared across HF radii is refused
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
-    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair' \(15\)"):
+    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair_seg' \(15\)"):
         Study(cfg, base_dir=ROOT)
 
 
@@ -403,7 +404,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     study = Study(demo_config, base_dir=ROOT)
     im3d, im2 = study.settings("im3d_flair"), study.settings("im2_flair")
     assert (im3d.hf_radius, im2.hf_radius, im3d.seed) == (15, 15, 0)
-    assert im3d.train.steps == 450 and im3d.train.checkpoint_every == 50 and im3d.train.rot90_axes == (0, 2)
+    assert im3d.train.steps == 150 and im3d.train.checkpoint_every == 25 and im3d.train.rot90_axes == (0, 2)
     assert im3d.train.optimizer == "adam" and im3d.train.ema is None and im3d.train.ema_warmup is True
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
