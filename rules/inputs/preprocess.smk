@@ -27,11 +27,16 @@ def made_by_a_rule(f):
     return f in demo or Path(f).resolve().is_relative_to(results)
 
 
+def available(f):
+    """Whether raw file `f` exists or a rule makes it."""
+    return Path(f).exists() or made_by_a_rule(f)
+
+
 def present(files):
-    """The raw files of `files` (dict) that exist or that a rule makes. A missing raw file is
+    """The raw files of `files` (dict) that are `available`. A missing raw file is
     left out of every rule's inputs, so it fails the subject's preprocess_subject job (its input
     check; --keep-going finishes the others) instead of the DAG build."""
-    return {k: f for k, f in files.items() if f and (Path(f).exists() or made_by_a_rule(f))}
+    return {k: f for k, f in files.items() if f and available(f)}
 
 
 def preprocess_inputs(dataset):
@@ -64,7 +69,7 @@ def missing_raw_files(dataset):
     def missing(wildcards):
         raw = subject_raw_files(dataset, wildcards.subject)
         files = [*raw["images"].values(), raw["label"], raw["mask"]]
-        return sorted(f for f in files if f and not (Path(f).exists() or made_by_a_rule(f)))
+        return sorted(f for f in files if f and not available(f))
 
     return signed(missing)
 
