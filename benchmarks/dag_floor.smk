@@ -3,7 +3,11 @@
 # segment with two artefact types, itermask2 on FLAIR segment), the same jobs per rule, built
 # from bare rules: static input patterns, `shell: touch`, no params, log, conda, script, group
 # or resources. What a dry-run of it costs per job, no change to the pipeline's code removes.
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir).parent))
+from itermask.config.preprocess_plan import id_pattern  # noqa: E402
 
 DS = config["datasets"]["big"]
 SPLITS = {k: Path(v).read_text().split() for k, v in DS["splits"].items()}
@@ -30,6 +34,9 @@ rule all:
         expand("results/figures/{exp}", exp=RUNS),
 
 
+LABELLED = id_pattern(LESION)  # the subjects with a label, as the pipeline tells them apart
+
+
 rule preprocess_subject:
     input:
         expand(RAW, seq=DS["sequences"], allow_missing=True),
@@ -38,39 +45,32 @@ rule preprocess_subject:
         P + "/native_brainmask.nii.gz",
         P + "/brainmask.nii.gz",
         "results/qc/big/sub-{subject}_skullstrip.png",
+        "results/qc/big/sub-{subject}.json",
         expand(P + "/{seq}.nii.gz", seq=DS["sequences"], allow_missing=True),
         expand(P + "/{seq}_hf-r15.nii.gz", seq=DS["sequences"], allow_missing=True),
+        P + "/FLAIR_slices2d-r15.npz",
+    wildcard_constraints:
+        subject=f"(?!{LABELLED}(?![A-Za-z0-9]))[A-Za-z0-9]+",
     shell:
         "touch {output}"
 
 
-rule resample_label:
+rule preprocess_labelled:
     input:
+        expand(RAW, seq=DS["sequences"], allow_missing=True),
         LABEL_RAW,
+    output:
         P + "/inputs_checked.json",
+        P + "/native_brainmask.nii.gz",
         P + "/brainmask.nii.gz",
-    output:
-        P + "/label.nii.gz",
-    shell:
-        "touch {output}"
-
-
-rule slices2d:
-    input:
-        P + "/{seq}.nii.gz",
-        P + "/brainmask.nii.gz",
-    output:
-        P + "/{seq}_slices2d-r15.npz",
-    shell:
-        "touch {output}"
-
-
-rule qc_subject:
-    input:
-        expand(P + "/{seq}.nii.gz", seq=DS["sequences"], allow_missing=True),
-        P + "/brainmask.nii.gz",
-    output:
+        "results/qc/big/sub-{subject}_skullstrip.png",
         "results/qc/big/sub-{subject}.json",
+        expand(P + "/{seq}.nii.gz", seq=DS["sequences"], allow_missing=True),
+        expand(P + "/{seq}_hf-r15.nii.gz", seq=DS["sequences"], allow_missing=True),
+        P + "/FLAIR_slices2d-r15.npz",
+        P + "/label.nii.gz",
+    wildcard_constraints:
+        subject=LABELLED,
     shell:
         "touch {output}"
 

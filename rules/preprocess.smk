@@ -1,22 +1,24 @@
 # Per-subject preprocessing (METHOD.md §1): input check -> brain mask (+ its resampled, cropped copy, which
 # defines the subject's grid) -> per sequence: resampling onto that grid + iterative z-score +
-# high-frequency image at preprocess.hf_radius, all in ONE job per subject (rule
-# preprocess_subject__<dataset>: a job's start and antspyx import cost more than most of its
-# stages, and fewer jobs plan faster); then the label, 2D slices and QC. One cluster job per
-# subject (group). HF images at any other radius (experiments' hf_radius, sweeps) come from
-# rule high_frequency.
+# high-frequency image at preprocess.hf_radius -> the label on that grid -> the 2D slices at
+# preprocess.slices2d.hf_radius of the sequences slice-input experiments read -> the subject's QC,
+# all in ONE job per subject: a job's start and antspyx import cost more than most of its
+# stages, and fewer jobs plan faster. One cluster job per subject (group). HF images and slices
+# at any other radius (experiments' hf_radius, sweeps) come from rules high_frequency and slices2d.
 
 include: "inputs/preprocess.smk"
 
 
-# One rule per dataset: its outputs name every sequence of the dataset (a rule's outputs are
-# fixed patterns). The input check runs first, so a missing or malformed raw file fails this job
-# (--keep-going finishes the other subjects) before anything heavy runs.
-for _dataset in STUDY.datasets.values():
+# Per dataset one rule for its subjects without a label (preprocess_subject__<dataset>) and one
+# for those with one (preprocess_labelled__<dataset>: + the label), told apart by a subject
+# constraint built from the labelled IDs (a rule's outputs are fixed patterns). The input check
+# runs first, so a missing or malformed raw file fails this job (--keep-going finishes the other
+# subjects) before anything heavy runs.
+for _dataset, _labelled in preprocess_rules():
 
     rule:
         name:
-            f"preprocess_subject__{_dataset.name}"
+            f"preprocess_{'labelled' if _labelled else 'subject'}__{_dataset.name}"
         input:
             unpack(preprocess_inputs(_dataset.name)),
         output:
@@ -29,12 +31,23 @@ for _dataset in STUDY.datasets.values():
                 category="Quality control",
                 subcategory=f"skull-strip {_dataset.name}",
             ),
-            **sequence_outputs(_dataset),
+            qc_png=report(
+                at(QC_SUBJECT_PNG, dataset=_dataset.name),
+                caption="../report/captions/qc_subject.rst",
+                category="Quality control",
+                subcategory=_dataset.name,
+            ),
+            qc_json=at(QC_SUBJECT_JSON, dataset=_dataset.name),
+            **subject_outputs(_dataset, _labelled),
+        wildcard_constraints:
+            subject=subject_constraint(_dataset, _labelled),
         params:
             dataset=_dataset.name,
             raw=raw_files(_dataset.name),
             missing=missing_raw_files(_dataset.name),
             settings=preprocess_settings(_dataset),
+            slices=slice_settings(),
+            slice_role=subject_slice_role(_dataset.name),
             device=STUDY.device,
         log:
             f"{R}/logs/preprocess_subject/{_dataset.name}_{{subject}}.log",
@@ -46,30 +59,10 @@ for _dataset in STUDY.datasets.values():
             "../envs/preprocess.yaml"
         threads: RES.threads
         resources:
-            mem_mb=3000,  # the most of the stages it merged (check 1000, brain mask 3000, normalise 2000)
-            runtime=20 + 10 * len(_dataset.sequences),  # their sum: check 5, brain mask 15, 10 per sequence
+            mem_mb=3000,  # the most of the stages it merged (check 1000, brain mask 3000, the others 2000)
+            runtime=preprocess_runtime(_dataset, _labelled),
         script:
             "../workflow_scripts/preprocess_subject.py"
-
-
-rule resample_label:
-    input:
-        unpack(resample_label_inputs),
-        grid=BRAIN,
-    output:
-        LABEL,
-    log:
-        f"{R}/logs/resample_label/{{dataset}}_{{subject}}.log",
-    group:
-        cluster_group("subject")
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow_scripts/resample_label.py"
 
 
 # The HF image at a radius other than preprocess.hf_radius (preprocess_subject writes that one).
@@ -96,6 +89,7 @@ rule high_frequency:
         "../workflow_scripts/high_frequency.py"
 
 
+# The 2D slices at a radius other than preprocess.slices2d.hf_radius (preprocess_subject writes those).
 rule slices2d:
     input:
         image=IMAGE,
@@ -103,6 +97,8 @@ rule slices2d:
         label=label_of,
     output:
         SLICES,
+    wildcard_constraints:
+        radius=OTHER_SLICE_RADIUS,
     params:
         role=slice_role,
         radius=radius_of,
@@ -121,35 +117,6 @@ rule slices2d:
         runtime=10,
     script:
         "../workflow_scripts/slices2d.py"
-
-
-rule qc_subject:
-    input:
-        images=images_of,
-        brain=BRAIN,
-        label=label_of,
-    output:
-        png=report(
-            QC_SUBJECT_PNG,
-            caption="../report/captions/qc_subject.rst",
-            category="Quality control",
-            subcategory="{dataset}",
-        ),
-        json=QC_SUBJECT_JSON,
-    params:
-        sequences=sequences_of,
-    log:
-        f"{R}/logs/qc_subject/{{dataset}}_{{subject}}.log",
-    group:
-        cluster_group("subject")
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow_scripts/qc_subject.py"
 
 
 rule qc_table:

@@ -1,22 +1,27 @@
-"""Rule preprocess_subject (one per dataset, ``preprocess_subject__<dataset>``): a subject's
-whole preprocessing in one job (METHOD.md §1).
+"""Rules preprocess_subject__<dataset> and preprocess_labelled__<dataset> (its subjects with a
+label): a subject's whole preprocessing in one job (METHOD.md §1).
 
 In order: the header check of every raw file (``check_inputs``: a bad file fails the job
 before deepbet or antspyx run), the native brain mask, its resampled copy (the subject's grid)
 and the skull-strip QC picture (``brain_mask``), then per sequence resampling onto that grid,
-iterative z-score and the HF image at ``preprocess.hf_radius`` (``normalise``). Every file is
-written atomically (temporary name, then rename); on an error Snakemake removes the job's
-outputs, so a rerun starts the subject over.
+iterative z-score and the HF image at ``preprocess.hf_radius`` (``normalise``); then the label
+on the grid (``resample_label``), the 2D slices of the sequences slice-input experiments read
+(``slices2d``, at ``preprocess.slices2d.hf_radius``) and the QC picture and statistics
+(``qc.qc_subject``). Every file is written atomically (temporary name, then rename); on an
+error Snakemake removes the job's outputs, so a rerun starts the subject over.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from itermask.preprocess.brain_mask import make_brain_mask, qc_skullstrip, resample_mask
 from itermask.preprocess.check_inputs import check_inputs
 from itermask.preprocess.normalise import resample_and_normalise
+from itermask.preprocess.qc import qc_subject
+from itermask.preprocess.resample_label import resample_label
+from itermask.preprocess.slices2d import extract_slices2d
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ class RawFiles:
 
 @dataclass(frozen=True)
 class SubjectOutputs:
-    """Where the job writes: the check's report, the brain masks and QC, per sequence its images."""
+    """Where the job writes: the check's report, the brain masks and skull-strip QC, per
+    sequence its images, the label (subjects with one), slices and the subject's QC."""
 
     checked: str
     native_mask: str
@@ -40,6 +46,21 @@ class SubjectOutputs:
     qc: str
     images: Mapping[str, str]  # sequence -> normalised image
     hf: Mapping[str, str]  # sequence -> its HF image at hf_radius
+    qc_png: str
+    qc_json: str
+    label: str | None = None  # the label on the grid: exactly when RawFiles.label is set
+    slices: Mapping[str, str] = field(default_factory=dict)  # sequence -> its 2D slices file
+
+
+@dataclass(frozen=True)
+class SliceParams:
+    """``preprocess.slices2d`` and the subject's role (itermask.preprocess.slices2d.extract_slices2d)."""
+
+    role: str
+    size: int
+    field_of_view_mm: float
+    train_range_fraction: Sequence[float]
+    hf_radius: int
 
 
 @dataclass(frozen=True)
@@ -55,17 +76,29 @@ class PreprocessParams:
     background: str | float
     hf_radius: int
     device: str = "cpu"
+    slices: SliceParams | None = None  # needed when SubjectOutputs.slices names a sequence
+
+
+def check_plan(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams) -> None:
+    """ValueError when the outputs do not fit the raw files and settings (a rule's mistake)."""
+    if not set(raw.images) == set(out.images) == set(out.hf):
+        raise ValueError(f"sequences differ: raw images {sorted(raw.images)}, outputs {sorted(out.images)}, "
+                         f"HF outputs {sorted(out.hf)}")
+    if (raw.label is None) != (out.label is None):
+        raise ValueError(f"a label output needs a label file and vice versa: label {raw.label}, output {out.label}")
+    if not set(out.slices) <= set(raw.images):
+        raise ValueError(f"slices of sequences {sorted(set(out.slices) - set(raw.images))} that the subject lacks")
+    if out.slices and p.slices is None:
+        raise ValueError("slice outputs without slice settings (PreprocessParams.slices)")
 
 
 def preprocess_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, *, dataset: str, subject: str,
                        logger: logging.Logger = log) -> None:
-    """Check, skull-strip and normalise one subject (every sequence); InputError names the
-    dataset, subject, file and problem of the first failure. Progress goes to ``logger`` (the
-    rule's log in a job)."""
+    """Check, skull-strip and normalise one subject (every sequence), then its label, slices and
+    QC; InputError names the dataset, subject, file and problem of the first failure. Progress
+    goes to ``logger`` (the rule's log in a job)."""
     ids = dict(dataset=dataset, subject=subject)
-    if not set(raw.images) == set(out.images) == set(out.hf):
-        raise ValueError(f"sequences differ: raw images {sorted(raw.images)}, outputs {sorted(out.images)}, "
-                         f"HF outputs {sorted(out.hf)}")
+    check_plan(raw, out, p)
     check_inputs(dict(raw.images), raw.label, raw.mask, out.checked, mask_sequence=p.mask_sequence, **ids)
     logger.info("inputs checked; brain mask (%s) from %s", p.mask_method, p.mask_sequence)
     image = raw.images[p.mask_sequence]
@@ -78,3 +111,24 @@ def preprocess_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, 
             path, out.grid, out.images[sequence], out.hf[sequence], repeats=p.zscore_repeats,
             clip_sd=p.zscore_clip_sd, background=p.background, hf_radius=p.hf_radius, **ids,
         )
+    derived_outputs(raw, out, p, logger=logger, **ids)
+
+
+def derived_outputs(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, *, dataset: str, subject: str,
+                    logger: logging.Logger = log) -> None:
+    """The stages that read the normalised images: the label on the grid (its image: the first
+    sequence's), the 2D slices of ``out.slices``' sequences, the QC picture and statistics."""
+    ids = dict(dataset=dataset, subject=subject)
+    if raw.label is not None:
+        logger.info("resampling the label")
+        resample_label(raw.label, next(iter(raw.images.values())), out.grid, out.label, **ids)
+    for sequence, path in out.slices.items():
+        s = p.slices
+        logger.info("2D slices of %s (role %s, HF radius %d)", sequence, s.role, s.hf_radius)
+        extract_slices2d(
+            out.images[sequence], out.grid, path, label_path=out.label, role=s.role, size=s.size,
+            field_of_view_mm=s.field_of_view_mm, train_range_fraction=tuple(s.train_range_fraction),
+            hf_radius=s.hf_radius, log=logger.info, **ids,
+        )
+    logger.info("QC picture and statistics")
+    qc_subject(dict(out.images), out.grid, out.qc_png, out.qc_json, label_path=out.label, **ids)

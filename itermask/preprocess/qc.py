@@ -1,5 +1,5 @@
-"""Rules qc_subject and qc_table: quality control of preprocessing (a per-subject picture,
-statistics, a table)."""
+"""Quality control of preprocessing: a per-subject picture and statistics (``qc_subject``, the
+last stage of the subject's preprocessing job) and rule qc_table's table."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Rule resample_label: the lesion label, binarised, nearest-resampled onto the subject's grid."""
+"""The lesion label, binarised, nearest-resampled onto the subject's grid (a stage of the
+subject's preprocessing job, rule preprocess_labelled__<dataset>)."""
 from __future__ import annotations
 
 from pathlib import Path

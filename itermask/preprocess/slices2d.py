@@ -1,4 +1,5 @@
-"""Rule slices2d: axial 2D slices for slice-input methods (IterMask2; METHOD.md §1.7).
+"""Axial 2D slices for slice-input methods (IterMask2; METHOD.md §1.7): a stage of the subject's
+preprocessing job at ``preprocess.slices2d.hf_radius``, rule slices2d at any other radius.
 
 Arrays are RAS: the last axis is inferior→superior, so axial slice k is ``volume[:, :, k]``.
 

@@ -3,6 +3,13 @@
 # per subject (functools.cache); whether a raw file exists is asked at every call.
 from functools import cache
 
+from itermask.config.preprocess_plan import id_pattern, labelled_subjects, slice_role as split_role, slice_sequences
+
+ID = "[A-Za-z0-9]"  # a character of a subject ID (rules/common.smk's subject constraint)
+# Radii of the slices that rule slices2d makes (any but preprocess.slices2d.hf_radius, which the
+# preprocessing rules write).
+OTHER_SLICE_RADIUS = f"(?!{STUDY.preprocess.slices2d.hf_radius}(?![0-9]))[0-9]+"
+
 
 def dataset_of(wildcards):
     return STUDY.datasets[wildcards.dataset]
@@ -82,6 +89,64 @@ def sequence_outputs(d):
     return {**images, **{f"hf_{q}": at(HF, dataset=d.name, sequence=q, radius=radius) for q in d.sequences}}
 
 
+@cache
+def slices_written():
+    """(dataset, labelled) -> the sequences whose slices at preprocess.slices2d.hf_radius the
+    subjects' preprocessing jobs write (the ones some experiment reads)."""
+    return slice_sequences(STUDY)
+
+
+def preprocess_rules():
+    """(dataset, labelled) of the per-subject preprocessing rules: per dataset one for its
+    subjects without a label, one for those with one (each only if it has such subjects; a
+    dataset without subjects keeps the first, so its pattern error stays the rule's)."""
+    rules = []
+    for d in STUDY.datasets.values():
+        n = len(labelled_subjects(d))
+        rules += [(d, False)] if n < len(d.subjects) or not n else []
+        rules += [(d, True)] if n else []
+    return rules
+
+
+def subject_constraint(d, labelled):
+    """The subject wildcard of preprocess_labelled__<dataset> (its labelled IDs) or
+    preprocess_subject__<dataset> (any other ID); a trie regex (itermask.config.preprocess_plan.id_pattern)."""
+    ids = id_pattern(labelled_subjects(d))
+    return ids if labelled else f"(?!{ids}(?!{ID})){ID}+"
+
+
+def subject_outputs(d, labelled):
+    """sequence_outputs, + per sequence in slices_written its slices (slices_<sequence>), + the
+    label for labelled subjects, the subject wildcard kept."""
+    radius = STUDY.preprocess.slices2d.hf_radius
+    out = sequence_outputs(d)
+    for q in slices_written()[(d.name, labelled)]:
+        out[f"slices_{q}"] = at(SLICES, dataset=d.name, sequence=q, radius=radius)
+    return {**out, "label": at(LABEL, dataset=d.name)} if labelled else out
+
+
+def preprocess_runtime(d, labelled):
+    """Minutes: the sum of the merged stages' (check 5, brain mask 15, 10 per sequence, label
+    10, 10 per slices file, QC 10)."""
+    return 30 + 10 * (len(d.sequences) + labelled + len(slices_written()[(d.name, labelled)]))
+
+
+def slice_settings():
+    """Param of the preprocessing rules: itermask.preprocess.preprocess_subject.SliceParams' fields but the role."""
+    s = STUDY.preprocess.slices2d
+    return {"size": s.size, "field_of_view_mm": s.field_of_view_mm,
+            "train_range_fraction": list(s.train_range_fraction), "hf_radius": s.hf_radius}
+
+
+def subject_slice_role(dataset):
+    """Param of the preprocessing rules: the subject's slices2d role."""
+
+    def role(wildcards):
+        return split_role(STUDY.datasets[dataset].split_of(wildcards.subject))
+
+    return signed(role)
+
+
 def preprocess_settings(d):
     """Param of preprocess_subject__<dataset>: itermask.preprocess.preprocess_subject.PreprocessParams'
     fields but the device (resolved in the job)."""
@@ -89,19 +154,6 @@ def preprocess_settings(d):
     return {"mask_method": d.mask_method, "mask_sequence": d.mask_sequence, "spacing_mm": p.spacing_mm,
             "box": list(p.box), "zscore_repeats": p.zscore_repeats, "zscore_clip_sd": p.zscore_clip_sd,
             "background": p.background, "hf_radius": p.hf_radius}
-
-
-@signed
-def checked(wildcards):
-    """The subject's input-check report (preprocess_subject): a job that reads raw files waits for it."""
-    return path(INPUTS_CHECKED, dataset=wildcards.dataset, subject=wildcards.subject)
-
-
-@signed
-def resample_label_inputs(wildcards):
-    d = dataset_of(wildcards)
-    files = {"label": d.label(wildcards.subject), "image": d.image(wildcards.subject, d.sequences[0])}
-    return {**present(files), "checked": checked(wildcards)}
 
 
 @signed
@@ -113,24 +165,11 @@ def label_of(wildcards):
 
 @signed
 def slice_role(wildcards):
-    split = dataset_of(wildcards).split_of(wildcards.subject)
-    return {"train": "train", "val": "train", "test_lesion": "test"}.get(split, "all")
+    """The subject's slices2d role (itermask.config.preprocess_plan.SLICE_ROLES), param of rule slices2d."""
+    return split_role(dataset_of(wildcards).split_of(wildcards.subject))
 
 
 @signed
 def radius_of(wildcards):
     """The {radius} wildcard as a number (param of the HF and slice rules)."""
     return int(wildcards.radius)
-
-
-@signed
-def sequences_of(wildcards):
-    """The dataset's sequences (param of qc_subject)."""
-    return list(dataset_of(wildcards).sequences)
-
-
-@signed
-def images_of(wildcards):
-    """The subject's normalised images, one per sequence of its dataset (qc_subject's input)."""
-    w = wildcards
-    return [path(IMAGE, dataset=w.dataset, subject=w.subject, sequence=q) for q in dataset_of(w).sequences]

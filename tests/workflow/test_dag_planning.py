@@ -2,7 +2,9 @@
 rules can make (an HF image at preprocess.hf_radius: preprocess_subject or high_frequency; a synthetic
 artefact's: artefacts or artefact_high_frequency) used to cost a second, discarded job per file
 (its inputs, params and resources worked out) before the ruleorder chose; the HF rules now only
-match other radii (rules/common.smk OTHER_RADIUS) and still make those."""
+match other radii (rules/common.smk OTHER_RADIUS) and still make those, as rule slices2d matches
+only radii other than preprocess.slices2d.hf_radius. A subject's preprocessing job comes from one
+of two rules per dataset, whose subject constraints do not overlap (with and without a label)."""
 from __future__ import annotations
 
 import json
@@ -55,11 +57,19 @@ def _plan(tmp_path: Path, config: dict) -> dict:
 
 def test_each_job_is_built_once_and_hf_images_come_from_their_rules(tmp_path):
     config = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    # + an experiment at another HF radius: its HF images (clean and artefact) need the HF rules
+    # + experiments at another HF radius: their HF images (clean and artefact) and slices need the
+    # HF and slice rules
     config["experiments"]["im3d_r10"] = {**config["experiments"]["im3d"], "hf_radius": 10}
+    config["experiments"]["im2_r10"] = {**config["experiments"]["im2"], "hf_radius": 10}
     out = _plan(tmp_path, config)
     assert out["built"] == len(out["jobs"])  # no candidate job built and then dropped
     maker = {f: rule for rule, outputs in out["jobs"] for f in outputs}
     hf = {f: rule for f, rule in maker.items() if "_hf-r" in f}
-    assert {rule for f, rule in hf.items() if "_hf-r15." in f} == {"preprocess_subject__tiny", "artefacts"}
+    preprocess = {"preprocess_subject__tiny", "preprocess_labelled__tiny"}  # t06, t07 have labels
+    assert {rule for f, rule in hf.items() if "_hf-r15." in f} == preprocess | {"artefacts"}
     assert {rule for f, rule in hf.items() if "_hf-r10." in f} == {"high_frequency", "artefact_high_frequency"}
+    slices = {f: rule for f, rule in maker.items() if "_slices2d-r" in f}
+    assert {rule for f, rule in slices.items() if "-r15." in f} == preprocess
+    assert {rule for f, rule in slices.items() if "-r10." in f} == {"slices2d"}
+    assert maker["results_tiny/preproc/tiny/sub-t06/label.nii.gz"] == "preprocess_labelled__tiny"
+    assert maker["results_tiny/preproc/tiny/sub-t05/FLAIR.nii.gz"] == "preprocess_subject__tiny"

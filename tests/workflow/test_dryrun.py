@@ -45,10 +45,20 @@ def test_demo_config_dry_run(tmp_path):
     cfg = load_config(ROOT / "config.yaml")
     assert counts["demo_data"] == 1
     study = Study(cfg, base_dir=ROOT)  # + the failed-strip scans of the derived dataset demofailedstrip
-    # one preprocessing job per subject (one rule per dataset), the derived dataset's subjects included
-    assert counts["preprocess_subject__demo"] == len(study.datasets["demo"].subjects)
+    # one preprocessing job per subject (per dataset one rule for the subjects with a label, one
+    # for the others), the derived dataset's subjects included
+    demo = study.datasets["demo"]
+    assert counts["preprocess_labelled__demo"] == len(demo.splits["test_lesion"]) == 4
+    assert counts["preprocess_subject__demo"] == len(demo.subjects) - 4
     assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
-    assert not {"check_inputs", "brain_mask", "normalise"} & set(counts)
+    assert "preprocess_labelled__demofailedstrip" not in counts
+    assert not {"check_inputs", "brain_mask", "normalise", "resample_label", "slices2d", "qc_subject"} & set(counts)
+    made = {f: j["rule"] for j in _jobs(res.stdout) for f in j["output"]}
+    pre, qc = f"{cfg['results_dir']}/preproc/demo", f"{cfg['results_dir']}/qc/demo"
+    assert made[f"{pre}/sub-d11/label.nii.gz"] == made[f"{qc}/sub-d11.json"] == "preprocess_labelled__demo"
+    assert made[f"{pre}/sub-d11/FLAIR_slices2d-r15.npz"] == "preprocess_labelled__demo"  # im2_flair segments it
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == made[f"{qc}/sub-d01.png"] == "preprocess_subject__demo"
+    assert not any(f.endswith("T1w_slices2d-r15.npz") for f in made)  # no slice-input experiment on T1w
     assert counts["table"] == len(cfg["tables"])
     assert [t["name"] for t in cfg["tables"]] == PAPER_TABLES  # the demo builds the same ten tables
     # sensitivity sweeps: one figure per sweep, fed by the derived experiments' metrics
@@ -177,7 +187,8 @@ def _jobs(stdout: str) -> list[dict[str, object]]:
 def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     """An experiment's hf_radius and an hf_radius sweep are files of the DAG: `_hf-r<r>` volumes
     (rule high_frequency), artefact `image_hf-r<r>` (rule artefact_high_frequency) and
-    `_slices2d-r<r>` slices (rule slices2d); train and infer read them, nothing else makes them."""
+    `_slices2d-r<r>` slices (rule slices2d); train and infer read them, nothing else makes them.
+    At the default radii the subject's preprocessing job writes them."""
     import yaml
 
     cfg = load_config(ROOT / "config.yaml")
@@ -197,7 +208,8 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     assert made[f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz"] == "high_frequency"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "preprocess_subject__demo"  # the default radius: same job
     assert made[f"{pre}/sub-d01/FLAIR_slices2d-r5.npz"] == "slices2d"
-    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "slices2d"
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "preprocess_subject__demo"
+    assert made[f"{pre}/sub-d11/FLAIR_slices2d-r5.npz"] == "slices2d"  # a labelled subject's
     art = "results/artefacts/demo/FLAIR/sub-d09/ghosting-s1"
     assert made[f"{art}/image_hf-r10.nii.gz"] == "artefact_high_frequency"
     assert made[f"{art}/image_hf-r15.nii.gz"] == "artefacts"
@@ -206,11 +218,11 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
               f"{art}/image_hf-r10.nii.gz"):
         assert f in read
     hf_files = [f for f in made if "_hf-r" in f or "_slices2d-r" in f]
-    assert all(made[f].split("__")[0] in ("preprocess_subject", "high_frequency", "artefacts", "artefact_high_frequency",
-                                          "slices2d")
+    assert all(made[f].split("__")[0] in ("preprocess_subject", "preprocess_labelled", "high_frequency", "artefacts",
+                                          "artefact_high_frequency", "slices2d")
                for f in hf_files)
     train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "train"}
     assert all("_hf-r10" in f for f in train["im3d_r10"] if "_hf-r" in f)
     assert all("-r5" in f for f in train["im2_flair__hf_radius_5"])
-    assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency") and "-r15" in j["output"][0]
+    assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency", "slices2d") and "-r15" in j["output"][0]
                    for j in jobs)

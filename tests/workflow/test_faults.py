@@ -44,10 +44,10 @@ class Stage:
 
 
 STAGES = {
-    # One job: input check, skull-strip, then per sequence resampling + z-score + HF. Its last
-    # output is the target, so the kill can land in any of its stages (or as it ends).
-    "preprocess": Stage("preprocess_subject__tiny", "preproc/tiny/sub-t06/FLAIR_hf-r15.nii.gz",
-                        "logs/preprocess_subject/tiny_t06.log"),
+    # One job (a lesioned subject's): input check, skull-strip, per sequence resampling + z-score
+    # + HF, label, FLAIR slices, QC. Its last output is the target, so the kill can land in any
+    # of its stages (or as it ends).
+    "preprocess": Stage("preprocess_labelled__tiny", "qc/tiny/sub-t06.json", "logs/preprocess_subject/tiny_t06.log"),
     "artefacts": Stage("artefacts", "artefacts/tiny/FLAIR/sub-t05/ghosting/params.json",
                        "logs/artefacts/tiny_FLAIR_t05.log"),
     # Training from scratch (its checkpoints removed): the kill lands before or after the first

@@ -21,9 +21,10 @@ def _config(tmp_path: Path) -> Path:
     cfg["datasets"] = {
         "ext": {
             "pattern": str(tmp_path / "raw/sub-{subject}_{sequence}.nii.gz"),
+            "label_pattern": str(tmp_path / "raw/sub-{subject}_label.nii.gz"),
             "sequences": ["FLAIR"],
             "brain_mask": {"method": "stripped"},
-            "splits": {"train": ["s1", "s3", "s5"], "test_healthy": ["s2", "s4"]},
+            "splits": {"train": ["s1", "s3", "s5"], "test_healthy": ["s2", "s4"], "test_lesion": ["s6"]},
         }
     }
     cfg["experiments"] = {"e": {"method": "itermask3d", "dataset": "ext", "sequence": "FLAIR", "segment": False}}
@@ -37,10 +38,11 @@ def _config(tmp_path: Path) -> Path:
 
 
 def test_bad_files_fail_their_subject_only(tmp_path):
-    """One snakemake -k run: corrupt (s1), NaN voxels (s2), missing (s3), sheared affine (s4)
-    and a good subject (s5), each one preprocess_subject job. The header-level problems fail its
-    input check (s3's missing file too: not a MissingInputException at DAG build), NaN fails its
-    brain mask, s5 finishes; a failed job leaves no output."""
+    """One snakemake -k run: corrupt (s1), NaN voxels (s2), missing (s3), sheared affine (s4),
+    a label on another grid (s6, rule preprocess_labelled__ext) and a good subject (s5), each one
+    preprocessing job. The header-level problems fail its input check (s3's missing file too: not
+    a MissingInputException at DAG build), NaN fails its brain mask, s5 finishes (its QC too); a
+    failed job leaves no output."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "sub-s1_FLAIR.nii.gz").write_bytes(b"not a nifti at all")
@@ -52,8 +54,10 @@ def test_bad_files_fail_their_subject_only(tmp_path):
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), shear), raw / "sub-s4_FLAIR.nii.gz")
     good = np.random.default_rng(0).random((24, 24, 24)).astype(np.float32) + 1  # normalisable at 6 mm
     nib.save(nib.Nifti1Image(good, np.eye(4)), raw / "sub-s5_FLAIR.nii.gz")
+    nib.save(nib.Nifti1Image(good, np.eye(4)), raw / "sub-s6_FLAIR.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((24, 24, 20), np.uint8), np.eye(4)), raw / "sub-s6_label.nii.gz")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    targets = [f"results_tiny/preproc/ext/sub-{s}/native_brainmask.nii.gz" for s in ("s1", "s2", "s3", "s4", "s5")]
+    targets = [f"results_tiny/preproc/ext/sub-{s}/native_brainmask.nii.gz" for s in ("s1", "s2", "s3", "s4", "s5", "s6")]
     res = subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(_config(tmp_path)), "--cores", "1", "-k", *targets],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -70,7 +74,12 @@ def test_bad_files_fail_their_subject_only(tmp_path):
     log4 = (logs / "preprocess_subject/ext_s4.log").read_text()
     assert "subject 's4'" in log4 and "affine has a shear of 11.31 degrees" in log4
     assert "inputs checked" in log2 and "inputs checked" not in log4  # nothing heavy ran for s4
+    log6 = (logs / "preprocess_subject/ext_s6.log").read_text()
+    assert "rule preprocess_labelled__ext" in log6 and "subject 's6'" in log6 and "sub-s6_label.nii.gz" in log6
+    assert "label: on-disk shape (24, 24, 20) differs" in log6 and "inputs checked" not in log6
     out_dir = tmp_path / "results_tiny/preproc/ext"
     left = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
     assert left == ["sub-s5/FLAIR.nii.gz", "sub-s5/FLAIR_hf-r15.nii.gz", "sub-s5/brainmask.nii.gz",
                     "sub-s5/inputs_checked.json", "sub-s5/native_brainmask.nii.gz"]
+    qc = tmp_path / "results_tiny/qc/ext"
+    assert sorted(p.name for p in qc.iterdir()) == ["sub-s5.json", "sub-s5.png", "sub-s5_skullstrip.png"]
