@@ -22,6 +22,7 @@ rule train:
         train=lambda w: train_items(w.experiment, "train"),
         val=lambda w: train_items(w.experiment, "val"),
         checkpoint_dir=lambda w: f"{R}/checkpoints/{w.experiment}",
+        channels_last=RES.channels_last,
     log:
         f"{R}/logs/train/{{experiment}}.log",
     benchmark:

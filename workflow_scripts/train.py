@@ -18,5 +18,6 @@ with rule_context(smk) as log:
         out_loss_png=smk.output.png,
         checkpoint_dir=smk.params.checkpoint_dir,
         device=device_of(smk),
+        channels_last=smk.params.channels_last,
         log=log.info,
     )

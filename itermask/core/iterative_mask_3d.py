@@ -62,12 +62,23 @@ class Result3D:
     seconds: float
 
 
-def phase_a_percents(step_percent: float) -> tuple[float, ...]:
-    """Percent removed at each phase-A iteration: step, 2*step, ..., 100 (100/step iterations)."""
+def phase_a_percents(step_percent: float, fine_from: float | None = None) -> tuple[float, ...]:
+    """Percent removed at each phase-A iteration: step, 2*step, ..., 100 (100/step iterations).
+
+    With ``fine_from``: step, 2*step, ..., fine_from, then fine_from + 1, ..., 100 (1 %, the
+    reference's step, over the curve's last part, where it turns upwards).
+    """
     n = round(100.0 / step_percent)
     if n < 1 or abs(n * step_percent - 100.0) > 1e-6:
         raise ValueError(f"step_percent must divide 100, got {step_percent}")
-    return tuple(i * 100.0 / n for i in range(1, n + 1))
+    coarse = tuple(i * 100.0 / n for i in range(1, n + 1))
+    if fine_from is None:
+        return coarse
+    k = round(fine_from / step_percent)
+    if not 0 < fine_from < 100 or abs(k * step_percent - fine_from) > 1e-6 or fine_from != round(fine_from):
+        raise ValueError(f"fine_from_percent must be a whole multiple of step_percent ({step_percent:g}) "
+                         f"between 0 and 100, got {fine_from}")
+    return coarse[:k] + tuple(float(p) for p in range(round(fine_from) + 1, 101))
 
 
 def _itermask3d_step(

@@ -141,3 +141,14 @@ def calibrate(name: str, settings: Any, model: Any, variant: str, val: Any, devi
     return {"calibration": {"tau": tau, "percentile": pct, "n_samples": len(val), "n_voxels": int(errs.size),
                             "seed": settings.seed, "quantile_percentiles": list(CALIBRATION_PERCENTILES),
                             "quantiles": [float(q) for q in np.percentile(errs, CALIBRATION_PERCENTILES)]}}
+
+
+def phase_a_schedule(cfg: Mapping[str, Any]) -> tuple[float, ...]:
+    """Phase-A percents of ``infer.step_percent`` and ``infer.fine_from_percent``
+    (``phase_a_percents``; ConfigError when they do not fit)."""
+    from itermask.core.iterative_mask_3d import phase_a_percents
+
+    try:
+        return phase_a_percents(float(cfg["step_percent"]), cfg["fine_from_percent"])
+    except ValueError as exc:
+        raise ConfigError(f"infer: {exc}") from exc

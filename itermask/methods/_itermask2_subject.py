@@ -20,21 +20,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from itermask.errors import ConfigError
+from itermask.methods._itermask import phase_a_schedule
 
 PHASE_A_SEED_KEY = 1
 #: fit entries left out of result.json: ``t`` is ``percents`` (stored once), the derivative
 #: follows from the curve and the fit
 FIT_LEFT_OUT = ("t", "derivative")
-
-
-def percents(cfg: Mapping[str, Any]) -> tuple[float, ...]:
-    """Phase-A percents of ``infer.step_percent`` (ConfigError when it does not divide 100)."""
-    from itermask.core.iterative_mask_3d import phase_a_percents
-
-    try:
-        return phase_a_percents(float(cfg["step_percent"]))
-    except ValueError as exc:
-        raise ConfigError(f"infer.step_percent: {exc}") from exc
 
 
 def check(cfg: Mapping[str, Any], single_step: bool) -> None:
@@ -44,14 +35,14 @@ def check(cfg: Mapping[str, Any], single_step: bool) -> None:
     if single_step:
         raise ConfigError("infer.threshold 'subject' needs IterMask2's masked iterations; variant no_spatial "
                           "(-spatial) has none: use threshold 'fixed'")
-    percents(cfg)
+    phase_a_schedule(cfg)
 
 
 def chooser(cfg: Mapping[str, Any]) -> Any:
     """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback."""
     from itermask.core.threshold import subject_threshold
 
-    t = np.asarray(percents(cfg))
+    t = np.asarray(phase_a_schedule(cfg))
 
     def choose(curve: np.ndarray) -> tuple[float, Any]:
         fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),
@@ -91,7 +82,7 @@ def subject_taus(model: Any, pieces: Sequence[tuple], cfg: Mapping[str, Any], *,
         return [[] for _ in pieces]
     (images, hfs, brains), seeds, sizes = pool(pieces)
     res = phase_a_taus(model, images, hfs, brains, [derive_seed(s, PHASE_A_SEED_KEY) for s in seeds],
-                       percents=percents(cfg), choose_tau=chooser(cfg), variant=variant,
+                       percents=phase_a_schedule(cfg), choose_tau=chooser(cfg), variant=variant,
                        batch_size=int(cfg["batch_size"]), device=device)
     return split(res, sizes)
 
@@ -108,7 +99,7 @@ def record(phase_a: Sequence[Any], kind: str, cfg: Mapping[str, Any], calibratio
            "step_percent": float(cfg["step_percent"]),
            "phase_a_seed_rule": f"derive_seed(slice seed, {PHASE_A_SEED_KEY})"}
     if kind == "2d":
-        out["percents"] = list(percents(cfg))
+        out["percents"] = list(phase_a_schedule(cfg))
         out["curves"] = [np.asarray(r.curve, float).tolist() for r in phase_a]
         out["fits"] = [{k: v for k, v in r.tau_info.to_dict().items() if k not in FIT_LEFT_OUT} for r in phase_a]
     return out

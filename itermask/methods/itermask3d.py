@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from itermask.config.settings import thaw
-from itermask.errors import ConfigError, InputError
+from itermask.errors import InputError
 from itermask.methods import _itermask as im
 from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
 
@@ -105,7 +105,8 @@ class IterMask3D(Method):
                 "k_star": None if fit is None else fit["k"], "tau": r.tau, "threshold": plan["mode"],
                 "fixed_tau_source": plan["source"], "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
                 "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
-                "step_percent": float(cfg["step_percent"]), "tol": float(cfg["tol"]),
+                "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
+                "tol": float(cfg["tol"]),
                 "phase_b_noise": cfg["phase_b_noise"],
                 "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
                 "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
@@ -152,7 +153,7 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
     if cfg["threshold"] == "fixed" and not cfg["fixed_phase_a"]:
         return {"mode": "fixed", "source": source, "percents": (), "max_iterations": int(cfg["max_iterations"]),
                 "choose_tau": lambda _curve: (tau, None)}
-    t_arr = np.asarray(_percents(float(cfg["step_percent"])))
+    t_arr = np.asarray(im.phase_a_schedule(cfg))
 
     def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
         fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),
@@ -180,15 +181,6 @@ def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: Infer
     out.arrays["mask_oracle"] = best.mask.numpy()
     out.record["oracle"] = {"uses_test_labels": True, "tau": best.tau, "iteration": best.iteration,
                             "dice": best.dice, "tau_factors": factors, "base_tau": tau, "seed": seed}
-
-
-def _percents(step_percent: float) -> tuple[float, ...]:
-    from itermask.core.iterative_mask_3d import phase_a_percents
-
-    try:
-        return phase_a_percents(step_percent)
-    except ValueError as exc:
-        raise ConfigError(f"infer.step_percent: {exc}") from exc
 
 
 def _output(r: Any, v: Any, record: dict[str, Any], score: str) -> ConditionOutput:

@@ -142,13 +142,15 @@ def train_experiment(
     device: str,
     log: Callable[[str], Any],
     max_steps_this_run: int | None = None,
+    channels_last: bool = False,
 ) -> None:
     """Train the network(s) of one experiment; write model file, loss table and curve.
 
     ``checkpoint_dir`` is the experiment's checkpoint root; checkpoints go to its sub-folder
     named by the config hash (``checkpoint.checkpoint_folder``).
     ``max_steps_this_run`` (testing hook) stops after that many steps of this run without
-    writing outputs, as if the job had been killed.
+    writing outputs, as if the job had been killed. ``channels_last``: 3D networks and their
+    batches in the channels-last (NDHWC) memory layout (``memory_format``).
     """
     method = methods.get(settings.method)
     method.check(settings)
@@ -167,7 +169,8 @@ def train_experiment(
                          "train": train, "seed": settings.seed, "hf_radius": settings.hf_radius,
                          "train_items": train_items, "val_items": val_items})
     torch.manual_seed(derive_seed(settings.seed, 0))
-    models = {k: m.to(dev) for k, m in method.networks_from_meta(net_meta).items()}
+    layout = memory_format(method.spatial_dims, channels_last)
+    models = {k: m.to(dev, memory_format=layout) for k, m in method.networks_from_meta(net_meta).items()}
     state = new_state(models, settings.train, n_steps, dev, precision, method.primary_network)
     checkpoint_dir = resume(state, checkpoint_dir, chash, n_steps, log)
     name = f"{settings.method}/{settings.variant}"
@@ -176,7 +179,7 @@ def train_experiment(
         f"({'autocast ' + str(precision.dtype).replace('torch.', '') if precision.autocast else 'fp32'}); "
         f"{count_parameters(models[method.primary_network])} parameters per model")
     finished = run_steps(method, settings, state, data, val, n_steps, dev, precision, chash, checkpoint_dir,
-                         log, max_steps_this_run)
+                         log, max_steps_this_run, layout)
     if not finished:
         return
     meta = {"method": settings.method, "variant": settings.variant, "spatial_dims": method.spatial_dims,
@@ -190,9 +193,20 @@ def train_experiment(
     log(f"[{name}] saved {out_model}")
 
 
+def memory_format(spatial_dims: int, channels_last: bool) -> torch.memory_format:
+    """The training memory layout: channels-last (NDHWC) for 3D networks when asked, else the default."""
+    return torch.channels_last_3d if channels_last and spatial_dims == 3 else torch.contiguous_format
+
+
+def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torch.Tensor:
+    """A batch tensor on ``dev``; 5-D tensors (N, C, D, H, W) in ``layout``."""
+    return t.to(dev, memory_format=layout) if t.dim() == 5 else t.to(dev)
+
+
 def run_steps(method: methods.Method, settings: ExperimentSettings, state: TrainState, data: Samples,
               val: Samples | None, n_steps: int, dev: torch.device, precision: Precision, chash: str,
-              checkpoint_dir: str, log: Callable[[str], Any], max_steps_this_run: int | None) -> bool:
+              checkpoint_dir: str, log: Callable[[str], Any], max_steps_this_run: int | None,
+              layout: torch.memory_format = torch.contiguous_format) -> bool:
     """Run the remaining steps; False when stopped early by ``max_steps_this_run``.
 
     Batches are pure functions of the step: the next one is prepared (the method's CPU
@@ -217,7 +231,7 @@ def run_steps(method: methods.Method, settings: ExperimentSettings, state: Train
             batch = pending.result()
             if state.step + 1 < n_steps:
                 pending = pool.submit(batch_of, state.step + 1)
-            batch = {k: t.to(dev) for k, t in batch.items()}
+            batch = {k: _to(t, dev, layout) for k, t in batch.items()}
             torch.manual_seed(derive_seed(seed, 1, state.step))  # dropout
             noise_gen.manual_seed(derive_seed(seed, 2, state.step))
             with precision.context(dev.type):

@@ -356,7 +356,8 @@ def test_validation_fills_defaults_of_a_minimal_config():
                            "experiments": {"e": {"method": "itermask2", "dataset": "d", "sequence": "T1w"}}})
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
     assert cfg["resources"] == {"gpu": 1, "threads": 2, "train_runtime": 240, "train_mem_mb": 16000,
-                                "infer_runtime": 60, "infer_mem_mb": 12000, "infer_subjects_per_job": 1}
+                                "infer_runtime": 60, "infer_mem_mb": 12000, "infer_subjects_per_job": 1,
+                                "channels_last": True}
     assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
                                  "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
@@ -377,10 +378,10 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "lr_drop_at": None, "lr_after_drop": None, "rot90_p": 0, "rot90_axes": [0, 1], "fixed_masks": False,
         "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
     assert md["itermask3d"]["infer"] == {
-        "step_percent": 1, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
+        "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
         "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
         "batch_size": 1, "score": "mask_size", "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}
-    assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "gamma": 0.01, "y_limit": 10.0,
+    assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0,
                                         "r2_min": 0.85, "k_fallback": "first",
                                         "tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size",
@@ -408,7 +409,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im3d.train.optimizer == "adam" and im3d.train.ema is None and im3d.train.ema_warmup is True
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
-    assert dict(im3d.infer) == {"step_percent": 5, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
+    assert dict(im3d.infer) == {"step_percent": 5, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
                                 "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
                                 "batch_size": 4, "score": "mask_size",

@@ -51,6 +51,12 @@ def test_phase_a_percents():
     assert len(phase_a_percents(1)) == 100
     with pytest.raises(ValueError):
         phase_a_percents(7)
+    # a coarse start, then the reference's 1 % steps from fine_from on
+    assert phase_a_percents(5, 90) == (*(float(v) for v in range(5, 91, 5)), *(float(v) for v in range(91, 101)))
+    assert len(phase_a_percents(5, 90)) == 28 and phase_a_percents(10, None) == phase_a_percents(10)
+    for bad in (92, 100, 0, 87.5):
+        with pytest.raises(ValueError, match="fine_from_percent"):
+            phase_a_percents(5, bad)
 
 
 # ----------------------------------------------------------------------------------------
