@@ -149,8 +149,8 @@ def train_experiment(
     ``checkpoint_dir`` is the experiment's checkpoint root; checkpoints go to its sub-folder
     named by the config hash (``checkpoint.checkpoint_folder``).
     ``max_steps_this_run`` (testing hook) stops after that many steps of this run without
-    writing outputs, as if the job had been killed. ``channels_last``: 3D networks and their
-    batches in the channels-last (NDHWC) memory layout (``memory_format``).
+    writing outputs, as if the job had been killed. ``channels_last``: 3D convolution weights and
+    5-D batch tensors in the channels-last (NDHWC) memory layout (``in_layout``).
     """
     method = methods.get(settings.method)
     method.check(settings)
@@ -169,8 +169,8 @@ def train_experiment(
                          "train": train, "seed": settings.seed, "hf_radius": settings.hf_radius,
                          "train_items": train_items, "val_items": val_items})
     torch.manual_seed(derive_seed(settings.seed, 0))
-    layout = memory_format(method.spatial_dims, channels_last)
-    models = {k: m.to(dev, memory_format=layout) for k, m in method.networks_from_meta(net_meta).items()}
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    models = {k: in_layout(m.to(dev), layout) for k, m in method.networks_from_meta(net_meta).items()}
     state = new_state(models, settings.train, n_steps, dev, precision, method.primary_network)
     checkpoint_dir = resume(state, checkpoint_dir, chash, n_steps, log)
     name = f"{settings.method}/{settings.variant}"
@@ -193,9 +193,13 @@ def train_experiment(
     log(f"[{name}] saved {out_model}")
 
 
-def memory_format(spatial_dims: int, channels_last: bool) -> torch.memory_format:
-    """The training memory layout: channels-last (NDHWC) for 3D networks when asked, else the default."""
-    return torch.channels_last_3d if channels_last and spatial_dims == 3 else torch.contiguous_format
+def in_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
+    """``model`` with its 5-D (3D convolution) weights in ``layout``; other parameters as they are
+    (a method's networks may be 2D or 3D: baselines choose per experiment)."""
+    for p in model.parameters():
+        if p.dim() == 5:
+            p.data = p.data.contiguous(memory_format=layout)
+    return model
 
 
 def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torch.Tensor:

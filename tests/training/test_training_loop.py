@@ -16,7 +16,7 @@ from itermask.io.device import resolve_device
 from itermask.io.nifti import save_nifti
 from itermask.methods import get as get_method
 from itermask.training.data import Samples, epoch_order, make_batch, total_steps
-from itermask.training.loop import check_train_settings, ema_update, memory_format, train_experiment
+from itermask.training.loop import check_train_settings, ema_update, in_layout, train_experiment
 from itermask.training.precision import pick_precision
 
 torch.set_num_threads(1)
@@ -156,8 +156,14 @@ def test_channels_last_trains_the_same_model_and_resumes_exactly(tmp_path):
 
     assert losses("a").size == 6  # 4 training losses, 2 validation losses
     np.testing.assert_allclose(losses("a"), losses("plain"), rtol=1e-3)
-    assert memory_format(3, True) == torch.channels_last_3d
-    assert memory_format(2, True) == memory_format(3, False) == torch.contiguous_format
+    net = in_layout(torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.Conv2d(4, 4, 3)), torch.channels_last_3d)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last_3d) and not net[0].weight.is_contiguous()
+    assert net[1].weight.is_contiguous()  # 2D weights keep their layout
+    # a 2D method trains with the setting on (its 4-D tensors keep their layout)
+    items2d = make_items_2d(tmp_path, 2)
+    cfg2d = {"network": NET2D, "train": {"steps": 1, "batch_size": 2, "checkpoint_every": 1}}
+    run("itermask2", "full", items2d[:1], items2d[1:], cfg2d, tmp_path / "2d", channels_last=True)
+    assert (tmp_path / "2d" / "model.pt").exists()
 
 
 def test_changed_config_starts_fresh(tmp_path):
