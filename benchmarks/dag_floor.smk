@@ -94,9 +94,18 @@ rule artefacts:
         "touch {output}"
 
 
-rule train:
+rule training_items:
     input:
         lambda w: expand(P + ("/FLAIR_hf-r15.nii.gz" if w.exp == "im3d" else "/FLAIR_slices2d-r15.npz"), subject=TRAIN + VAL),
+    output:
+        "results/models/{exp}/items.json",
+    shell:
+        "touch {output}"
+
+
+rule train:
+    input:
+        "results/models/{exp}/items.json",
     output:
         "results/models/{exp}/model.pt",
     shell:

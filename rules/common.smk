@@ -37,6 +37,7 @@ FS_TOOL_MASK = f"{FS}/mask-{{tool}}.nii.gz"  # tool: hd_bet, template (deepbet: 
 FS_AGREEMENT = f"{FS}/agreement.json"
 FS_OUTLIER = f"{FS}/outlier_brainmask.nii.gz"  # = Study FAILED_STRIP_MASK: brain mask of <dataset>failedstrip
 MODEL = f"{R}/models/{{experiment}}/model.pt"
+TRAIN_ITEMS = f"{R}/models/{{experiment}}/items.json"  # the training job's one input (rule training_items)
 LOSS_TSV = f"{R}/models/{{experiment}}/loss.tsv"
 LOSS_PNG = f"{R}/models/{{experiment}}/loss.png"
 INFERENCE = f"{R}/inference/{{experiment}}/{{dataset}}/sub-{{subject}}"

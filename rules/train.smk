@@ -6,9 +6,32 @@
 include: "inputs/train.smk"
 
 
-rule train:
+# The experiment's training and validation items in one file, the training job's one input
+# (itermask.training.items: why one file plans faster).
+rule training_items:
     input:
         train_inputs,
+    output:
+        TRAIN_ITEMS,
+    params:
+        train=lambda w: train_items(w.experiment, "train"),
+        val=lambda w: train_items(w.experiment, "val"),
+    log:
+        f"{R}/logs/training_items/{{experiment}}.log",
+    localrule: True
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=2,
+    script:
+        "../workflow_scripts/training_items.py"
+
+
+rule train:
+    input:
+        items_file=TRAIN_ITEMS,
     output:
         model=MODEL,
         loss=LOSS_TSV,
@@ -19,8 +42,6 @@ rule train:
         ),
     params:
         settings=lambda w: STUDY.settings(w.experiment).to_dict(),
-        train=lambda w: train_items(w.experiment, "train"),
-        val=lambda w: train_items(w.experiment, "val"),
         checkpoint_dir=lambda w: f"{R}/checkpoints/{w.experiment}",
         channels_last=RES.channels_last,
     log:

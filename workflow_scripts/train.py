@@ -5,14 +5,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from itermask.config.settings import ExperimentSettings  # noqa: E402
 from itermask.io.workflow import device_of, rule_context  # noqa: E402
+from itermask.training.items import read_items  # noqa: E402
 from itermask.training.loop import train_experiment  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:
     train_experiment(
         ExperimentSettings.from_dict(smk.params.settings),
-        smk.params.train,
-        smk.params.val,
+        *read_items(smk.input.items_file),
         out_model=smk.output.model,
         out_loss_tsv=smk.output.loss,
         out_loss_png=smk.output.png,

@@ -97,7 +97,10 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
             assert f"{cfg['results_dir']}/tables/{file}" in res.stdout
     counts = _job_counts(res.stdout)
     assert "demo_data" not in counts
-    assert counts["train"] == len(study.trained_experiments())
+    assert counts["train"] == counts["training_items"] == len(study.trained_experiments())
+    # a training job reads its items file alone (rule training_items gathers the subjects' files)
+    trains = [j for j in _jobs(res.stdout) if j["rule"] == "train"]
+    assert trains and all(j["input"] == [j["output"][0].replace("model.pt", "items.json")] for j in trains)
     assert counts["sensitivity"] == len(cfg["sweeps"])
     assert f"{cfg['results_dir']}/models/im2_brats_flair__hf_radius_5/model.pt" in res.stdout
     # IterMask3D Table 6's adaptive row: one subject-specific-tau experiment per BraTS sequence, no new model
@@ -187,7 +190,8 @@ def _jobs(stdout: str) -> list[dict[str, object]]:
 def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     """An experiment's hf_radius and an hf_radius sweep are files of the DAG: `_hf-r<r>` volumes
     (rule high_frequency), artefact `image_hf-r<r>` (rule artefact_high_frequency) and
-    `_slices2d-r<r>` slices (rule slices2d); train and infer read them, nothing else makes them.
+    `_slices2d-r<r>` slices (rule slices2d); training (through its items file) and inference read
+    them, nothing else makes them.
     At the default radii the subject's preprocessing job writes them."""
     import yaml
 
@@ -202,7 +206,7 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     jobs = _jobs(res.stdout)
     made = {f: j["rule"] for j in jobs for f in j["output"]}
-    read = {f for j in jobs if j["rule"].split("__")[0] in ("train", "infer") for f in j["input"]}
+    read = {f for j in jobs if j["rule"].split("__")[0] in ("training_items", "infer") for f in j["input"]}
     pre = "results/preproc/demo"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r10.nii.gz"] == "high_frequency"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz"] == "high_frequency"
@@ -221,7 +225,7 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     assert all(made[f].split("__")[0] in ("preprocess_subject", "preprocess_labelled", "high_frequency", "artefacts",
                                           "artefact_high_frequency", "slices2d")
                for f in hf_files)
-    train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "train"}
+    train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "training_items"}
     assert all("_hf-r10" in f for f in train["im3d_r10"] if "_hf-r" in f)
     assert all("-r5" in f for f in train["im2_flair__hf_radius_5"])
     assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency", "slices2d") and "-r15" in j["output"][0]
