@@ -130,6 +130,16 @@ def resume(state: TrainState, root: str, chash: str, n_steps: int, log: Callable
     return folder
 
 
+def build_networks(method: methods.Method, settings: ExperimentSettings, spatial: tuple[int, ...]) -> dict[str, Any]:
+    """The method's network meta for images of shape ``spatial`` (InputError when they do not fit)."""
+    net_meta = method.build_networks(settings, spatial)
+    try:
+        check_divisible(spatial, 2 ** (len(net_meta["network"]["channels"]) - 1))
+    except ValueError as exc:
+        raise InputError(f"training images do not fit the network: {exc}", dataset=settings.dataset) from None
+    return net_meta
+
+
 def train_experiment(
     settings: ExperimentSettings,
     train_items: list[dict],
@@ -158,11 +168,7 @@ def train_experiment(
     check_train_settings(settings.train, data.spatial)
     dev = resolve_device(device)
     precision = pick_precision(dev.type)
-    net_meta = method.build_networks(settings, data.spatial)
-    try:
-        check_divisible(data.spatial, 2 ** (len(net_meta["network"]["channels"]) - 1))
-    except ValueError as exc:
-        raise InputError(f"training images do not fit the network: {exc}", dataset=settings.dataset) from None
+    net_meta = build_networks(method, settings, data.spatial)
     n_steps = total_steps(settings.train, len(data))
     train = {k: v for k, v in asdict(settings.train).items() if k != "checkpoint_every"}
     chash = config_hash({"method": settings.method, "variant": settings.variant, "network": net_meta["network"],

@@ -268,7 +268,7 @@ def test_sweep_errors(demo_config):
     # a model shared across HF radii is refused
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
-    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair_seg' \(15\)"):
+    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair_seg' \(6\)"):
         Study(cfg, base_dir=ROOT)
 
 
