@@ -1,0 +1,85 @@
+"""IterMask3D's subject-specific tau against gamma, on lesioned subjects of your choice.
+
+How the demo's segmentation gamma (config.yaml, im3d_flair_seg) was chosen: on lesioned
+subjects that are not in the test set. Generate them with the demo generator (a copy of the
+repository whose config lists them, e.g. ``test_lesion: [v01, ..., v08]``, then
+``snakemake <results>/preproc/demo/sub-v01/label.nii.gz ...`` with their HF images at the
+model's radius), then run this with the trained model. For each gamma it runs phase A once per
+subject with the experiment's settings (step_percent, fine_from_percent, y_limit, r2_min,
+k_fallback), takes tau from the threshold curve, runs phase B and prints each subject's Dice of
+the final mask, its tau, and the mean. Asserts nothing.
+
+    .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
+        --preproc /tmp/tune/results/preproc/demo --subjects v01 v02 v03 v04 v05 v06 v07 v08 \\
+        --experiment im3d_flair_seg --gammas 1.5 2 3
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from itermask.config.study import Study, load_config  # noqa: E402
+from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
+from itermask.core.threshold import subject_threshold  # noqa: E402
+from itermask.inference.model import load_trained  # noqa: E402
+from itermask.methods._itermask import phase_a_schedule  # noqa: E402
+
+
+def dice(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.bool(), b.bool()
+    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+
+
+def load(folder: Path, name: str) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(nib.load(folder / name).dataobj, dtype=np.float32))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="a trained itermask3d model file")
+    ap.add_argument("--preproc", required=True, help="folder with sub-<id>/{<sequence>.nii.gz, HF, brainmask, label}")
+    ap.add_argument("--subjects", nargs="+", required=True)
+    ap.add_argument("--experiment", required=True, help="the experiment whose infer settings apply")
+    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    ap.add_argument("--gammas", nargs="+", type=float, required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    settings = Study(load_config(args.config), base_dir=ROOT).settings(args.experiment)
+    cfg = settings.infer
+    nets, meta = load_trained(args.model, "cpu")
+    net = nets["masked"]
+    folders = [Path(args.preproc) / f"sub-{s}" for s in args.subjects]
+    x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
+    hf = [load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz") for f in folders]
+    brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
+    label = [load(f, "label.nii.gz") > 0 for f in folders]
+    seeds = list(range(len(folders)))
+    t = np.asarray(phase_a_schedule(cfg))
+    curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
+                                              max_iterations=1, batch_size=len(x), amp=False)]
+    print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations; lesion voxels "
+          + " ".join(str(int(lab.sum())) for lab in label))
+    for gamma in args.gammas:
+        taus = [subject_threshold(c, gamma, y_limit=float(cfg["y_limit"]), r2_min=float(cfg["r2_min"]), t=t,
+                                  no_exceed=cfg["k_fallback"]).tau for c in curves]
+        results = [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
+                                  choose_tau=lambda _c, tau=tau: (tau, None), tol=float(cfg["tol"]),
+                                  max_iterations=int(cfg["max_iterations"]), amp=False,
+                                  phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
+        scores = [dice(r.mask, lab) for r, lab in zip(results, label)]
+        print(f"gamma {gamma:g}: mean Dice {np.mean(scores):.3f} | "
+              + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

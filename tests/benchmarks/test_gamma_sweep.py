@@ -1,0 +1,43 @@
+"""benchmarks/gamma_sweep.py on a tiny random model and two tiny subjects: it runs and prints
+one line per gamma with one Dice per subject."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from itermask.core.networks import build_network
+from itermask.core.networks.model_file import save_models
+from itermask.io.nifti import save_nifti
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gamma_sweep  # noqa: E402
+
+
+def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
+    network = {"channels": [2, 4, 4, 8, 8], "dropout": 0.0, "residual": "avgpool", "input_skip": False}
+    torch.manual_seed(0)
+    model = build_network("itermask3d", 2, network)
+    save_models(tmp_path / "model.pt", {"masked": model},
+                {"method": "itermask3d", "network": network, "in_channels": {"masked": 2},
+                 "variants": {"masked": "full"}, "hf_radius": 4})
+    rng = np.random.default_rng(0)
+    g = np.indices((32, 32, 32)) - 15.5
+    brain = (g**2).sum(0) < 144
+    for s in ("a", "b"):
+        folder = tmp_path / f"sub-{s}"
+        lesion = brain & (((g - 4) ** 2).sum(0) < 9)
+        x = (rng.normal(size=brain.shape) * brain + 4 * lesion).astype(np.float32)
+        for name, arr in (("FLAIR", x), ("FLAIR_hf-r4", x - x.mean()), ("brainmask", brain), ("label", lesion)):
+            save_nifti(arr.astype(np.float32), np.eye(4), folder / f"{name}.nii.gz")
+    gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
+                      "--experiment", "im3d_flair_seg", "--gammas", "1", "100"])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]
+    assert [ln.split(":")[0] for ln in lines] == ["gamma 1", "gamma 100"]
+    for ln in lines:
+        dices = [float(d) for d in re.findall(r" [ab]:([0-9.]+)\(tau", ln)]
+        assert len(dices) == 2 and all(0 <= d <= 1 for d in dices)
