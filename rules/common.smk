@@ -17,7 +17,7 @@ PRE = f"{R}/preproc/{{dataset}}/sub-{{subject}}"
 ART = f"{R}/artefacts/{{dataset}}/{{sequence}}/sub-{{subject}}/{{artefact}}"
 
 # -- path templates ----------------------------------------------------------------------
-INPUTS_CHECKED = f"{PRE}/inputs_checked.json"  # written by check_inputs, the first job of a subject
+INPUTS_CHECKED = f"{PRE}/inputs_checked.json"  # the input check, the first stage of a subject's preprocessing job
 NATIVE_BRAIN = f"{PRE}/native_brainmask.nii.gz"
 BRAIN = f"{PRE}/brainmask.nii.gz"  # the subject's target grid
 LABEL = f"{PRE}/label.nii.gz"
@@ -96,8 +96,8 @@ wildcard_constraints:
 
 
 # Radii of the HF images of rules high_frequency and artefact_high_frequency: any but
-# preprocess.hf_radius, which normalise and artefacts write (the ruleorder's choice). No file has
-# two candidate jobs: Snakemake built both, then dropped one (tests/workflow/test_dag_planning.py).
+# preprocess.hf_radius, which the subject's preprocessing job and rule artefacts write, so no HF
+# file has two candidate jobs (tests/workflow/test_dag_planning.py).
 OTHER_RADIUS = f"(?!{STUDY.preprocess.hf_radius}(?![0-9]))[0-9]+"
 
 
