@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
-from itermask.core.threshold import subject_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import phase_a_schedule  # noqa: E402
+from itermask.methods._itermask2_subject import chooser  # noqa: E402
 
 
 def dice(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations; lesion voxels "
           + " ".join(str(int(lab.sum())) for lab in label))
     for gamma in args.gammas:
-        taus = [subject_threshold(c, gamma, y_limit=float(cfg["y_limit"]), r2_min=float(cfg["r2_min"]), t=t,
-                                  no_exceed=cfg["k_fallback"]).tau for c in curves]
+        choose = chooser({**cfg, "gamma": gamma})  # the pipeline's rule, at this gamma
+        taus = [choose(np.asarray(c, dtype=np.float64))[0] for c in curves]
         results = [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
                                   choose_tau=lambda _c, tau=tau: (tau, None), tol=float(cfg["tol"]),
                                   max_iterations=int(cfg["max_iterations"]), amp=False,

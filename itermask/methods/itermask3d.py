@@ -18,7 +18,7 @@ its mask = [e > the calibrated tau] (``threshold: single_step`` in the record). 
 this ran phase A and one phase-B step.
 
 Settings (schema ``method_defaults.itermask3d``): network ``channels``, ``dropout``,
-``residual``; infer ``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``,
+``residual``; infer ``step_percent``, ``fine_from_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``,
 ``threshold`` (``subject`` | ``fixed``), ``fixed_tau``, ``tau_percentile``, ``tol``,
 ``max_iterations``, ``batch_size``, ``score``.
 """
