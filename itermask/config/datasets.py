@@ -109,9 +109,14 @@ class Dataset:
     def image(self, subject: str, sequence: str) -> str:
         return format_pattern(self.pattern, subject=subject, sequence=dict(self.sequence_names).get(sequence, sequence))
 
+    def has_labels(self, split: str) -> bool:
+        """Whether the subjects of `split` have a label file (a label pattern, a labelled split)."""
+        return self.label_pattern is not None and split in self.labelled_splits
+
     def label(self, subject: str) -> str | None:
         """Label file of a subject in a labelled split (default: test_lesion), else None."""
-        if self.label_pattern is None or self.split_of(subject) not in self.labelled_splits:
+        # the pattern first: no split lookup (a KeyError for an unknown subject) without one
+        if self.label_pattern is None or not self.has_labels(self.split_of(subject)):
             return None
         return format_pattern(self.label_pattern, subject=subject)
 

@@ -20,13 +20,8 @@ def slice_role(split: str) -> str:
     return SLICE_ROLES.get(split, "all")
 
 
-def labelled_split(d: Dataset, split: str) -> bool:
-    """Whether the subjects of `split` have a label file (Dataset.label is not None)."""
-    return d.label_pattern is not None and split in d.labelled_splits
-
-
 def labelled_subjects(d: Dataset) -> list[str]:
-    return [s for split, ids in d.splits.items() if labelled_split(d, split) for s in ids]
+    return [s for split, ids in d.splits.items() if d.has_labels(split) for s in ids]
 
 
 def slice_reads(study) -> set[tuple[str, str, str]]:
@@ -63,7 +58,7 @@ def slice_sequences(study) -> dict[tuple[str, bool], tuple[str, ...]]:
     out = {}
     for d in study.datasets.values():
         for labelled in (False, True):
-            splits = {split for split in d.splits if labelled_split(d, split) == labelled}
+            splits = {split for split in d.splits if d.has_labels(split) == labelled}
             out[(d.name, labelled)] = tuple(q for q in d.sequences
                                             if any((d.name, split, q) in reads for split in splits))
     return out
