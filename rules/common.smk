@@ -98,7 +98,12 @@ wildcard_constraints:
 # Radii of the HF images of rules high_frequency and artefact_high_frequency: any but
 # preprocess.hf_radius, which the subject's preprocessing job and rule artefacts write, so no HF
 # file has two candidate jobs (tests/workflow/test_dag_planning.py).
-OTHER_RADIUS = f"(?!{STUDY.preprocess.hf_radius}(?![0-9]))[0-9]+"
+def radius_other_than(radius):
+    """A {radius} wildcard constraint: any whole number but `radius`."""
+    return f"(?!{radius}(?![0-9]))[0-9]+"
+
+
+OTHER_RADIUS = radius_other_than(STUDY.preprocess.hf_radius)
 
 
 # -- targets -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from itermask.config.preprocess_plan import id_pattern, labelled_subjects, slice
 ID = "[A-Za-z0-9]"  # a character of a subject ID (rules/common.smk's subject constraint)
 # Radii of the slices that rule slices2d makes (any but preprocess.slices2d.hf_radius, which the
 # preprocessing rules write).
-OTHER_SLICE_RADIUS = f"(?!{STUDY.preprocess.slices2d.hf_radius}(?![0-9]))[0-9]+"
+OTHER_SLICE_RADIUS = radius_other_than(STUDY.preprocess.slices2d.hf_radius)
 
 
 def dataset_of(wildcards):
