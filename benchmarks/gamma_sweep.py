@@ -7,11 +7,15 @@ repository whose config lists them, e.g. ``test_lesion: [v01, ..., v08]``, then
 model's radius), then run this with the trained model. For each gamma it runs phase A once per
 subject with the experiment's settings (step_percent, fine_from_percent, y_limit, r2_min,
 k_fallback), takes tau from the threshold curve, runs phase B and prints each subject's Dice of
-the final mask, its tau, and the mean. Asserts nothing.
+the final mask, its tau, and the mean. With ``--val`` (healthy validation subjects) it also runs
+them at each gamma and prints the ``honest`` protocol's Dice: the final error map thresholded at
+the validation errors' (1 - honest_fpr) quantile, as the pipeline's evaluation does. With
+``--taus`` it also runs phase B at each of these fixed taus (the same tau for every subject): how
+far the subject-specific rule's tau is from the tau the error maps would need. Asserts nothing.
 
     .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
         --preproc /tmp/tune/results/preproc/demo --subjects v01 v02 v03 v04 v05 v06 v07 v08 \\
-        --experiment im3d_flair_seg --gammas 1.5 2 3
+        --experiment im3d_flair_seg --gammas 1.5 2 3 --val d07 d08 --taus 6 8 10
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
+from itermask.evaluation.protocols import binarise, honest_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import phase_a_schedule  # noqa: E402
 from itermask.methods._itermask2_subject import chooser  # noqa: E402
@@ -50,36 +55,52 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--experiment", required=True, help="the experiment whose infer settings apply")
     ap.add_argument("--config", default=str(ROOT / "config.yaml"))
     ap.add_argument("--gammas", nargs="+", type=float, required=True)
+    ap.add_argument("--taus", nargs="*", type=float, default=[], help="fixed taus to compare with (phase B only)")
+    ap.add_argument("--val", nargs="*", default=[], help="healthy validation subjects: adds the honest protocol")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    settings = Study(load_config(args.config), base_dir=ROOT).settings(args.experiment)
+    study = Study(load_config(args.config), base_dir=ROOT)
+    settings = study.settings(args.experiment)
     cfg = settings.infer
+    fpr = float(study.config["evaluation"]["honest_fpr"])
     nets, meta = load_trained(args.model, "cpu")
     net = nets["masked"]
-    folders = [Path(args.preproc) / f"sub-{s}" for s in args.subjects]
+    names = list(args.subjects) + list(args.val)
+    folders = [Path(args.preproc) / f"sub-{s}" for s in names]
     x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
     hf = [load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz") for f in folders]
     brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
-    label = [load(f, "label.nii.gz") > 0 for f in folders]
+    label = [load(f, "label.nii.gz") > 0 for f in folders[: len(args.subjects)]]
     seeds = list(range(len(folders)))
     t = np.asarray(phase_a_schedule(cfg))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
                                               max_iterations=1, batch_size=len(x), amp=False)]
     print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations; lesion voxels "
           + " ".join(str(int(lab.sum())) for lab in label))
-    for gamma in args.gammas:
-        choose = chooser({**cfg, "gamma": gamma})  # the pipeline's rule, at this gamma
-        taus = [choose(np.asarray(c, dtype=np.float64))[0] for c in curves]
-        results = [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
-                                  choose_tau=lambda _c, tau=tau: (tau, None), tol=float(cfg["tol"]),
-                                  max_iterations=int(cfg["max_iterations"]), amp=False,
-                                  phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
-        scores = [dice(r.mask, lab) for r, lab in zip(results, label)]
-        print(f"gamma {gamma:g}: mean Dice {np.mean(scores):.3f} | "
-              + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
+    n = len(args.subjects)
 
+    def phase_b(taus: list[float]) -> list:
+        return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
+                               choose_tau=lambda _c, tau=tau: (tau, None), tol=float(cfg["tol"]),
+                               max_iterations=int(cfg["max_iterations"]), amp=False,
+                               phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
+
+    rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g})(np.asarray(c, dtype=np.float64))[0] for c in curves])
+             for g in args.gammas]  # the pipeline's rule at each gamma
+    rules += [(f"fixed tau {tau:g}", [tau] * len(folders)) for tau in args.taus]
+    for name, taus in rules:
+        results = phase_b(taus)
+        scores = [dice(r.mask, lab) for r, lab in zip(results, label)]
+        print(f"{name}: mean Dice {np.mean(scores):.3f} | "
+              + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
+        if args.val:
+            theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[n:], brain[n:])], fpr)
+            honest = [dice(torch.from_numpy(binarise(r.error.numpy(), b.numpy(), theta)), lab)
+                      for r, b, lab in zip(results, brain, label)]
+            print(f"  honest (theta {theta:.2f}): mean Dice {np.mean(honest):.3f} | "
+                  + " ".join(f"{s}:{d:.2f}" for s, d in zip(args.subjects, honest)), flush=True)
 
 if __name__ == "__main__":
     main()

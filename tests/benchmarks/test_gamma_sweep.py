@@ -1,5 +1,6 @@
-"""benchmarks/gamma_sweep.py on a tiny random model and two tiny subjects: it runs and prints
-one line per gamma with one Dice per subject."""
+"""benchmarks/gamma_sweep.py on a tiny random model, two tiny lesioned subjects and one healthy
+validation subject: it prints one line per gamma with one Dice per subject, and one honest-protocol
+line per gamma and fixed tau."""
 from __future__ import annotations
 
 import re
@@ -28,16 +29,24 @@ def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
     rng = np.random.default_rng(0)
     g = np.indices((32, 32, 32)) - 15.5
     brain = (g**2).sum(0) < 144
-    for s in ("a", "b"):
+    for s in ("a", "b", "c"):
         folder = tmp_path / f"sub-{s}"
-        lesion = brain & (((g - 4) ** 2).sum(0) < 9)
+        lesion = brain & (((g - 4) ** 2).sum(0) < 9) & (s != "c")
         x = (rng.normal(size=brain.shape) * brain + 4 * lesion).astype(np.float32)
         for name, arr in (("FLAIR", x), ("FLAIR_hf-r4", x - x.mean()), ("brainmask", brain), ("label", lesion)):
             save_nifti(arr.astype(np.float32), np.eye(4), folder / f"{name}.nii.gz")
     gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
-                      "--experiment", "im3d_flair_seg", "--gammas", "1", "100"])
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]
+                      "--experiment", "im3d_flair_seg", "--gammas", "1", "100", "--val", "c", "--taus", "0.5"])
+    out = capsys.readouterr().out.splitlines()
+    lines = [ln for ln in out if ln.startswith("gamma ")]
+    honest = [ln for ln in out if ln.startswith("  honest (theta ")]
+    assert len(honest) == 3
+    for ln in honest:
+        dices = [float(d) for d in re.findall(r" [ab]:([0-9.]+)", ln)]
+        assert len(dices) == 2 and all(0 <= d <= 1 for d in dices)
     assert [ln.split(":")[0] for ln in lines] == ["gamma 1", "gamma 100"]
+    fixed = [ln for ln in out if ln.startswith("fixed tau 0.5: mean Dice ")]
+    assert len(fixed) == 1 and len(re.findall(r"\(tau 0\.5\)", fixed[0])) == 2
     for ln in lines:
         dices = [float(d) for d in re.findall(r" [ab]:([0-9.]+)\(tau", ln)]
         assert len(dices) == 2 and all(0 <= d <= 1 for d in dices)
