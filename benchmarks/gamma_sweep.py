@@ -32,15 +32,16 @@ sys.path.insert(0, str(ROOT))
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
+from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
 from itermask.evaluation.protocols import binarise, honest_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import phase_a_schedule  # noqa: E402
 from itermask.methods._itermask2_subject import chooser  # noqa: E402
 
 
-def dice(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.bool(), b.bool()
-    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+def dice(pred: torch.Tensor | np.ndarray, label: torch.Tensor) -> float:
+    """The evaluation's Dice (itermask.evaluation.metrics)."""
+    return overlap_metrics(np.asarray(pred, dtype=bool), label.numpy())["dice"]
 
 
 def load(folder: Path, name: str) -> torch.Tensor:
@@ -97,10 +98,11 @@ def main(argv: list[str] | None = None) -> None:
               + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
         if args.val:
             theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[n:], brain[n:])], fpr)
-            honest = [dice(torch.from_numpy(binarise(r.error.numpy(), b.numpy(), theta)), lab)
+            honest = [dice(binarise(r.error.numpy(), b.numpy(), theta), lab)
                       for r, b, lab in zip(results, brain, label)]
             print(f"  honest (theta {theta:.2f}): mean Dice {np.mean(honest):.3f} | "
                   + " ".join(f"{s}:{d:.2f}" for s, d in zip(args.subjects, honest)), flush=True)
+
 
 if __name__ == "__main__":
     main()
