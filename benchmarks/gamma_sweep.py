@@ -68,19 +68,19 @@ def main(argv: list[str] | None = None) -> None:
     fpr = float(study.config["evaluation"]["honest_fpr"])
     nets, meta = load_trained(args.model, "cpu")
     net = nets["masked"]
+    n = len(args.subjects)  # lesioned subjects first, then the healthy validation ones
     names = list(args.subjects) + list(args.val)
     folders = [Path(args.preproc) / f"sub-{s}" for s in names]
     x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
     hf = [load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz") for f in folders]
     brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
-    label = [load(f, "label.nii.gz") > 0 for f in folders[: len(args.subjects)]]
+    label = [load(f, "label.nii.gz") > 0 for f in folders[:n]]
     seeds = list(range(len(folders)))
     t = np.asarray(phase_a_schedule(cfg))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
                                               max_iterations=1, batch_size=len(x), amp=False)]
     print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations; lesion voxels "
           + " ".join(str(int(lab.sum())) for lab in label))
-    n = len(args.subjects)
 
     def phase_b(taus: list[float]) -> list:
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
