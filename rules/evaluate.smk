@@ -14,6 +14,7 @@ rule evaluate:
     params:
         runs=lambda w: inference_runs(w.experiment),
         protocols=list(STUDY.evaluation.protocols),
+        honest_source=STUDY.evaluation.honest_source,
         honest_fpr=STUDY.evaluation.honest_fpr,
         size_bins=list(STUDY.evaluation.size_bins),
         pooled_anomalies=[a for a in STUDY.artefact_conditions() if "-s" not in a],

@@ -15,6 +15,7 @@ with rule_context(smk):
         smk.output.detection,
         smk.output.scores,
         protocols=list(smk.params.protocols),
+        honest_source=smk.params.honest_source,
         honest_fpr=smk.params.honest_fpr,
         size_bins=list(smk.params.size_bins),
         pooled_anomalies=list(smk.params.pooled_anomalies),

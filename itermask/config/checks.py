@@ -1,5 +1,6 @@
 """Checks of meaning that the schema cannot express: references between sections, shared
-models, sequences of test datasets, fixed thresholds, 2D attention resolutions."""
+models, sequences of test datasets, fixed thresholds, 2D attention resolutions, the honest
+threshold's source."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -84,7 +85,7 @@ def check_real_artefacts(study: "Study") -> None:
     """Failed skull-stripping sets and user anomalous datasets (test_anomalous + anomaly)."""
     from itermask.artefacts.failed_skullstrip import CONDITION
 
-    reserved = {"val", "healthy", "lesion", "all", CONDITION, *study.artefact_conditions()}
+    reserved = {"val", "val_lesion", "healthy", "lesion", "all", CONDITION, *study.artefact_conditions()}
     for name, d in list(study.datasets.items()):
         where = f"config key 'datasets.{name}'"
         if (d.anomaly is None) != ("test_anomalous" not in d.splits):
@@ -127,6 +128,22 @@ def check_attention_resolutions(study: "Study", name: str) -> None:
         )
 
 
+def check_honest_source(study: "Study") -> None:
+    """``evaluation.honest_source: labelled_val`` needs a val_lesion split in every dataset an
+    experiment segments (the honest threshold is set per test dataset)."""
+    ev = study.config["evaluation"]
+    if ev["honest_source"] != "labelled_val" or "honest" not in ev["protocols"]:
+        return
+    for name in study.experiments:
+        for d in study.settings(name).segment:
+            if not study.datasets[d].splits.get("val_lesion"):
+                raise ConfigError(
+                    f"config key 'evaluation.honest_source': 'labelled_val' sets the honest threshold on "
+                    f"each segmented dataset's 'val_lesion' split, but dataset '{d}' (segmented by "
+                    f"experiment '{name}') has none: add labelled subjects to datasets.{d}.splits.val_lesion "
+                    "or use honest_source 'healthy_fpr'")
+
+
 def check_references(study: "Study") -> None:
     """Every check of meaning; adds the sweeps' derived experiments on the way."""
     from itermask.config.sweeps import add_sweeps
@@ -158,3 +175,4 @@ def check_references(study: "Study") -> None:
     for name in study.experiments:
         check_attention_resolutions(study, name)
     check_real_artefacts(study)
+    check_honest_source(study)

@@ -14,7 +14,7 @@ from typing import Any
 
 from itermask.errors import ConfigError
 
-SPLITS = ("train", "val", "test_healthy", "test_lesion", "test_anomalous")
+SPLITS = ("train", "val", "val_lesion", "test_healthy", "test_lesion", "test_anomalous")
 SUBJECT_RE = re.compile(r"[A-Za-z0-9]+")  # used with fullmatch: no '$' before a final newline
 SUBJECT_CHARS = "letters A-Z, a-z and digits 0-9 only (no spaces, '_', '-', '/', '.', ';' or newlines)"
 
@@ -202,8 +202,12 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
 
     splits = _resolve_splits(name, entry, pattern, sequences, base_dir=base_dir, generated=generated)
-    if label_pattern is None and splits.get("test_lesion"):
-        raise ConfigError(f"dataset '{name}': subjects in split 'test_lesion' need a 'label_pattern'")
+    for split in ("val_lesion", "test_lesion"):  # lesion subjects: segmentation needs their labels
+        if splits.get(split) and label_pattern is None:
+            raise ConfigError(f"dataset '{name}': subjects in split '{split}' need a 'label_pattern'")
+        if splits.get(split) and split not in entry["labelled_splits"]:
+            raise ConfigError(f"dataset '{name}': split '{split}' must be in labelled_splits "
+                              f"(its subjects' labels are read), got {list(entry['labelled_splits'])}")
     return Dataset(
         name=name,
         pattern=pattern,

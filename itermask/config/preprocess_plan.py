@@ -12,7 +12,7 @@ from itermask.config.datasets import Dataset
 
 #: slices2d role of a split: "train" (central range, no lesion), "test" (the largest-lesion
 #: slice), any other split "all" (every slice with brain)
-SLICE_ROLES = {"train": "train", "val": "train", "test_lesion": "test"}
+SLICE_ROLES = {"train": "train", "val": "train", "val_lesion": "test", "test_lesion": "test"}
 FAILED_STRIP = "failed_skullstrip"  # = itermask.artefacts.failed_skullstrip.CONDITION
 
 

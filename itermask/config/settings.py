@@ -152,9 +152,11 @@ class ResourceSettings(Section):
 
 @dataclass(frozen=True)
 class EvaluationSettings(Section):
-    """``evaluation``: segmentation threshold protocols, honest FPR, lesion size bins."""
+    """``evaluation``: segmentation threshold protocols, the honest threshold's source and FPR,
+    lesion size bins."""
 
     protocols: tuple[str, ...]
+    honest_source: str
     honest_fpr: float
     size_bins: tuple[int, int]
 

@@ -229,6 +229,8 @@ class Study:
         out: list[str] = []
         if dataset == s.dataset and split == "val":
             out.append("val")
+        if split == "val_lesion" and dataset in s.segment:
+            out.append("val_lesion")
         if split == "test_lesion" and dataset in s.segment:
             out.append("lesion")
         if split == "test_healthy" and dataset in s.detect:

@@ -7,7 +7,7 @@ participants.tsv. The parts, one module each in itermask.demo:
   aligned once per process (``load_anatomy``);
 - ``subject``: one subject's sequences on an oblique scanner grid (``synthesize_subject``):
   pose, smooth warp, tissue contrast, bias field, Rician noise;
-- ``lesion``: the irregular lesion of a ``test_lesion`` subject;
+- ``lesion``: the irregular lesion of a ``test_lesion`` or ``val_lesion`` subject;
 - ``randomness``: per-(seed, subject) random streams and smooth random fields;
 - ``geometry``: voxel grids in mm, trilinear sampling, pooling, rotations.
 """
@@ -24,7 +24,7 @@ from itermask.errors import ConfigError
 from itermask.io.atomic import write_text
 from itermask.io.nifti import save_nifti
 
-LESION_SPLIT = "test_lesion"
+LESION_SPLITS = ("val_lesion", "test_lesion")  # subjects with a lesion and a label
 
 
 def _check_pattern(pattern: str, fields: set[str], what: str) -> None:
@@ -57,10 +57,11 @@ def _split_of_subjects(splits: dict[str, list[str]]) -> dict[str, str]:
 def generate_demo(pattern: str, label_pattern: str, splits: dict[str, list[str]], sequences: list[str], *,
                   voxel_size_mm: float = 2.0, lesion_volumes_ml: list[float] = (0.5, 2.0, 8.0, 25.0),
                   seed: int = 0) -> list[Path]:
-    """Write every subject's sequences (+ label for ``test_lesion``) and participants.tsv.
+    """Write every subject's sequences (+ label for ``val_lesion`` and ``test_lesion``) and
+    participants.tsv.
 
-    Lesion sizes cycle through ``lesion_volumes_ml`` in the order of the ``test_lesion``
-    list. Returns the written paths (images, labels, participants.tsv).
+    Lesion sizes cycle through ``lesion_volumes_ml`` in the order of each lesion split's list.
+    Returns the written paths (images, labels, participants.tsv).
     """
     _check_pattern(pattern, {"subject", "sequence"}, "pattern")
     _check_pattern(label_pattern, {"subject"}, "label_pattern")
@@ -69,7 +70,7 @@ def generate_demo(pattern: str, label_pattern: str, splits: dict[str, list[str]]
     if not volumes or min(volumes) <= 0:
         raise ConfigError(f"demo lesion_volumes_ml must be positive numbers, got {list(lesion_volumes_ml)}")
     seen = _split_of_subjects(splits)
-    lesion_of = {s: volumes[i % len(volumes)] for i, s in enumerate(splits.get(LESION_SPLIT, []))}
+    lesion_of = {s: volumes[i % len(volumes)] for split in LESION_SPLITS for i, s in enumerate(splits.get(split, []))}
 
     anatomy = load_anatomy(voxel_size_mm)
     written: list[Path] = []

@@ -4,7 +4,9 @@ Reads the ``{condition}/`` folders of each inference run (dataset, subject, fold
 three TSVs:
 
 - segmentation: one row per lesion subject × protocol (``honest``, ``paper``,
-  ``per_image_best`` as requested, plus always ``iterative_mask`` = IterMask's own final mask).
+  ``per_image_best`` as requested, plus always ``iterative_mask`` = IterMask's own final mask);
+  ``threshold_source`` says where a shared threshold came from (honest: ``healthy_fpr`` or
+  ``labelled_val``; paper: ``test_labels``).
   ``per_image_best`` is IterMask's own oracle (``mask_oracle.nii.gz``: the per-image best
   iteration/τ, column ``oracle`` = ``itermask``, or τ raised further at the final iteration,
   ``itermask_final``, whichever is better) where inference wrote one, else the best
@@ -21,7 +23,9 @@ three TSVs:
 
 Thresholds, protocols and summaries are per (experiment, test dataset): two test datasets of
 one experiment never share a ``paper`` threshold nor a detection ROC (METHOD.md §7).
-Healthy validation scans (condition ``val``) only set the ``honest`` threshold.
+Healthy validation scans (condition ``val``) and labelled validation scans (condition
+``val_lesion``, per test dataset) only set the ``honest`` threshold, from the source
+``honest_source`` names.
 2D results (result.json ``kind`` = ``2d``) are (H, W, n) stacks of slices: surfaces, ASSD and
 SSIM are computed per slice in-plane (slice axis 2), spacing from the NIfTI header. Slice-wise
 IterMask2 results on volumes (``slicewise``) are evaluated as volumes, against ``input2d.nii.gz``
@@ -42,7 +46,9 @@ from itermask.errors import InputError
 from itermask.evaluation.metrics import (
     detection_metrics, healthy_tissue_quality, overlap_metrics, segmentation_metrics,
 )
-from itermask.evaluation.protocols import binarise, honest_threshold, paper_threshold, per_image_best_threshold
+from itermask.evaluation.protocols import (
+    binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
+)
 from itermask.evaluation.reference_metrics import precision_ref, reference_quality
 from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score, scan_scores
 
@@ -51,7 +57,7 @@ log = logging.getLogger(__name__)
 SEGMENTATION_COLUMNS = [
     "experiment", "dataset", "subject", "protocol", "threshold", "dice", "sensitivity", "precision",
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
-    "precision_ref", "psnr_ref", "ssim_ref", "oracle",
+    "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source",
 ]
 DETECTION_COLUMNS = [
     "experiment", "dataset", "anomaly", "score_name", "primary", "n_pos", "n_neg",
@@ -59,6 +65,8 @@ DETECTION_COLUMNS = [
 ]
 SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary"]
 NON_ANOMALY = ("val", "healthy")
+VALIDATION = ("val", "val_lesion")  # conditions that set thresholds, never test scans
+HONEST_SOURCES = ("healthy_fpr", "labelled_val")
 SEVERITY = re.compile(r"^(?P<type>.+)-s(?P<level>\d+)$")
 
 
@@ -92,6 +100,21 @@ def _honest_theta(experiment: str, val_scans: list[Scan], honest_fpr: float) -> 
     return honest_threshold(val, honest_fpr)
 
 
+def _labelled_theta(experiment: str, dataset: str, scans: list[Scan]) -> float:
+    """Honest θ of one test dataset from its labelled validation scans (condition val_lesion)."""
+    own = [s for s in scans if s.dataset == dataset]
+    if not own:
+        raise InputError(f"experiment '{experiment}': honest_source 'labelled_val' needs labelled validation "
+                         f"scans (condition 'val_lesion') of dataset '{dataset}', none found")
+    return labelled_threshold(*zip(*(_brain_vectors(s) for s in own)))
+
+
+def _brain_vectors(s: Scan) -> tuple[np.ndarray, np.ndarray]:
+    """(error, label) of a labelled scan's brain voxels."""
+    error, brain, _ = brain_error(s)
+    return error[brain], load(s, "label.nii.gz", np.uint8)[0][brain] > 0
+
+
 def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float, str]:
     """Per-image best (METHOD.md §7; uses the test label). IterMask (inference wrote
     ``mask_oracle``): the better of its oracle over the shrinking process and τ raised further
@@ -120,16 +143,14 @@ def _dataset_thresholds(scans: list[Scan], protocols: list[str], honest: float |
     if "honest" in protocols:
         out["honest"] = honest
     if "paper" in protocols:
-        vectors = []
-        for s in scans:
-            error, brain, _ = brain_error(s)
-            vectors.append((error[brain], load(s, "label.nii.gz", np.uint8)[0][brain] > 0))
-        out["paper"] = paper_threshold([v[0] for v in vectors], [v[1] for v in vectors])["theta"]
+        errors, labels = zip(*(_brain_vectors(s) for s in scans))
+        out["paper"] = paper_threshold(errors, labels)["theta"]
     return out
 
 
 def _subject_rows(
-    experiment: str, s: Scan, shared: dict[str, float], protocols: list[str], size_bins: list[int]
+    experiment: str, s: Scan, shared: dict[str, float], protocols: list[str], size_bins: list[int],
+    sources: dict[str, str],
 ) -> list[dict[str, Any]]:
     error, brain, img = brain_error(s)
     label = load(s, "label.nii.gz", np.uint8)[0] > 0
@@ -154,28 +175,35 @@ def _subject_rows(
                                  size_bins=size_bins, slice_axis=slice_axis)
         rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": name,
                      "threshold": theta, **m, **quality, "precision_ref": precision_ref(pred, label),
-                     "oracle": oracle})
+                     "oracle": oracle, "threshold_source": sources.get(name, "")})
     return rows
 
 
 def _segmentation_rows(
     experiment: str, scans: list[Scan], val_scans: list[Scan], protocols: list[str],
-    honest_fpr: float, size_bins: list[int],
+    honest_fpr: float, size_bins: list[int], honest_source: str, labelled_val_scans: Sequence[Scan],
 ) -> list[dict[str, Any]]:
     """Rows of every lesion subject; thresholds per (experiment, test dataset), never pooled."""
     unknown = set(protocols) - {"honest", "paper", "per_image_best", "iterative_mask"}
     if unknown:
         raise ValueError(f"unknown protocols {sorted(unknown)}")
+    if honest_source not in HONEST_SOURCES:
+        raise ValueError(f"unknown honest_source '{honest_source}' (one of {list(HONEST_SOURCES)})")
     lesion = _with_labels(scans)
     if not lesion:
         return []
-    honest = _honest_theta(experiment, val_scans, honest_fpr) if "honest" in protocols else None
+    by_fpr = "honest" in protocols and honest_source == "healthy_fpr"
+    honest = _honest_theta(experiment, val_scans, honest_fpr) if by_fpr else None
+    labelled = _with_labels(list(labelled_val_scans))
+    sources = {"honest": honest_source, "paper": "test_labels"}
     rows = []
     for dataset in dict.fromkeys(s.dataset for s in lesion):
         group = [s for s in lesion if s.dataset == dataset]
+        if "honest" in protocols and not by_fpr:
+            honest = _labelled_theta(experiment, dataset, labelled)
         shared = _dataset_thresholds(group, protocols, honest)
         for s in group:
-            rows += _subject_rows(experiment, s, shared, protocols, size_bins)
+            rows += _subject_rows(experiment, s, shared, protocols, size_bins, sources)
     return rows
 
 
@@ -186,7 +214,7 @@ def _score_rows(experiment: str, scans: list[Scan], primary: str | None) -> list
         for name, value in scan_scores(s).items():
             rows.append({
                 "experiment": experiment, "dataset": s.dataset, "subject": s.subject, "condition": s.condition,
-                "role": "val" if s.condition == "val" else "test",
+                "role": "val" if s.condition in VALIDATION else "test",
                 "label": 0 if s.condition in NON_ANOMALY else 1,
                 "score_name": name, "score": value, "primary": name == primary,
             })
@@ -250,6 +278,7 @@ def evaluate_experiment(
     out_scores_tsv: str,
     *,
     protocols: list[str],
+    honest_source: str,
     honest_fpr: float,
     size_bins: list[int],
     pooled_anomalies: Sequence[str],
@@ -259,12 +288,16 @@ def evaluate_experiment(
     ``pooled_anomalies``: the conditions the detection row ``all`` pools (the synthetic
     artefact types; severity levels, lesions and real-artefact sets are never pooled).
     ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on.
+    ``honest_source``: ``healthy_fpr`` (θ from the healthy validation scans at ``honest_fpr``)
+    or ``labelled_val`` (θ of best mean Dice on each test dataset's ``val_lesion`` scans).
     Experiments without lesion (or without detection) conditions get TSVs with headers only.
     """
     scans = discover(runs)
     val_scans = [s for s in scans if s.condition == "val"]
     lesion_scans = [s for s in scans if s.condition == "lesion"]
-    seg = _segmentation_rows(experiment, lesion_scans, val_scans, list(protocols), honest_fpr, list(size_bins))
+    labelled_val = [s for s in scans if s.condition == "val_lesion"]
+    seg = _segmentation_rows(experiment, lesion_scans, val_scans, list(protocols), honest_fpr, list(size_bins),
+                             honest_source, labelled_val)
     primary = primary_score(scans) if scans else None
     score_rows = _score_rows(experiment, scans, primary)
     scores = pd.DataFrame(score_rows, columns=SCORE_COLUMNS)

@@ -34,6 +34,7 @@ class Row:
     grey: bool
     protocol: str
     oracle: set[str] = field(default_factory=set)  # per_image_best sources seen (evaluate.py column oracle)
+    threshold_sources: set[str] = field(default_factory=set)  # shared thresholds' sources (column threshold_source)
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # block key -> metric -> cell
 
 
@@ -102,6 +103,9 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 row.cells[block["key"]] = _segmentation_cells(seg, row.protocol, block, spec["metrics"])
                 if row.protocol == "per_image_best" and "oracle" in seg:
                     row.oracle |= set(seg.loc[seg["protocol"] == row.protocol, "oracle"].dropna().astype(str))
+                if "threshold_source" in seg:
+                    found = seg.loc[seg["protocol"] == row.protocol, "threshold_source"].dropna().astype(str)
+                    row.threshold_sources |= {f for f in found if f}
         rows.append(row)
     return rows
 

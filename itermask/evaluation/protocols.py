@@ -4,8 +4,11 @@ The error map E (squared reconstruction error) is only read inside the brain; th
 of a protocol with threshold θ is ``brain ∧ (E > θ)`` (strict). Every threshold is reported in
 raw error units, so protocols are comparable.
 
-- ``honest`` (default): θ = the (1 − fpr) quantile (NumPy linear interpolation) of the errors
-  of all brain voxels of the healthy *validation* scans, pooled; no test data are used.
+- ``honest`` (default): θ fixed without test data, from one of two sources
+  (``evaluation.honest_source``): ``healthy_fpr``, the (1 − fpr) quantile (NumPy linear
+  interpolation) of the errors of all brain voxels of the healthy *validation* scans, pooled; or
+  ``labelled_val``, the ``paper`` protocol's search below run on a labelled validation split
+  (lesion subjects outside the test set) instead of the test set.
 - ``paper``: E is min-max normalised over the brain voxels of the whole test set (all test
   subjects pooled); one θ maximising the mean Dice over the test subjects (test labels!) is
   chosen from a candidate grid: 101 evenly spaced normalised values in [0, 1] plus the pooled
@@ -55,6 +58,14 @@ def honest_threshold(val_errors: Sequence[np.ndarray], fpr: float) -> float:
     if pooled.size == 0:
         raise ValueError("no healthy validation voxels to set the honest threshold")
     return float(np.quantile(pooled, 1.0 - float(fpr)))
+
+
+def labelled_threshold(errors: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> float:
+    """Honest θ from a labelled validation split: the raw θ of best mean Dice over its subjects
+    (brain-voxel vectors), searched as `paper_threshold` searches the test set."""
+    if len(errors) == 0:
+        raise ValueError("no labelled validation subjects to set the honest threshold")
+    return paper_threshold(errors, labels)["theta"]
 
 
 def paper_candidates(pooled_normalised: np.ndarray, n: int = 101) -> np.ndarray:

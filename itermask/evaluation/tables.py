@@ -19,11 +19,16 @@ from itermask.evaluation.spec import DEFINITIONS, METRICS
 from itermask.io.atomic import atomic_path, write_text
 
 PROTOCOL_TEXT = {
-    "honest": ("honest: θ fixed on healthy validation voxels at the configured false-positive rate "
-               "(evaluation.honest_fpr); no test labels"),
+    "honest": "honest: θ fixed without test labels",
     "paper": ("paper (the reference's protocol, uses test labels): error maps min-max normalised over the "
               "block's test dataset, one θ maximising mean DSC on its labels"),
     "iterative_mask": "IterMask's own final iterative mask (no threshold on the error map)",
+}
+HONEST_TEXT = {  # where the honest θ came from (evaluate.py column threshold_source)
+    "healthy_fpr": ("the healthy validation voxels' error quantile at the configured false-positive rate "
+                    "(evaluation.honest_fpr)"),
+    "labelled_val": ("the θ of best mean DSC on the test dataset's labelled validation subjects (split "
+                     "val_lesion, outside the test set), searched as the paper protocol searches"),
 }
 ORACLE_TEXT = {
     "itermask": "IterMask's own per-image best iteration/τ of the shrinking process (mask_oracle)",
@@ -43,12 +48,21 @@ def format_cell(cell: Cell, digits: int, with_sd: bool = True) -> str:
     return text if cell.k == cell.n else f"{text} ({cell.k}/{cell.n})"
 
 
+def _protocol_text(protocol: str, rows: list[Row]) -> str:
+    """A protocol's caption text; the honest one names its threshold source(s)."""
+    text = PROTOCOL_TEXT.get(protocol, protocol)
+    sources = sorted({f for r in rows if r.protocol == protocol for f in r.threshold_sources})
+    if protocol == "honest" and sources:
+        text += ": " + "; ".join(HONEST_TEXT.get(f, f) for f in sources)
+    return text
+
+
 def caption(spec: dict[str, Any], rows: list[Row]) -> str:
     """The spec's caption plus protocol, threshold source, metric definitions and absent cells."""
     parts = [spec["caption"].strip()] if spec["caption"].strip() else []
     if spec["kind"] == "segmentation":
         protocols = list(dict.fromkeys(r.protocol for r in rows if not r.grey))
-        parts += [f"Threshold ({p}): {PROTOCOL_TEXT.get(p, p)}." for p in protocols]
+        parts += [f"Threshold ({p}): {_protocol_text(p, rows)}." for p in protocols]
         grey = [r for r in rows if r.grey]
         if grey:
             sources = sorted({o for r in grey for o in r.oracle}) or ["none evaluated yet"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from itermask.config.settings import thaw
 from itermask.errors import ConfigError, InputError
-from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method, reads_slices
 
 NETWORK_KEYS = {3: ("channels", "dropout", "residual"),
                 2: ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")}
@@ -46,8 +46,7 @@ class ReconstructionBaseline(Method):
         return InputSpec("slices") if spatial_dims(settings) == 2 else InputSpec("volume")
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        if spatial_dims(settings) == 2 and (condition == "val" or (
-                condition == "lesion" and settings.infer["lesion_input"] == "slices")):
+        if spatial_dims(settings) == 2 and reads_slices(settings, condition):
             return InputSpec("slices")
         return InputSpec("volume")  # 2D: slice-wise on the volume
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from itermask.config.settings import thaw
 from itermask.errors import ConfigError, InputError
-from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method, reads_slices
 
 NETWORK_KEYS = ("attention_levels", "num_res_blocks", "num_head_channels", "norm_num_groups", "timesteps",
                 "data_scale")
@@ -36,8 +36,7 @@ class DiffusionBaseline(Method):
         return InputSpec("slices")
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        slices = condition == "val" or (condition == "lesion" and settings.infer["lesion_input"] == "slices")
-        return InputSpec("slices") if slices else InputSpec("volume")  # volume: slice-wise, 3D metrics
+        return InputSpec("slices") if reads_slices(settings, condition) else InputSpec("volume")  # volume: slice-wise, 3D metrics
 
     def check(self, settings: Any) -> None:
         from itermask.methods._diffusion import REFERENCE_TIMESTEPS

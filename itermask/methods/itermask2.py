@@ -28,7 +28,7 @@ from itermask.config.settings import thaw
 from itermask.errors import InputError
 from itermask.methods import _itermask as im
 from itermask.methods import _itermask2_subject as subject
-from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+from itermask.methods.base import ORACLE_CONDITIONS, ConditionOutput, InferenceContext, InputSpec, Method, reads_slices
 
 NETWORK_KEYS = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")
 
@@ -44,7 +44,7 @@ class IterMask2(Method):
         return InputSpec("slices", hf=True)
 
     def condition_inputs(self, settings: Any, condition: str) -> InputSpec:
-        if condition == "val" or (condition == "lesion" and settings.infer["lesion_input"] == "slices"):
+        if reads_slices(settings, condition):
             return InputSpec("slices", hf=True)
         return InputSpec("volume", hf=False)  # slice-wise on the volume; HF computed on the resized slices
 
@@ -145,7 +145,7 @@ class IterMask2(Method):
 def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, piece: dict[str, Any], tau: float,
                 ctx: InferenceContext, name: str) -> None:
     """The per-image-best oracle (``itermask.core.oracle``) on labelled slices: ``mask_oracle``
-    and record ``oracle`` per slice (it uses the test label)."""
+    and record ``oracle`` per slice (it uses the test label); test conditions only."""
     import torch
 
     from itermask.core.oracle import oracle_2d
@@ -154,8 +154,8 @@ def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, pie
     factors = [float(f) for f in cfg["oracle_tau_factors"]]
     firsts = [float(p) for p in cfg["oracle_first_step_percentiles"]]
     label = getattr(inp, "label", None)
-    if (piece["kind"] != "2d" or label is None or not label.any() or not factors or not firsts
-            or im.single_step(ctx.settings.variant)):
+    if (name not in ORACLE_CONDITIONS or piece["kind"] != "2d" or label is None or not label.any()
+            or not factors or not firsts or im.single_step(ctx.settings.variant)):
         return
     seeds = [ctx.seed(name, "oracle", int(z)) for z in inp.index]
     best = oracle_2d(networks["first"], networks["masked"], *(torch.from_numpy(a) for a in

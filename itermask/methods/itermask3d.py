@@ -32,7 +32,7 @@ import numpy as np
 from itermask.config.settings import thaw
 from itermask.errors import InputError
 from itermask.methods import _itermask as im
-from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
+from itermask.methods.base import ORACLE_CONDITIONS, ConditionOutput, InferenceContext, InputSpec, Method
 
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 NETWORK_KEYS = ("channels", "dropout", "residual", "input_skip")
@@ -165,14 +165,15 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
 
 
 def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: InferenceContext, name: str) -> None:
-    """The per-image-best oracle (``itermask.core.oracle``) for a condition with a lesion label:
-    ``mask_oracle`` and record ``oracle`` (it uses the test label)."""
+    """The per-image-best oracle (``itermask.core.oracle``) for a test condition with a lesion
+    label: ``mask_oracle`` and record ``oracle`` (it uses the test label)."""
     import torch
 
     from itermask.core.oracle import oracle_3d
 
     factors = [float(f) for f in ctx.settings.infer["oracle_tau_factors"]]
-    if v.label is None or not v.label.any() or not factors or im.single_step(ctx.settings.variant):
+    if (name not in ORACLE_CONDITIONS or v.label is None or not v.label.any() or not factors
+            or im.single_step(ctx.settings.variant)):
         return
     hf = v.hf if v.hf is not None else np.zeros_like(v.image)
     seed = ctx.seed(name, "oracle")

@@ -2,6 +2,7 @@
 from types import SimpleNamespace
 
 from itermask.artefacts.failed_skullstrip import CONDITION as FAILED_STRIP, selected_subjects
+from itermask.methods.base import LESION_CONDITIONS
 
 
 def condition_files(experiment, dataset, subject, condition):
@@ -11,7 +12,7 @@ def condition_files(experiment, dataset, subject, condition):
     spec = STUDY.condition_spec(experiment, condition)
     if condition == FAILED_STRIP:  # the scan preprocessed with its outlying mask (derived dataset)
         files = input_item(spec, s, STUDY.failed_strip_dataset(dataset), subject)
-    elif condition in ("val", "lesion", "healthy") or condition == STUDY.datasets[dataset].anomaly:
+    elif condition in ("val", "healthy", *LESION_CONDITIONS) or condition == STUDY.datasets[dataset].anomaly:
         files = input_item(spec, s, dataset, subject)
     else:  # an artefact: the corrupted volume (artefacts are volumes)
         w = dict(dataset=dataset, subject=subject, sequence=s.sequence, artefact=condition)
@@ -21,7 +22,7 @@ def condition_files(experiment, dataset, subject, condition):
         files["brain"] = path(BRAIN, dataset=dataset, subject=subject)
     del files["subject"]
     if spec.kind == "volume":
-        labelled = condition == "lesion" and STUDY.datasets[dataset].label(subject) is not None
+        labelled = condition in LESION_CONDITIONS and STUDY.datasets[dataset].label(subject) is not None
         files["label"] = path(LABEL, dataset=dataset, subject=subject) if labelled else None
     return files
 

@@ -105,7 +105,7 @@ def _rule_blocks(stdout: str, rule: str) -> list[str]:
 def test_dry_run_builds_the_sets_and_feeds_inference(tmp_path):
     cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     tiny = cfg["datasets"]["tiny"]
-    tiny["splits"]["test_healthy"] = ["t05", "t08"]
+    tiny["splits"]["test_healthy"] = ["t05", "t09"]
     tiny["failed_skullstrip_set"] = {"enabled": True, "n_subjects": 1, "hd_bet_mode": "fast", "hd_bet_tta": False}
     (tmp_path / "metal").mkdir()
     for s in ("m1", "m2"):  # a user's anomalous scans, found by globbing (role)

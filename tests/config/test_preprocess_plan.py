@@ -42,15 +42,16 @@ def test_id_pattern_of_many_ids_is_a_trie():
 
 
 def test_slice_roles():
-    assert [slice_role(s) for s in ("train", "val", "test_lesion", "test_healthy", "test_anomalous")] == [
-        "train", "train", "test", "all", "all"]
+    assert [slice_role(s) for s in ("train", "val", "val_lesion", "test_lesion", "test_healthy", "test_anomalous")] == [
+        "train", "train", "test", "test", "all", "all"]
 
 
 def test_tiny_study_writes_flair_slices_for_both_kinds_of_subject():
     study = tiny()
-    assert labelled_subjects(study.datasets["tiny"]) == ["t06", "t07"]
-    # im2 (itermask2 on FLAIR) trains on train/val and segments the lesioned subjects
-    assert slice_reads(study) == {("tiny", "train", "FLAIR"), ("tiny", "val", "FLAIR"), ("tiny", "test_lesion", "FLAIR")}
+    assert labelled_subjects(study.datasets["tiny"]) == ["t08", "t06", "t07"]
+    # im2 (itermask2 on FLAIR) trains on train/val and segments the lesioned subjects (validation and test)
+    assert slice_reads(study) == {("tiny", "train", "FLAIR"), ("tiny", "val", "FLAIR"), ("tiny", "val_lesion", "FLAIR"),
+                                  ("tiny", "test_lesion", "FLAIR")}
     assert slice_sequences(study) == {("tiny", False): ("FLAIR",), ("tiny", True): ("FLAIR",)}
 
 

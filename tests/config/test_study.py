@@ -93,10 +93,36 @@ def test_split_file_and_missing_split_file(demo_config, tmp_path):
         Study(demo_config, base_dir=ROOT)
 
 
-def test_lesion_split_needs_labels(demo_config):
-    del demo_config["datasets"]["demo"]["label_pattern"]
-    with pytest.raises(ConfigError, match="test_lesion.*label_pattern"):
+@pytest.mark.parametrize("split", ["val_lesion", "test_lesion"])
+def test_lesion_splits_need_labels(demo_config, split):
+    splits = demo_config["datasets"]["demo"]["splits"]
+    for other in {"val_lesion", "test_lesion"} - {split}:
+        del splits[other]
+    no_pattern = copy.deepcopy(demo_config)
+    del no_pattern["datasets"]["demo"]["label_pattern"]
+    with pytest.raises(ConfigError, match=f"split '{split}' need a 'label_pattern'"):
+        Study(no_pattern, base_dir=ROOT)
+    demo_config["datasets"]["demo"]["labelled_splits"] = ["train"]
+    with pytest.raises(ConfigError, match=f"split '{split}' must be in labelled_splits"):
         Study(demo_config, base_dir=ROOT)
+
+
+def test_val_lesion_subjects_are_segmented_and_labelled(demo_config):
+    study = Study(demo_config, base_dir=ROOT)
+    demo = study.datasets["demo"]
+    first = demo.splits["val_lesion"][0]
+    assert demo.label(first) == f"data/demo/sub-{first}/anat/sub-{first}_label-lesion_mask.nii.gz"
+    assert study.conditions("im3d_flair_seg", "demo", first) == ["val_lesion"]
+    assert study.conditions("im3d_flair", "demo", first) == []  # detection only: not run
+
+
+def test_labelled_honest_source_needs_val_lesion(demo_config):
+    del demo_config["datasets"]["demo"]["splits"]["val_lesion"]
+    demo_config["evaluation"]["honest_source"] = "labelled_val"
+    with pytest.raises(ConfigError, match="honest_source.*dataset 'demo'.*has none"):
+        Study(demo_config, base_dir=ROOT)
+    demo_config["evaluation"]["honest_source"] = "healthy_fpr"
+    Study(demo_config, base_dir=ROOT)
 
 
 def test_experiment_references(demo_config):
@@ -294,6 +320,7 @@ NO_DEFAULT = {
     "properties.datasets.additionalProperties.properties.splits": "role or splits",
     "properties.datasets.additionalProperties.properties.splits.properties.train": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.val": "a split may be empty",
+    "properties.datasets.additionalProperties.properties.splits.properties.val_lesion": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.test_healthy": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.test_lesion": "a split may be empty",
     "properties.datasets.additionalProperties.properties.splits.properties.test_anomalous": "a split may be empty",
@@ -361,11 +388,12 @@ def test_validation_fills_defaults_of_a_minimal_config():
     assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
                                  "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
-    assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_fpr": 0.01,
+    assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_source": "healthy_fpr",
+                                 "honest_fpr": 0.01,
                                  "size_bins": [200, 800]}
     assert cfg["datasets"]["d"]["failed_skullstrip_set"] == {"enabled": False, "n_subjects": 20, "hd_bet_mode": "accurate",
                                                              "hd_bet_tta": True, "template_spacing_mm": 3.0}
-    assert cfg["datasets"]["d"]["labelled_splits"] == ["test_lesion"]
+    assert cfg["datasets"]["d"]["labelled_splits"] == ["val_lesion", "test_lesion"]
     assert cfg["experiments"]["e"] == {"method": "itermask2", "dataset": "d", "sequence": "T1w",
                                        "variant": "full", "detect": False, "detect_artefacts": None, "segment": True}
     md = cfg["method_defaults"]

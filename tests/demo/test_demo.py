@@ -37,10 +37,10 @@ def _threads():
 
 @pytest.fixture(scope="module")
 def demo4(tmp_path_factory):
-    """A 4 mm demo: one healthy training subject, two lesion subjects."""
+    """A 4 mm demo: one healthy training subject, one labelled validation and two test lesion subjects."""
     root = tmp_path_factory.mktemp("demo4") / "data" / "demo"
     pattern, label = _patterns(root)
-    splits = {"train": ["h1"], "test_lesion": ["l1", "l2"]}
+    splits = {"train": ["h1"], "val_lesion": ["v1"], "test_lesion": ["l1", "l2"]}
     written = demo.generate_demo(pattern, label, splits, SEQS, voxel_size_mm=4.0,
                                  lesion_volumes_ml=[8.0, 25.0], seed=0)
     return root, pattern, label, written
@@ -48,8 +48,8 @@ def demo4(tmp_path_factory):
 
 def test_files_names_and_participants(demo4):
     root, pattern, label, written = demo4
-    expected = {Path(pattern.format(subject=s, sequence=q)) for s in ("h1", "l1", "l2") for q in SEQS}
-    expected |= {Path(label.format(subject=s)) for s in ("l1", "l2")}
+    expected = {Path(pattern.format(subject=s, sequence=q)) for s in ("h1", "v1", "l1", "l2") for q in SEQS}
+    expected |= {Path(label.format(subject=s)) for s in ("v1", "l1", "l2")}
     expected.add(root / "participants.tsv")
     assert set(written) == expected
     assert all(p.is_file() for p in expected)
@@ -58,8 +58,10 @@ def test_files_names_and_participants(demo4):
     rows = [r.split("\t") for r in (root / "participants.tsv").read_text().splitlines()]
     assert rows[0][:2] == ["subject", "split"]
     table = {r[0]: r for r in rows[1:]}
-    assert table["h1"][1] == "train" and table["l2"][1] == "test_lesion"
+    assert table["h1"][1] == "train" and table["l2"][1] == "test_lesion" and table["v1"][1] == "val_lesion"
     assert float(table["h1"][3]) == 0.0
+    # sizes cycle per lesion split: v1 and l1 get the first volume, l2 the second
+    assert [table[s][2] for s in ("v1", "l1", "l2")] == ["8", "8", "25"] and float(table["v1"][3]) > 0
     # the recorded volume is the label's volume
     lab = _load(Path(label.format(subject="l2")))
     ml = np.count_nonzero(np.asarray(lab.dataobj)) * np.prod(lab.header.get_zooms()) / 1000

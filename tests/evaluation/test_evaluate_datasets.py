@@ -42,7 +42,7 @@ def _lesion_subject(rng, scale):
 
 def _run(tmp, runs, protocols):
     out = [str(tmp / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
-    evaluate_experiment("exp", runs, *out, protocols=protocols, honest_fpr=0.05, size_bins=[10, 20], pooled_anomalies=[])
+    evaluate_experiment("exp", runs, *out, protocols=protocols, honest_source="healthy_fpr", honest_fpr=0.05, size_bins=[10, 20], pooled_anomalies=[])
     return [pd.read_csv(p, sep="\t") for p in out]
 
 

@@ -81,6 +81,23 @@ def test_paper_threshold_maximises_mean_dice():
     assert per_image >= r["mean_dice"] - 1e-12
 
 
+def test_labelled_threshold_separates_validation_lesions():
+    """Honest θ from a labelled validation split: lesion errors 2-3, normal tissue 0-1 on both
+    validation subjects -> a θ in between (mean Dice 1), the paper search run on them."""
+    rng = np.random.default_rng(6)
+    errors, labels = [], []
+    for n in (300, 500):
+        g = rng.random(n) > 0.9
+        errors.append(np.where(g, rng.uniform(2.0, 3.0, n), rng.uniform(0.0, 1.0, n)))
+        labels.append(g)
+    theta = P.labelled_threshold(errors, labels)
+    assert 1.0 <= theta < 2.0
+    assert all(_dice(e > theta, g) == 1.0 for e, g in zip(errors, labels))
+    assert theta == P.paper_threshold(errors, labels)["theta"]
+    with pytest.raises(ValueError, match="no labelled validation subjects"):
+        P.labelled_threshold([], [])
+
+
 # ----------------------------------------------------------------------------- stage fixture
 SHAPE = (16, 16, 12)
 
@@ -138,7 +155,7 @@ def inference(tmp_path):
 def test_evaluate_experiment_end_to_end(inference):
     dirs, val_err, lesion, brain, tmp = inference
     out = [str(tmp / "m" / n) for n in ("segmentation.tsv", "detection.tsv", "scores.tsv")]
-    evaluate_experiment("exp", dirs, *out, protocols=["honest", "paper", "per_image_best"], honest_fpr=0.02,
+    evaluate_experiment("exp", dirs, *out, protocols=["honest", "paper", "per_image_best"], honest_source="healthy_fpr", honest_fpr=0.02,
                         size_bins=[70, 100], pooled_anomalies=["ghosting"])
     seg = pd.read_csv(out[0], sep="\t")
     assert sorted(seg["protocol"].unique()) == ["honest", "iterative_mask", "paper", "per_image_best"]
@@ -180,11 +197,53 @@ def test_evaluate_experiment_end_to_end(inference):
     assert png is not None and Path(png).exists()
 
 
+def _add_labelled_validation(dirs, brain, tmp, lesion_drop):
+    """A val_lesion subject 'v' whose lesion errors are (``lesion_drop``)^2; returns its vectors."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=SHAPE).astype(np.float32)
+    label = np.zeros(SHAPE, bool)
+    label[4:8, 6:10, 3:6] = True
+    recon = np.where(label, x - lesion_drop, x + rng.normal(0, 0.3, SHAPE).astype(np.float32))
+    d = tmp / "runs" / "run_v"
+    err = _write_condition(d / "val_lesion", x, recon, brain, label)
+    return [*dirs, ("demo", "v", str(d))], (err[brain], label[brain])
+
+
+def test_honest_threshold_from_labelled_validation(inference):
+    """honest_source labelled_val: θ = best mean Dice on the val_lesion scans (never the test
+    labels); rows say where θ came from; val_lesion scans are validation, not test, scores."""
+    dirs, _, lesion, brain, tmp = inference
+    runs, (v_err, v_lab) = _add_labelled_validation(dirs, brain, tmp, lesion_drop=1.5)
+    out = [str(tmp / "m" / n) for n in ("segmentation.tsv", "detection.tsv", "scores.tsv")]
+    evaluate_experiment("exp", runs, *out, protocols=["honest", "paper"], honest_source="labelled_val",
+                        honest_fpr=0.02, size_bins=[70, 100], pooled_anomalies=["ghosting"])
+    seg = pd.read_csv(out[0], sep="\t", keep_default_na=False)
+    assert set(seg["subject"]) == {"b", "c"}  # v sets θ, it is not a test subject
+    honest = seg[seg["protocol"] == "honest"]
+    assert list(honest["threshold"]) == pytest.approx([P.labelled_threshold([v_err], [v_lab])] * 2, rel=1e-5)
+    assert set(honest["threshold_source"]) == {"labelled_val"}
+    assert set(seg.loc[seg["protocol"] == "paper", "threshold_source"]) == {"test_labels"}
+    assert set(seg.loc[seg["protocol"] == "iterative_mask", "threshold_source"]) == {""}
+    paper = seg.loc[seg["protocol"] == "paper", "threshold"].iloc[0]
+    assert honest["threshold"].iloc[0] != pytest.approx(paper)  # the lesions differ (drop 1.5 vs 2.0)
+    for subj, (err, label) in lesion.items():
+        row = honest[honest["subject"] == subj].iloc[0]
+        assert row["dice"] == pytest.approx(_dice(brain & (err > row["threshold"]), label), rel=1e-6)
+    scores = pd.read_csv(out[2], sep="\t")
+    assert set(scores.loc[scores["condition"] == "val_lesion", "role"]) == {"val"}
+    det = pd.read_csv(out[1], sep="\t")
+    assert det[det["anomaly"] == "lesion"]["n_pos"].max() == 2  # b and c, not v
+
+    with pytest.raises(Exception, match="needs labelled validation scans.*'demo'"):
+        evaluate_experiment("exp", dirs, *out, protocols=["honest"], honest_source="labelled_val",
+                            honest_fpr=0.02, size_bins=[70, 100], pooled_anomalies=[])
+
+
 def test_evaluate_without_conditions_writes_headers(tmp_path):
     d = tmp_path / "inference" / "exp" / "demo" / "sub-x"
     d.mkdir(parents=True)
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
-    evaluate_experiment("exp", [("demo", "x", str(d))], *out, protocols=["honest"], honest_fpr=0.01,
+    evaluate_experiment("exp", [("demo", "x", str(d))], *out, protocols=["honest"], honest_source="healthy_fpr", honest_fpr=0.01,
                         size_bins=[200, 800], pooled_anomalies=[])
     assert open(out[0]).read().startswith("experiment\tdataset\tsubject\tprotocol")
     assert all(len(pd.read_csv(p, sep="\t")) == 0 for p in out)
@@ -209,7 +268,7 @@ def test_evaluate_2d_stack_uses_slices_npz(tmp_path):
                            extra={"kind": "2d", "slices": [32], "inputs": {"slices": str(npz)}})
     (d / "lesion" / "image.nii.gz").unlink()  # force the npz route
     out = [str(tmp_path / n) for n in ("s.tsv", "d.tsv", "c.tsv")]
-    evaluate_experiment("e2", [("demo", "z", str(d))], *out, protocols=["per_image_best"], honest_fpr=0.01,
+    evaluate_experiment("e2", [("demo", "z", str(d))], *out, protocols=["per_image_best"], honest_source="healthy_fpr", honest_fpr=0.01,
                         size_bins=[10, 20], pooled_anomalies=[])
     seg = pd.read_csv(out[0], sep="\t").set_index("protocol")
     healthy = brain & ~label

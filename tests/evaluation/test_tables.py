@@ -83,6 +83,17 @@ def test_segmentation_table_blocks_per_dataset_grey_and_absent(tmp_path):
     assert r"\rowcolor{gray!20}" in tex and r"\multicolumn{4}{c}{Set one}" in tex
 
 
+@pytest.mark.parametrize("source, words", [("labelled_val", "labelled validation subjects (split val_lesion"),
+                                           ("healthy_fpr", "healthy validation voxels' error quantile")])
+def test_honest_caption_names_the_threshold_source(tmp_path, source, words):
+    spec = _spec(**{**SEG_SPEC, "protocol": "honest", "rows": [{"label": "A", "experiment": "A"}]})
+    rows = [{**r, "threshold_source": source} for r in _seg("A", [("one", "s1", "honest", 0.6, 0.5, "small", "")])]
+    out = [str(tmp_path / f"t.{e}") for e in ("md", "csv", "tex")]
+    make_table(spec, {"A": _write(tmp_path, "A", rows, [])}, *out)
+    text = open(out[0]).read()
+    assert "Threshold (honest): honest: θ fixed without test labels: " in text and words in text
+
+
 def test_detection_table_block_is_anomaly_on_dataset(tmp_path):
     spec = _spec(name="d", kind="detection", metrics=["auroc", "fpr80"],
                  blocks=[{"key": "g", "dataset": "one", "anomaly": "ghosting"}, {"key": "s", "anomaly": "spike"}],

@@ -126,6 +126,22 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
 
 
+
+def test_labelled_validation_subject_gets_its_label_but_no_oracle(tmp_path, monkeypatch):
+    """val_lesion (it sets the honest threshold): the label travels, the per-image-best oracle
+    (an evaluation-only use of test labels) is not computed."""
+    pytest.importorskip("itermask.core.threshold")
+    c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
+                 {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10, "batch_size": 1})
+    out = tmp_path / "out" / "sub-02"
+    infer("model.pt", {"val_lesion": c1}, cfg, out)
+    folder = out / "val_lesion"
+    assert (folder / "label.nii.gz").exists() and (folder / "error.nii.gz").exists()
+    assert not (folder / "mask_oracle.nii.gz").exists()
+    assert "oracle" not in json.loads((folder / "result.json").read_text())
+
 def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
     pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))

@@ -143,7 +143,7 @@ def _evaluates_without_a_mask(tmp_path, out):
     m.mkdir()
     runs = [("toy", "x", str(out))]
     evaluate_experiment("e", runs, str(m / "seg.tsv"), str(m / "det.tsv"), str(m / "scores.tsv"),
-                        protocols=["paper", "per_image_best"], honest_fpr=0.01, size_bins=[10, 100], pooled_anomalies=[])
+                        protocols=["paper", "per_image_best"], honest_source="healthy_fpr", honest_fpr=0.01, size_bins=[10, 100], pooled_anomalies=[])
     seg = pd.read_csv(m / "seg.tsv", sep="\t")
     assert sorted(seg["protocol"]) == ["paper", "per_image_best"]
     assert set(pd.read_csv(m / "det.tsv", sep="\t")["score_name"]) == {"mean_error"}

@@ -55,7 +55,8 @@ def test_2d_methods_segment_whole_volumes_on_request(method, extra):
     slices (default) = the IterMask2 paper's largest-lesion slice."""
     m = methods.get(method)
     default = experiment_settings(method, **extra)
-    assert m.condition_inputs(default, "lesion").kind == "slices"
     vol = experiment_settings(method, infer={"lesion_input": "volume"}, **extra)
-    assert m.condition_inputs(vol, "lesion").kind == "volume"
+    for lesion in ("lesion", "val_lesion"):  # a labelled validation subject is read as a test one
+        assert m.condition_inputs(default, lesion).kind == "slices"
+        assert m.condition_inputs(vol, lesion).kind == "volume"
     assert m.condition_inputs(vol, "val").kind == "slices"  # validation stays on the training slices

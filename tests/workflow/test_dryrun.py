@@ -48,8 +48,9 @@ def test_demo_config_dry_run(tmp_path):
     # one preprocessing job per subject (per dataset one rule for the subjects with a label, one
     # for the others), the derived dataset's subjects included
     demo = study.datasets["demo"]
-    assert counts["preprocess_labelled__demo"] == len(demo.splits["test_lesion"]) == 8
-    assert counts["preprocess_subject__demo"] == len(demo.subjects) - 8
+    labelled = len(demo.splits["val_lesion"]) + len(demo.splits["test_lesion"])
+    assert counts["preprocess_labelled__demo"] == labelled == 12
+    assert counts["preprocess_subject__demo"] == len(demo.subjects) - labelled
     assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
     assert "preprocess_labelled__demofailedstrip" not in counts
     assert not {"check_inputs", "brain_mask", "normalise", "resample_label", "slices2d", "qc_subject"} & set(counts)

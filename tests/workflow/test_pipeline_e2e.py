@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_outputs_of_every_stage(tiny_run):
     r = tiny_run / "results_tiny"
     qc = pd.read_csv(r / "qc/tiny_qc.tsv", sep="\t")
-    assert len(qc) == 7
+    assert len(qc) == 8
     img = nib.load(r / "preproc/tiny/sub-t06/FLAIR.nii.gz")
     assert img.shape == (32, 32, 32)
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
@@ -37,6 +37,9 @@ def test_outputs_of_every_stage(tiny_run):
         for f in ("recon.nii.gz", "error.nii.gz", "mask.nii.gz", "curve.png"):
             assert (d / f).exists(), d / f
     assert (r / "inference/im2/tiny/sub-t06/lesion/result.json").exists()
+    # the labelled validation subject: segmented by every segmenting experiment, label beside it
+    for exp in ("im3d", "im3d_fixed", "im2"):
+        assert (r / f"inference/{exp}/tiny/sub-t08/val_lesion/label.nii.gz").exists(), exp
 
 
 def test_sensitivity_figure(tiny_run):
@@ -54,6 +57,9 @@ def test_tables_computed_without_nan(tiny_run):
     assert set(seg["subject"]) == {"t06", "t07"}
     assert {"honest", "paper", "per_image_best"} <= set(seg["protocol"])
     assert seg["dice"].between(0, 1).all()
+    honest = seg[seg["protocol"] == "honest"]  # its threshold came from t08 (tiny.yaml: labelled_val)
+    assert set(honest["threshold_source"]) == {"labelled_val"} and honest["threshold"].nunique() == 1
+    assert "labelled validation subjects" in (r / "segmentation.md").read_text()
 
 
 def test_rerun_is_complete_and_resumes_after_deletion(tiny_run):
