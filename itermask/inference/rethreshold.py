@@ -40,7 +40,7 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str 
     networks, meta = load_trained(model_path, dev)
     method = methods.get(meta["method"])
     ctx = InferenceContext(settings=None, meta=meta, device=dev, seed=lambda *k: 0, model_path=str(model_path),
-                           log=print, field_of_view_mm=prev.get("field_of_view_mm"))
+                           log=print, field_of_view_mm=prev.get("field_of_view_mm"), condition=lambda key: key)
     tau = float(tau)
     name = out_name or f"mask_tau-{tau:g}.nii.gz"
     if not name.endswith(".nii.gz"):

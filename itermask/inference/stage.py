@@ -95,7 +95,7 @@ def infer_runs(
         return condition_seed(settings.seed, run.dataset, run.subject, cond, *more)
 
     ctx = InferenceContext(settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
-                           field_of_view_mm=field_of_view_mm, seed=seed)
+                           field_of_view_mm=field_of_view_mm, seed=seed, condition=lambda key: keys[key][1])
     outputs = method.infer(networks, inputs, ctx)
     for run in runs:
         common = {"method": settings.method, "variant": settings.variant, "model": str(model_path),

@@ -82,11 +82,14 @@ class InferenceContext:
     settings: "ExperimentSettings"
     meta: Mapping[str, Any]
     device: "torch.device"
-    seed: Callable[..., int]  # seed(condition, *more keys) -> int, from io.seeds
+    seed: Callable[..., int]  # seed(key, *more keys) -> int, from io.seeds
     model_path: str
     log: Callable[[str], Any]
     #: config ``preprocess.slices2d.field_of_view_mm``: the 2D field a 2D model sees on a volume
     field_of_view_mm: float | None
+    #: condition(key) -> the condition name of an input key (keys are ``<subject index>/<condition>``
+    #: when a job holds several subjects)
+    condition: Callable[[str], str]
 
 
 class Method:

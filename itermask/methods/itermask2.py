@@ -154,7 +154,7 @@ def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, pie
     factors = [float(f) for f in cfg["oracle_tau_factors"]]
     firsts = [float(p) for p in cfg["oracle_first_step_percentiles"]]
     label = getattr(inp, "label", None)
-    if (name not in ORACLE_CONDITIONS or piece["kind"] != "2d" or label is None or not label.any()
+    if (ctx.condition(name) not in ORACLE_CONDITIONS or piece["kind"] != "2d" or label is None or not label.any()
             or not factors or not firsts or im.single_step(ctx.settings.variant)):
         return
     seeds = [ctx.seed(name, "oracle", int(z)) for z in inp.index]

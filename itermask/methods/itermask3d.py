@@ -172,7 +172,7 @@ def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: Infer
     from itermask.core.oracle import oracle_3d
 
     factors = [float(f) for f in ctx.settings.infer["oracle_tau_factors"]]
-    if (name not in ORACLE_CONDITIONS or v.label is None or not v.label.any() or not factors
+    if (ctx.condition(name) not in ORACLE_CONDITIONS or v.label is None or not v.label.any() or not factors
             or im.single_step(ctx.settings.variant)):
         return
     hf = v.hf if v.hf is not None else np.zeros_like(v.image)

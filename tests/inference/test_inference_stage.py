@@ -414,16 +414,19 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
             **im3.build_networks(s3, (S, S, S))}
     torch.manual_seed(0)
     save_models(tmp_path / "m.pt", im3.networks_from_meta(meta), meta)
-    runs = [inference.Run("ds", f"s{k}", {"lesion": c, "healthy": {**c, "label": None}}, str(tmp_path / "joint" / f"sub-s{k}"))
-            for k, c in enumerate(conds)]
+    # s1's labelled scan is a validation one (val_lesion): same inputs, no per-image-best oracle
+    runs = [inference.Run("ds", f"s{k}", {("lesion", "val_lesion")[k]: c, "healthy": {**c, "label": None}},
+                          str(tmp_path / "joint" / f"sub-s{k}")) for k, c in enumerate(conds)]
     inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", field_of_view_mm=FOV, log=lambda m: None)
     for k, run in enumerate(runs):
         inference.infer_subject(str(tmp_path / "m.pt"), run.conditions, s3, str(tmp_path / "alone" / f"sub-s{k}"),
                                 dataset="ds", subject=f"s{k}", device="cpu", field_of_view_mm=FOV, log=lambda m: None)
-        for cond in ("lesion", "healthy"):
+        for cond in run.conditions:
             joint, alone = (tmp_path / w / f"sub-s{k}" / cond for w in ("joint", "alone"))
             rj, ra = (json.loads((p / "result.json").read_text()) for p in (joint, alone))
             assert rj["subject"] == f"s{k}" and rj["condition"] == cond
+            for p in (joint, alone):
+                assert (p / "mask_oracle.nii.gz").exists() == (cond == "lesion"), p
             assert rj["seed"] == ra["seed"] and rj["tau"] == pytest.approx(ra["tau"], rel=1e-5)
             np.testing.assert_allclose(nib.load(str(joint / "error.nii.gz")).get_fdata(),
                                        nib.load(str(alone / "error.nii.gz")).get_fdata(), rtol=1e-4, atol=1e-6)
