@@ -126,11 +126,18 @@ def wide_frame(spec: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
 
 
 def best_flags(rows: list[Row], block: str, metric: str) -> list[bool]:
-    """Best value of a column among the white (non-grey) rows, as the papers bold it."""
+    """Best value of a column among the white (non-grey) rows of one protocol, as the papers
+    bold it (a row with another protocol, e.g. an honest-θ row beside the paper's, competes
+    only with its own protocol's rows)."""
     higher = METRICS[metric][1]
-    values = [r.cells[block][metric].mean if not r.grey else float("nan") for r in rows]
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < 2:
-        return [False] * len(rows)
-    best = max(finite) if higher else min(finite)
-    return [math.isfinite(v) and abs(v - best) < 1e-9 for v in values]
+    flags = [False] * len(rows)
+    for protocol in dict.fromkeys(r.protocol for r in rows if not r.grey):
+        idx = [i for i, r in enumerate(rows) if not r.grey and r.protocol == protocol]
+        values = [rows[i].cells[block][metric].mean for i in idx]
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) < 2:
+            continue
+        best = max(finite) if higher else min(finite)
+        for i, v in zip(idx, values):
+            flags[i] = math.isfinite(v) and abs(v - best) < 1e-9
+    return flags

@@ -7,7 +7,8 @@ numbers. Beside each table, ``<name>_vs_published`` (itermask.evaluation.publish
 
 Cells: ``mean ± SD`` over the block's subjects (segmentation) or one value (detection);
 ``(k/n)`` when k of n subjects have the metric defined; ``n/a`` when none has; ``–`` when the
-row has no experiment for the block (reason in the caption). Bold: best white row per column.
+row has no experiment for the block (reason in the caption). Bold: best white row per column among
+the rows of one protocol.
 """
 from __future__ import annotations
 

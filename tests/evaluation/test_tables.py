@@ -150,3 +150,16 @@ def test_every_shipped_published_csv_reads():
     for f in files:
         df = read_published(f)
         assert df["value"].notna().all() and open(f).readline().startswith("# Liang et al.")
+
+
+def test_bold_competes_within_a_protocol():
+    """An honest-θ or iterative-mask row beside the paper-protocol rows is never bolded against
+    them; two rows of one protocol are compared as the papers bold."""
+    from itermask.evaluation.layout import Cell, Row, best_flags
+
+    def row(protocol, dice, grey=False):
+        return Row("r", grey, protocol, cells={"b": {"dice": Cell(dice, 0.0, 3, 3)}})
+
+    rows = [row("paper", 0.4), row("paper", 0.5), row("honest", 0.9), row("per_image_best", 0.99, grey=True),
+            row("iterative_mask", 0.7), row("iterative_mask", 0.6)]
+    assert best_flags(rows, "b", "dice") == [False, True, False, False, True, False]
