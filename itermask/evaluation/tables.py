@@ -20,7 +20,7 @@ from itermask.evaluation.spec import DEFINITIONS, METRICS
 from itermask.io.atomic import atomic_path, write_text
 
 PROTOCOL_TEXT = {
-    "honest": "honest: θ fixed without test labels",
+    "honest": "honest (θ fixed without test labels)",
     "paper": ("paper (the reference's protocol, uses test labels): error maps min-max normalised over the "
               "block's test dataset, one θ maximising mean DSC on its labels"),
     "iterative_mask": "IterMask's own final iterative mask (no threshold on the error map)",

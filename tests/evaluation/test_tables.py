@@ -91,7 +91,7 @@ def test_honest_caption_names_the_threshold_source(tmp_path, source, words):
     out = [str(tmp_path / f"t.{e}") for e in ("md", "csv", "tex")]
     make_table(spec, {"A": _write(tmp_path, "A", rows, [])}, *out)
     text = open(out[0]).read()
-    assert "Threshold (honest): honest: θ fixed without test labels: " in text and words in text
+    assert "Threshold (honest): honest (θ fixed without test labels): " in text and words in text
 
 
 def test_detection_table_block_is_anomaly_on_dataset(tmp_path):
