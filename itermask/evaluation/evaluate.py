@@ -13,13 +13,8 @@ three TSVs:
   threshold of this image's error map (``oracle`` = ``error_map``); both use test labels.
   ``precision_ref``, ``psnr_ref``, ``ssim_ref``: the reference's definitions beside ours
   (itermask.evaluation.reference_metrics).
-- detection: one row per test dataset × anomaly × score name; negatives = the ``healthy`` test
-  scans of that dataset (column ``dataset``), positives = its scans of that condition (and those
-  of datasets with anomalous scans only, e.g. a derived failed-strip set, when exactly one test
-  dataset has healthy scans) (each artefact name, severity
-  levels ``<type>-s<k>`` and ``lesion`` separately); ``all`` pools every plain artefact type
-  (no severity levels, no lesion).
-- scores: one row per scan × score name (``role`` = val/test, ``label`` 1 = anomalous).
+- detection and scores: per test dataset × anomaly × score name, and per scan × score name
+  (itermask.evaluation.detection).
 
 Thresholds, protocols and summaries are per (experiment, test dataset): two test datasets of
 one experiment never share a ``paper`` threshold nor a detection ROC (METHOD.md §7).
@@ -34,7 +29,6 @@ IterMask2 results on volumes (``slicewise``) are evaluated as volumes, against `
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,14 +37,13 @@ import pandas as pd
 
 from itermask.io.atomic import atomic_path
 from itermask.errors import InputError
-from itermask.evaluation.metrics import (
-    detection_metrics, healthy_tissue_quality, overlap_metrics, segmentation_metrics,
-)
+from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS, detection_rows, score_rows
+from itermask.evaluation.metrics import healthy_tissue_quality, overlap_metrics, segmentation_metrics
 from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
 from itermask.evaluation.reference_metrics import precision_ref, reference_quality
-from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score, scan_scores
+from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +52,7 @@ SEGMENTATION_COLUMNS = [
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
     "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source",
 ]
-DETECTION_COLUMNS = [
-    "experiment", "dataset", "anomaly", "score_name", "primary", "n_pos", "n_neg",
-    "auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90",
-]
-SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary"]
-NON_ANOMALY = ("val", "healthy")
-VALIDATION = ("val", "val_lesion")  # conditions that set thresholds, never test scans
 HONEST_SOURCES = ("healthy_fpr", "labelled_val")
-SEVERITY = re.compile(r"^(?P<type>.+)-s(?P<level>\d+)$")
 
 
 def _write_tsv(df: pd.DataFrame, path: str) -> None:
@@ -207,68 +192,6 @@ def _segmentation_rows(
     return rows
 
 
-# ----------------------------------------------------------------------------- detection
-def _score_rows(experiment: str, scans: list[Scan], primary: str | None) -> list[dict[str, Any]]:
-    rows = []
-    for s in scans:
-        for name, value in scan_scores(s).items():
-            rows.append({
-                "experiment": experiment, "dataset": s.dataset, "subject": s.subject, "condition": s.condition,
-                "role": "val" if s.condition in VALIDATION else "test",
-                "label": 0 if s.condition in NON_ANOMALY else 1,
-                "score_name": name, "score": value, "primary": name == primary,
-            })
-    return rows
-
-
-def _anomaly_order(conditions: list[str]) -> list[str]:
-    plain = [c for c in conditions if not SEVERITY.match(c) and c != "lesion"]
-    levels = sorted((c for c in conditions if SEVERITY.match(c)),
-                    key=lambda c: (SEVERITY.match(c)["type"], int(SEVERITY.match(c)["level"])))
-    return plain + levels + (["lesion"] if "lesion" in conditions else [])
-
-
-def _detection_rows(experiment: str, scores: pd.DataFrame, pooled: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
-    rows = []
-    test = scores[scores["role"] == "test"]
-    healthy = list(dict.fromkeys(test.loc[test["condition"] == "healthy", "dataset"]))
-    orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in healthy]
-    for dataset in healthy:
-        # a dataset of anomalous scans only (a derived failed-strip set, a user's anomalous set)
-        # is tested against the healthy scans of the one test dataset that has them
-        members = [dataset] + (orphans if len(healthy) == 1 else [])
-        rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"].isin(members)], pooled)
-    if orphans and len(healthy) != 1:
-        log.warning("%s: datasets %s have no healthy test scans of their own and %d datasets have; "
-                    "no detection rows for them", experiment, orphans, len(healthy))
-    return rows
-
-
-def _dataset_detection_rows(experiment: str, dataset: str, test: pd.DataFrame,
-                            pooled: Sequence[str]) -> list[dict[str, Any]]:
-    conditions = list(dict.fromkeys(c for c in test["condition"] if c not in NON_ANOMALY))
-    if test.empty or not (test["label"] == 0).any() or not conditions:
-        return []
-    groups = {c: [c] for c in _anomaly_order(conditions)}
-    plain = [c for c in conditions if c in pooled and not SEVERITY.match(c)]
-    if plain:  # 'all' pools the synthetic artefact types only (not lesions, real artefacts, levels)
-        groups["all"] = plain
-    rows = []
-    for score_name, df in test.groupby("score_name", sort=False):
-        neg = df[df["label"] == 0]["score"].to_numpy()
-        primary = bool(df["primary"].any())
-        for anomaly, conds in groups.items():
-            pos = df[df["condition"].isin(conds)]["score"].to_numpy()
-            if pos.size == 0 or neg.size == 0:
-                continue
-            labels = np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)]
-            m = detection_metrics(labels, np.r_[neg, pos])
-            rows.append({"experiment": experiment, "dataset": dataset, "anomaly": anomaly, "score_name": score_name, "primary": primary,
-                         "n_pos": int(pos.size), "n_neg": int(neg.size), **m})
-    return rows
-
-
 # ----------------------------------------------------------------------------- stage
 def evaluate_experiment(
     experiment: str,
@@ -299,9 +222,8 @@ def evaluate_experiment(
     seg = _segmentation_rows(experiment, lesion_scans, val_scans, list(protocols), honest_fpr, list(size_bins),
                              honest_source, labelled_val)
     primary = primary_score(scans) if scans else None
-    score_rows = _score_rows(experiment, scans, primary)
-    scores = pd.DataFrame(score_rows, columns=SCORE_COLUMNS)
-    det = _detection_rows(experiment, scores, pooled_anomalies) if not scores.empty else []
+    scores = pd.DataFrame(score_rows(experiment, scans, primary), columns=SCORE_COLUMNS)
+    det = detection_rows(experiment, scores, pooled_anomalies) if not scores.empty else []
     _write_tsv(pd.DataFrame(seg, columns=SEGMENTATION_COLUMNS), out_segmentation_tsv)
     _write_tsv(pd.DataFrame(det, columns=DETECTION_COLUMNS), out_detection_tsv)
     _write_tsv(scores, out_scores_tsv)

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from itermask.io.atomic import save_figure  # noqa: E402
-from itermask.evaluation.evaluate import SEVERITY  # noqa: E402
+from itermask.evaluation.detection import SEVERITY  # noqa: E402
 from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
 
 log = logging.getLogger(__name__)

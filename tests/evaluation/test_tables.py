@@ -7,7 +7,8 @@ import pytest
 
 from itermask.config.schema import FillingValidator, load_schema
 from itermask.errors import ConfigError
-from itermask.evaluation.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS
+from itermask.evaluation.detection import DETECTION_COLUMNS
+from itermask.evaluation.evaluate import SEGMENTATION_COLUMNS
 from itermask.evaluation.published import compare, read_published, reproduced_long, write_comparison
 from itermask.evaluation.spec import check_table, table_experiments
 from itermask.evaluation.tables import make_table
