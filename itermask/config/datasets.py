@@ -15,6 +15,7 @@ from typing import Any
 from itermask.errors import ConfigError
 
 SPLITS = ("train", "val", "val_lesion", "test_healthy", "test_lesion", "test_anomalous")
+LESION_SPLITS = ("val_lesion", "test_lesion")  # splits of lesioned subjects: their labels are read
 SUBJECT_RE = re.compile(r"[A-Za-z0-9]+")  # used with fullmatch: no '$' before a final newline
 SUBJECT_CHARS = "letters A-Z, a-z and digits 0-9 only (no spaces, '_', '-', '/', '.', ';' or newlines)"
 
@@ -202,7 +203,7 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
 
     splits = _resolve_splits(name, entry, pattern, sequences, base_dir=base_dir, generated=generated)
-    for split in ("val_lesion", "test_lesion"):  # lesion subjects: segmentation needs their labels
+    for split in LESION_SPLITS:
         if splits.get(split) and label_pattern is None:
             raise ConfigError(f"dataset '{name}': subjects in split '{split}' need a 'label_pattern'")
         if splits.get(split) and split not in entry["labelled_splits"]:

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from itermask.config.datasets import LESION_SPLITS
 from itermask.demo.anatomy import load_anatomy
 from itermask.demo.subject import check_sequences, synthesize_subject
 from itermask.errors import ConfigError
 from itermask.io.atomic import write_text
 from itermask.io.nifti import save_nifti
-
-LESION_SPLITS = ("val_lesion", "test_lesion")  # subjects with a lesion and a label
 
 
 def _check_pattern(pattern: str, fields: set[str], what: str) -> None:
