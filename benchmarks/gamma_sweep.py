@@ -9,13 +9,21 @@ subject with the experiment's settings (step_percent, fine_from_percent, y_limit
 k_fallback), takes tau from the threshold curve, runs phase B and prints each subject's Dice of
 the final mask, its tau, and the mean. With ``--val`` (healthy validation subjects) it also runs
 them at each gamma and prints the ``honest`` protocol's Dice: the final error map thresholded at
-the validation errors' (1 - honest_fpr) quantile, as the pipeline's evaluation does. With
+the validation errors' (1 - honest_fpr) quantile, as the pipeline's evaluation does
+(``honest_source: healthy_fpr``). With ``--val-lesion`` (labelled validation subjects, e.g. the
+``val_lesion`` split) it prints the ``labelled_val`` honest protocol: the theta of best mean Dice
+on those subjects, applied to the others. ``--seed-offset`` moves every subject's noise seed (the
+subjects get offset, offset + 1, ...): rerun with a few offsets to see how much a result hangs on
+the noise draws. With
 ``--taus`` it also runs phase B at each of these fixed taus (the same tau for every subject): how
 far the subject-specific rule's tau is from the tau the error maps would need. Asserts nothing.
 
     .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
         --preproc /tmp/tune/results/preproc/demo --subjects v01 v02 v03 v04 v05 v06 v07 v08 \\
         --experiment im3d_flair_seg --gammas 1.5 2 3 --val d07 d08 --taus 6 8 10
+    .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
+        --preproc results/preproc/demo --subjects d11 d12 d13 d14 d15 d16 d17 d18 \\
+        --val-lesion d19 d20 d21 d22 --experiment im3d_flair_seg --gammas 2 --seed-offset 100
 """
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
 from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
-from itermask.evaluation.protocols import binarise, honest_threshold  # noqa: E402
+from itermask.evaluation.protocols import binarise, honest_threshold, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import phase_a_schedule  # noqa: E402
 from itermask.methods._itermask2_subject import chooser  # noqa: E402
@@ -58,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gammas", nargs="+", type=float, required=True)
     ap.add_argument("--taus", nargs="*", type=float, default=[], help="fixed taus to compare with (phase B only)")
     ap.add_argument("--val", nargs="*", default=[], help="healthy validation subjects: adds the honest protocol")
+    ap.add_argument("--val-lesion", nargs="*", default=[],
+                    help="labelled validation subjects: adds the labelled_val honest protocol")
+    ap.add_argument("--seed-offset", type=int, default=0, help="subject k's noise seed is offset + k")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -68,14 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     fpr = float(study.config["evaluation"]["honest_fpr"])
     nets, meta = load_trained(args.model, "cpu")
     net = nets["masked"]
-    n = len(args.subjects)  # lesioned subjects first, then the healthy validation ones
-    names = list(args.subjects) + list(args.val)
+    n, nl = len(args.subjects), len(args.subjects) + len(args.val_lesion)
+    names = list(args.subjects) + list(args.val_lesion) + list(args.val)  # labelled first, then healthy
     folders = [Path(args.preproc) / f"sub-{s}" for s in names]
     x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
     hf = [load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz") for f in folders]
     brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
-    label = [load(f, "label.nii.gz") > 0 for f in folders[:n]]
-    seeds = list(range(len(folders)))
+    label = [load(f, "label.nii.gz") > 0 for f in folders[:nl]]
+    seeds = [args.seed_offset + k for k in range(len(folders))]
     t = np.asarray(phase_a_schedule(cfg))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
                                               max_iterations=1, batch_size=len(x), amp=False)]
@@ -93,15 +104,24 @@ def main(argv: list[str] | None = None) -> None:
     rules += [(f"fixed tau {tau:g}", [tau] * len(folders)) for tau in args.taus]
     for name, taus in rules:
         results = phase_b(taus)
-        scores = [dice(r.mask, lab) for r, lab in zip(results, label)]
+        scores = [dice(r.mask, lab) for r, lab in zip(results[:n], label)]
         print(f"{name}: mean Dice {np.mean(scores):.3f} | "
               + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
         if args.val:
-            theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[n:], brain[n:])], fpr)
-            honest = [dice(binarise(r.error.numpy(), b.numpy(), theta), lab)
-                      for r, b, lab in zip(results, brain, label)]
-            print(f"  honest (theta {theta:.2f}): mean Dice {np.mean(honest):.3f} | "
-                  + " ".join(f"{s}:{d:.2f}" for s, d in zip(args.subjects, honest)), flush=True)
+            theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[nl:], brain[nl:])], fpr)
+            _print_honest("honest", theta, results, brain, label, args.subjects)
+        if args.val_lesion:
+            theta = labelled_threshold([r.error[b].numpy() for r, b in zip(results[n:nl], brain[n:nl])],
+                                       [lab[b].numpy() for lab, b in zip(label[n:], brain[n:nl])])
+            _print_honest("honest labelled_val", theta, results, brain, label, args.subjects)
+
+
+def _print_honest(name: str, theta: float, results: list, brain: list, label: list, subjects: list[str]) -> None:
+    """The subjects' Dice of their final error maps thresholded at ``theta``."""
+    honest = [dice(binarise(r.error.numpy(), b.numpy(), theta), lab)
+              for r, b, lab in zip(results, brain, label[:len(subjects)])]
+    print(f"  {name} (theta {theta:.2f}): mean Dice {np.mean(honest):.3f} | "
+          + " ".join(f"{s}:{d:.2f}" for s, d in zip(subjects, honest)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """benchmarks/gamma_sweep.py on a tiny random model, two tiny lesioned subjects and one healthy
-validation subject: it prints one line per gamma with one Dice per subject, and one honest-protocol
-line per gamma and fixed tau."""
+validation subject (and a labelled one): it prints one line per gamma with one Dice per subject,
+and one line per honest protocol, gamma and fixed tau."""
 from __future__ import annotations
 
 import re
@@ -29,19 +29,21 @@ def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
     rng = np.random.default_rng(0)
     g = np.indices((32, 32, 32)) - 15.5
     brain = (g**2).sum(0) < 144
-    for s in ("a", "b", "c"):
+    for s in ("a", "b", "c", "v"):
         folder = tmp_path / f"sub-{s}"
         lesion = brain & (((g - 4) ** 2).sum(0) < 9) & (s != "c")
         x = (rng.normal(size=brain.shape) * brain + 4 * lesion).astype(np.float32)
         for name, arr in (("FLAIR", x), ("FLAIR_hf-r4", x - x.mean()), ("brainmask", brain), ("label", lesion)):
             save_nifti(arr.astype(np.float32), np.eye(4), folder / f"{name}.nii.gz")
     gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
-                      "--experiment", "im3d_flair_seg", "--gammas", "1", "100", "--val", "c", "--taus", "0.5"])
+                      "--experiment", "im3d_flair_seg", "--gammas", "1", "100", "--val", "c", "--taus", "0.5",
+                      "--val-lesion", "v", "--seed-offset", "7"])
     out = capsys.readouterr().out.splitlines()
     lines = [ln for ln in out if ln.startswith("gamma ")]
     honest = [ln for ln in out if ln.startswith("  honest (theta ")]
-    assert len(honest) == 3
-    for ln in honest:
+    labelled = [ln for ln in out if ln.startswith("  honest labelled_val (theta ")]
+    assert len(honest) == 3 and len(labelled) == 3
+    for ln in honest + labelled:
         dices = [float(d) for d in re.findall(r" [ab]:([0-9.]+)", ln)]
         assert len(dices) == 2 and all(0 <= d <= 1 for d in dices)
     assert [ln.split(":")[0] for ln in lines] == ["gamma 1", "gamma 100"]
