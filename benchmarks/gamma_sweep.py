@@ -14,7 +14,9 @@ the validation errors' (1 - honest_fpr) quantile, as the pipeline's evaluation d
 ``val_lesion`` split) it prints the ``labelled_val`` honest protocol: the theta of best mean Dice
 on those subjects, applied to the others. ``--seed-offset`` moves every subject's noise seed (the
 subjects get offset, offset + 1, ...): rerun with a few offsets to see how much a result hangs on
-the noise draws. With
+the noise draws. ``--fine-from`` and ``--fine-step`` replace the experiment's phase-A tail (e.g.
+``--fine-from 95 --fine-step 0.5``: 5 % steps to 95 %, then 0.5 % steps): how the curve's
+resolution where it turns upwards moves tau. With
 ``--taus`` it also runs phase B at each of these fixed taus (the same tau for every subject): how
 far the subject-specific rule's tau is from the tau the error maps would need. Asserts nothing.
 
@@ -39,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from itermask.config.study import Study, load_config  # noqa: E402
-from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
+from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
 from itermask.evaluation.protocols import binarise, honest_threshold, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-lesion", nargs="*", default=[],
                     help="labelled validation subjects: adds the labelled_val honest protocol")
     ap.add_argument("--seed-offset", type=int, default=0, help="subject k's noise seed is offset + k")
+    ap.add_argument("--fine-from", type=float, default=None,
+                    help="phase A: from this %% on, steps of --fine-step (default: the experiment's schedule)")
+    ap.add_argument("--fine-step", type=float, default=None, help="phase A's step (%%) from --fine-from to 100")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -87,11 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
     label = [load(f, "label.nii.gz") > 0 for f in folders[:nl]]
     seeds = [args.seed_offset + k for k in range(len(folders))]
-    t = np.asarray(phase_a_schedule(cfg))
+    t = np.asarray(schedule(cfg, args.fine_from, args.fine_step))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
                                               max_iterations=1, batch_size=len(x), amp=False)]
-    print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations; lesion voxels "
-          + " ".join(str(int(lab.sum())) for lab in label))
+    print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations "
+          f"({t[0]:g} .. {t[-1]:g} %); lesion voxels "
+          + " ".join(f"{s}:{int(lab.sum())}" for s, lab in zip(names[:n], label))
+          + ("; labelled validation " + " ".join(f"{s}:{int(lab.sum())}" for s, lab in zip(names[n:nl], label[n:]))
+             if nl > n else ""))
 
     def phase_b(taus: list[float]) -> list:
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                                max_iterations=int(cfg["max_iterations"]), amp=False,
                                phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
 
-    rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g})(np.asarray(c, dtype=np.float64))[0] for c in curves])
+    rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g}, t)(np.asarray(c, dtype=np.float64))[0] for c in curves])
              for g in args.gammas]  # the pipeline's rule at each gamma
     rules += [(f"fixed tau {tau:g}", [tau] * len(folders)) for tau in args.taus]
     for name, taus in rules:
@@ -114,6 +122,16 @@ def main(argv: list[str] | None = None) -> None:
             theta = labelled_threshold([r.error[b].numpy() for r, b in zip(results[n:nl], brain[n:nl])],
                                        [lab[b].numpy() for lab, b in zip(label[n:], brain[n:nl])])
             _print_honest("honest labelled_val", theta, results, brain, label, args.subjects)
+
+
+def schedule(cfg: dict, fine_from: float | None, fine_step: float | None) -> tuple[float, ...]:
+    """The experiment's phase-A percents, or its coarse step with the given fine tail."""
+    if fine_from is None and fine_step is None:
+        return phase_a_schedule(cfg)
+    start = cfg["fine_from_percent"] if fine_from is None else fine_from
+    if start is None:
+        raise SystemExit("--fine-step needs --fine-from (the experiment has no infer.fine_from_percent)")
+    return phase_a_percents(float(cfg["step_percent"]), start, 1.0 if fine_step is None else fine_step)
 
 
 def _print_honest(name: str, theta: float, results: list, brain: list, label: list, subjects: list[str]) -> None:

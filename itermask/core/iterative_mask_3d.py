@@ -62,11 +62,12 @@ class Result3D:
     seconds: float
 
 
-def phase_a_percents(step_percent: float, fine_from: float | None = None) -> tuple[float, ...]:
+def phase_a_percents(step_percent: float, fine_from: float | None = None,
+                     fine_step: float = 1.0) -> tuple[float, ...]:
     """Percent removed at each phase-A iteration: step, 2*step, ..., 100 (100/step iterations).
 
-    With ``fine_from``: step, 2*step, ..., fine_from, then fine_from + 1, ..., 100 (1 %, the
-    reference's step, over the curve's last part, where it turns upwards).
+    With ``fine_from``: step, 2*step, ..., fine_from, then steps of ``fine_step`` up to 100
+    (default 1 %, the reference's step) over the curve's last part, where it turns upwards.
     """
     n = round(100.0 / step_percent)
     if n < 1 or abs(n * step_percent - 100.0) > 1e-6:
@@ -75,10 +76,13 @@ def phase_a_percents(step_percent: float, fine_from: float | None = None) -> tup
     if fine_from is None:
         return coarse
     k = round(fine_from / step_percent)
-    if not 0 < fine_from < 100 or abs(k * step_percent - fine_from) > 1e-6 or fine_from != round(fine_from):
+    if not 0 < fine_from < 100 or abs(k * step_percent - fine_from) > 1e-6:
         raise ValueError(f"fine_from_percent must be a whole multiple of step_percent ({step_percent:g}) "
                          f"between 0 and 100, got {fine_from}")
-    return coarse[:k] + tuple(float(p) for p in range(round(fine_from) + 1, 101))
+    m = round((100.0 - fine_from) / fine_step) if fine_step > 0 else 0
+    if m < 1 or abs(m * fine_step - (100.0 - fine_from)) > 1e-6:
+        raise ValueError(f"the fine step ({fine_step:g} %) must divide 100 - fine_from_percent ({100 - fine_from:g})")
+    return coarse[:k] + tuple(round(fine_from + j * fine_step, 6) for j in range(1, m + 1))
 
 
 def _itermask3d_step(

@@ -38,11 +38,12 @@ def check(cfg: Mapping[str, Any], single_step: bool) -> None:
     phase_a_schedule(cfg)
 
 
-def chooser(cfg: Mapping[str, Any]) -> Any:
-    """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback."""
+def chooser(cfg: Mapping[str, Any], percents: Sequence[float] | None = None) -> Any:
+    """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback;
+    ``percents``: the phase-A schedule the curve was recorded on (default: the experiment's)."""
     from itermask.core.threshold import subject_threshold
 
-    t = np.asarray(phase_a_schedule(cfg))
+    t = np.asarray(phase_a_schedule(cfg) if percents is None else percents, dtype=float)
 
     def choose(curve: np.ndarray) -> tuple[float, Any]:
         fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),

@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gamma_sweep  # noqa: E402
 
 
-def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
+def _tiny_study(tmp_path: Path) -> None:
+    """A tiny random model and four 32^3 subjects: lesioned a, b, v; healthy c."""
     network = {"channels": [2, 4, 4, 8, 8], "dropout": 0.0, "residual": "avgpool", "input_skip": False}
     torch.manual_seed(0)
     model = build_network("itermask3d", 2, network)
@@ -35,6 +36,10 @@ def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
         x = (rng.normal(size=brain.shape) * brain + 4 * lesion).astype(np.float32)
         for name, arr in (("FLAIR", x), ("FLAIR_hf-r4", x - x.mean()), ("brainmask", brain), ("label", lesion)):
             save_nifti(arr.astype(np.float32), np.eye(4), folder / f"{name}.nii.gz")
+
+
+def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
+    _tiny_study(tmp_path)
     gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
                       "--experiment", "im3d_flair_seg", "--gammas", "1", "100", "--val", "c", "--taus", "0.5",
                       "--val-lesion", "v", "--seed-offset", "7"])
@@ -52,3 +57,16 @@ def test_gamma_sweep_prints_a_dice_per_subject_and_gamma(tmp_path, capsys):
     for ln in lines:
         dices = [float(d) for d in re.findall(r" [ab]:([0-9.]+)\(tau", ln)]
         assert len(dices) == 2 and all(0 <= d <= 1 for d in dices)
+
+
+def test_gamma_sweep_fine_tail_replaces_the_phase_a_schedule(tmp_path, capsys):
+    _tiny_study(tmp_path)
+    common = ["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+              "--experiment", "im3d_flair_seg", "--gammas", "1", "--val-lesion", "v"]
+    gamma_sweep.main(common + ["--fine-from", "95", "--fine-step", "0.5"])
+    header = capsys.readouterr().out.splitlines()[0]
+    # 5 % steps to 95 (19), then 0.5 % steps to 100 (10); lesion voxels of a, then of v
+    assert "phase A 29 iterations (5 .. 100 %)" in header
+    assert re.search(r"lesion voxels a:\d+; labelled validation v:\d+$", header)
+    gamma_sweep.main(common)  # the experiment's own schedule: 5 % to 90, 1 % to 100
+    assert "phase A 28 iterations" in capsys.readouterr().out.splitlines()[0]

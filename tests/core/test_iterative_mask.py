@@ -57,6 +57,12 @@ def test_phase_a_percents():
     for bad in (92, 100, 0, 87.5):
         with pytest.raises(ValueError, match="fine_from_percent"):
             phase_a_percents(5, bad)
+    # a finer tail: 0.5 % steps from 95
+    assert phase_a_percents(5, 95, 0.5)[18:] == (95.0, 95.5, 96.0, 96.5, 97.0, 97.5, 98.0, 98.5, 99.0, 99.5, 100.0)
+    assert len(phase_a_percents(5, 95, 0.25)) == 39 and phase_a_percents(2.5, 87.5, 2.5) == phase_a_percents(2.5)
+    for bad_step in (0.3, 0.0, -1.0):
+        with pytest.raises(ValueError, match="fine step"):
+            phase_a_percents(5, 90, bad_step)
 
 
 # ----------------------------------------------------------------------------------------
