@@ -23,6 +23,7 @@ from typing import Mapping
 import nibabel as nib
 import numpy as np
 
+from itermask.config.conditions import FAILED_SKULLSTRIP
 from itermask.errors import InputError
 from itermask.io.atomic import write_text
 from itermask.io.nifti import check_same_grid, load_nifti, save_nifti
@@ -35,7 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TOOLS = ("deepbet", "hd_bet", "template")
-CONDITION = "failed_skullstrip"
+CONDITION = FAILED_SKULLSTRIP  # the inference condition of the outlying masks
 COLUMNS = ("subject", *(f"dice_{a}_{b}" for a, b in itertools.combinations(TOOLS, 2)),
            *(f"{t}_ml" for t in TOOLS), "mean_agreement", "outlier", "selected")
 

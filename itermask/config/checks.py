@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from itermask.config.conditions import RESERVED
 from itermask.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -83,9 +84,7 @@ def _check_detect_artefacts(study: "Study", name: str) -> None:
 
 def check_real_artefacts(study: "Study") -> None:
     """Failed skull-stripping sets and user anomalous datasets (test_anomalous + anomaly)."""
-    from itermask.artefacts.failed_skullstrip import CONDITION
-
-    reserved = {"val", "val_lesion", "healthy", "lesion", "all", CONDITION, *study.artefact_conditions()}
+    reserved = {*RESERVED, *study.artefact_conditions()}
     for name, d in list(study.datasets.items()):
         where = f"config key 'datasets.{name}'"
         if (d.anomaly is None) != ("test_anomalous" not in d.splits):

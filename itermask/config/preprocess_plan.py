@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from itermask.config.conditions import FAILED_SKULLSTRIP
 from itermask.config.datasets import Dataset
 
 #: slices2d role of a split: "train" (central range, no lesion), "test" (the largest-lesion
 #: slice), any other split "all" (every slice with brain)
 SLICE_ROLES = {"train": "train", "val": "train", "val_lesion": "test", "test_lesion": "test"}
-FAILED_STRIP = "failed_skullstrip"  # = itermask.artefacts.failed_skullstrip.CONDITION
 
 
 def slice_role(split: str) -> str:
@@ -47,7 +47,7 @@ def slice_reads(study) -> set[tuple[str, str, str]]:
                     add(study.condition_spec(name, condition), s, d, (split,))
             derived = study.failed_strip_dataset(d) if d in s.detect else None
             if derived:
-                add(study.condition_spec(name, FAILED_STRIP), s, derived, ("test_healthy",))
+                add(study.condition_spec(name, FAILED_SKULLSTRIP), s, derived, ("test_healthy",))
     return reads
 
 

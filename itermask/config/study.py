@@ -19,6 +19,7 @@ import yaml
 
 from itermask import methods
 from itermask.config.checks import check_references
+from itermask.config.conditions import HEALTHY, LESION, VAL, VAL_LESION
 from itermask.config.datasets import Dataset, resolve_dataset
 from itermask.config.schema import validate_schema
 from itermask.config.settings import (
@@ -228,13 +229,13 @@ class Study:
         split = self.datasets[dataset].split_of(subject)
         out: list[str] = []
         if dataset == s.dataset and split == "val":
-            out.append("val")
+            out.append(VAL)
         if split == "val_lesion" and dataset in s.segment:
-            out.append("val_lesion")
+            out.append(VAL_LESION)
         if split == "test_lesion" and dataset in s.segment:
-            out.append("lesion")
+            out.append(LESION)
         if split == "test_healthy" and dataset in s.detect:
-            out.append("healthy")
+            out.append(HEALTHY)
             out.extend(self.artefact_conditions(name))
         if split == "test_anomalous" and dataset in s.detect:
             out.append(self.datasets[dataset].anomaly)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from itermask.config.conditions import HEALTHY, LESION, NON_ANOMALY, VALIDATION
 from itermask.evaluation.metrics import detection_metrics
 from itermask.evaluation.scans import Scan, scan_scores
 
@@ -28,8 +29,6 @@ DETECTION_COLUMNS = [
     "auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90",
 ]
 SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary"]
-NON_ANOMALY = ("val", "healthy")
-VALIDATION = ("val", "val_lesion")  # conditions that set thresholds, never test scans
 SEVERITY = re.compile(r"^(?P<type>.+)-s(?P<level>\d+)$")
 
 
@@ -47,17 +46,17 @@ def score_rows(experiment: str, scans: list[Scan], primary: str | None) -> list[
 
 
 def anomaly_order(conditions: list[str]) -> list[str]:
-    plain = [c for c in conditions if not SEVERITY.match(c) and c != "lesion"]
+    plain = [c for c in conditions if not SEVERITY.match(c) and c != LESION]
     levels = sorted((c for c in conditions if SEVERITY.match(c)),
                     key=lambda c: (SEVERITY.match(c)["type"], int(SEVERITY.match(c)["level"])))
-    return plain + levels + (["lesion"] if "lesion" in conditions else [])
+    return plain + levels + ([LESION] if LESION in conditions else [])
 
 
 def detection_rows(experiment: str, scores: pd.DataFrame, pooled: Sequence[str]) -> list[dict[str, Any]]:
     """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
     rows = []
     test = scores[scores["role"] == "test"]
-    healthy = list(dict.fromkeys(test.loc[test["condition"] == "healthy", "dataset"]))
+    healthy = list(dict.fromkeys(test.loc[test["condition"] == HEALTHY, "dataset"]))
     orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in healthy]
     for dataset in healthy:
         # a dataset of anomalous scans only (a derived failed-strip set, a user's anomalous set)

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from itermask.config.conditions import LESION, VAL, VAL_LESION
 from itermask.io.atomic import atomic_path
 from itermask.errors import InputError
 from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS, detection_rows, score_rows
@@ -216,9 +217,9 @@ def evaluate_experiment(
     Experiments without lesion (or without detection) conditions get TSVs with headers only.
     """
     scans = discover(runs)
-    val_scans = [s for s in scans if s.condition == "val"]
-    lesion_scans = [s for s in scans if s.condition == "lesion"]
-    labelled_val = [s for s in scans if s.condition == "val_lesion"]
+    val_scans = [s for s in scans if s.condition == VAL]
+    lesion_scans = [s for s in scans if s.condition == LESION]
+    labelled_val = [s for s in scans if s.condition == VAL_LESION]
     seg = _segmentation_rows(experiment, lesion_scans, val_scans, list(protocols), honest_fpr, list(size_bins),
                              honest_source, labelled_val)
     primary = primary_score(scans) if scans else None

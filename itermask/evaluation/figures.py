@@ -19,6 +19,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from itermask.config.conditions import LESION, NON_ANOMALY  # noqa: E402
 from itermask.io.atomic import save_figure  # noqa: E402
 from itermask.evaluation.detection import SEVERITY  # noqa: E402
 from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
@@ -91,7 +92,7 @@ def _curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
 def threshold_curve_figure(scans: list[Scan], out_png: str) -> str | None:
     """Phase-A threshold curves T(t) with the fitted a·tan(b·t) and τ, one panel per clean
     (val / healthy) or lesion scan; artefact scans are left out to keep the grid readable."""
-    items = [(s, _curve(s.result)) for s in scans if s.condition in ("val", "healthy", "lesion")]
+    items = [(s, _curve(s.result)) for s in scans if s.condition in (*NON_ANOMALY, LESION)]
     items = [(s, c) for s, c in items if c is not None]
     if not items:
         return None
@@ -211,7 +212,7 @@ def make_figures(
     scores = pd.read_csv(scores_tsv, sep="\t")
     written: list[str] = []
     for s in scans:
-        if s.condition != "lesion" or not (s.folder / "label.nii.gz").exists():
+        if s.condition != LESION or not (s.folder / "label.nii.gz").exists():
             continue
         rows = seg[(seg["subject"].astype(str) == s.subject) & (seg["dataset"].astype(str) == s.dataset)]
         th = {r.protocol: float(r.threshold) for r in rows.itertuples() if r.protocol != "iterative_mask"}

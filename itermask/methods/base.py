@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
 
+from itermask.config.conditions import LESION_CONDITIONS, VAL
+
 if TYPE_CHECKING:  # heavy imports only for type checkers
     import numpy as np
     import torch
@@ -25,18 +27,13 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
 
 InputKind = Literal["volume", "slices"]
 
-#: inference conditions of labelled lesion subjects: the test set's and the labelled
-#: validation split's (``val_lesion``, which may set the honest threshold)
-LESION_CONDITIONS = ("lesion", "val_lesion")
-#: conditions that get the per-image-best oracle (test labels): the test set's lesion subjects
-ORACLE_CONDITIONS = ("lesion",)
 
 
 def reads_slices(settings: Any, condition: str) -> bool:
     """Whether a 2D method reads the slices file for ``condition``: healthy validation scans
     always, lesion subjects with ``infer.lesion_input: slices`` (their largest-lesion slice);
     otherwise it runs slice-wise on the volume."""
-    return condition == "val" or (condition in LESION_CONDITIONS and settings.infer["lesion_input"] == "slices")
+    return condition == VAL or (condition in LESION_CONDITIONS and settings.infer["lesion_input"] == "slices")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from itermask.config.settings import thaw
 from itermask.errors import InputError
 from itermask.methods import _itermask as im
 from itermask.methods import _itermask2_subject as subject
-from itermask.methods.base import ORACLE_CONDITIONS, ConditionOutput, InferenceContext, InputSpec, Method, reads_slices
+from itermask.config.conditions import ORACLE_CONDITIONS
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method, reads_slices
 
 NETWORK_KEYS = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention")
 

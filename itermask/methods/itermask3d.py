@@ -32,7 +32,8 @@ import numpy as np
 from itermask.config.settings import thaw
 from itermask.errors import InputError
 from itermask.methods import _itermask as im
-from itermask.methods.base import ORACLE_CONDITIONS, ConditionOutput, InferenceContext, InputSpec, Method
+from itermask.config.conditions import ORACLE_CONDITIONS
+from itermask.methods.base import ConditionOutput, InferenceContext, InputSpec, Method
 
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 NETWORK_KEYS = ("channels", "dropout", "residual", "input_skip")

@@ -1,8 +1,8 @@
 # Input functions and parameters of the rules in rules/infer.smk.
 from types import SimpleNamespace
 
-from itermask.artefacts.failed_skullstrip import CONDITION as FAILED_STRIP, selected_subjects
-from itermask.methods.base import LESION_CONDITIONS
+from itermask.artefacts.failed_skullstrip import selected_subjects
+from itermask.config.conditions import FAILED_SKULLSTRIP as FAILED_STRIP, LESION_CONDITIONS, PLAIN_SCANS
 
 
 def condition_files(experiment, dataset, subject, condition):
@@ -12,7 +12,7 @@ def condition_files(experiment, dataset, subject, condition):
     spec = STUDY.condition_spec(experiment, condition)
     if condition == FAILED_STRIP:  # the scan preprocessed with its outlying mask (derived dataset)
         files = input_item(spec, s, STUDY.failed_strip_dataset(dataset), subject)
-    elif condition in ("val", "healthy", *LESION_CONDITIONS) or condition == STUDY.datasets[dataset].anomaly:
+    elif condition in PLAIN_SCANS or condition == STUDY.datasets[dataset].anomaly:
         files = input_item(spec, s, dataset, subject)
     else:  # an artefact: the corrupted volume (artefacts are volumes)
         w = dict(dataset=dataset, subject=subject, sequence=s.sequence, artefact=condition)
