@@ -37,3 +37,14 @@ def test_iterative_zscore_has_four_renormalisations_by_default(paper):
 def test_detection_score_is_the_mask_voxel_count_by_default(paper):
     for name in ("im3d_flair", "im2_adni_flair"):
         assert paper.settings(name).infer["score"] == "mask_size"
+
+
+def test_training_schedules_follow_the_papers_text(paper):
+    """METHOD.md §5: 200 epochs (3D) and 8,000 Adam iterations of batch 32 (2D), as the IterMask3D
+    paper states; each baseline trains as the IterMask row it is compared with."""
+    for name in ("im3d_flair", "ae_adni_flair", "dae_adni_flair", "ae_oasis_t2"):
+        t = paper.settings(paper.model_experiment(name)).train
+        assert (t.epochs, t.steps, t.batch_size, t.optimizer) == (200, None, 2, "adam"), name
+    for name in ("im2_brats_flair", "im2_atlas_t1", "im2_brats_flair_adaptive", "ae2d_brats_flair", "dae2d_brats_flair_pos"):
+        t = paper.settings(paper.model_experiment(name)).train
+        assert (t.steps, t.epochs, t.batch_size, t.optimizer) == (8000, None, 32, "adam"), name
