@@ -12,6 +12,6 @@ smk = snakemake  # noqa: F821
 with rule_context(smk):
     spec = smk.params.spec
     metrics = {e: list(smk.input[e]) for e in table_experiments(spec)}
-    make_table(spec, metrics, smk.output.md, smk.output.csv, smk.output.tex)
+    make_table(spec, metrics, smk.output.md, smk.output.csv, smk.output.tex, smk.params.training)
     aliases = {row["label"]: row["published_label"] for row in spec["rows"] if row["published_label"]}
     write_comparison(spec["name"], smk.output.csv, smk.params.published, smk.output.vs_md, smk.output.vs_csv, aliases)

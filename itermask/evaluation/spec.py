@@ -72,6 +72,22 @@ def table_experiments(spec: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(e for row in spec["rows"] for e in row_cells(spec, row).values()))
 
 
+def row_training(spec: dict[str, Any], study: Any) -> dict[str, str]:
+    """Row label -> how its models were trained ("450 steps, batch 2"), from the settings of the
+    experiments that trained them (``model_from`` followed); distinct trainings of one row's
+    blocks joined with " / "."""
+    out = {}
+    for row in spec["rows"]:
+        texts = []
+        for e in row_cells(spec, row).values():
+            t = study.settings(study.model_experiment(e)).train
+            length = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
+            texts.append(f"{length}, batch {t.batch_size}")
+        if texts:
+            out[row["label"]] = " / ".join(dict.fromkeys(texts))
+    return out
+
+
 def check_table(spec: dict[str, Any], experiments: dict[str, Any]) -> None:
     """ConfigError naming the table for an unknown experiment, block key or metric kind."""
     where = f"config key 'tables' ({spec['name']})"

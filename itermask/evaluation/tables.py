@@ -13,7 +13,7 @@ the rows of one protocol.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 from itermask.evaluation.layout import Cell, Row, best_flags, build, wide_frame
 from itermask.evaluation.spec import DEFINITIONS, METRICS
@@ -58,9 +58,12 @@ def _protocol_text(protocol: str, rows: list[Row]) -> str:
     return text
 
 
-def caption(spec: dict[str, Any], rows: list[Row]) -> str:
-    """The spec's caption plus protocol, threshold source, metric definitions and absent cells."""
+def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] | None = None) -> str:
+    """The spec's caption plus each row's training (``training``: row label -> text), protocol,
+    threshold source, metric definitions and absent cells."""
     parts = [spec["caption"].strip()] if spec["caption"].strip() else []
+    if training:
+        parts.append("Training: " + "; ".join(f"{label} {text}" for label, text in training.items()) + ".")
     if spec["kind"] == "segmentation":
         protocols = list(dict.fromkeys(r.protocol for r in rows if not r.grey))
         parts += [f"Threshold ({p}): {_protocol_text(p, rows)}." for p in protocols]
@@ -140,10 +143,12 @@ def _latex(name: str, text: str, spec: dict[str, Any], rows: list[Row], lines: l
     return "\n".join(out + [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
 
 
-def make_table(spec: dict[str, Any], metrics: dict[str, list[str]], out_md: str, out_csv: str, out_tex: str) -> list[Row]:
-    """Stage: table ``spec`` from experiment -> [segmentation.tsv, detection.tsv]; returns its rows."""
+def make_table(spec: dict[str, Any], metrics: dict[str, list[str]], out_md: str, out_csv: str, out_tex: str,
+               training: Mapping[str, str] | None = None) -> list[Row]:
+    """Stage: table ``spec`` from experiment -> [segmentation.tsv, detection.tsv]; returns its rows.
+    ``training``: row label -> how its models were trained (``spec.row_training``), for the caption."""
     rows = build(spec, metrics)
-    text = caption(spec, rows)
+    text = caption(spec, rows, training)
     lines = body(spec, rows)
     write_text(out_md, _markdown(spec["title"] or spec["name"], text, spec, lines))
     with atomic_path(out_csv) as tmp:

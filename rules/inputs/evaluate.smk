@@ -2,7 +2,7 @@
 
 
 from itermask.evaluation.published import published_csv
-from itermask.evaluation.spec import table_experiments
+from itermask.evaluation.spec import row_training, table_experiments
 
 
 def table_inputs(wildcards):

@@ -164,3 +164,30 @@ def test_bold_competes_within_a_protocol():
     rows = [row("paper", 0.4), row("paper", 0.5), row("honest", 0.9), row("per_image_best", 0.99, grey=True),
             row("iterative_mask", 0.7), row("iterative_mask", 0.6)]
     assert best_flags(rows, "b", "dice") == [False, True, False, False, True, False]
+
+
+def test_caption_names_each_rows_training_from_the_trained_experiments_settings(tmp_path):
+    from pathlib import Path
+
+    from itermask.config.study import Study, load_config
+    from itermask.evaluation.spec import row_training
+
+    root = Path(__file__).resolve().parents[2]
+    study = Study(load_config(root / "config.yaml"), base_dir=root)
+    config = study.config
+    spec = _spec(name="t", kind="segmentation", protocol="paper", metrics=["dice"],
+                 blocks=[{"key": "b", "dataset": "demo"}],
+                 rows=[{"label": "AE", "experiment": "ae_flair"},
+                       {"label": "IterMask3D fixed", "experiment": "im3d_flair_seg_fixed"},  # model_from im3d_flair_seg
+                       {"label": "IterMask2", "experiment": "im2_flair"}])
+    training = row_training(spec, study)
+    e = config["experiments"]
+    ae_steps, seg_steps = e["ae_flair"]["train"]["steps"], e["im3d_flair_seg"]["train"]["steps"]
+    assert training == {"AE": f"{ae_steps} steps, batch 2", "IterMask3D fixed": f"{seg_steps} steps, batch 2",
+                        "IterMask2": f"{config['method_defaults']['itermask2']['train']['steps']} steps, batch 8"}
+    assert ae_steps != seg_steps  # the rows' texts come from their own models
+    rows = _seg("ae_flair", [("demo", "s1", "paper", 0.6, 0.5, "small", "")])
+    out = [str(tmp_path / f"t.{x}") for x in ("md", "csv", "tex")]
+    metrics = {x: _write(tmp_path, x, rows if x == "ae_flair" else [], []) for x in table_experiments(spec)}
+    make_table(spec, metrics, *out, training=training)
+    assert f"Training: AE {ae_steps} steps, batch 2; IterMask3D fixed {seg_steps} steps, batch 2; " in open(out[0]).read()
