@@ -127,8 +127,8 @@ def test_labelled_honest_source_needs_val_lesion(demo_config):
 
 def test_experiment_references(demo_config):
     cfg = copy.deepcopy(demo_config)
-    cfg["experiments"]["im3d_flair"]["sequence"] = "T2w"
-    with pytest.raises(ConfigError, match=r"experiments\.im3d_flair'\.sequence: 'T2w' is not a sequence of dataset 'demo'"):
+    cfg["experiments"]["im3d_flair"]["sequence"] = "PDw"
+    with pytest.raises(ConfigError, match=r"experiments\.im3d_flair'\.sequence: 'PDw' is not a sequence of dataset 'demo'"):
         Study(cfg, base_dir=ROOT)
     cfg = copy.deepcopy(demo_config)
     cfg["tables"][0]["rows"].append({"label": "Nope", "experiment": "nope"})
