@@ -180,7 +180,7 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     fast.load_state_dict(ref.state_dict())
     fast = ChannelsLast(fast)
     if compile_net:
-        fast = torch.compile(fast)
+        fast, compile_net = compiled_or_eager(fast, size, device, dtype)
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
     print(f"  (b): lockstep batch {batch}, autocast {str(dtype).split('.')[-1] if cuda else 'off (CPU)'} "
@@ -222,6 +222,28 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     rows.append(("full inference", f"per subject ({n_fwd} fwd)", ta / n_ref, ma and ma / n_ref, tb / batch,
                  mb and mb / batch))
     print_table(rows, cuda)
+
+
+def compiled_or_eager(net: nn.Module, size: int, device: torch.device, dtype: torch.dtype
+                      ) -> tuple[nn.Module, bool]:
+    """``torch.compile(net)`` if a compiled forward and training step run here (they compile on
+    first use, which needs a working Triton/C toolchain); else ``net`` eager, with the reason."""
+    compiled = torch.compile(net)
+    state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+            compiled.eval()(torch.randn(1, 2, size, size, size, device=device))
+        compiled.train()
+        train_step(compiled, size, device, device.type == "cuda", dtype)()
+        compiled.eval()
+        ok = True
+    except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager
+        print(f"  torch.compile failed here ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); "
+              "(b) runs eager", flush=True)
+        ok = False
+    net.load_state_dict(state)
+    net.eval()
+    return (compiled if ok else net), ok
 
 
 def print_table(rows: list[tuple], cuda: bool) -> None:

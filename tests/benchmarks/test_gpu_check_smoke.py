@@ -34,3 +34,41 @@ def test_without_cuda_the_full_check_says_so():
     res = _run()
     assert res.returncode == 2
     assert "no CUDA device" in res.stdout and "--smoke" in res.stdout
+
+
+def _gpu_check_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_compile_failure_falls_back_to_eager_with_the_weights_unchanged(monkeypatch, capsys):
+    gc = _gpu_check_module()
+    net = gc.build_model([2, 4, 8, 8, 16], torch.device("cpu"))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    class Broken(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            raise RuntimeError("no C compiler\nmore detail")
+
+    monkeypatch.setattr(gc.torch, "compile", Broken)
+    out, compiled = gc.compiled_or_eager(net, 32, torch.device("cpu"), torch.float16)
+    assert out is net and compiled is False and not net.training
+    assert "torch.compile failed here (RuntimeError: no C compiler); (b) runs eager" in capsys.readouterr().out
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_working_compile_is_probed_without_changing_the_weights(monkeypatch):
+    gc = _gpu_check_module()
+    net = gc.build_model([2, 4, 8, 8, 16], torch.device("cpu"))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    monkeypatch.setattr(gc.torch, "compile", lambda m: m)  # eager stands in for a compiled module
+    out, compiled = gc.compiled_or_eager(net, 32, torch.device("cpu"), torch.float16)
+    assert out is net and compiled is True and not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
