@@ -75,8 +75,13 @@ def cuda_test_files() -> list[str]:
 def run_cuda_tests(timeout: int) -> None:
     files = cuda_test_files()
     print(f"  files: {' '.join(files)}")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "not slow and not slurm", *files],
-                         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    try:
+        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "not slow and not slurm", *files],
+                             cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        FAILURES.append("CUDA-only tests")
+        print(f"  FAIL  CUDA-only tests: over {timeout} s")
+        return
     print("\n".join("  " + line for line in res.stdout.strip().splitlines()[-8:]))
     if res.returncode != 0:
         FAILURES.append("CUDA-only tests")
