@@ -44,14 +44,14 @@ from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
 from itermask.evaluation.reference_metrics import precision_ref, reference_quality
-from itermask.evaluation.scans import Scan, brain_error, discover, input_image, load, primary_score
+from itermask.evaluation.scans import Scan, brain_error, convergence, discover, input_image, load, primary_score
 
 log = logging.getLogger(__name__)
 
 SEGMENTATION_COLUMNS = [
     "experiment", "dataset", "subject", "protocol", "threshold", "dice", "sensitivity", "precision",
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
-    "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source",
+    "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source", "converged", "iterations",
 ]
 HONEST_SOURCES = ("healthy_fpr", "labelled_val")
 
@@ -155,13 +155,15 @@ def _subject_rows(
     if (s.folder / "mask.nii.gz").exists():  # methods without a binary mask (AE, DAE) have no such row
         preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
                                    float(s.result.get("tau", float("nan"))), "")
+    converged, iterations = convergence(s)
     rows = []
     for name, (pred, theta, oracle) in preds.items():
         m = segmentation_metrics(pred, label, error=error, brain=brain, spacing=spacing,
                                  size_bins=size_bins, slice_axis=slice_axis)
         rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": name,
                      "threshold": theta, **m, **quality, "precision_ref": precision_ref(pred, label),
-                     "oracle": oracle, "threshold_source": sources.get(name, "")})
+                     "oracle": oracle, "threshold_source": sources.get(name, ""),
+                     "converged": converged, "iterations": iterations})
     return rows
 
 

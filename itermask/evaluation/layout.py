@@ -36,6 +36,8 @@ class Row:
     oracle: set[str] = field(default_factory=set)  # per_image_best sources seen (evaluate.py column oracle)
     threshold_sources: set[str] = field(default_factory=set)  # shared thresholds' sources (column threshold_source)
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # block key -> metric -> cell
+    # (experiment, block dataset) -> (converged, subjects, fewest, most iterations) of its iterative masks
+    convergence: dict[tuple[str, str | None], tuple[int, int, int, int]] = field(default_factory=dict)
 
 
 def read_tsv(path: str) -> pd.DataFrame:
@@ -68,6 +70,23 @@ def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: 
         else:
             out[m] = summarise(df[m], METRICS[m][2])
     return out
+
+
+def _convergence(seg: pd.DataFrame, protocol: str, block: dict) -> tuple[int, int, int, int] | None:
+    """(converged, subjects, fewest, most iterations) of the block's subjects (evaluate.py columns
+    converged / iterations); None for a method without iterations."""
+    if "converged" not in seg:
+        return None
+    df = seg[seg["protocol"] == protocol]
+    if block["dataset"] is not None:
+        df = df[df["dataset"].astype(str) == block["dataset"]]
+    conv = pd.to_numeric(df["converged"], errors="coerce")
+    its = pd.to_numeric(df["iterations"], errors="coerce")[conv.notna()].dropna()
+    conv = conv.dropna()
+    if conv.empty:
+        return None
+    lo, hi = (int(its.min()), int(its.max())) if not its.empty else (0, 0)
+    return int((conv > 0.5).sum()), int(conv.size), lo, hi
 
 
 def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> dict[str, Cell]:
@@ -103,6 +122,9 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 row.cells[block["key"]] = _segmentation_cells(seg, row.protocol, block, spec["metrics"])
                 if row.protocol == "per_image_best" and "oracle" in seg:
                     row.oracle |= set(seg.loc[seg["protocol"] == row.protocol, "oracle"].dropna().astype(str))
+                conv = _convergence(seg, row.protocol, block)
+                if conv is not None:
+                    row.convergence[(exp, block["dataset"])] = conv
                 if "threshold_source" in seg:
                     found = seg.loc[seg["protocol"] == row.protocol, "threshold_source"].dropna().astype(str)
                     row.threshold_sources |= {f for f in found if f}

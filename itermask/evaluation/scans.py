@@ -133,6 +133,23 @@ def scan_scores(scan: Scan) -> dict[str, float]:
     return out
 
 
+def convergence(scan: Scan) -> tuple[float, float]:
+    """(converged, iterations) of an iterative mask's run from result.json: 1.0 when the mask's
+    last change fell below ``tol`` before the ``max_iterations`` cap, else 0.0, and the
+    iterations it took (IterMask3D: phase B; 2D: every slice converged, the most iterations of a
+    slice). NaN for methods without iterations and for one-step runs (-spatial, cap 1)."""
+    r = scan.result
+    conv, cap = r.get("converged"), r.get("max_iterations")
+    if conv is None or cap is None or int(cap) <= 1:
+        return float("nan"), float("nan")
+    if isinstance(conv, list):  # 2D: one entry per slice
+        its = r.get("iterations") or []
+        if not conv:
+            return float("nan"), float("nan")
+        return float(all(conv)), float(max(its)) if its else float("nan")
+    return float(bool(conv)), float(r.get("iterations_b", float("nan")))
+
+
 def primary_score(scans: list[Scan]) -> str | None:
     names = [s.result.get("score_name") for s in scans if s.result.get("score_name")]
     if names:

@@ -58,6 +58,26 @@ def _protocol_text(protocol: str, rows: list[Row]) -> str:
     return text
 
 
+def _convergence_text(rows: list[Row]) -> str:
+    """How many subjects' iterative masks converged (change < tol before the iteration cap), per
+    white row; rows that share an experiment (other thresholds of the same run) said once."""
+    seen: set = set()
+    texts = []
+    for row in rows:
+        new = {key: v for key, v in row.convergence.items() if key not in seen}
+        if row.grey or not new:
+            continue
+        seen |= set(new)
+        k, n = sum(v[0] for v in new.values()), sum(v[1] for v in new.values())
+        lo, hi = min(v[2] for v in new.values()), max(v[3] for v in new.values())
+        its = f"{lo}–{hi}" if lo != hi else f"{hi}"
+        note = "" if k == n else ("; all stopped at the cap" if k == 0 else f"; {n - k} stopped at the cap")
+        texts.append(f"{row.label} {k}/{n} ({its} iterations{note})")
+    if not texts:
+        return ""
+    return "Iterative masks converged (change < tol before the cap), subjects: " + "; ".join(texts) + "."
+
+
 def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] | None = None) -> str:
     """The spec's caption plus each row's training (``training``: row label -> text), protocol,
     threshold source, metric definitions and absent cells."""
@@ -72,6 +92,9 @@ def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] |
             sources = sorted({o for r in grey for o in r.oracle}) or ["none evaluated yet"]
             parts.append("Grey rows (†): per-image best, an oracle that uses the test labels: "
                          + "; ".join(ORACLE_TEXT.get(o, o) for o in sources) + ".")
+        conv = _convergence_text(rows)
+        if conv:
+            parts.append(conv)
         parts.append("Cells: mean ± SD over the block's test subjects; (k/n): defined for k of n.")
     else:
         parts.append("Detection: one score per scan (the experiment's primary score), anomalous scans of the "

@@ -191,3 +191,19 @@ def test_caption_names_each_rows_training_from_the_trained_experiments_settings(
     metrics = {x: _write(tmp_path, x, rows if x == "ae_flair" else [], []) for x in table_experiments(spec)}
     make_table(spec, metrics, *out, training=training)
     assert f"Training: AE {ae_steps} steps, batch 2; IterMask3D fixed {seg_steps} steps, batch 2; " in open(out[0]).read()
+
+
+def test_caption_counts_converged_iterative_masks_once_per_run(tmp_path):
+    spec = _spec(name="t", kind="segmentation", protocol="paper", metrics=["dice"],
+                 blocks=[{"key": "b", "dataset": "one"}],
+                 rows=[{"label": "A", "experiment": "A"}, {"label": "A honest", "experiment": "A", "protocol": "honest"},
+                       {"label": "B", "experiment": "B"}, {"label": "A best", "grey": True, "experiment": "A"}])
+    a = [{**r, "converged": c, "iterations": i}
+         for r, c, i in zip(_seg("A", [("one", s, p, 0.5, 0.5, "small", "") for p in ("paper", "honest", "per_image_best")
+                                       for s in ("s1", "s2")]), [1.0, 0.0] * 3, [5, 20] * 3)]
+    b = _seg("B", [("one", "s1", "paper", 0.5, 0.5, "small", "")])  # a baseline: no iterations (NaN)
+    out = [str(tmp_path / f"t.{e}") for e in ("md", "csv", "tex")]
+    make_table(spec, {"A": _write(tmp_path, "A", a, []), "B": _write(tmp_path, "B", b, [])}, *out)
+    text = open(out[0]).read()
+    assert ("Iterative masks converged (change < tol before the cap), subjects: "
+            "A 1/2 (5–20 iterations; 1 stopped at the cap).") in text

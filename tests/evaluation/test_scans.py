@@ -1,0 +1,32 @@
+"""itermask.evaluation.scans: what a run's result.json says about its iterative mask."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from itermask.evaluation.scans import Scan, convergence
+
+
+def _scan(**result):
+    return Scan("demo", "s1", "lesion", Path("."), result)
+
+
+@pytest.mark.parametrize("result, expected", [
+    ({"converged": True, "iterations_b": 7, "max_iterations": 20}, (1.0, 7.0)),      # IterMask3D, converged
+    ({"converged": False, "iterations_b": 20, "max_iterations": 20}, (0.0, 20.0)),   # stopped at the cap
+    ({"converged": [True, True], "iterations": [4, 9], "max_iterations": 10}, (1.0, 9.0)),  # 2D: every slice
+    ({"converged": [True, False], "iterations": [4, 10], "max_iterations": 10}, (0.0, 10.0)),
+])
+def test_convergence_of_iterative_runs(result, expected):
+    assert convergence(_scan(**result)) == expected
+
+
+@pytest.mark.parametrize("result", [
+    {"kind": "3d"},                                                         # AE, DAE: no iterations
+    {"converged": False, "iterations_b": 1, "max_iterations": 1},          # -spatial: one step
+    {"converged": [], "iterations": [], "max_iterations": 10},             # 2D subject without slices
+])
+def test_convergence_is_undefined_without_iterations(result):
+    assert all(math.isnan(v) for v in convergence(_scan(**result)))
