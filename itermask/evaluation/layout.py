@@ -59,10 +59,14 @@ def primary_rows(det: pd.DataFrame) -> pd.DataFrame:
     return det[primary] if primary.any() else det[det["score_name"] == det["score_name"].iloc[0]]
 
 
-def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: list[str]) -> dict[str, Cell]:
+def _block_rows(seg: pd.DataFrame, protocol: str, block: dict) -> pd.DataFrame:
+    """The rows of ``protocol`` on the block's test dataset (all datasets when it names none)."""
     df = seg[seg["protocol"] == protocol]
-    if block["dataset"] is not None:
-        df = df[df["dataset"].astype(str) == block["dataset"]]
+    return df if block["dataset"] is None else df[df["dataset"].astype(str) == block["dataset"]]
+
+
+def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: list[str]) -> dict[str, Cell]:
+    df = _block_rows(seg, protocol, block)
     out = {}
     for m in metrics:
         if m in SIZE_METRICS:
@@ -77,9 +81,7 @@ def _convergence(seg: pd.DataFrame, protocol: str, block: dict) -> tuple[int, in
     converged / iterations); None for a method without iterations."""
     if "converged" not in seg:
         return None
-    df = seg[seg["protocol"] == protocol]
-    if block["dataset"] is not None:
-        df = df[df["dataset"].astype(str) == block["dataset"]]
+    df = _block_rows(seg, protocol, block)
     conv = pd.to_numeric(df["converged"], errors="coerce")
     its = pd.to_numeric(df["iterations"], errors="coerce")[conv.notna()].dropna()
     conv = conv.dropna()
