@@ -20,7 +20,7 @@ import pandas as pd
 
 from itermask.config.conditions import HEALTHY, LESION, NON_ANOMALY, VALIDATION
 from itermask.evaluation.metrics import detection_metrics
-from itermask.evaluation.scans import Scan, scan_scores
+from itermask.evaluation.scans import Scan, convergence, scan_scores
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,24 @@ DETECTION_COLUMNS = [
     "experiment", "dataset", "anomaly", "score_name", "primary", "n_pos", "n_neg",
     "auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90",
 ]
-SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary"]
+SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary",
+                 "converged", "iterations"]
 SEVERITY = re.compile(r"^(?P<type>.+)-s(?P<level>\d+)$")
 
 
 def score_rows(experiment: str, scans: list[Scan], primary: str | None) -> list[dict[str, Any]]:
+    """One row per scan x score; ``converged`` / ``iterations``: the scan's iterative mask
+    (scans.convergence; NaN for methods without iterations)."""
     rows = []
     for s in scans:
+        converged, iterations = convergence(s)
         for name, value in scan_scores(s).items():
             rows.append({
                 "experiment": experiment, "dataset": s.dataset, "subject": s.subject, "condition": s.condition,
                 "role": "val" if s.condition in VALIDATION else "test",
                 "label": 0 if s.condition in NON_ANOMALY else 1,
                 "score_name": name, "score": value, "primary": name == primary,
+                "converged": converged, "iterations": iterations,
             })
     return rows
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from itermask.config.conditions import HEALTHY
 from itermask.evaluation.spec import METRICS, row_cells, row_protocol
 
 SIZE_METRICS = {"dice_small": "small", "dice_medium": "medium", "dice_large": "large"}
@@ -36,7 +37,8 @@ class Row:
     oracle: set[str] = field(default_factory=set)  # per_image_best sources seen (evaluate.py column oracle)
     threshold_sources: set[str] = field(default_factory=set)  # shared thresholds' sources (column threshold_source)
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # block key -> metric -> cell
-    # (experiment, block dataset) -> (converged, subjects, fewest, most iterations) of its iterative masks
+    # (experiment, block dataset; None for a detection table's scans) -> (converged, scans, fewest,
+    # most iterations) of its iterative masks
     convergence: dict[tuple[str, str | None], tuple[int, int, int, int]] = field(default_factory=dict)
 
 
@@ -76,12 +78,11 @@ def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: 
     return out
 
 
-def _convergence(seg: pd.DataFrame, protocol: str, block: dict) -> tuple[int, int, int, int] | None:
-    """(converged, subjects, fewest, most iterations) of the block's subjects (evaluate.py columns
-    converged / iterations); None for a method without iterations."""
-    if "converged" not in seg:
+def _convergence(df: pd.DataFrame) -> tuple[int, int, int, int] | None:
+    """(converged, scans, fewest, most iterations) of the iterative masks of ``df``'s scans
+    (evaluate.py columns converged / iterations); None for a method without iterations."""
+    if "converged" not in df:
         return None
-    df = _block_rows(seg, protocol, block)
     conv = pd.to_numeric(df["converged"], errors="coerce")
     its = pd.to_numeric(df["iterations"], errors="coerce")[conv.notna()].dropna()
     conv = conv.dropna()
@@ -89,6 +90,21 @@ def _convergence(seg: pd.DataFrame, protocol: str, block: dict) -> tuple[int, in
         return None
     lo, hi = (int(its.min()), int(its.max())) if not its.empty else (0, 0)
     return int((conv > 0.5).sum()), int(conv.size), lo, hi
+
+
+def _detection_scans(scores: pd.DataFrame, block: dict) -> pd.DataFrame:
+    """The test scans behind a detection cell, one line per scan (evaluate.py scores.tsv): the
+    block's anomaly (every anomaly when it names none) and the healthy scans it is compared with;
+    a dataset without healthy scans joins the one that has them, as in detection.detection_rows."""
+    df = scores[scores["role"].astype(str) == "test"]
+    if block["dataset"] is not None:
+        datasets = df["dataset"].astype(str)
+        healthy = set(datasets[df["condition"].astype(str) == HEALTHY])
+        members = {block["dataset"]} | (set(datasets) - healthy if len(healthy) == 1 else set())
+        df = df[datasets.isin(members)]
+    if block["anomaly"] is not None:
+        df = df[df["condition"].astype(str).isin([block["anomaly"], HEALTHY])]
+    return df.drop_duplicates(["dataset", "subject", "condition"])
 
 
 def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> dict[str, Cell]:
@@ -103,13 +119,17 @@ def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> dict
 
 
 def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
-    """Rows of table ``spec`` from experiment -> [segmentation.tsv, detection.tsv]."""
+    """Rows of table ``spec`` from experiment -> [segmentation.tsv, detection.tsv, scores.tsv]
+    (scores.tsv optional: a detection table counts its iterative masks' convergence from it)."""
     frames: dict[str, pd.DataFrame] = {}
-    column = 1 if spec["kind"] == "detection" else 0
+    score_frames: dict[str, pd.DataFrame] = {}
+    detection = spec["kind"] == "detection"
+    column = 1 if detection else 0
     rows = []
     for r in spec["rows"]:
         row = Row(r["label"], bool(r["grey"]), row_protocol(spec, r))
         cells = row_cells(spec, r)
+        scans: dict[str, list[pd.DataFrame]] = {}  # detection: experiment -> its blocks' scans
         for block in spec["blocks"]:
             exp = cells.get(block["key"])
             if exp is None:
@@ -117,19 +137,27 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 continue
             if exp not in frames:
                 frames[exp] = read_tsv(metrics[exp][column])
-            if spec["kind"] == "detection":
+            if detection:
                 row.cells[block["key"]] = _detection_cells(frames[exp], block, spec["metrics"])
+                if len(metrics[exp]) > 2:
+                    if exp not in score_frames:
+                        score_frames[exp] = read_tsv(metrics[exp][2])
+                    scans.setdefault(exp, []).append(_detection_scans(score_frames[exp], block))
             else:
                 seg = frames[exp]
                 row.cells[block["key"]] = _segmentation_cells(seg, row.protocol, block, spec["metrics"])
                 if row.protocol == "per_image_best" and "oracle" in seg:
                     row.oracle |= set(seg.loc[seg["protocol"] == row.protocol, "oracle"].dropna().astype(str))
-                conv = _convergence(seg, row.protocol, block)
+                conv = _convergence(_block_rows(seg, row.protocol, block))
                 if conv is not None:
                     row.convergence[(exp, block["dataset"])] = conv
                 if "threshold_source" in seg:
                     found = seg.loc[seg["protocol"] == row.protocol, "threshold_source"].dropna().astype(str)
                     row.threshold_sources |= {f for f in found if f}
+        for exp, parts in scans.items():  # each scan once, though blocks share the healthy scans
+            conv = _convergence(pd.concat(parts).drop_duplicates(["dataset", "subject", "condition"]))
+            if conv is not None:
+                row.convergence[(exp, None)] = conv
         rows.append(row)
     return rows
 

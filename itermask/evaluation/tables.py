@@ -58,7 +58,7 @@ def _protocol_text(protocol: str, rows: list[Row]) -> str:
     return text
 
 
-def _convergence_text(rows: list[Row]) -> str:
+def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
     """How many subjects' iterative masks converged (change < tol before the iteration cap), per
     white row; rows that share an experiment (other thresholds of the same run) said once."""
     seen: set = set()
@@ -75,7 +75,7 @@ def _convergence_text(rows: list[Row]) -> str:
         texts.append(f"{row.label} {k}/{n} ({its} iterations{note})")
     if not texts:
         return ""
-    return "Iterative masks converged (change < tol before the cap), subjects: " + "; ".join(texts) + "."
+    return f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
 
 
 def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] | None = None) -> str:
@@ -99,6 +99,9 @@ def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] |
     else:
         parts.append("Detection: one score per scan (the experiment's primary score), anomalous scans of the "
                      "block against the healthy test scans of the same test dataset.")
+        conv = _convergence_text(rows, "test scans of the table")
+        if conv:
+            parts.append(conv)
     defs = list(dict.fromkeys(DEFINITIONS[m] for m in spec["metrics"]))
     parts.append("Metrics: " + "; ".join(defs) + ".")
     for row in spec["rows"]:
@@ -168,7 +171,7 @@ def _latex(name: str, text: str, spec: dict[str, Any], rows: list[Row], lines: l
 
 def make_table(spec: dict[str, Any], metrics: dict[str, list[str]], out_md: str, out_csv: str, out_tex: str,
                training: Mapping[str, str] | None = None) -> list[Row]:
-    """Stage: table ``spec`` from experiment -> [segmentation.tsv, detection.tsv]; returns its rows.
+    """Stage: table ``spec`` from experiment -> [segmentation.tsv, detection.tsv, scores.tsv]; returns its rows.
     ``training``: row label -> how its models were trained (``spec.row_training``), for the caption."""
     rows = build(spec, metrics)
     text = caption(spec, rows, training)

@@ -7,7 +7,7 @@ from itermask.evaluation.spec import row_training, table_experiments
 
 def table_inputs(wildcards):
     spec = STUDY.tables[wildcards.name]
-    return {e: [path(METRICS, experiment=e, kind=kind) for kind in ("segmentation", "detection")]
+    return {e: [path(METRICS, experiment=e, kind=kind) for kind in ("segmentation", "detection", "scores")]
             for e in table_experiments(spec)}
 
 

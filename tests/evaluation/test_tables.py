@@ -7,7 +7,7 @@ import pytest
 
 from itermask.config.schema import FillingValidator, load_schema
 from itermask.errors import ConfigError
-from itermask.evaluation.detection import DETECTION_COLUMNS
+from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS
 from itermask.evaluation.evaluate import SEGMENTATION_COLUMNS
 from itermask.evaluation.published import compare, read_published, reproduced_long, write_comparison
 from itermask.evaluation.spec import check_table, table_experiments
@@ -207,3 +207,34 @@ def test_caption_counts_converged_iterative_masks_once_per_run(tmp_path):
     text = open(out[0]).read()
     assert ("Iterative masks converged (change < tol before the cap), subjects: "
             "A 1/2 (5–20 iterations; 1 stopped at the cap).") in text
+
+
+@pytest.mark.parametrize("other_healthy, expected", [
+    (True, "A 2/4 (3–20 iterations; 2 stopped at the cap)"),  # dataset two has its own healthy scans
+    (False, "A 3/5 (2–20 iterations; 2 stopped at the cap)"),  # two's anomalous scans join one's, as detection rows do
+])
+def test_detection_caption_counts_each_test_scan_of_its_blocks_once(tmp_path, other_healthy, expected):
+    spec = _spec(name="d", kind="detection", metrics=["auroc"],
+                 blocks=[{"key": "g", "dataset": "one", "anomaly": "ghosting"},
+                         {"key": "s", "dataset": "one", "anomaly": "spike"}],
+                 rows=[{"label": "A", "experiment": "A"}])
+    det = [{"experiment": "A", "dataset": "one", "anomaly": a, "score_name": "mask_size", "primary": True,
+            "n_pos": 1, "n_neg": 2, "auroc": 1.0, "auprc": 1.0, "fpr80": 0.0, "fpr90": 0.0, "fnr80": 0.0,
+            "fnr90": 0.0} for a in ("ghosting", "spike")]
+    scans = [  # (dataset, subject, condition, role, converged, iterations)
+        ("one", "h1", "healthy", "test", 1.0, 4), ("one", "h2", "healthy", "test", 0.0, 20),
+        ("one", "h1", "ghosting", "test", 0.0, 20), ("one", "h1", "spike", "test", 1.0, 3),
+        ("one", "h1", "zipper", "test", 1.0, 2),    # not a block of this table
+        ("two", "x1", "ghosting", "test", 1.0, 2),  # another dataset
+        ("one", "v1", "val", "val", 1.0, 2),        # validation: never in a detection cell
+    ]
+    rows = [{"experiment": "A", "dataset": d, "subject": s, "condition": c, "role": r, "label": int(c != "healthy"),
+             "score_name": name, "score": 1.0, "primary": name == "mask_size", "converged": conv, "iterations": its}
+            for d, s, c, r, conv, its in scans + [("two", "x2", "healthy", "test", 1.0, 2)] * other_healthy
+            for name in ("mask_size", "mean_error")]
+    paths = _write(tmp_path, "A", [], det)
+    pd.DataFrame(rows, columns=SCORE_COLUMNS).to_csv(tmp_path / "A_scores.tsv", sep="\t", index=False)
+    out = [str(tmp_path / f"d.{e}") for e in ("md", "csv", "tex")]
+    make_table(spec, {"A": paths + [str(tmp_path / "A_scores.tsv")]}, *out)
+    assert ("Iterative masks converged (change < tol before the cap), test scans of the table: "
+            f"{expected}.") in open(out[0]).read()
