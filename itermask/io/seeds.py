@@ -25,5 +25,6 @@ def keyed_seed(seed: int, *keys: object) -> int:
     """A 63-bit seed that is a pure function of (seed, str(key) for each key)."""
     digest = hashlib.sha256("\x1f".join(str(k) for k in keys).encode()).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *words]).generate_state(2, np.uint32)
+    # a seed >= 2**32 enters as several 32-bit words (SeedSequence splits it): values below stay as they were
+    state = np.random.SeedSequence([int(seed), *words]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])

@@ -105,7 +105,8 @@ def test_lpips_off_gives_the_scaled_residual_and_on_multiplies_it(tmp_path):
     one = _lpips_file(tmp_path, 1.0)
     (r1, e1, st1), rec1 = _run(tiny_settings("autoddpm", lpips_model=one, mask_threshold=0.4, **common), x, brain)
     assert rec1["mask_map"] == "scaled_residual_x_lpips" and rec1["lpips_model"] == one
-    torch.testing.assert_close(e1, e0) and torch.testing.assert_close(st1["mask_fraction"], st0["mask_fraction"])
+    torch.testing.assert_close(e1, e0)
+    torch.testing.assert_close(st1["mask_fraction"], st0["mask_fraction"])
     half = _lpips_file(tmp_path, 0.5)
     (r2, e2, st2), _ = _run(tiny_settings("autoddpm", lpips_model=half, mask_threshold=0.2, **common), x, brain)
     torch.testing.assert_close(st2["mask_fraction"], st0["mask_fraction"])

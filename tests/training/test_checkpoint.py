@@ -61,4 +61,8 @@ def test_a_checkpoint_of_another_configuration_is_refused_not_overwritten(tmp_pa
 def test_each_configuration_has_its_own_folder(tmp_path):
     h1, h2 = config_hash({"lr": 1e-3}), config_hash({"lr": 5e-4})
     assert h1 != h2 and config_hash({"lr": 1e-3}) == h1
+    # pinned: must stay stable across processes, since resuming finds its checkpoint folder by this hash
+    assert h1 == "bb90828f77b30c96d42de602c3ff8230fde7c67c88d740e11928a88b857a89eb"
+    assert h2 == "81f6cc610b1b3a8dca1597ece151e6461c1ca6837057cd13b8c5057589513086"
+    assert config_hash({"b": 1, "a": 2}) == config_hash({"a": 2, "b": 1})  # key order does not matter
     assert checkpoint_folder(tmp_path, h1) == tmp_path / h1[:16] != checkpoint_folder(tmp_path, h2)

@@ -69,6 +69,7 @@ def make_items_2d(folder: Path, n: int, seed: int = 0, slices: int = 4) -> list[
 def run(method, variant, train, val, cfg, out: Path, seed: int = 0, **kw):
     logs: list[str] = []
     kw.setdefault("device", "cpu")
+    kw.setdefault("channels_last", False)
     settings = experiment_settings(method, variant, seed=seed, **cfg)
     train_experiment(
         settings, train, val,
@@ -315,3 +316,44 @@ def test_the_stored_hf_images_are_fed_to_the_model(tmp_path, monkeypatch):
             xb = x[b, 0].numpy()
             np.testing.assert_allclose(hf[b, 0].numpy(), xb - gaussian_filter(xb, (1.0, 1.0)), atol=1e-5)
     assert load_models(tmp_path / "r3" / "model.pt")[1]["hf_radius"] == 3
+
+
+class _Constant(torch.nn.Module):
+    """Stand-in network: outputs ``value`` everywhere (one channel), whatever its input."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(inp[:, :1], self.value)
+
+
+@pytest.mark.parametrize("method,shape,seed", [("itermask2", (32, 32), 0), ("itermask3d", (16, 16, 16), 5)])
+def test_calibrate_known_answer_with_a_constant_network(method, shape, seed):
+    """A network that outputs 0.5 has squared error (x - 0.5)^2, so tau must be the 80th percentile
+    of (x - 0.5)^2 over the seeded validation masks, rebuilt here as ``validation_errors`` documents:
+    fixed masks ``training_mask(brain, mask_rng(derive_seed(seed, 4) % 2**32, i, 0, fixed=True)) & brain``."""
+    from itermask.core.masks import mask_rng, training_mask
+    from itermask.io.seeds import derive_seed
+    from itermask.methods._itermask import calibrate
+
+    rng = np.random.default_rng(1)
+    n = 3
+    brain = np.repeat(sphere(shape, 0.4 * shape[0])[None], n, 0)
+    x = rng.normal(size=(n, 1, *shape)).astype(np.float32)
+    data = Samples(torch.from_numpy(x), torch.from_numpy(x), brain, [f"s{i}" for i in range(n)])
+    settings = experiment_settings(method, seed=seed, infer={"tau_percentile": 80, "batch_size": 2})
+    out = calibrate(method, settings, _Constant(0.5), "full", data, torch.device("cpu"), pick_precision("cpu"),
+                    lambda _: None)["calibration"]
+
+    mask_seed = derive_seed(seed, 4) % (2**32)
+    masks = np.stack([training_mask(brain[i], mask_rng(mask_seed, i, 0, True)) & brain[i] for i in range(n)])
+    assert 0 < masks.sum() < brain.sum()  # a proper subset of the brain, so the masks matter
+    errs = (x[:, 0][masks].astype(np.float64) - 0.5) ** 2
+    assert out["tau"] == pytest.approx(np.percentile(errs, 80), rel=1e-5)
+    assert out["n_voxels"] == int(masks.sum()) and out["n_samples"] == n and out["percentile"] == 80
+    np.testing.assert_allclose(out["quantiles"], np.percentile(errs, range(1, 100)), rtol=1e-5)
+    # other masks (another seed's) give another tau: the comparison above depends on the masks
+    other = np.stack([training_mask(brain[i], mask_rng(mask_seed + 1, i, 0, True)) & brain[i] for i in range(n)])
+    assert np.percentile((x[:, 0][other] - 0.5) ** 2, 80) != pytest.approx(out["tau"], rel=1e-5)

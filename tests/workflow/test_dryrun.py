@@ -124,8 +124,46 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
 
 
 def test_tiny_config_dry_run(tmp_path):
+    """Per-rule job counts of the tiny config, each derived from the config (not copied from output)."""
     res = _snakemake("-n", "--configfile", str(ROOT / "tests/configs/tiny.yaml"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr + res.stdout
+    cfg = load_config(ROOT / "tests/configs/tiny.yaml")
+    # 8 subjects: train 3, val 1, val_lesion 1, test_healthy 1, test_lesion 2
+    splits = cfg["datasets"]["tiny"]["splits"]
+    subjects = {s for names in splits.values() for s in names}
+    labelled = set(splits["val_lesion"]) | set(splits["test_lesion"])
+    exps = cfg["experiments"]
+    # inference runs on every subject that is not a training one: val, val_lesion and test_lesion
+    # (segmentation and the honest threshold), plus test_healthy (the artefact scans) when the experiment detects
+    runs = {e: set(splits["val"]) | labelled | (set(splits["test_healthy"]) if exps[e].get("detect") else set())
+            for e in exps}
+    # each sweep value is a derived experiment inferred on its experiment's subjects (same model)
+    for sweep in cfg["sweeps"]:
+        base = sweep["experiment"]
+        runs.update({f"{base}__{sweep['param']}_{v}": runs[base] for v in sweep["values"]})
+    expected = {
+        "demo_data": 1,                                         # demo.enabled: one generated dataset
+        "preprocess_labelled__tiny": len(labelled),             # 3: subjects with a lesion label
+        "preprocess_subject__tiny": len(subjects - labelled),   # 5: the others
+        # one job per test_healthy subject and sequence of a detecting experiment (im3d on FLAIR): 1
+        "artefacts": len(splits["test_healthy"]) * len({e["sequence"] for e in exps.values() if e.get("detect")}),
+        "qc_table": len(cfg["datasets"]),                       # 1 per dataset
+        "training_items": sum("model_from" not in e for e in exps.values()),  # 2: im3d and im2 (im3d_fixed reuses)
+        "train": sum("model_from" not in e for e in exps.values()),
+        "infer": sum(len(s) for s in runs.values()),           # im3d 5 + im3d_fixed 4 + im2 4 + 2 sweep values x 4 = 21
+        "evaluate": len(runs),                                  # 3 experiments + 2 sweep values = 5
+        "figures": len(exps),                                   # 3: configured experiments, not sweep-derived ones
+        "sensitivity": len(cfg["sweeps"]),                      # 1
+        "table": len(cfg["tables"]),                            # 3
+        "all": 1,
+    }
+    assert expected["infer"] == 21 and len(runs) == 5  # the derivation above, spelt out
+    counts = _job_counts(res.stdout)
+    assert counts.pop("total") == sum(expected.values())
+    assert counts == expected
+    # and the inference jobs are exactly those (experiment, subject) pairs
+    infer_out = {tuple(f.split("/")[2:5]) for j in _jobs(res.stdout) if j["rule"] == "infer" for f in j["output"]}
+    assert infer_out == {(e, "tiny", f"sub-{s}") for e, subs in runs.items() for s in subs}
 
 
 def test_bad_config_fails_with_clear_message(tmp_path):

@@ -14,6 +14,7 @@ on the session's tiny run) and the disk tests; the read-only test is fast.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import re
@@ -223,22 +224,49 @@ def test_full_disk_fails_the_job_naming_the_path_and_leaves_no_half_written_outp
                     "logs/preprocess_subject/tiny_t01.log"], left  # no output of the failed job (logs only)
 
 
+def _drop_dac_override() -> None:
+    """preexec_fn: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set, so the
+    exec'd process (and its children), though still uid 0, is held to permission bits like any
+    owner. (Running as `nobody` instead does not work here: the venv's interpreter lives under
+    /root, mode 0700, and pytest's temporary folders under /tmp/pytest-of-root, mode 0700.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (linux/capability.h)
+        if libc.prctl(24, cap, 0, 0, 0):  # PR_CAPBSET_DROP; needs CAP_SETPCAP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _run_snakemake_as_root_without_dac_override(workdir: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """conftest.run_snakemake, with the capabilities that let root ignore permission bits dropped."""
+    try:
+        subprocess.run(["true"], preexec_fn=_drop_dac_override, check=True)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"root cannot drop CAP_DAC_OVERRIDE here (no CAP_SETPCAP?): {exc}")
+    env = dict(os.environ, PATH=f"{Path(SNAKEMAKE).parent}:{os.environ['PATH']}")
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(TINY), "--cores", "2", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=_drop_dac_override,
+    )
+
+
 @pytest.mark.parametrize("how", ["read_only_mount", "no_permission"])
 def test_read_only_results_folder_is_one_line_naming_it(how, tmp_path, mounts):
     results = tmp_path / "results_ro"
+    run = run_snakemake
     if how == "read_only_mount":
         _mount_tmpfs(results, "size=64k,ro")
         mounts.append(results)
     else:
-        if os.geteuid() == 0:
-            pytest.skip("root ignores a folder's permission bits (the read-only mount case covers root)")
         results.mkdir()
         results.chmod(0o555)
+        if os.geteuid() == 0:  # root ignores permission bits unless it gives up CAP_DAC_OVERRIDE
+            run = _run_snakemake_as_root_without_dac_override
     work = tmp_path / "work"
     work.mkdir()
-    res = run_snakemake(work, "--config", f"results_dir={results}", timeout=600)
+    res = run(work, "--config", f"results_dir={results}", timeout=600)
     assert res.returncode != 0
     lines = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("itermask:")]
     assert lines == [lines[0]] and f"cannot write to the results folder '{results}'" in lines[0], res.stderr[-3000:]
+    reason = {"read_only_mount": "is on a read-only file system", "no_permission": "no permission to write in"}[how]
+    assert reason in lines[0], lines[0]  # the errno's own explanation (itermask.io.writable.describe)
     assert "Traceback" not in res.stderr and not list(results.iterdir())
     assert not list((work / ".snakemake" / "locks").glob("*"))  # the lock is released
