@@ -11,7 +11,13 @@ import argparse
 import sys
 from typing import Sequence
 
+from itermask.config.schema import load_schema
 from itermask.errors import ItermaskError
+
+
+def schema_default(key: str) -> object:
+    """The default of a top-level config setting (the schema holds every default)."""
+    return load_schema()["properties"][key]["default"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--condition-dir", required=True,
                    help="an inference condition folder (holds result.json), e.g. results/inference/EXP/DS/sub-X/lesion")
     r.add_argument("--tau", required=True, type=float, help="error threshold tau")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    r.add_argument("--device", default=schema_default("device"),
+                   help="auto | cpu | cuda[:N] (default: the config's default device, %(default)s)")
     r.add_argument("--out-name", default=None, help="output file name (default mask_tau-<tau>.nii.gz)")
     return p
 

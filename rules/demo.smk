@@ -7,8 +7,11 @@ include: "inputs/demo.smk"
 rule demo_data:
     output:
         demo_outputs(),
+        participants=DEMO_FILES.get("participants_tsv", []),
     params:
-        dataset=STUDY.demo_dataset,
+        splits=DEMO_FILES.get("splits"),
+        images=DEMO_FILES.get("images"),
+        labels=DEMO_FILES.get("labels"),
         voxel_size_mm=STUDY.demo.voxel_size_mm if STUDY.demo else None,
         lesion_volumes_ml=list(STUDY.demo.lesion_volumes_ml) if STUDY.demo else None,
         seed=STUDY.seed,

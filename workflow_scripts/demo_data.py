@@ -8,14 +8,12 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    entry = smk.config["datasets"][smk.params.dataset]
-    splits = {k: list(v) for k, v in entry["splits"].items()}
     generate_demo(
-        entry["pattern"],
-        entry["label_pattern"],
-        splits,
-        list(entry["sequences"]),
+        smk.params.splits,
+        smk.params.images,
+        smk.params.labels,
+        smk.output.participants,
         voxel_size_mm=smk.params.voxel_size_mm,
-        lesion_volumes_ml=list(smk.params.lesion_volumes_ml),
+        lesion_volumes_ml=smk.params.lesion_volumes_ml,
         seed=smk.params.seed,
     )

@@ -1,5 +1,4 @@
 """Rule failed_skullstrip_masks -> itermask.artefacts.failed_skullstrip.make_subject_masks."""
-import os
 import sys
 from pathlib import Path
 
@@ -9,7 +8,6 @@ from itermask.artefacts.failed_skullstrip import make_subject_masks  # noqa: E40
 from itermask.io.workflow import rule_context  # noqa: E402
 
 with rule_context(smk):
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # registrations reproducible bit for bit
     s = smk.params.settings
     make_subject_masks(
         smk.input.image, smk.input.deepbet, {"hd_bet": smk.output.hd_bet, "template": smk.output.template},

@@ -27,8 +27,8 @@ def _low_frequency_mask_np(shape: tuple[int, ...], radius: int) -> np.ndarray:
     return d2 < radius * radius
 
 
-def high_frequency(image: np.ndarray, radius: int = 15) -> np.ndarray:
-    """High-frequency image of a 2D or 3D array (computed in float64/complex128, float32 out)."""
+def high_frequency(image: np.ndarray, *, radius: int) -> np.ndarray:
+    """High-frequency image of a 2D or 3D array at ``radius`` (computed in float64/complex128, float32 out)."""
     x = np.asarray(image, dtype=np.float64)
     if x.ndim not in (2, 3):
         raise ValueError(f"high_frequency expects a 2D or 3D array, got shape {x.shape}")
@@ -50,8 +50,8 @@ def _low_frequency_mask_torch(shape: tuple[int, ...], radius: int, device: torch
     return d2 < radius * radius
 
 
-def high_frequency_torch(x: torch.Tensor, radius: int = 15, ndim: int | None = None) -> torch.Tensor:
-    """Batched high-frequency image; the FFT runs over the last ``ndim`` dimensions.
+def high_frequency_torch(x: torch.Tensor, *, radius: int, ndim: int | None = None) -> torch.Tensor:
+    """Batched high-frequency image at ``radius``; the FFT runs over the last ``ndim`` dimensions.
 
     ``ndim`` defaults to 3 for tensors with >= 5 dims (B, C, D, H, W) and to 2 otherwise
     (e.g. (B, C, H, W) slices). All leading dims are batch dims. Computed in complex64

@@ -1,7 +1,9 @@
 """The embedded demo dataset: raw, unstripped, non-RAS T1w/FLAIR/T2w heads with lesions.
 
-The stage (rule demo_data) writes every subject of the configured splits and a
-participants.tsv. The parts, one module each in itermask.demo:
+The stage (rule demo_data, ``generate_demo``) writes every subject of the configured splits
+and a participants.tsv to the paths it is given. The parts, one module each in itermask.demo:
+
+- ``files``: those paths for a dataset of the config (the rule's outputs and params);
 
 - ``anatomy``: template anatomy from pip wheels (nilearn MNI152 brain, pydeface head),
   aligned once per process (``load_anatomy``);
@@ -13,36 +15,23 @@ participants.tsv. The parts, one module each in itermask.demo:
 """
 from __future__ import annotations
 
-import string
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from itermask.config.datasets import LESION_SPLITS
 from itermask.demo.anatomy import load_anatomy
+from itermask.demo.files import dataset_root
 from itermask.demo.subject import check_sequences, synthesize_subject
 from itermask.errors import ConfigError
 from itermask.io.atomic import write_text
 from itermask.io.nifti import save_nifti
 
-
-def _check_pattern(pattern: str, fields: set[str], what: str) -> None:
-    names = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
-    if not fields <= names or names - fields:
-        raise ConfigError(f"demo {what} '{pattern}' must use exactly the placeholders "
-                          f"{sorted('{' + f + '}' for f in fields)}, found {sorted(names)}")
+__all__ = ["dataset_root", "generate_demo"]
 
 
-def dataset_root(pattern: str) -> Path:
-    """The folder above the first path component that contains ``{subject}``."""
-    parts = Path(pattern).parts
-    for i, part in enumerate(parts):
-        if "{subject}" in part:
-            return Path(*parts[:i]) if i else Path(".")
-    raise ConfigError(f"pattern '{pattern}' has no {{subject}} placeholder")
-
-
-def _split_of_subjects(splits: dict[str, list[str]]) -> dict[str, str]:
+def _split_of_subjects(splits: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """{subject: split} in the order of the splits; a subject in two splits raises ConfigError."""
     seen: dict[str, str] = {}
     for split, ids in splits.items():
@@ -53,41 +42,58 @@ def _split_of_subjects(splits: dict[str, list[str]]) -> dict[str, str]:
     return seen
 
 
-def generate_demo(pattern: str, label_pattern: str, splits: dict[str, list[str]], sequences: list[str], *,
-                  voxel_size_mm: float = 2.0, lesion_volumes_ml: list[float] = (0.5, 2.0, 8.0, 25.0),
-                  seed: int = 0) -> list[Path]:
-    """Write every subject's sequences (+ label for ``val_lesion`` and ``test_lesion``) and
-    participants.tsv.
+def _check_files(seen: Mapping[str, str], images: Mapping[str, Mapping[str, str]], labels: Mapping[str, str]) -> None:
+    """ConfigError when the image paths do not cover exactly the split subjects, when a label
+    path names no subject, or when a lesion subject has no label path."""
+    if set(images) != set(seen):
+        raise ConfigError(f"demo images given for subjects {sorted(images)}, the splits hold {sorted(seen)}")
+    for subject, sequences in images.items():
+        if not sequences:
+            raise ConfigError(f"demo subject '{subject}' has no sequences")
+        check_sequences(list(sequences))
+    if set(labels) - set(seen):
+        raise ConfigError(f"demo label paths for subjects {sorted(set(labels) - set(seen))} outside the splits")
+    unlabelled = sorted(s for s, split in seen.items() if split in LESION_SPLITS and s not in labels)
+    if unlabelled:
+        raise ConfigError(f"demo lesion subjects {unlabelled} have no label path")
 
-    Lesion sizes cycle through ``lesion_volumes_ml`` in the order of each lesion split's list.
+
+def generate_demo(splits: Mapping[str, Sequence[str]], images: Mapping[str, Mapping[str, str]],
+                  labels: Mapping[str, str], participants_tsv: str, *, voxel_size_mm: float,
+                  lesion_volumes_ml: Sequence[float], seed: int) -> list[Path]:
+    """Stage: write every subject's sequences, its label and ``participants_tsv``.
+
+    ``splits``: split -> subject IDs; ``images``: subject -> sequence (a contrast the generator
+    knows) -> output path; ``labels``: subject -> label path, required for the lesion subjects
+    (``val_lesion``, ``test_lesion``); another subject with a label path gets an all-zero label.
+    (``itermask.demo.files.demo_files`` gives all of them for a dataset.) Lesion sizes cycle
+    through ``lesion_volumes_ml`` in the order of each lesion split's list.
     Returns the written paths (images, labels, participants.tsv).
     """
-    _check_pattern(pattern, {"subject", "sequence"}, "pattern")
-    _check_pattern(label_pattern, {"subject"}, "label_pattern")
-    check_sequences(sequences)
     volumes = [float(v) for v in lesion_volumes_ml]
     if not volumes or min(volumes) <= 0:
         raise ConfigError(f"demo lesion_volumes_ml must be positive numbers, got {list(lesion_volumes_ml)}")
     seen = _split_of_subjects(splits)
+    _check_files(seen, images, labels)
     lesion_of = {s: volumes[i % len(volumes)] for split in LESION_SPLITS for i, s in enumerate(splits.get(split, []))}
 
     anatomy = load_anatomy(voxel_size_mm)
     written: list[Path] = []
     rows = ["subject\tsplit\tlesion_target_ml\tlesion_volume_ml"]
     for subject, split in seen.items():
-        sub = synthesize_subject(anatomy, subject, list(sequences), voxel_size_mm=voxel_size_mm,
+        sub = synthesize_subject(anatomy, subject, list(images[subject]), voxel_size_mm=voxel_size_mm,
                                  lesion_ml=lesion_of.get(subject), seed=seed)
         for seq, img in sub.images.items():
-            path = Path(pattern.format(subject=subject, sequence=seq))
+            path = Path(images[subject][seq])
             save_nifti(img, sub.affine, path, dtype=np.int16)
             written.append(path)
-        if sub.label is not None:
-            path = Path(label_pattern.format(subject=subject))
-            save_nifti(sub.label, sub.affine, path, dtype=np.uint8)
+        if subject in labels:
+            label = sub.label if sub.label is not None else np.zeros(sub.brain_mask.shape, np.uint8)
+            path = Path(labels[subject])
+            save_nifti(label, sub.affine, path, dtype=np.uint8)
             written.append(path)
         target = f"{lesion_of[subject]:g}" if subject in lesion_of else "n/a"
         rows.append(f"{subject}\t{split}\t{target}\t{sub.lesion_volume_ml:.3f}")
-    tsv = dataset_root(pattern) / "participants.tsv"
-    write_text(tsv, "\n".join(rows) + "\n")
-    written.append(tsv)
+    write_text(participants_tsv, "\n".join(rows) + "\n")
+    written.append(Path(participants_tsv))
     return written

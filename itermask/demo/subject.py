@@ -84,9 +84,10 @@ def _template_coordinates(rng: np.random.Generator, anatomy: Anatomy, shape: tup
 
 
 def synthesize_subject(anatomy: Anatomy, subject: str, sequences: list[str], *,
-                       voxel_size_mm: float = 2.0, lesion_ml: float | None = None,
-                       seed: int = 0) -> SyntheticSubject:
-    """Generate one subject's co-registered sequences (and lesion label if ``lesion_ml``)."""
+                       voxel_size_mm: float, lesion_ml: float | None = None,
+                       seed: int) -> SyntheticSubject:
+    """Generate one subject's co-registered sequences (and lesion label if ``lesion_ml``;
+    None: a healthy subject) at ``voxel_size_mm``, from the random streams of (``seed``, ``subject``)."""
     check_sequences(sequences)
     geo = subject_rng(seed, subject, "geometry")
     shape, affine = _native_grid(geo, voxel_size_mm)

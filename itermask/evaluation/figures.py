@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from itermask.config.conditions import LESION, NON_ANOMALY  # noqa: E402
+from itermask.errors import InputError  # noqa: E402
 from itermask.io.atomic import save_figure  # noqa: E402
 from itermask.evaluation.detection import SEVERITY  # noqa: E402
 from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
@@ -256,4 +257,20 @@ def sensitivity_figure(
     ax.set_xlabel(parameter)
     ax.set_ylabel(f"{metric} ({protocol}), mean ± SD")
     save_figure(fig, out_png, dpi=110, bbox_inches="tight")
+    return out_png
+
+
+def primary_protocol(protocols: Sequence[str]) -> str:
+    """The protocol of a one-protocol figure: ``honest`` when evaluated, else the first configured."""
+    return "honest" if "honest" in protocols else protocols[0]
+
+
+def sensitivity_stage(segmentation_tsvs: dict[str, str], values: dict[str, float], parameter: str, out_png: str,
+                      *, protocols: Sequence[str], logger: logging.Logger = log) -> str:
+    """Stage (rule sensitivity): `sensitivity_figure` of the Dice under the primary protocol of
+    ``protocols``; InputError when no experiment has a finite Dice under it."""
+    protocol = primary_protocol(protocols)
+    logger.info("%s: %s (protocol %s)", parameter, values, protocol)
+    if sensitivity_figure(segmentation_tsvs, values, parameter, out_png, protocol=protocol, metric="dice") is None:
+        raise InputError(f"no finite Dice under protocol '{protocol}' in any of {sorted(segmentation_tsvs.values())}")
     return out_png

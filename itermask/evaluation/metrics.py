@@ -156,8 +156,8 @@ def healthy_tissue_quality(
     return {"psnr": psnr, "ssim": float(smap[healthy].mean())}
 
 
-def size_class(n_voxels: int, bins: Sequence[int] = (200, 800)) -> str:
-    """small (< b1), medium (b1..b2), large (> b2), or none (0 voxels)."""
+def size_class(n_voxels: int, bins: Sequence[int]) -> str:
+    """small (< b1), medium (b1..b2), large (> b2), or none (0 voxels); ``bins`` = (b1, b2)."""
     b1, b2 = int(bins[0]), int(bins[1])
     n = int(n_voxels)
     if n <= 0:
@@ -174,10 +174,11 @@ def segmentation_metrics(
     error: np.ndarray,
     brain: np.ndarray,
     spacing: Sequence[float],
-    size_bins: Sequence[int] = (200, 800),
+    size_bins: Sequence[int],
     slice_axis: int | None = None,
 ) -> dict[str, float | int | str]:
-    """Overlap metrics, ASSD, voxel AUROC, lesion size and size class of one subject."""
+    """Overlap metrics, ASSD, voxel AUROC, lesion size and size class (``size_bins``: the
+    small/medium and medium/large bounds in voxels, `size_class`) of one subject."""
     out: dict[str, float | int | str] = dict(overlap_metrics(pred, truth))
     out["assd_mm"] = assd_mm(pred, truth, spacing, slice_axis=slice_axis)
     out["auroc_voxel"] = voxel_auroc(error, truth, brain)

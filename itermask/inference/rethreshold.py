@@ -22,7 +22,7 @@ from itermask.io.nifti import save_nifti
 from itermask.methods.base import InferenceContext
 
 
-def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str = "auto",
+def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
                 out_name: str | None = None) -> Path:
     """Re-run one condition's final stage at ``tau``; returns the new mask's path."""
     import numpy as np

@@ -34,7 +34,7 @@ def volume_to_slices(vol: Volume, size: int, hf_radius: int, field_of_view_mm: f
     img_r = np.asarray(resize_slices(to_field(img, fov, -3.0), size), dtype=np.float32)
     br_r = np.asarray(resize_slices(to_field(br, fov, False), size), dtype=bool)
     keep = br_r.reshape(len(br_r), -1).any(axis=1)
-    hf_r = high_frequency_torch(torch.from_numpy(img_r[keep]), hf_radius, ndim=2).numpy()
+    hf_r = high_frequency_torch(torch.from_numpy(img_r[keep]), radius=hf_radius, ndim=2).numpy()
     return {"scaled": scaled, "z": z[keep], "image": img_r[keep], "hf": hf_r, "brain": br_r[keep], "fov": fov}
 
 

@@ -63,9 +63,10 @@ class SliceParams:
     hf_radius: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PreprocessParams:
-    """The settings the job uses (``preprocess`` section and the dataset's ``brain_mask``)."""
+    """The settings the job uses (``preprocess`` section, the dataset's ``brain_mask``, the
+    resolved ``device`` of the skull-stripper)."""
 
     mask_method: str
     mask_sequence: str
@@ -75,7 +76,7 @@ class PreprocessParams:
     zscore_clip_sd: float
     background: str | float
     hf_radius: int
-    device: str = "cpu"
+    device: str
     slices: SliceParams | None = None  # needed when SubjectOutputs.slices names a sequence
 
 

@@ -151,8 +151,8 @@ def train_experiment(
     checkpoint_dir: str,
     device: str,
     log: Callable[[str], Any],
+    channels_last: bool,
     max_steps_this_run: int | None = None,
-    channels_last: bool = False,
 ) -> None:
     """Train the network(s) of one experiment; write model file, loss table and curve.
 

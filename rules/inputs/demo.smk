@@ -1,11 +1,10 @@
 # Input functions and parameters of the rules in rules/demo.smk.
+from itermask.demo.files import demo_files, demo_outputs as demo_file_list
+
+# generate_demo's arguments for the demo dataset (splits, images, labels, participants_tsv), {} without one;
+# the rule's outputs: the images and labels (demo_outputs), participants_tsv
+DEMO_FILES = demo_files(STUDY.datasets[STUDY.demo_dataset]) if STUDY.demo_dataset else {}
 
 
 def demo_outputs():
-    name = STUDY.demo_dataset
-    if name is None:
-        return []
-    d = STUDY.datasets[name]
-    files = [d.image(s, q) for s in d.subjects for q in d.sequences]
-    files += [d.label(s) for s in d.subjects if d.label(s)]
-    return files
+    return demo_file_list(DEMO_FILES) if DEMO_FILES else []

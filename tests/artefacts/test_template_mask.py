@@ -1,6 +1,7 @@
 """Template-registration brain masks (itermask.artefacts.template_mask), one tool of the failed-strip set."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,7 @@ from itermask.demo.anatomy import load_anatomy
 from itermask.demo.subject import synthesize_subject
 from itermask.io.nifti import load_nifti, save_nifti
 from itermask.preprocess.skullstrip import deepbet_mask
+import itermask.preprocess.resample as resample
 from itermask.artefacts.template_mask import head_top_slab, template_brain_mask, template_mask_from_tissue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +34,9 @@ def heads(tmp_path_factory):
     root = tmp_path_factory.mktemp("template_mask")
     pattern = str(root / "data/sub-{subject}/anat/sub-{subject}_{sequence}.nii.gz")
     label = str(root / "data/sub-{subject}/anat/sub-{subject}_label.nii.gz")
-    demo.generate_demo(pattern, label, {"train": ["s1"]}, ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
     path = pattern.format(subject="s1", sequence="T1w")
+    demo.generate_demo({"train": ["s1"]}, {"s1": {"T1w": path}}, {}, str(root / "data/participants.tsv"),
+                       voxel_size_mm=VOXEL_MM, lesion_volumes_ml=[8.0], seed=0)
     raw = nib.load(path)
     img = load_nifti(path)  # RAS, as rule brain_mask sees it
     sub = synthesize_subject(load_anatomy(VOXEL_MM), "s1", ["T1w"], voxel_size_mm=VOXEL_MM, seed=0)
@@ -97,3 +100,19 @@ def test_template_mask_agrees_with_generator_and_deepbet(heads, template_s1):
     assert _dice(template_s1, s1["truth"]) > 0.8
     assert _dice(template_s1, s1["deepbet"]) > 0.8
     assert _dice(s1["deepbet"], s1["truth"]) > 0.8  # deepbet itself is a good reference here
+
+
+def test_template_mask_pins_itk_to_one_thread_before_antspyx_runs(monkeypatch):
+    """ITK reads its thread count when it first runs: the registration sets it to 1 before its first antspyx call."""
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "8")  # as rule_context sets it (the job's threads)
+    seen = []
+
+    def first_ants_call(*args, **kwargs):
+        seen.append(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(resample, "resample_to_spacing", first_ants_call)
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    with pytest.raises(RuntimeError, match="stop"):
+        template_brain_mask(img, spacing_mm=4.0)
+    assert seen == ["1"]

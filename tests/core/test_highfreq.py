@@ -88,7 +88,7 @@ def test_torch_matches_numpy_batched(shape, ndim):
 
 def test_torch_rejects_too_few_dims():
     with pytest.raises(ValueError):
-        high_frequency_torch(torch.zeros(5), ndim=2)
+        high_frequency_torch(torch.zeros(5), radius=3, ndim=2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from itermask.demo import demo_data as demo
+from itermask.config.datasets import resolve_dataset
 from itermask.demo.anatomy import load_anatomy
+from itermask.demo.files import demo_files, demo_outputs
 from itermask.demo.subject import synthesize_subject
 from itermask.errors import ConfigError
 
@@ -21,6 +23,15 @@ SEQS = ["T1w", "FLAIR"]
 
 def _patterns(root: Path) -> tuple[str, str]:
     return PATTERN.format(root=root), LABEL.format(root=root)
+
+
+def _generate(pattern: str, label: str, splits: dict, sequences: list[str], *, voxel_size_mm: float,
+              lesion_volumes_ml=(8.0, 25.0), seed: int = 0) -> list[Path]:
+    """generate_demo with every subject's files named by the patterns (labels: the lesion splits)."""
+    images = {s: {q: pattern.format(subject=s, sequence=q) for q in sequences} for ids in splits.values() for s in ids}
+    labels = {s: label.format(subject=s) for split in ("val_lesion", "test_lesion") for s in splits.get(split, [])}
+    return demo.generate_demo(splits, images, labels, str(demo.dataset_root(pattern) / "participants.tsv"),
+                              voxel_size_mm=voxel_size_mm, lesion_volumes_ml=lesion_volumes_ml, seed=seed)
 
 
 def _load(path: Path) -> nib.Nifti1Image:
@@ -41,8 +52,7 @@ def demo4(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo4") / "data" / "demo"
     pattern, label = _patterns(root)
     splits = {"train": ["h1"], "val_lesion": ["v1"], "test_lesion": ["l1", "l2"]}
-    written = demo.generate_demo(pattern, label, splits, SEQS, voxel_size_mm=4.0,
-                                 lesion_volumes_ml=[8.0, 25.0], seed=0)
+    written = _generate(pattern, label, splits, SEQS, voxel_size_mm=4.0, lesion_volumes_ml=[8.0, 25.0], seed=0)
     return root, pattern, label, written
 
 
@@ -97,7 +107,7 @@ def test_native_orientation_grid_and_units(demo4):
 def test_head_looks_like_an_unstripped_scan():
     """Skull/scalp around the brain, dark background, T1 WM > GM > CSF."""
     anatomy = load_anatomy(4.0)
-    sub = synthesize_subject(anatomy, "h1", ["T1w", "FLAIR", "T2w"], voxel_size_mm=4.0)
+    sub = synthesize_subject(anatomy, "h1", ["T1w", "FLAIR", "T2w"], voxel_size_mm=4.0, seed=0)
     t1 = sub.images["T1w"].astype(float)
     brain = sub.brain_mask
     corner = t1[:4, :4, :4]
@@ -118,8 +128,7 @@ def test_reproducible_and_independent_of_other_subjects(demo4, tmp_path):
     _, pattern, label, _ = demo4
     pattern2, label2 = _patterns(tmp_path / "other")
     splits = {"val": ["x9"], "test_lesion": ["l1"], "test_healthy": ["q3"]}
-    demo.generate_demo(pattern2, label2, splits, ["FLAIR", "T1w"], voxel_size_mm=4.0,
-                       lesion_volumes_ml=[8.0, 25.0], seed=0)
+    _generate(pattern2, label2, splits, ["FLAIR", "T1w"], voxel_size_mm=4.0, lesion_volumes_ml=[8.0, 25.0], seed=0)
     for q in SEQS:
         a = np.asarray(_load(Path(pattern.format(subject="l1", sequence=q))).dataobj)
         b = np.asarray(_load(Path(pattern2.format(subject="l1", sequence=q))).dataobj)
@@ -144,8 +153,8 @@ def test_subjects_and_seeds_differ(demo4):
 
 def test_sequences_share_geometry_but_not_noise():
     anatomy = load_anatomy(4.0)
-    one = synthesize_subject(anatomy, "s7", ["T1w"], voxel_size_mm=4.0)
-    two = synthesize_subject(anatomy, "s7", ["FLAIR", "T1w"], voxel_size_mm=4.0)
+    one = synthesize_subject(anatomy, "s7", ["T1w"], voxel_size_mm=4.0, seed=0)
+    two = synthesize_subject(anatomy, "s7", ["FLAIR", "T1w"], voxel_size_mm=4.0, seed=0)
     assert np.array_equal(one.images["T1w"], two.images["T1w"])  # per-sequence streams
     assert np.array_equal(one.brain_mask, two.brain_mask)
     # the noise of the two sequences is independent: residuals of a smooth fit do not correlate
@@ -191,13 +200,49 @@ def test_lesion_size_location_and_contrast(ml):
 def test_bad_arguments(tmp_path):
     pattern, label = _patterns(tmp_path)
     with pytest.raises(ValueError, match="PD"):
-        demo.generate_demo(pattern, label, {"train": ["a"]}, ["T1w", "PD"])
-    with pytest.raises(ConfigError, match="placeholders"):
-        demo.generate_demo(str(tmp_path / "sub-{subject}.nii.gz"), label, {"train": ["a"]}, ["T1w"])
+        _generate(pattern, label, {"train": ["a"]}, ["T1w", "PD"], voxel_size_mm=4.0)
     with pytest.raises(ConfigError, match="'a'"):
-        demo.generate_demo(pattern, label, {"train": ["a"], "val": ["a"]}, ["T1w"])
+        _generate(pattern, label, {"train": ["a"], "val": ["a"]}, ["T1w"], voxel_size_mm=4.0)
+    image = {"a": {"T1w": pattern.format(subject="a", sequence="T1w")}}
+    kw = dict(voxel_size_mm=4.0, lesion_volumes_ml=[8.0], seed=0)
+    with pytest.raises(ConfigError, match="splits hold"):
+        demo.generate_demo({"train": ["a", "b"]}, image, {}, str(tmp_path / "p.tsv"), **kw)
+    with pytest.raises(ConfigError, match="no label path"):
+        demo.generate_demo({"test_lesion": ["a"]}, image, {}, str(tmp_path / "p.tsv"), **kw)
+    with pytest.raises(ConfigError, match="positive"):
+        demo.generate_demo({"train": ["a"]}, image, {}, str(tmp_path / "p.tsv"), **{**kw, "lesion_volumes_ml": []})
     assert not any(tmp_path.iterdir())
     assert demo.dataset_root("data/demo/sub-{subject}/anat/x.nii.gz") == Path("data/demo")
+
+
+def test_files_of_a_dataset_follow_its_sequence_names_split_files_and_labels(tmp_path):
+    """The rule's outputs and params: a split file read as subject IDs, file names from
+    sequence_names, labels of every labelled split, participants.tsv in the dataset's root."""
+    (tmp_path / "val.txt").write_text("v1\nv2\n")
+    entry = {"pattern": "data/x/sub-{subject}/anat/sub-{subject}_{sequence}.nii.gz",
+             "label_pattern": "data/x/sub-{subject}/anat/sub-{subject}_lesion.nii.gz",
+             "sequences": ["T1w", "FLAIR"], "sequence_names": {"FLAIR": "flair"}, "brain_mask": {"method": "deepbet"},
+             "splits": {"train": ["h1"], "val": "val.txt", "test_lesion": ["l1"]},
+             "labelled_splits": ["train", "test_lesion"]}
+    files = demo_files(resolve_dataset("x", entry, base_dir=tmp_path, generated=True))
+    assert files["splits"] == {"train": ["h1"], "val": ["v1", "v2"], "test_lesion": ["l1"]}
+    assert files["images"]["v2"] == {"T1w": "data/x/sub-v2/anat/sub-v2_T1w.nii.gz",
+                                     "FLAIR": "data/x/sub-v2/anat/sub-v2_flair.nii.gz"}
+    assert files["labels"] == {s: f"data/x/sub-{s}/anat/sub-{s}_lesion.nii.gz" for s in ("h1", "l1")}
+    assert files["participants_tsv"] == "data/x/participants.tsv"
+    assert len(demo_outputs(files)) == 4 * 2 + 2
+
+
+def test_writes_the_files_it_is_given(tmp_path):
+    """Any output names; a labelled healthy subject gets an all-zero label."""
+    images = {"h1": {"T1w": str(tmp_path / "a" / "h1_t1.nii.gz")}, "l1": {"T1w": str(tmp_path / "b" / "l1.nii.gz")}}
+    labels = {"h1": str(tmp_path / "h1_label.nii.gz"), "l1": str(tmp_path / "l1_label.nii.gz")}
+    written = demo.generate_demo({"train": ["h1"], "test_lesion": ["l1"]}, images, labels, str(tmp_path / "p.tsv"),
+                                 voxel_size_mm=6.0, lesion_volumes_ml=[25.0], seed=0)
+    assert sorted(map(str, written)) == sorted([*(p for d in images.values() for p in d.values()),
+                                                *labels.values(), str(tmp_path / "p.tsv")])
+    assert not np.asarray(_load(Path(labels["h1"])).dataobj).any()
+    assert np.asarray(_load(Path(labels["l1"])).dataobj).any()
 
 
 def test_deepbet_finds_the_generated_brain(tmp_path):
@@ -205,7 +250,7 @@ def test_deepbet_finds_the_generated_brain(tmp_path):
     from deepbet import run_bet
 
     pattern, label = _patterns(tmp_path)
-    demo.generate_demo(pattern, label, {"train": ["b1"]}, ["T1w"], voxel_size_mm=2.0)
+    _generate(pattern, label, {"train": ["b1"]}, ["T1w"], voxel_size_mm=2.0)
     src = Path(pattern.format(subject="b1", sequence="T1w"))
     out = tmp_path / "mask.nii.gz"
     with warnings.catch_warnings():
@@ -214,6 +259,6 @@ def test_deepbet_finds_the_generated_brain(tmp_path):
     img = _load(out)
     assert img.shape == _load(src).shape and np.allclose(img.affine, _load(src).affine, atol=1e-4)
     got = np.asarray(img.dataobj) > 0
-    ref = synthesize_subject(load_anatomy(2.0), "b1", ["T1w"], voxel_size_mm=2.0).brain_mask
+    ref = synthesize_subject(load_anatomy(2.0), "b1", ["T1w"], voxel_size_mm=2.0, seed=0).brain_mask
     dice = 2 * (got & ref).sum() / (got.sum() + ref.sum())
     assert dice >= 0.85, dice

@@ -149,7 +149,7 @@ def test_segmentation_metrics_bundle():
     g = np.zeros((10, 10, 10), bool)
     g[3:6, 3:6, 3:6] = True
     err = g.astype(float) + 0.1
-    m = M.segmentation_metrics(g, g, error=err, brain=np.ones_like(g), spacing=(1, 1, 1))
+    m = M.segmentation_metrics(g, g, error=err, brain=np.ones_like(g), spacing=(1, 1, 1), size_bins=(200, 800))
     assert m["dice"] == 1.0 and m["assd_mm"] == 0.0 and m["auroc_voxel"] == 1.0
     assert m["lesion_voxels"] == 27 and m["size_class"] == "small"
     assert set(itertools.chain(M.SEGMENTATION_METRICS[:6])) <= set(m)

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from itermask.errors import InputError
 from itermask.evaluation import protocols as P
 from itermask.evaluation.evaluate import evaluate_experiment
-from itermask.evaluation.figures import make_figures, sensitivity_figure
+from itermask.evaluation.figures import make_figures, primary_protocol, sensitivity_figure, sensitivity_stage
 
 
 def _dice(pred, g):
@@ -288,3 +289,19 @@ def test_detection_figures_skip_an_experiment_with_validation_scores_only():
                            "score": [1.0, 2.0], "score_name": ["mask_size"] * 2, "primary": [True, True]})
     assert roc_figure(scores, "exp", "unused.png") is None
     assert severity_figure(scores, "exp", "unused.png") is None
+
+
+def test_sensitivity_stage_uses_the_primary_protocol(tmp_path):
+    assert primary_protocol(["paper", "honest"]) == "honest"
+    assert primary_protocol(["paper", "per_image_best"]) == "paper"
+    tsvs = {}
+    for exp, honest in (("r10", 0.5), ("r15", 0.7)):
+        tsvs[exp] = str(tmp_path / f"{exp}.tsv")
+        pd.DataFrame({"protocol": ["honest", "honest", "paper"], "dice": [honest, honest + 0.1, float("nan")]}
+                     ).to_csv(tsvs[exp], sep="\t", index=False)
+    png = str(tmp_path / "sens.png")
+    assert sensitivity_stage(tsvs, {"r10": 10, "r15": 15}, "hf_radius", png, protocols=["paper", "honest"]) == png
+    assert Path(png).stat().st_size > 1000
+    with pytest.raises(InputError, match="protocol 'paper'"):  # no finite Dice under the primary protocol
+        sensitivity_stage(tsvs, {"r10": 10, "r15": 15}, "hf_radius", str(tmp_path / "none.png"), protocols=["paper"])
+    assert not (tmp_path / "none.png").exists()

@@ -16,6 +16,7 @@ from torch import nn
 from inference_fakes import S, Oracle, cube_subject, dice, inpaint_rule
 from support import experiment_settings
 
+from itermask.core.threshold import subject_threshold
 from itermask.errors import ConfigError, InputError
 from itermask.inference import rethreshold as rethreshold_module
 from itermask.inference import stage as inference
@@ -62,7 +63,6 @@ def infer(model, conditions, settings, out):
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
     c2, e2, a2 = _subject_files(tmp_path, 8, (15, 12, 10), (21, 18, 17))
     c2["label"] = None
@@ -89,6 +89,9 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
         assert res["kind"] == "3d" and res["threshold"] == "subject" and res["iterations_a"] == 20
         assert len(res["curve"]) == 20 and res["percents"][-1] == 100.0
         assert res["tau"] == res["fit"]["tau"] == res["subject_tau"]
+        # known answer: tau is subject_threshold of the recorded curve with the configured settings
+        fit = subject_threshold(res["curve"], 0.01, y_limit=10.0, r2_min=0.85, t=res["percents"], no_exceed="first")
+        assert res["tau"] == fit.tau and res["k_star"] == fit.k and res["fit"]["branch"] == fit.branch
         assert res["inputs"]["image"] == cond["image"]
         mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
         brain = nib.load(cond["brain"]).get_fdata() > 0
@@ -126,11 +129,39 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
 
 
+def test_subject_tau_follows_the_configured_threshold_settings(tmp_path, monkeypatch):
+    """Each run's tau is subject_threshold of its own recorded curve with that run's gamma, y_limit,
+    r2_min and k_fallback; the settings reach it (the fit's k*, branch and n_fit change with them)."""
+    c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
+                 {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
+    base = {"gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first"}
+    runs = [base, {**base, "gamma": 0.001}, {**base, "gamma": 0.5, "k_fallback": "last"},
+            {**base, "r2_min": 0.99}, {**base, "y_limit": 0.1}]
+    fits, curves = [], []
+    for i, th in enumerate(runs):
+        cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10, "batch_size": 1,
+                                                       "threshold": "subject", **th})
+        infer("model.pt", {"lesion": c1}, cfg, tmp_path / f"run{i}" / "sub-01")
+        res = json.loads((tmp_path / f"run{i}" / "sub-01" / "lesion" / "result.json").read_text())
+        fit = subject_threshold(res["curve"], th["gamma"], y_limit=th["y_limit"], r2_min=th["r2_min"],
+                                t=res["percents"], no_exceed=th["k_fallback"])
+        assert res["tau"] == fit.tau and res["k_star"] == fit.k, th
+        assert (res["fit"]["gamma"], res["fit"]["branch"], res["fit"]["n_fit"], res["fit"]["fallback"]) == \
+            (th["gamma"], fit.branch, fit.n_fit, fit.fallback), th
+        fits.append(fit)
+        curves.append(res["curve"])
+    # the curve is the same in every run (same seed, subject, condition): only the settings differ
+    assert all(c == curves[0] for c in curves)
+    k = [f.k for f in fits]
+    assert k[1] < k[0] < k[2] == 19 and fits[2].fallback == "last"  # smaller gamma: earlier k*; none exceeds 0.5
+    assert fits[0].branch == "tangent" and fits[3].branch == "derivative"  # R^2 of the fit is between 0.85 and 0.99
+    assert fits[4].n_fit < fits[0].n_fit  # the fit stops where the curve first exceeds y_limit
+
 
 def test_labelled_validation_subject_gets_its_label_but_no_oracle(tmp_path, monkeypatch):
     """val_lesion (it sets the honest threshold): the label travels, the per-image-best oracle
     (an evaluation-only use of test labels) is not computed."""
-    pytest.importorskip("itermask.core.threshold")
     c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
     _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
                  {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
@@ -143,7 +174,6 @@ def test_labelled_validation_subject_gets_its_label_but_no_oracle(tmp_path, monk
     assert "oracle" not in json.loads((folder / "result.json").read_text())
 
 def test_infer_subject_fixed_threshold_and_bad_inputs(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.core.threshold")
     c1, e1, a1 = _subject_files(tmp_path, 9, (9, 9, 9), (16, 16, 16))
     model = Oracle([e1], inpaint_rule)
     pct = list(range(1, 100))  # the calibration written when training ends: quantile p = p / 80
@@ -190,7 +220,6 @@ class TinyConv2d(nn.Module):
 
 
 def test_slicewise_2d_on_volume_and_2d_slices(tmp_path, monkeypatch):
-    pytest.importorskip("itermask.preprocess.slices2d")
     x, hf, brain, h, anomaly = cube_subject(10, (8, 8, 8), (14, 14, 14))
     vol = torch.where(brain, x, torch.tensor(-3.0)).numpy()
     brain_np = brain.numpy().copy()
@@ -349,6 +378,10 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     others = {seed(0, "other", "01", "lesion"), seed(0, "ds", "02", "lesion"), seed(0, "ds", "01", "healthy"),
               seed(1, "ds", "01", "lesion"), seed(0, "ds", "01", "lesion", 7)}
     assert seed(0, "ds", "01", "lesion") not in others and len(others) == 5
+    # pinned: must stay stable across processes (no hash salt), since re-runs and resumed jobs rely on them
+    assert seed(0, "ds", "01", "lesion") == 4816739262993441309
+    assert seed(0, "ds", "01", "lesion", 7) == 6949250213530556122
+    assert seed(1, "ds", "01", "lesion") == 3399822302066710681
     c1, e1, _ = _subject_files(tmp_path, 12, (9, 9, 9), (16, 16, 16))
     _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)}, {"method": "itermask3d", "variant": "full",
                                                                          "hf_radius": 15})

@@ -70,6 +70,7 @@ def train(tmp_path: Path, settings, dims: int, out: str = "m", **kw) -> tuple[Pa
     items = [make(data, f"s{i}", rng) for i in range(3)]
     o = tmp_path / out
     logs: list[str] = []
+    kw.setdefault("channels_last", False)
     train_experiment(settings, items[:2], items[2:], out_model=str(o / "model.pt"), out_loss_tsv=str(o / "loss.tsv"),
                      out_loss_png=str(o / "loss.png"), checkpoint_dir=str(o / "ckpt"), device="cpu",
                      log=logs.append, **kw)

@@ -158,7 +158,7 @@ def test_train_then_infer_without_the_intermediate(tmp_path, dims):
     out, logs = tmp_path / "m", []
     train_experiment(s, items[:2], items[2:], out_model=str(out / "model.pt"), out_loss_tsv=str(out / "loss.tsv"),
                      out_loss_png=str(out / "loss.png"), checkpoint_dir=str(out / "ckpt"), device="cpu",
-                     log=logs.append)
+                     channels_last=False, log=logs.append)
     header = (out / "loss.tsv").read_text().splitlines()[0].split("\t")
     assert {"loss", "loss_backward", "val_loss", "val_loss_backward", "val_loss_cycle"} <= set(header)
     # inference reads the input sequence only: the intermediate files are gone (known answer)

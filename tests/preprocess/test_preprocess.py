@@ -353,7 +353,7 @@ def test_stages_end_to_end(tmp_path):
     np.testing.assert_allclose(nib.load(out / "FLAIR.nii.gz").affine, grid.affine)
     np.testing.assert_allclose(z, iterative_zscore(flair_rs, gmask, repeats=3, clip_sd=3.0, background="min"), atol=1e-6)
     hf = nib.load(out / "FLAIR_hf.nii.gz").get_fdata(dtype=np.float32)
-    np.testing.assert_allclose(hf, high_frequency(z, 5), atol=1e-5)
+    np.testing.assert_allclose(hf, high_frequency(z, radius=5), atol=1e-5)
 
     fov = 120.0  # 40 voxels of 3 mm: the 96 mm box padded to the 2D field of view
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "test.npz",
@@ -369,7 +369,7 @@ def test_stages_end_to_end(tmp_path):
         assert float(npz["pixel_mm"]) == fov / 16
         np.testing.assert_allclose(np.linalg.norm(npz["affine"][:3, :2], axis=0), fov / 16)
         assert npz["label"].dtype == bool and npz["label"].any() and npz["brain"].dtype == bool
-        np.testing.assert_allclose(npz["hf"][0], high_frequency(npz["image"][0], 3), atol=1e-4)
+        np.testing.assert_allclose(npz["hf"][0], high_frequency(npz["image"][0], radius=3), atol=1e-4)
         # scaling: the box corner is background -> -3 (area-averaged corners stay background)
         assert npz["image"][0, 0, 0] == pytest.approx(-3.0)
     pp.extract_slices2d(out / "FLAIR.nii.gz", out / "brainmask.nii.gz", out / "train.npz",

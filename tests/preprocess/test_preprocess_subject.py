@@ -27,7 +27,8 @@ from test_preprocess import synthetic_subject
 
 SEQUENCES = ("T1w", "FLAIR")
 PARAMS = PreprocessParams(mask_method="stripped", mask_sequence="T1w", spacing_mm=3.0, box=[32, 32, 32],
-                          zscore_repeats=3, zscore_clip_sd=3.0, background="min", hf_radius=5)
+                          zscore_repeats=3, zscore_clip_sd=3.0, background="min", hf_radius=5,
+                          device="cpu")
 SLICES = dict(size=16, field_of_view_mm=120.0, train_range_fraction=(0.3, 0.7), hf_radius=3)
 
 
@@ -78,7 +79,7 @@ def test_one_job_writes_what_the_separate_stages_wrote(tmp_path):
         np.testing.assert_array_equal(z, nib.load(ref / f"{q}.nii.gz").get_fdata(dtype=np.float32))
         np.testing.assert_allclose(nib.load(out.images[q]).affine, grid.affine)
         hf = nib.load(out.hf[q]).get_fdata(dtype=np.float32)
-        np.testing.assert_allclose(hf, high_frequency(z, 5), atol=1e-5)
+        np.testing.assert_allclose(hf, high_frequency(z, radius=5), atol=1e-5)
     resample_label(paths["label"], paths["T1w"], ref / "grid.nii.gz", ref / "label.nii.gz", **IDS)
     label = nib.load(out.label).get_fdata()
     assert label.any()
