@@ -14,11 +14,14 @@ include: "rules/common.smk"
 
 
 # Resume is one command: a lock left by a dead Snakemake process of this directory is removed
-# (never while another one runs here); profiles/default adds --rerun-incomplete.
+# (never while another one runs here, nor when the run that took it ran on another host: the
+# owner is recorded before the lock is taken); profiles/default adds --rerun-incomplete.
 if workflow.is_main_process:
-    from itermask.io.locks import clear_stale_locks
+    from itermask.io.locks import clear_stale_locks, record_lock_owner
 
     clear_stale_locks(Path.cwd(), lambda message: print(message, file=sys.stderr))
+    if not workflow.dryrun:
+        record_lock_owner(Path.cwd())
 
 
 # A results folder that cannot take files (read-only, full, no permission) is one line naming

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
-from itermask.config.study import Study  # noqa: E402
+from itermask.config.study import FAILED_STRIP_MASK, Study  # noqa: E402
 from snakemake.common import overwrite_function_params  # noqa: E402
 
 STUDY = Study(config, base_dir=Path(workflow.basedir))
@@ -35,7 +35,8 @@ FAILED_SKULLSTRIP = f"{R}/qc/{{dataset}}_failed_skullstrip.tsv"  # the set's rec
 FS = f"{R}/failed_skullstrip/{{dataset}}/sub-{{subject}}"  # a failed-strip candidate
 FS_TOOL_MASK = f"{FS}/mask-{{tool}}.nii.gz"  # tool: hd_bet, template (deepbet: NATIVE_BRAIN)
 FS_AGREEMENT = f"{FS}/agreement.json"
-FS_OUTLIER = f"{FS}/outlier_brainmask.nii.gz"  # = Study FAILED_STRIP_MASK: brain mask of <dataset>failedstrip
+FS_OUTLIER = FAILED_STRIP_MASK.format(results=R, dataset="{dataset}", subject="{subject}")  # brain masks of <dataset>failedstrip
+assert FS_OUTLIER.startswith(FS)
 MODEL = f"{R}/models/{{experiment}}/model.pt"
 TRAIN_ITEMS = f"{R}/models/{{experiment}}/items.json"  # the training job's one input (rule training_items)
 LOSS_TSV = f"{R}/models/{{experiment}}/loss.tsv"

@@ -19,7 +19,7 @@ rule failed_skullstrip_masks:
         agreement=FS_AGREEMENT,
     params:
         settings=failed_skullstrip_masks_settings,
-        device=STUDY.device,
+        device=STUDY.skullstrip_device,
     log:
         f"{R}/logs/failed_skullstrip_masks/{{dataset}}_{{subject}}.log",
     benchmark:
@@ -28,11 +28,11 @@ rule failed_skullstrip_masks:
         cluster_group("subject")
     conda:
         "../envs/preprocess.yaml"
-    threads: RES.threads  # HD-BET (torch); ITK follows ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS
+    threads: RES.threads  # HD-BET (torch); the registration pins ITK to one thread (template_mask.pin_itk_threads)
     resources:
         mem_mb=6000,
         runtime=30,
-        gpu=RES.gpu,
+        gpu=STUDY.skullstrip_gpus,
     script:
         "../workflow_scripts/failed_skullstrip_masks.py"
 

@@ -32,7 +32,7 @@ if RES.infer_subjects_per_job == 1:
         resources:
             mem_mb=RES.infer_mem_mb,
             runtime=RES.infer_runtime,
-            gpu=RES.gpu,
+            gpu=STUDY.torch_gpus,
         script:
             "../workflow_scripts/infer.py"
 
@@ -60,6 +60,6 @@ else:
             resources:
                 mem_mb=RES.infer_mem_mb,
                 runtime=RES.infer_runtime,
-                gpu=RES.gpu,
+                gpu=STUDY.torch_gpus,
             script:
                 "../workflow_scripts/infer.py"

@@ -48,7 +48,7 @@ for _dataset, _labelled in preprocess_rules():
             settings=preprocess_settings(_dataset),
             slices=slice_settings(),
             slice_role=subject_slice_role(_dataset.name),
-            device=STUDY.device,
+            device=STUDY.skullstrip_device,
         log:
             f"{R}/logs/preprocess_subject/{_dataset.name}_{{subject}}.log",
         benchmark:
@@ -61,6 +61,7 @@ for _dataset, _labelled in preprocess_rules():
         resources:
             mem_mb=3000,  # the most of the stages it merged (check 1000, brain mask 3000, the others 2000)
             runtime=preprocess_runtime(_dataset, _labelled),
+            gpu=STUDY.skullstrip_gpus,
         script:
             "../workflow_scripts/preprocess_subject.py"
 

@@ -54,6 +54,6 @@ rule train:
     resources:
         mem_mb=RES.train_mem_mb,
         runtime=RES.train_runtime,
-        gpu=RES.gpu,
+        gpu=STUDY.torch_gpus,
     script:
         "../workflow_scripts/train.py"

@@ -75,6 +75,23 @@ class Study:
         self._settings: dict[str, ExperimentSettings] = {}
         check_references(self)
 
+    @property
+    def skullstrip_device(self) -> str:
+        """Device of the skull-strippers (deepbet, HD-BET): CUDA only with ``device: cuda`` (their
+        jobs then request a GPU); ``auto`` and ``cpu`` strip on the CPU, so that a brain mask does
+        not depend on whether a cluster job landed on a GPU node."""
+        return "cuda" if self.device == "cuda" else "cpu"
+
+    @property
+    def skullstrip_gpus(self) -> int:
+        """GPUs a skull-stripping job requests (``resources.gpu`` when it strips on CUDA)."""
+        return self.resources.gpu if self.skullstrip_device == "cuda" else 0
+
+    @property
+    def torch_gpus(self) -> int:
+        """GPUs a training or inference job requests: ``resources.gpu``, none with ``device: cpu``."""
+        return 0 if self.device == "cpu" else self.resources.gpu
+
     # -- datasets ---------------------------------------------------------------------
     @property
     def demo_dataset(self) -> str | None:

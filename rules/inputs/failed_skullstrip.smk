@@ -2,10 +2,12 @@
 
 
 def failed_skullstrip_masks_inputs(wildcards):
-    """Raw image of the stripped sequence and deepbet's native brain mask of one candidate."""
+    """Raw image of the stripped sequence and deepbet's native brain mask of one candidate. A
+    missing raw image is left out (`present`): the subject's preprocess_subject job fails on it,
+    naming it, and this job never runs, instead of the whole DAG failing to build."""
     d = STUDY.datasets[wildcards.dataset]
     return {
-        "image": d.image(wildcards.subject, d.mask_sequence),
+        **present({"image": d.image(wildcards.subject, d.mask_sequence)}),
         "deepbet": path(NATIVE_BRAIN, dataset=d.name, subject=wildcards.subject),
     }
 

@@ -61,3 +61,30 @@ def test_the_shell_that_started_this_snakemake_is_no_rival(tmp_path):
     out = subprocess.run(["bash", "-c", f'{sys.executable} -c "{code}"; true # snakemake'], cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("1") and not lock.exists()
+
+
+def test_a_lock_taken_on_another_host_is_kept(tmp_path):
+    """/proc sees this machine only: a run on another login node may still hold the lock."""
+    from itermask.io.locks import lock_owner_host, record_lock_owner
+
+    assert record_lock_owner(tmp_path, host="login2")  # no lock yet: the run about to take it
+    lock = stale_lock(tmp_path)
+    assert not record_lock_owner(tmp_path, host="login1")  # a held lock's owner is never overwritten
+    assert lock_owner_host(tmp_path) == "login2"
+    logs = []
+    assert clear_stale_locks(tmp_path, logs.append, host="login1") == []
+    assert lock.exists() and "login2" in logs[0] and "--unlock" in logs[0]
+    assert clear_stale_locks(tmp_path, logs.append, host="login2") == [lock]  # its own host: /proc decides
+
+
+def test_a_snakemake_whose_directory_cannot_be_read_counts_as_a_rival(tmp_path):
+    """Another user's Snakemake: its cwd link is unreadable, so it may run in this directory."""
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    for pid, cmd in ((101, b"python\0snakemake\0-c2"), (102, b"bash\0")):
+        (proc / str(pid)).mkdir()
+        (proc / str(pid) / "cmdline").write_bytes(cmd)
+        (proc / str(pid) / "cwd").write_text("")  # not a link: readlink fails as for a foreign process
+    assert live_snakemake_pids(tmp_path, proc=proc, me=1) == [101]
+    lock = stale_lock(tmp_path)
+    assert clear_stale_locks(tmp_path, print, proc=proc, me=1) == [] and lock.exists()
