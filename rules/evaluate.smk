@@ -72,8 +72,7 @@ rule table:
         vs_csv=at(TABLE_VS_PUBLISHED, ext="csv"),
     params:
         spec=lambda w: STUDY.tables[w.name],
-        training=lambda w: row_training(STUDY.tables[w.name], STUDY),
-        published=table_published,
+        context=lambda w: caption_context(STUDY.tables[w.name], STUDY),
     log:
         f"{R}/logs/table/{{name}}.log",
     conda:

@@ -52,6 +52,19 @@ REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 ARTEFACT_TYPES = tuple(REFERENCE_PARAMS)
+#: what a table caption adds to a type's parameters (METHOD.md §2 asks Table 1 to say this)
+PARAM_NOTES = {
+    "kspace_noise": ("uniform noise of amplitude × the slice spectrum's largest |Re| and |Im| parts: the reference "
+                     "code's parametrisation, not the paper's noise level 0.2, whose equations are lost"),
+}
+
+
+def describe_params(artefact_type: str, params: dict[str, Any] | None) -> str:
+    """Caption text of an artefact's parameters (reference defaults merged with ``params``)."""
+    merged = merged_params(artefact_type, params)
+    text = ", ".join(f"{k} {v}" for k, v in merged.items())
+    note = PARAM_NOTES.get(artefact_type)
+    return "; ".join(t for t in (text, note) if t)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -105,7 +105,8 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
     """Per-image best (METHOD.md §7; uses the test label). IterMask (inference wrote
     ``mask_oracle``): the better of its oracle over the shrinking process and τ raised further
     at the final iteration (the final error map thresholded at the best θ >= the run's τ: the
-    masks one more thresholding step with a raised τ gives). Other methods: the best
+    masks one more thresholding step with a raised τ gives; IterMask2 only shrinks, so inside
+    its final mask, IterMask3D's phase B thresholds the whole brain). Other methods: the best
     threshold of the image's error map."""
     if (s.folder / ORACLE_MASK).exists():
         mask = (load(s, ORACLE_MASK, np.uint8)[0] > 0) & brain
@@ -114,8 +115,12 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
         tau = float(tau) if tau is not None else float("nan")
         final_tau = s.result.get("tau")
         if final_tau is not None and np.isfinite(float(final_tau)):
-            best = per_image_best_threshold(error[brain], label[brain], theta_min=float(final_tau))
-            raised = binarise(error, brain, best["theta"])
+            region = brain
+            if s.is_2d and (s.folder / "mask.nii.gz").exists():  # IterMask2: M_{k+1} = M_k & [e > tau]
+                region = brain & (load(s, "mask.nii.gz", np.uint8)[0] > 0)
+            candidates = np.where(region, error, -np.inf)  # outside the region never predicted, still scored
+            best = per_image_best_threshold(candidates[brain], label[brain], theta_min=float(final_tau))
+            raised = binarise(error, region, best["theta"])
             if overlap_metrics(raised, label)["dice"] > overlap_metrics(mask, label)["dice"]:
                 return raised, best["theta"], "itermask_final"
         return mask, tau, "itermask"

@@ -88,6 +88,53 @@ def row_training(spec: dict[str, Any], study: Any) -> dict[str, str]:
     return out
 
 
+def row_settings(spec: dict[str, Any], study: Any) -> dict[str, str]:
+    """Row label -> the settings its method states (``Method.describe``) for the experiments of
+    its cells (the network of the experiment that trained the model); distinct texts of one
+    row's blocks joined with " / "."""
+    from dataclasses import replace
+
+    from itermask import methods  # light (no torch); imported here to keep this module stdlib-only
+
+    out = {}
+    for row in spec["rows"]:
+        texts = []
+        for e in row_cells(spec, row).values():
+            s = study.settings(e)
+            s = replace(s, network=study.settings(study.model_experiment(e)).network)  # the model's network
+            texts.append(methods.get(s.method).describe(s))
+        texts = [t for t in dict.fromkeys(texts) if t]
+        if texts:
+            out[row["label"]] = " / ".join(texts)
+    return out
+
+
+def block_settings(spec: dict[str, Any], study: Any) -> dict[str, str]:
+    """Block key -> the parameters of its synthetic anomaly (detection blocks of an artefact
+    condition; the other-sequence anomaly names the sequence)."""
+    from itermask.artefacts.algorithms import base_type, describe_params  # NumPy only
+
+    artefacts = set(study.artefact_conditions())
+    out = {}
+    for block in spec["blocks"]:
+        anomaly = block["anomaly"]
+        if spec["kind"] != "detection" or anomaly not in artefacts:
+            continue
+        kind, params = study.artefact_params(anomaly)
+        if base_type(kind) == "other_sequence":
+            out[block["key"]] = f"the subject's {study.config['artefacts']['other_sequence']} scan"
+        else:
+            out[block["key"]] = describe_params(kind, params)
+    return out
+
+
+def caption_context(spec: dict[str, Any], study: Any) -> dict[str, Any]:
+    """What a table's caption states from the configuration (tables.caption): each row's
+    training and settings, each detection block's anomaly parameters, the lesion size bins."""
+    return {"training": row_training(spec, study), "settings": row_settings(spec, study),
+            "anomalies": block_settings(spec, study), "size_bins": list(study.evaluation.size_bins)}
+
+
 def check_table(spec: dict[str, Any], experiments: dict[str, Any]) -> None:
     """ConfigError naming the table for an unknown experiment, block key or metric kind."""
     where = f"config key 'tables' ({spec['name']})"

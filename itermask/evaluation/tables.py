@@ -13,9 +13,11 @@ the rows of one protocol.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from itermask.evaluation.layout import Cell, Row, best_flags, build, wide_frame
+from itermask.evaluation.published import read_published, write_comparison
 from itermask.evaluation.spec import DEFINITIONS, METRICS
 from itermask.io.atomic import atomic_path, write_text
 
@@ -78,12 +80,51 @@ def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
     return f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
 
 
-def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] | None = None) -> str:
-    """The spec's caption plus each row's training (``training``: row label -> text), protocol,
-    threshold source, metric definitions and absent cells."""
+def _by_row_text(title: str, texts: Mapping[str, str], rows: list[Row]) -> str:
+    """'<title>: A | B: text; C: text.' for the white rows (rows with the same text named together,
+    labels separated by ' | ' since a label may hold a comma); "" when no white row has a text."""
+    white = {r.label for r in rows if not r.grey}
+    groups: dict[str, list[str]] = {}
+    for label, text in texts.items():
+        if label in white:
+            groups.setdefault(text, []).append(label)
+    if not groups:
+        return ""
+    return f"{title}: " + "; ".join(f"{' | '.join(labels)}: {text}" for text, labels in groups.items()) + "."
+
+
+def _paper_rows_text(spec: dict[str, Any], paper_rows: Sequence[str]) -> str:
+    """Which rows the paper did not print, and which printed rows the table does not have
+    (rows matched by the paper's label: ``published_label``, else ``label``)."""
+    printed = list(dict.fromkeys(paper_rows))
+    ours = {(r["published_label"] or r["label"]) for r in spec["rows"]}
+    extra = [r["label"] for r in spec["rows"] if (r["published_label"] or r["label"]) not in printed]
+    missing = [r for r in printed if r not in ours]
+    parts = []
+    if extra:
+        parts.append("Rows not in the paper: " + " | ".join(extra) + ".")
+    if missing:
+        parts.append("The paper's rows not run here: " + " | ".join(missing) + ".")
+    return " ".join(parts)
+
+
+def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | None = None,
+            paper_rows: Sequence[str] | None = None) -> str:
+    """The spec's caption plus what ``context`` (spec.caption_context) states: each row's
+    training and settings, the blocks' anomaly parameters, the lesion size bins; the rows it
+    has beyond or lacks from the paper's (``paper_rows``: the published rows' labels; None: no
+    published table); protocols, threshold sources, convergence, metric definitions and absent cells."""
+    context = context or {}
+    training, settings, anomalies = (context.get(k) for k in ("training", "settings", "anomalies"))
     parts = [spec["caption"].strip()] if spec["caption"].strip() else []
-    if training:
-        parts.append("Training: " + "; ".join(f"{label} {text}" for label, text in training.items()) + ".")
+    if paper_rows is not None and _paper_rows_text(spec, paper_rows):
+        parts.append(_paper_rows_text(spec, paper_rows))
+    parts += [t for t in (_by_row_text("Training", training or {}, rows), _by_row_text("Settings", settings or {}, rows))
+              if t]
+    bins = context.get("size_bins")
+    if bins and any(m in ("dice_small", "dice_medium", "dice_large") for m in spec["metrics"]):
+        parts.append(f"Lesion size classes (evaluation.size_bins): small < {bins[0]}, medium {bins[0]}–{bins[1]}, "
+                     f"large > {bins[1]} voxels (2D: pixels).")
     if spec["kind"] == "segmentation":
         protocols = list(dict.fromkeys(r.protocol for r in rows if not r.grey))
         parts += [f"Threshold ({p}): {_protocol_text(p, rows)}." for p in protocols]
@@ -99,6 +140,9 @@ def caption(spec: dict[str, Any], rows: list[Row], training: Mapping[str, str] |
     else:
         parts.append("Detection: one score per scan (the experiment's primary score), anomalous scans of the "
                      "block against the healthy test scans of the same test dataset.")
+        if anomalies:
+            labels = {b["key"]: b["label"] or b["key"] for b in spec["blocks"]}
+            parts.append("Anomalies: " + "; ".join(f"{labels[k]}: {t}" for k, t in anomalies.items()) + ".")
         conv = _convergence_text(rows, "test scans of the table")
         if conv:
             parts.append(conv)
@@ -170,14 +214,26 @@ def _latex(name: str, text: str, spec: dict[str, Any], rows: list[Row], lines: l
 
 
 def make_table(spec: dict[str, Any], metrics: dict[str, list[str]], out_md: str, out_csv: str, out_tex: str,
-               training: Mapping[str, str] | None = None) -> list[Row]:
+               context: Mapping[str, Any] | None = None, paper_rows: Sequence[str] | None = None) -> list[Row]:
     """Stage: table ``spec`` from experiment -> [segmentation.tsv, detection.tsv, scores.tsv]; returns its rows.
-    ``training``: row label -> how its models were trained (``spec.row_training``), for the caption."""
+    ``context``, ``paper_rows``: what the caption states (`caption`)."""
     rows = build(spec, metrics)
-    text = caption(spec, rows, training)
+    text = caption(spec, rows, context, paper_rows)
     lines = body(spec, rows)
     write_text(out_md, _markdown(spec["title"] or spec["name"], text, spec, lines))
     with atomic_path(out_csv) as tmp:
         wide_frame(spec, rows).to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
     write_text(out_tex, _latex(spec["name"], text, spec, rows, lines))
+    return rows
+
+
+def table_stage(spec: dict[str, Any], metrics: dict[str, list[str]], published: str | None,
+                out: Mapping[str, str], context: Mapping[str, Any]) -> list[Row]:
+    """Stage (rule ``table``): the table (``out`` md, csv, tex; caption ``context`` from
+    spec.caption_context) and its published-vs-reproduced comparison (``out`` vs_md, vs_csv)
+    against the ``published`` CSV (None: no published table), rows under the paper's labels."""
+    paper = read_published(published)["row"].tolist() if published and Path(published).exists() else None
+    rows = make_table(spec, metrics, out["md"], out["csv"], out["tex"], context, paper)
+    aliases = {row["label"]: row["published_label"] for row in spec["rows"] if row["published_label"]}
+    write_comparison(spec["name"], out["csv"], published, out["vs_md"], out["vs_csv"], aliases)
     return rows

@@ -27,6 +27,26 @@ VARIANTS = ("full", "no_freq", "no_spatial")
 CALIBRATION_PERCENTILES = tuple(range(1, 100))
 
 
+def describe_threshold(cfg: Mapping[str, Any]) -> str:
+    """Caption text of where an IterMask run's tau comes from (METHOD.md §6), from its ``infer``."""
+    if cfg["threshold"] == "fixed":
+        if cfg.get("fixed_tau") is not None:
+            return f"fixed τ = {float(cfg['fixed_tau']):g} (config)"
+        return (f"fixed τ = the {float(cfg['tau_percentile']):g}th percentile of the healthy validation errors "
+                "inside training masks")
+    steps = f"{float(cfg['step_percent']):g} % steps"
+    if cfg["fine_from_percent"] is not None:
+        steps += f", 1 % steps from {float(cfg['fine_from_percent']):g} %"
+    return (f"subject-specific τ from phase A in {steps}: tangent fit below y-limit {float(cfg['y_limit']):g} "
+            f"(derivative branch if R² < {float(cfg['r2_min']):g}), γ {float(cfg['gamma']):g}, "
+            f"k* fallback '{cfg['k_fallback']}'")
+
+
+def describe_stop(cfg: Mapping[str, Any]) -> str:
+    """Caption text of when the iterative mask stops."""
+    return f"stop at < {100 * float(cfg['tol']):g} % mask change or {int(cfg['max_iterations'])} iterations"
+
+
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got '{variant}'")

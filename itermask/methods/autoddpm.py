@@ -25,7 +25,7 @@ from typing import Any
 
 from itermask.errors import InputError
 from itermask.methods._diffusion_method import DiffusionBaseline
-from itermask.methods.ddpm import steps
+from itermask.methods.ddpm import resampling_text, steps
 
 
 def scaled_residual(x: Any, x_hat: Any, percentile: float) -> Any:
@@ -62,6 +62,16 @@ class AutoDDPM(DiffusionBaseline):
     def prepare(self, ctx: Any) -> Any:
         path = ctx.settings.infer["lpips_model"]
         return None if path is None else load_lpips(path, ctx.device)
+
+    def describe(self, settings: Any) -> str:
+        cfg = settings.infer
+        pct = f"residual / its {float(cfg['residual_percentile']):g}th percentile, clipped to [0, 1]"
+        if cfg["lpips_model"] is None:
+            mask = f"{pct}, no LPIPS factor (no LPIPS weights configured), > {float(cfg['mask_threshold_no_lpips']):g}"
+        else:
+            mask = f"{pct}, × LPIPS, > {float(cfg['mask_threshold']):g}"
+        return (f"noise to t {int(cfg['noise_t'])}; mask: {mask}, dilated; RePaint from t {int(cfg['inpaint_t'])}"
+                + resampling_text(int(cfg["resample_steps"])))
 
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
         cfg, s = ctx.settings.infer, steps(ctx)

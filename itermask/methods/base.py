@@ -111,6 +111,11 @@ class Method:
     def check(self, settings: "ExperimentSettings") -> None:
         """Raise ConfigError for settings this method cannot run with."""
 
+    def describe(self, settings: "ExperimentSettings") -> str:
+        """The test-time settings a table caption states for a row of this experiment (""
+        when there is nothing beyond the shared preprocessing and training)."""
+        return ""
+
     # -- training -----------------------------------------------------------------------
     def build_networks(self, settings: "ExperimentSettings", image_shape: tuple[int, ...]) -> dict[str, Any]:
         """Meta of the networks to train: ``{"network": settings, "in_channels": {name: n}}``

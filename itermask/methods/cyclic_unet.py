@@ -52,6 +52,9 @@ class CyclicUNet(ReconstructionBaseline):
     def train_inputs(self, settings: Any) -> InputSpec:
         return InputSpec(super().train_inputs(settings).kind, sequences=(intermediate_sequence(settings),))
 
+    def describe(self, settings: Any) -> str:
+        return f"{settings.sequence} → {intermediate_sequence(settings)} → {settings.sequence}"
+
     def check(self, settings: Any) -> None:
         super().check(settings)
         if intermediate_sequence(settings) == settings.sequence:

@@ -90,6 +90,12 @@ class DAE(ReconstructionBaseline):
     skip_connections = True
     network_extra = NOISE_KEYS
 
+    def describe(self, settings: Any) -> str:
+        n = settings.network
+        sign = {"both": "(-inf, +inf)", "positive": "[0, +inf)", "negative": "(-inf, 0]"}[n["noise_sign"]]
+        rule = f" ({n['noise_sign_rule']})" if n["noise_sign"] != "both" else ""
+        return f"coarse noise σ {float(n['noise_sigma']):g}, cell {int(n['noise_cell'])}, sign {sign}{rule}"
+
     def corrupt(self, settings: Any, brains: np.ndarray, sample_ids: np.ndarray, epoch: int) -> dict[str, Any]:
         return noise_batch(settings, brains, sample_ids, "train", int(epoch))
 

@@ -32,8 +32,18 @@ def steps(ctx: Any) -> dict[str, int]:
     return out
 
 
+def resampling_text(n: int) -> str:
+    """Caption text of RePaint's resampling rounds per step."""
+    return ", no resampling" if n == 1 else f", {n} resamplings per step"
+
+
 class DDPM(DiffusionBaseline):
     name = "ddpm"
+
+    def describe(self, settings: Any) -> str:
+        cfg = settings.infer
+        return (f"noise to t {int(cfg['noise_t'])}, initial mask |x − x̂| > {float(cfg['mask_threshold']):g}, "
+                f"inpainting from t {int(cfg['inpaint_t'])}" + resampling_text(int(cfg["resample_steps"])))
 
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
         cfg, s = ctx.settings.infer, steps(ctx)

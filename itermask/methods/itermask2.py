@@ -54,6 +54,16 @@ class IterMask2(Method):
         subject.check(settings.infer, im.single_step(settings.variant))
 
     # -- training -----------------------------------------------------------------------
+    def describe(self, settings: Any) -> str:
+        cfg = settings.infer
+        parts = ["no HF input (-freq)" if settings.variant == "no_freq" else f"HF radius {settings.hf_radius}"]
+        if im.single_step(settings.variant):
+            return "; ".join(parts + ["one reconstruction from the HF image alone (-spatial), thresholded at the "
+                                      + im.describe_threshold({**cfg, "threshold": "fixed"}).removeprefix("fixed ")])
+        parts += [f"first step: the HF-only model, pixels above its {float(cfg['first_step_percentile']):g}th error "
+                  "percentile", im.describe_threshold(cfg), im.describe_stop(cfg)]
+        return "; ".join(parts)
+
     def variants(self, variant: str) -> dict[str, str]:
         """Input variant per network, in training order."""
         return {"first": "hf_only", "masked": im.input_variant(variant)}

@@ -55,6 +55,22 @@ class IterMask3D(Method):
     def check(self, settings: Any) -> None:
         im.check_variant(settings.variant)
 
+    def describe(self, settings: Any) -> str:
+        cfg = settings.infer
+        parts = ["no HF input (-freq)" if settings.variant == "no_freq" else f"HF radius {settings.hf_radius}"]
+        if settings.network["input_skip"]:
+            parts.append("full-resolution input skip")
+        if im.single_step(settings.variant):
+            fixed = {**cfg, "threshold": "fixed"}
+            return "; ".join(parts + ["one reconstruction from the HF image alone (-spatial), thresholded at the "
+                                      + im.describe_threshold(fixed).removeprefix("fixed ")])
+        parts.append(im.describe_threshold(cfg))
+        if cfg["threshold"] == "fixed" and not cfg["fixed_phase_a"]:
+            parts.append("no phase A")
+        parts.append(f"phase B from the whole brain, noise drawn {'once' if cfg['phase_b_noise'] == 'fixed' else 'per iteration'}, "
+                     + im.describe_stop(cfg))
+        return "; ".join(parts)
+
     # -- training -----------------------------------------------------------------------
     def build_networks(self, settings: Any, image_shape: tuple[int, ...]) -> dict[str, Any]:
         from itermask.core.model_input import in_channels

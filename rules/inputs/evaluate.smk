@@ -2,19 +2,22 @@
 
 
 from itermask.evaluation.published import published_csv
-from itermask.evaluation.spec import row_training, table_experiments
+from itermask.evaluation.spec import caption_context, table_experiments
+
+
+PUBLISHED_INPUT = "published_numbers"  # input key of a table's published CSV (not an experiment name)
 
 
 def table_inputs(wildcards):
+    """Every experiment's metric TSVs, and the published numbers' CSV when the table has one
+    (an input, so that a corrected published number regenerates the comparison)."""
     spec = STUDY.tables[wildcards.name]
-    return {e: [path(METRICS, experiment=e, kind=kind) for kind in ("segmentation", "detection", "scores")]
-            for e in table_experiments(spec)}
-
-
-def table_published(wildcards):
-    """The published numbers' CSV of a table (none when the spec names none or it is absent)."""
-    stem = STUDY.tables[wildcards.name]["published"]
-    return str(published_csv(stem)) if stem and published_csv(stem).exists() else None
+    inputs = {e: [path(METRICS, experiment=e, kind=kind) for kind in ("segmentation", "detection", "scores")]
+              for e in table_experiments(spec)}
+    stem = spec["published"]
+    if stem and published_csv(stem).exists():
+        inputs[PUBLISHED_INPUT] = str(published_csv(stem))
+    return inputs
 
 
 def sensitivity_inputs(wildcards):

@@ -231,7 +231,9 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
                                                              "im2_flair__hf_radius_5": 5.0}
     assert study.settings("im2_flair__hf_radius_15").variant == "no_spatial"
     assert study.model_experiment("im2_flair__hf_radius_15") == "im2_flair"
-    assert study.sweep_members("im3d_flair_seg_fixed", "gamma")["im3d_flair_seg_fixed"] == 0.01
+    # the fixed-tau run carries the gamma of the run it is compared with (METHOD.md §6)
+    assert study.sweep_members("im3d_flair_seg_fixed", "gamma")["im3d_flair_seg_fixed"] == \
+        study.settings("im3d_flair_seg").infer["gamma"]
     # tau / gamma: same model, only infer differs; detection is not run
     tau60 = study.settings("im2_flair__tau_percentile_60")
     assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair" == tau60.model_owner
@@ -453,3 +455,15 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert study.failed_skullstrip("demo").enabled is True  # the demo builds the failed-strip set (issue 10)
     assert study.settings("im3d_flair_fixedtau").to_dict() == (
         type(im3d).from_dict(study.settings("im3d_flair_fixedtau").to_dict()).to_dict())
+
+
+@pytest.mark.parametrize("device, strip, strip_gpus, torch_gpus", [
+    ("cuda", "cuda", 3, 3),  # strips on CUDA: its jobs ask for the GPU too
+    ("auto", "cpu", 0, 3),   # masks must not depend on which node a job lands on
+    ("cpu", "cpu", 0, 0),    # nothing asks a cluster for a GPU it will not use
+])
+def test_skull_strippers_and_torch_jobs_request_gpus_by_device(demo_config, device, strip, strip_gpus, torch_gpus):
+    cfg = copy.deepcopy(demo_config)
+    cfg["device"], cfg["resources"] = device, {**cfg["resources"], "gpu": 3}
+    study = Study(cfg)
+    assert (study.skullstrip_device, study.skullstrip_gpus, study.torch_gpus) == (strip, strip_gpus, torch_gpus)

@@ -115,3 +115,22 @@ def test_2d_assd_in_mm_from_header_spacing_and_empty_precision(tmp_path):
     assert pixels > 0 and it.loc["a", "assd_mm"] == pytest.approx(1.875 * pixels)
     assert np.isnan(it.loc["b", "precision"]) and it.loc["b", "precision_ref"] == 1.0
     assert np.isnan(it.loc["b", "assd_mm"])
+
+
+def test_itermask2_raised_tau_oracle_stays_inside_its_final_mask(tmp_path):
+    """IterMask2 only shrinks (M_{k+1} = M_k & [e > tau]): raising tau at the final iteration
+    can only keep voxels of M; lesion voxels outside M still count as missed."""
+    rng = np.random.default_rng(2)
+    err, brain, label = _lesion_subject(rng, 1.0)
+    final = np.zeros(SHAPE, bool)
+    final[4:7, 4:7, 2:3] = True  # the final mask holds one lesion plane of three
+    oracle = np.zeros(SHAPE, bool)
+    oracle[4:5, 4:7, 2:3] = True
+    _condition(tmp_path / "d" / "lesion", err, brain, label, mask=final, files={"mask_oracle.nii.gz": oracle},
+               result={"kind": "2d", "oracle": {"tau": 0.7, "iteration": 1}, "tau": 0.0})
+    seg, _, _ = _run(tmp_path, [("ds", "d", str(tmp_path / "d"))], ["per_image_best"])
+    best = seg[seg["protocol"] == "per_image_best"].iloc[0]
+    inside = max(2 * np.sum(final & (err > t) & label) / (np.sum(final & (err > t)) + label.sum())
+                 for t in [-1.0, *np.unique(err[final])])
+    assert best["oracle"] == "itermask_final" and best["dice"] == pytest.approx(inside)
+    assert inside <= 2 * 9 / (9 + 27) + 1e-9  # at most the 9 lesion voxels of M against all 27

@@ -189,8 +189,8 @@ def test_caption_names_each_rows_training_from_the_trained_experiments_settings(
     rows = _seg("ae_flair", [("demo", "s1", "paper", 0.6, 0.5, "small", "")])
     out = [str(tmp_path / f"t.{x}") for x in ("md", "csv", "tex")]
     metrics = {x: _write(tmp_path, x, rows if x == "ae_flair" else [], []) for x in table_experiments(spec)}
-    make_table(spec, metrics, *out, training=training)
-    assert f"Training: AE {ae_steps} steps, batch 2; IterMask3D fixed {seg_steps} steps, batch 2; " in open(out[0]).read()
+    make_table(spec, metrics, *out, context={"training": training})
+    assert f"Training: AE: {ae_steps} steps, batch 2; IterMask3D fixed" in open(out[0]).read()
 
 
 def test_caption_counts_converged_iterative_masks_once_per_run(tmp_path):
