@@ -57,20 +57,26 @@ def anomaly_order(conditions: list[str]) -> list[str]:
     return plain + levels + ([LESION] if LESION in conditions else [])
 
 
+def dataset_members(test: pd.DataFrame) -> dict[str, list[str]]:
+    """Each test dataset with healthy scans -> the datasets whose scans its detection rows use:
+    itself, and, when it is the only one with healthy scans, the datasets of anomalous scans only
+    (a derived failed-strip set, a user's anomalous set)."""
+    healthy = list(dict.fromkeys(test.loc[test["condition"] == HEALTHY, "dataset"]))
+    orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in healthy]
+    return {d: [d] + (orphans if len(healthy) == 1 else []) for d in healthy}
+
+
 def detection_rows(experiment: str, scores: pd.DataFrame, pooled: Sequence[str]) -> list[dict[str, Any]]:
     """Rows per test dataset: negatives and positives of one dataset only, never pooled."""
     rows = []
     test = scores[scores["role"] == "test"]
-    healthy = list(dict.fromkeys(test.loc[test["condition"] == HEALTHY, "dataset"]))
-    orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in healthy]
-    for dataset in healthy:
-        # a dataset of anomalous scans only (a derived failed-strip set, a user's anomalous set)
-        # is tested against the healthy scans of the one test dataset that has them
-        members = [dataset] + (orphans if len(healthy) == 1 else [])
+    groups = dataset_members(test)
+    for dataset, members in groups.items():
         rows += _dataset_detection_rows(experiment, dataset, test[test["dataset"].isin(members)], pooled)
-    if orphans and len(healthy) != 1:
+    orphans = [d for d in dict.fromkeys(test["dataset"]) if d not in groups]
+    if orphans and len(groups) != 1:
         log.warning("%s: datasets %s have no healthy test scans of their own and %d datasets have; "
-                    "no detection rows for them", experiment, orphans, len(healthy))
+                    "no detection rows for them", experiment, orphans, len(groups))
     return rows
 
 

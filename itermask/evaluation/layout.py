@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from itermask.config.conditions import HEALTHY
+from itermask.evaluation.detection import dataset_members
 from itermask.evaluation.spec import METRICS, row_cells, row_protocol
 
 SIZE_METRICS = {"dice_small": "small", "dice_medium": "medium", "dice_large": "large"}
@@ -98,10 +99,7 @@ def _detection_scans(scores: pd.DataFrame, block: dict) -> pd.DataFrame:
     a dataset without healthy scans joins the one that has them, as in detection.detection_rows."""
     df = scores[scores["role"].astype(str) == "test"]
     if block["dataset"] is not None:
-        datasets = df["dataset"].astype(str)
-        healthy = set(datasets[df["condition"].astype(str) == HEALTHY])
-        members = {block["dataset"]} | (set(datasets) - healthy if len(healthy) == 1 else set())
-        df = df[datasets.isin(members)]
+        df = df[df["dataset"].astype(str).isin(dataset_members(df).get(block["dataset"], [block["dataset"]]))]
     if block["anomaly"] is not None:
         df = df[df["condition"].astype(str).isin([block["anomaly"], HEALTHY])]
     return df.drop_duplicates(["dataset", "subject", "condition"])

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from itermask.evaluation.layout import Cell, Row, best_flags, build, wide_frame
+from itermask.evaluation.layout import SIZE_METRICS, Cell, Row, best_flags, build, wide_frame
 from itermask.evaluation.published import read_published, write_comparison
 from itermask.evaluation.spec import DEFINITIONS, METRICS
 from itermask.io.atomic import atomic_path, write_text
@@ -122,7 +122,7 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
     parts += [t for t in (_by_row_text("Training", training or {}, rows), _by_row_text("Settings", settings or {}, rows))
               if t]
     bins = context.get("size_bins")
-    if bins and any(m in ("dice_small", "dice_medium", "dice_large") for m in spec["metrics"]):
+    if bins and any(m in SIZE_METRICS for m in spec["metrics"]):
         parts.append(f"Lesion size classes (evaluation.size_bins): small < {bins[0]}, medium {bins[0]}–{bins[1]}, "
                      f"large > {bins[1]} voxels (2D: pixels).")
     if spec["kind"] == "segmentation":

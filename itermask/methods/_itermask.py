@@ -47,6 +47,17 @@ def describe_stop(cfg: Mapping[str, Any]) -> str:
     return f"stop at < {100 * float(cfg['tol']):g} % mask change or {int(cfg['max_iterations'])} iterations"
 
 
+def describe_input(settings: Any) -> str:
+    """Caption text of the model's conditioning input (the HF radius, or none for -freq)."""
+    return "no HF input (-freq)" if settings.variant == "no_freq" else f"HF radius {settings.hf_radius}"
+
+
+def describe_single_step(cfg: Mapping[str, Any]) -> str:
+    """Caption text of -spatial: one step, thresholded at the calibrated (or configured) tau."""
+    tau = describe_threshold({**cfg, "threshold": "fixed"}).removeprefix("fixed ")
+    return f"one reconstruction from the HF image alone (-spatial), thresholded at {tau}"
+
+
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got '{variant}'")

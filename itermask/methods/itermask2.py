@@ -56,10 +56,9 @@ class IterMask2(Method):
     # -- training -----------------------------------------------------------------------
     def describe(self, settings: Any) -> str:
         cfg = settings.infer
-        parts = ["no HF input (-freq)" if settings.variant == "no_freq" else f"HF radius {settings.hf_radius}"]
+        parts = [im.describe_input(settings)]
         if im.single_step(settings.variant):
-            return "; ".join(parts + ["one reconstruction from the HF image alone (-spatial), thresholded at the "
-                                      + im.describe_threshold({**cfg, "threshold": "fixed"}).removeprefix("fixed ")])
+            return "; ".join(parts + [im.describe_single_step(cfg)])
         parts += [f"first step: the HF-only model, pixels above its {float(cfg['first_step_percentile']):g}th error "
                   "percentile", im.describe_threshold(cfg), im.describe_stop(cfg)]
         return "; ".join(parts)

@@ -57,13 +57,11 @@ class IterMask3D(Method):
 
     def describe(self, settings: Any) -> str:
         cfg = settings.infer
-        parts = ["no HF input (-freq)" if settings.variant == "no_freq" else f"HF radius {settings.hf_radius}"]
+        parts = [im.describe_input(settings)]
         if settings.network["input_skip"]:
             parts.append("full-resolution input skip")
         if im.single_step(settings.variant):
-            fixed = {**cfg, "threshold": "fixed"}
-            return "; ".join(parts + ["one reconstruction from the HF image alone (-spatial), thresholded at the "
-                                      + im.describe_threshold(fixed).removeprefix("fixed ")])
+            return "; ".join(parts + [im.describe_single_step(cfg)])
         parts.append(im.describe_threshold(cfg))
         if cfg["threshold"] == "fixed" and not cfg["fixed_phase_a"]:
             parts.append("no phase A")
