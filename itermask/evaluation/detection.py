@@ -20,7 +20,7 @@ import pandas as pd
 
 from itermask.config.conditions import HEALTHY, LESION, NON_ANOMALY, VALIDATION
 from itermask.evaluation.metrics import detection_metrics
-from itermask.evaluation.scans import Scan, convergence, scan_scores
+from itermask.evaluation.scans import Scan, convergence, scan_scores, tau_at_first_point
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +29,25 @@ DETECTION_COLUMNS = [
     "auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90",
 ]
 SCORE_COLUMNS = ["experiment", "dataset", "subject", "condition", "role", "label", "score_name", "score", "primary",
-                 "converged", "iterations"]
+                 "converged", "iterations", "tau_at_first_point"]
 SEVERITY = re.compile(r"^(?P<type>.+)-s(?P<level>\d+)$")
 
 
 def score_rows(experiment: str, scans: list[Scan], primary: str | None) -> list[dict[str, Any]]:
     """One row per scan x score; ``converged`` / ``iterations``: the scan's iterative mask
-    (scans.convergence; NaN for methods without iterations)."""
+    (scans.convergence; NaN for methods without iterations); ``tau_at_first_point``:
+    scans.tau_at_first_point."""
     rows = []
     for s in scans:
         converged, iterations = convergence(s)
+        first = tau_at_first_point(s)
         for name, value in scan_scores(s).items():
             rows.append({
                 "experiment": experiment, "dataset": s.dataset, "subject": s.subject, "condition": s.condition,
                 "role": "val" if s.condition in VALIDATION else "test",
                 "label": 0 if s.condition in NON_ANOMALY else 1,
                 "score_name": name, "score": value, "primary": name == primary,
-                "converged": converged, "iterations": iterations,
+                "converged": converged, "iterations": iterations, "tau_at_first_point": first,
             })
     return rows
 

@@ -44,7 +44,8 @@ from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
 from itermask.evaluation.reference_metrics import precision_ref, reference_quality
-from itermask.evaluation.scans import Scan, brain_error, convergence, discover, input_image, load, primary_score
+from itermask.evaluation.scans import (Scan, brain_error, convergence, discover, input_image, load, primary_score,
+                                       tau_at_first_point)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ SEGMENTATION_COLUMNS = [
     "experiment", "dataset", "subject", "protocol", "threshold", "dice", "sensitivity", "precision",
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
     "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source", "converged", "iterations",
+    "tau_at_first_point",
 ]
 HONEST_SOURCES = ("healthy_fpr", "labelled_val")
 
@@ -161,6 +163,7 @@ def _subject_rows(
         preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
                                    float(s.result.get("tau", float("nan"))), "")
     converged, iterations = convergence(s)
+    first = tau_at_first_point(s)
     rows = []
     for name, (pred, theta, oracle) in preds.items():
         m = segmentation_metrics(pred, label, error=error, brain=brain, spacing=spacing,
@@ -168,7 +171,7 @@ def _subject_rows(
         rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": name,
                      "threshold": theta, **m, **quality, "precision_ref": precision_ref(pred, label),
                      "oracle": oracle, "threshold_source": sources.get(name, ""),
-                     "converged": converged, "iterations": iterations})
+                     "converged": converged, "iterations": iterations, "tau_at_first_point": first})
     return rows
 
 

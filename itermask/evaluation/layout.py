@@ -39,8 +39,8 @@ class Row:
     threshold_sources: set[str] = field(default_factory=set)  # shared thresholds' sources (column threshold_source)
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)  # block key -> metric -> cell
     # (experiment, block dataset; None for a detection table's scans) -> (converged, scans, fewest,
-    # most iterations) of its iterative masks
-    convergence: dict[tuple[str, str | None], tuple[int, int, int, int]] = field(default_factory=dict)
+    # most iterations) of its iterative masks, and (tau at the curve's first point, subject-specific taus)
+    convergence: dict[tuple[str, str | None], tuple[int, int, int, int, int, int]] = field(default_factory=dict)
 
 
 def read_tsv(path: str) -> pd.DataFrame:
@@ -79,18 +79,21 @@ def _segmentation_cells(seg: pd.DataFrame, protocol: str, block: dict, metrics: 
     return out
 
 
-def _convergence(df: pd.DataFrame) -> tuple[int, int, int, int] | None:
-    """(converged, scans, fewest, most iterations) of the iterative masks of ``df``'s scans
-    (evaluate.py columns converged / iterations); None for a method without iterations."""
+def _convergence(df: pd.DataFrame) -> tuple[int, int, int, int, int, int] | None:
+    """(converged, scans, fewest, most iterations, tau at the curve's first point, scans with a
+    subject-specific tau) of the iterative masks of ``df``'s scans (evaluate.py columns
+    converged / iterations / tau_at_first_point); None for a method without iterations."""
     if "converged" not in df:
         return None
+    first = pd.to_numeric(df["tau_at_first_point"], errors="coerce").dropna() if "tau_at_first_point" in df \
+        else pd.Series(dtype=float)
     conv = pd.to_numeric(df["converged"], errors="coerce")
     its = pd.to_numeric(df["iterations"], errors="coerce")[conv.notna()].dropna()
     conv = conv.dropna()
     if conv.empty:
         return None
     lo, hi = (int(its.min()), int(its.max())) if not its.empty else (0, 0)
-    return int((conv > 0.5).sum()), int(conv.size), lo, hi
+    return int((conv > 0.5).sum()), int(conv.size), lo, hi, int((first > 0.5).sum()), int(first.size)
 
 
 def _detection_scans(scores: pd.DataFrame, block: dict) -> pd.DataFrame:

@@ -150,6 +150,18 @@ def convergence(scan: Scan) -> tuple[float, float]:
     return float(bool(conv)), float(r.get("iterations_b", float("nan")))
 
 
+def tau_at_first_point(scan: Scan) -> float:
+    """1.0 when a subject-specific tau came from the phase-A curve's first point (k* = 0: the
+    slope already exceeds gamma there, or never does with the ``first`` fallback), so nearly
+    the whole brain stays masked; 0.0 for a later point; NaN without a subject-specific tau
+    (fixed tau, one step, baselines, per-slice fits)."""
+    r = scan.result
+    fit = r.get("fit")
+    if r.get("threshold") != "subject" or not isinstance(fit, dict) or fit.get("k") is None:
+        return float("nan")
+    return float(int(fit["k"]) == 0)
+
+
 def primary_score(scans: list[Scan]) -> str | None:
     names = [s.result.get("score_name") for s in scans if s.result.get("score_name")]
     if names:

@@ -62,7 +62,8 @@ def _protocol_text(protocol: str, rows: list[Row]) -> str:
 
 def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
     """How many subjects' iterative masks converged (change < tol before the iteration cap), per
-    white row; rows that share an experiment (other thresholds of the same run) said once."""
+    white row, and how many subject-specific taus came from the phase-A curve's first point;
+    rows that share an experiment (other thresholds of the same run) said once."""
     seen: set = set()
     texts = []
     for row in rows:
@@ -74,10 +75,17 @@ def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
         lo, hi = min(v[2] for v in new.values()), max(v[3] for v in new.values())
         its = f"{lo}–{hi}" if lo != hi else f"{hi}"
         note = "" if k == n else ("; all stopped at the cap" if k == 0 else f"; {n - k} stopped at the cap")
+        first, fitted = sum(v[4] for v in new.values()), sum(v[5] for v in new.values())
+        if first:
+            note += f"; τ at the phase-A curve's first point for {first} of {fitted}"
         texts.append(f"{row.label} {k}/{n} ({its} iterations{note})")
     if not texts:
         return ""
-    return f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
+    text = f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
+    if "first point" in text:
+        text += (" (τ at the curve's first point: its slope already exceeds γ there, or never does, so nearly "
+                 "the whole brain stays masked.)")
+    return text
 
 
 def _by_row_text(title: str, texts: Mapping[str, str], rows: list[Row]) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itermask.evaluation.scans import Scan, convergence
+from itermask.evaluation.scans import Scan, convergence, tau_at_first_point
 
 
 def _scan(**result):
@@ -30,3 +30,21 @@ def test_convergence_of_iterative_runs(result, expected):
 ])
 def test_convergence_is_undefined_without_iterations(result):
     assert all(math.isnan(v) for v in convergence(_scan(**result)))
+
+
+@pytest.mark.parametrize("result, expected", [
+    ({"threshold": "subject", "fit": {"k": 0, "fallback": None}}, 1.0),     # slope above gamma at once
+    ({"threshold": "subject", "fit": {"k": 0, "fallback": "first"}}, 1.0),  # never above: the reference's fallback
+    ({"threshold": "subject", "fit": {"k": 17, "fallback": None}}, 0.0),
+])
+def test_tau_at_first_point_of_subject_specific_taus(result, expected):
+    assert tau_at_first_point(_scan(**result)) == expected
+
+
+@pytest.mark.parametrize("result", [
+    {"threshold": "fixed", "fit": {"k": 0}},  # a fixed tau (phase A only recorded)
+    {"threshold": "subject", "fit": None},    # -spatial: no curve
+    {},                                       # a baseline
+])
+def test_tau_at_first_point_is_undefined_without_a_subject_tau(result):
+    assert math.isnan(tau_at_first_point(_scan(**result)))

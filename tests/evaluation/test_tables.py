@@ -238,3 +238,22 @@ def test_detection_caption_counts_each_test_scan_of_its_blocks_once(tmp_path, ot
     make_table(spec, {"A": paths + [str(tmp_path / "A_scores.tsv")]}, *out)
     assert ("Iterative masks converged (change < tol before the cap), test scans of the table: "
             f"{expected}.") in open(out[0]).read()
+
+
+def test_detection_caption_counts_taus_at_the_curves_first_point(tmp_path):
+    spec = _spec(name="d", kind="detection", metrics=["auroc"],
+                 blocks=[{"key": "g", "dataset": "one", "anomaly": "ghosting"}], rows=[{"label": "A", "experiment": "A"}])
+    det = [{"experiment": "A", "dataset": "one", "anomaly": "ghosting", "score_name": "mask_size", "primary": True,
+            "n_pos": 1, "n_neg": 2, "auroc": 1.0, "auprc": 1.0, "fpr80": 0.0, "fpr90": 0.0, "fnr80": 0.0,
+            "fnr90": 0.0}]
+    scans = [("h1", "healthy", 1.0), ("h2", "healthy", 0.0), ("h1", "ghosting", float("nan"))]  # NaN: a fixed tau
+    rows = [{"experiment": "A", "dataset": "one", "subject": s, "condition": c, "role": "test", "label": int(c != "healthy"),
+             "score_name": "mask_size", "score": 1.0, "primary": True, "converged": 1.0, "iterations": 3,
+             "tau_at_first_point": first} for s, c, first in scans]
+    paths = _write(tmp_path, "A", [], det)
+    pd.DataFrame(rows, columns=SCORE_COLUMNS).to_csv(tmp_path / "A_scores.tsv", sep="\t", index=False, na_rep="NaN")
+    out = [str(tmp_path / f"d.{e}") for e in ("md", "csv", "tex")]
+    make_table(spec, {"A": paths + [str(tmp_path / "A_scores.tsv")]}, *out)
+    text = open(out[0]).read()
+    assert "A 3/3 (3 iterations; τ at the phase-A curve's first point for 1 of 2)." in text
+    assert "nearly the whole brain stays masked" in text
