@@ -65,7 +65,7 @@ def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
     white row, and how many subject-specific taus came from the phase-A curve's first point;
     rows that share an experiment (other thresholds of the same run) said once."""
     seen: set = set()
-    texts = []
+    texts, any_first = [], False
     for row in rows:
         new = {key: v for key, v in row.convergence.items() if key not in seen}
         if row.grey or not new:
@@ -77,12 +77,13 @@ def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
         note = "" if k == n else ("; all stopped at the cap" if k == 0 else f"; {n - k} stopped at the cap")
         first, fitted = sum(v[4] for v in new.values()), sum(v[5] for v in new.values())
         if first:
+            any_first = True
             note += f"; τ at the phase-A curve's first point for {first} of {fitted}"
         texts.append(f"{row.label} {k}/{n} ({its} iterations{note})")
     if not texts:
         return ""
     text = f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
-    if "first point" in text:
+    if any_first:
         text += (" (τ at the curve's first point: its slope already exceeds γ there, or never does, so nearly "
                  "the whole brain stays masked.)")
     return text
@@ -125,9 +126,8 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
     context = context or {}
     training, settings, anomalies = (context.get(k) for k in ("training", "settings", "anomalies"))
     parts = [spec["caption"].strip()] if spec["caption"].strip() else []
-    if paper_rows is not None and _paper_rows_text(spec, paper_rows):
-        parts.append(_paper_rows_text(spec, paper_rows))
-    parts += [t for t in (_by_row_text("Training", training or {}, rows), _by_row_text("Settings", settings or {}, rows))
+    parts += [t for t in (_paper_rows_text(spec, paper_rows) if paper_rows is not None else "",
+                          _by_row_text("Training", training or {}, rows), _by_row_text("Settings", settings or {}, rows))
               if t]
     bins = context.get("size_bins")
     if bins and any(m in SIZE_METRICS for m in spec["metrics"]):

@@ -27,13 +27,17 @@ VARIANTS = ("full", "no_freq", "no_spatial")
 CALIBRATION_PERCENTILES = tuple(range(1, 100))
 
 
+def describe_fixed_tau(cfg: Mapping[str, Any]) -> str:
+    """Caption text of a fixed tau: the configured value, else the calibration (`calibrate`)."""
+    if cfg.get("fixed_tau") is not None:
+        return f"τ = {float(cfg['fixed_tau']):g} (config)"
+    return f"τ = the {float(cfg['tau_percentile']):g}th percentile of the healthy validation errors inside training masks"
+
+
 def describe_threshold(cfg: Mapping[str, Any]) -> str:
     """Caption text of where an IterMask run's tau comes from (METHOD.md §6), from its ``infer``."""
     if cfg["threshold"] == "fixed":
-        if cfg.get("fixed_tau") is not None:
-            return f"fixed τ = {float(cfg['fixed_tau']):g} (config)"
-        return (f"fixed τ = the {float(cfg['tau_percentile']):g}th percentile of the healthy validation errors "
-                "inside training masks")
+        return "fixed " + describe_fixed_tau(cfg)
     steps = f"{float(cfg['step_percent']):g} % steps"
     if cfg["fine_from_percent"] is not None:
         steps += f", 1 % steps from {float(cfg['fine_from_percent']):g} %"
@@ -54,8 +58,7 @@ def describe_input(settings: Any) -> str:
 
 def describe_single_step(cfg: Mapping[str, Any]) -> str:
     """Caption text of -spatial: one step, thresholded at the calibrated (or configured) tau."""
-    tau = describe_threshold({**cfg, "threshold": "fixed"}).removeprefix("fixed ")
-    return f"one reconstruction from the HF image alone (-spatial), thresholded at {tau}"
+    return f"one reconstruction from the HF image alone (-spatial), thresholded at {describe_fixed_tau(cfg)}"
 
 
 def check_variant(variant: str) -> None:
