@@ -132,7 +132,7 @@ def dilate(mask: Any) -> Any:
 def repaint(net: Any, sched: Any, x: Any, start: Any, mask: Any, j: int, resamplings: int, noise: SliceNoise,
             observe: Callable[[int, int, Any, Any], Any] | None = None) -> Any:
     """RePaint (Lugmayr et al. 2022) as AutoDDPM runs it: noise ``start`` to step ``j``; at each
-    step k (j .. 0) and each of ``resamplings`` rounds, the known region (outside ``mask``) is
+    step k (j .. 1) and each of ``resamplings`` rounds (one at k = 0), the known region (outside ``mask``) is
     x noised to k - 1 (x itself at k = 0), the unknown region one reverse step of the current
     image; between rounds the image is re-noised to k (q(x_k | x_{k-1})). ``observe(k, u,
     image, known)`` sees every combined image (testing)."""
@@ -141,7 +141,10 @@ def repaint(net: Any, sched: Any, x: Any, start: Any, mask: Any, j: int, resampl
     shape, m = tuple(x.shape[1:]), mask.bool()
     cur = add_noise(sched, start, j, noise.draw(shape))
     for k in range(int(j), -1, -1):
-        for u in range(int(resamplings)):
+        # The last step (k = 0) runs once: with no re-noising, a further round would apply the
+        # final reverse step again to an already denoised image (RePaint's Algorithm 1 recomputes
+        # x_0 from the same x_1 there, which changes nothing).
+        for u in range(int(resamplings) if k > 0 else 1):
             known = add_noise(sched, x, k - 1, noise.draw(shape)) if k > 0 else x
             unknown = reverse_step(sched, _eps(net, cur, k), k, cur, noise.draw(shape))
             cur = torch.where(m, unknown, known)

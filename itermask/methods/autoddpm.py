@@ -3,7 +3,8 @@ diffusion model of the DDPM baseline (``itermask.methods._diffusion``), at test 
 
 1. mask: noise x to ``infer.noise_t`` (200 of 1000) and denoise to x_hat; residual
    r = |x - x_hat| divided by its per-slice ``infer.residual_percentile`` (95th) percentile
-   and clipped to [0, 1]; combined map c = r x LPIPS(x, x_hat) when an LPIPS network is
+   and clipped to [0, 1] (null: r = |x - x_hat| in the slices' units, unscaled, the IterMask3D
+   paper's absolute threshold); combined map c = r x LPIPS(x, x_hat) when an LPIPS network is
    given (``infer.lpips_model``), else c = r; m = dilate3x3(c > threshold) in the brain
    (threshold ``infer.mask_threshold`` with LPIPS, 0.13 in their config;
    ``infer.mask_threshold_no_lpips`` on r alone);
@@ -28,11 +29,14 @@ from itermask.methods._diffusion_method import DiffusionBaseline
 from itermask.methods.ddpm import resampling_text, steps
 
 
-def scaled_residual(x: Any, x_hat: Any, percentile: float) -> Any:
-    """|x - x_hat| / its per-slice percentile, clipped to [0, 1] (B, 1, H, W)."""
+def scaled_residual(x: Any, x_hat: Any, percentile: float | None) -> Any:
+    """|x - x_hat| / its per-slice percentile, clipped to [0, 1] (B, 1, H, W); with
+    ``percentile`` None the residual itself (IterMask3D's absolute threshold)."""
     import torch
 
     r = (x - x_hat).abs()
+    if percentile is None:
+        return r
     q = torch.quantile(r.flatten(1).float(), float(percentile) / 100.0, dim=1).clamp_min(1e-8)
     return (r / q.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
 
@@ -65,7 +69,8 @@ class AutoDDPM(DiffusionBaseline):
 
     def describe(self, settings: Any) -> str:
         cfg = settings.infer
-        pct = f"residual / its {float(cfg['residual_percentile']):g}th percentile, clipped to [0, 1]"
+        pct = ("residual |x − x̂| (absolute)" if cfg["residual_percentile"] is None
+               else f"residual / its {float(cfg['residual_percentile']):g}th percentile, clipped to [0, 1]")
         if cfg["lpips_model"] is None:
             mask = f"{pct}, no LPIPS factor (no LPIPS weights configured), > {float(cfg['mask_threshold_no_lpips']):g}"
         else:
@@ -81,7 +86,7 @@ class AutoDDPM(DiffusionBaseline):
                 "diffusion": {"timesteps": int(ctx.meta["network"]["timesteps"]), "noise_t": s["noise_t_reference"],
                               "inpaint_t": s["inpaint_t_reference"], "resample_steps": int(cfg["resample_steps"]),
                               "mask_threshold": float(threshold),
-                              "residual_percentile": float(cfg["residual_percentile"])}}
+                              "residual_percentile": cfg["residual_percentile"]}}
 
     def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
         from itermask.methods._diffusion import denoise_from, dilate, repaint, stitch
@@ -89,7 +94,9 @@ class AutoDDPM(DiffusionBaseline):
         cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
         xs = x / scale
         x_hat = denoise_from(net, sched, xs, s["noise_t"], noise)
-        combined = scaled_residual(xs, x_hat, float(cfg["residual_percentile"]))
+        pct = cfg["residual_percentile"]
+        # percentile None: the absolute residual in the slices' units (as DDPM's mask_threshold)
+        combined = scaled_residual(xs, x_hat, None if pct is None else float(pct)) * (scale if pct is None else 1.0)
         if aux is not None:
             combined = combined * lpips_map(aux, xs, x_hat)
         threshold = float(cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])

@@ -2,7 +2,8 @@
 trained to remove coarse noise. Noise of one training sample: N(0, sigma) drawn on a coarse
 grid of ceil(n / ``noise_cell``) points per axis (``noise_cell`` 8: 16x16 for 128^2 slices,
 as in the official code, and the same ratio in 3D: 24^3 for 192^3), optionally restricted in
-sign, upsampled (bilinear / trilinear, half-pixel centres), cropped to the image, rolled by a
+sign, interpolated (bilinear / trilinear) onto the image with the grid's corner points on the
+image's corners (``align_corners``, as ``F.upsample_bilinear`` in the official code), rolled by a
 random shift per axis (circularly, as ``torch.roll`` in the official code), and multiplied by
 the brain mask. Input x + noise, target x, loss = MSE over the brain. Test: x_hat = DAE(x), no
 noise; anomaly map (x - x_hat)^2 in the brain; score its mean.
@@ -48,21 +49,23 @@ def restrict_sign(n: np.ndarray, sign: str, rule: str) -> np.ndarray:
     return folded if sign == "positive" else -folded
 
 
-def upsample(coarse: np.ndarray, cell: int) -> np.ndarray:
-    """(Bi/tri)linear upsampling by ``cell`` per axis (half-pixel centres, edges replicated)."""
+def upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(Bi/tri)linear interpolation of the coarse grid onto ``shape``, its corner points on the
+    image's corner voxels (``align_corners``: ``F.upsample_bilinear`` in the official code)."""
     import torch
     import torch.nn.functional as F
 
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[coarse.ndim]
     t = torch.from_numpy(np.ascontiguousarray(coarse, np.float32))[None, None]
-    return F.interpolate(t, scale_factor=cell, mode=mode, align_corners=False)[0, 0].numpy()
+    size = tuple(int(n) for n in shape)
+    return F.interpolate(t, size=size, mode=mode, align_corners=True)[0, 0].numpy()
 
 
 def coarse_noise(rng: np.random.Generator, shape: tuple[int, ...], *, sigma: float, cell: int, sign: str,
                  rule: str) -> np.ndarray:
     """The DAE noise of one sample of ``shape`` (module docstring), before the brain mask."""
     coarse = rng.normal(0.0, sigma, tuple(-(-int(n) // cell) for n in shape))
-    fine = upsample(restrict_sign(coarse, sign, rule), cell)[tuple(slice(0, int(n)) for n in shape)]
+    fine = upsample(restrict_sign(coarse, sign, rule), shape)
     shifts = tuple(int(rng.integers(0, n)) for n in shape)
     return np.roll(fine, shifts, axis=tuple(range(len(shape)))).astype(np.float32)
 

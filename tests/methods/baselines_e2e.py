@@ -62,12 +62,20 @@ def settings_of(method: str, dims: int, network: dict | None = None, train: dict
 
 
 def train(tmp_path: Path, settings, dims: int, out: str = "m", **kw) -> tuple[Path, list[str]]:
-    """Train on 3 subjects (1 validation); returns (model path, log lines)."""
+    """Train on 3 subjects (1 validation); returns (model path, log lines). The subjects are
+    written once per ``tmp_path``: a rerun (e.g. a resumed run) sees the same files, as a
+    rerun job does (a rewritten file would start training afresh: its mtime is in the
+    checkpoint's hash)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    make = volume_item if dims == 3 else slices_item
-    items = [make(data, f"s{i}", rng) for i in range(3)]
+    listing = data / f"train_items_{dims}d.json"
+    if listing.exists():
+        items = json.loads(listing.read_text())
+    else:
+        rng = np.random.default_rng(0)
+        make = volume_item if dims == 3 else slices_item
+        items = [make(data, f"s{i}", rng) for i in range(3)]
+        listing.write_text(json.dumps(items))
     o = tmp_path / out
     logs: list[str] = []
     kw.setdefault("channels_last", False)

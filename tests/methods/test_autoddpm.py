@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from baselines_e2e import infer, load, result, train
-from diffusion_support import context, tiny_settings, zero_eps
+from diffusion_support import RecordingNoise, context, fill_with_one, tiny_settings, zero_eps
 
 from itermask import methods
 from itermask.errors import InputError
-from itermask.methods._diffusion import SliceNoise, dilate, make_scheduler, repaint, stitch
+from itermask.methods._diffusion import (SliceNoise, add_noise, dilate, make_scheduler, repaint, reverse_step,
+                                         stitch)
 from itermask.methods.autoddpm import scaled_residual
 
 torch.set_num_threads(1)
@@ -55,8 +56,78 @@ def test_repaint_known_region_is_the_noised_x_at_every_step():
         seen.append((k, u))
 
     out = repaint(zero_eps, sched, x, stitch(x, torch.zeros_like(x), m), m, 3, 5, SliceNoise([0], "cpu"), observe)
-    assert seen == [(k, u) for k in (3, 2, 1, 0) for u in range(5)]
+    assert seen == [(k, u) for k in (3, 2, 1) for u in range(5)] + [(0, 0)]
     assert torch.equal(out[~m], x[~m]) and not torch.equal(out[m], x[m])
+
+
+def test_repaint_last_step_denoises_once():
+    """Inside the mask the final image is one reverse step (k = 0, no noise) of the image after
+    the last round at k = 1, whatever the number of rounds: RePaint's resampling re-noises
+    between rounds, and there is nothing to re-noise after the last step. A network predicting
+    a constant noise makes a repeated final step visible (it moves the image again)."""
+    sched = make_scheduler(20)
+    x = 2 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    m = torch.zeros_like(x, dtype=torch.bool)
+    m[..., 8:24, 8:24] = True
+
+    def const_eps(image, t):
+        return torch.full_like(image, 0.3)
+
+    images = {}
+
+    def observe(k, u, image, known):
+        images[k, u] = image.clone()
+
+    outs = [repaint(const_eps, sched, x, stitch(x, torch.zeros_like(x), m), m, 2, rounds, SliceNoise([0], "cpu"),
+                    observe) for rounds in (1, 5)]
+    expected = reverse_step(sched, torch.full_like(x, 0.3), 0, images[1, 4], torch.zeros_like(x))
+    torch.testing.assert_close(outs[1][m], expected[m])
+    final = [repaint(const_eps, sched, x, x, m, 0, rounds, SliceNoise([0], "cpu")) for rounds in (1, 5)]
+    torch.testing.assert_close(final[0], final[1])
+
+
+def test_repaint_unknown_region_is_the_reverse_step_of_the_previous_image():
+    """Inside the mask every combined image is one reverse step, at the current k, of the image
+    before that round, with that round's draw: the image after the previous round (the
+    noised start at the first), re-noised by q(x_k | x_{k-1}) between rounds at the same k.
+    The draws are replayed from a recording generator (per round: the re-noising draw after
+    the first round, the known region's draw, the reverse step's); a deterministic network
+    that depends on the image and the step makes a step from another image or another k, or
+    without the draw, visible. No draw enters at k = 0 (no variance)."""
+    sched = make_scheduler(20)
+    g = torch.Generator().manual_seed(4)
+    x = 2 * torch.randn(2, 1, 16, 16, generator=g)
+    m = torch.zeros_like(x, dtype=torch.bool)
+    m[..., 4:12, 3:10] = True
+    start = stitch(x, torch.zeros_like(x), m)
+
+    def net(image, t):
+        return 0.5 * torch.sin(image) + 0.02 * t.view(-1, 1, 1, 1).float()
+
+    j, rounds = 3, 3
+    noise, state, seen = RecordingNoise([0, 1]), {}, []
+
+    def observe(k, u, image, known):
+        if not state:  # the first draw noised the start to step j
+            state.update(n=1, last=add_noise(sched, start, j, noise.draws[0]))
+        new, state["n"] = noise.draws[state["n"]:], len(noise.draws)
+        prev = state["last"]
+        if k > 0:
+            assert len(new) == (3 if u > 0 else 2)
+            if u > 0:
+                beta = sched.betas[k]
+                prev = (1 - beta).sqrt() * prev + beta.sqrt() * new[0]
+            torch.testing.assert_close(known, add_noise(sched, x, k - 1, new[-2]), rtol=0, atol=0)
+        z = new[-1] if k > 0 else torch.zeros_like(x)
+        step = reverse_step(sched, net(prev, torch.full((2,), k)), k, prev, z)
+        torch.testing.assert_close(image[m], step[m], rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(image[m], prev[m], atol=1e-3)
+        state["last"] = image.clone()
+        seen.append((k, u))
+
+    out = repaint(net, sched, x, start, m, j, rounds, noise, observe)
+    assert seen == [(k, u) for k in (3, 2, 1) for u in range(rounds)] + [(0, 0)]
+    assert torch.equal(out, state["last"]) and torch.equal(out[~m], x[~m])
 
 
 def test_scaled_residual_known_answer():
@@ -111,6 +182,57 @@ def test_lpips_off_gives_the_scaled_residual_and_on_multiplies_it(tmp_path):
     (r2, e2, st2), _ = _run(tiny_settings("autoddpm", lpips_model=half, mask_threshold=0.2, **common), x, brain)
     torch.testing.assert_close(st2["mask_fraction"], st0["mask_fraction"])
     torch.testing.assert_close(e2, e0 / 2)
+
+
+def test_map_known_answer_is_the_inpainting_error_times_the_scaled_residual():
+    """Known answer of the map |x - x_inpainted| x c (LPIPS off: c the scaled residual), with
+    the inpainted image in closed form. x = 0.75 with a blob of 5 (slices' units, scale 3:
+    0.25 and 5/3 for the model); the stand-in network (`fill_with_one`) gives x_hat = 0 exactly
+    from noise_t 0, so r = x / 3, its 95th percentile the blob's 5/3 (16 of 256 pixels), c = 1
+    on the blob and 0.15 elsewhere; at threshold 0.5 the mask is the blob dilated by 3x3, in
+    the brain (a column of the dilation lies outside it). RePaint from inpaint_t 5 makes the
+    mask 1 (3 in slices' units), x exactly outside. So the map is |5 - 3| x 1 = 2 on the blob,
+    |0.75 - 3| x 0.15 = 0.3375 on the rest of the mask, and 0 outside it."""
+    auto, sched = methods.get("autoddpm"), make_scheduler(1000)
+    x = torch.full((2, 1, 16, 16), 0.75)
+    x[:, :, 4:8, 4:8] = 5.0
+    blob = x > 1
+    brain = torch.ones_like(blob)
+    brain[..., 3] = False
+    mask = torch.zeros_like(blob)
+    mask[..., 3:9, 4:9] = True  # the dilated blob, less the brain's missing column 3
+    s = tiny_settings("autoddpm", noise_t=0, inpaint_t=5, resample_steps=5, mask_threshold_no_lpips=0.5)
+    ctx = context(s, timesteps=1000)
+    recon, error, stats = auto.anomaly(fill_with_one(sched), sched, x, brain, SliceNoise([0, 1], "cpu"), ctx,
+                                       auto.prepare(ctx))
+    assert stats["mask_fraction"].tolist() == pytest.approx([30 / 240] * 2)
+    assert torch.equal(recon[~mask], x[~mask])
+    torch.testing.assert_close(recon[mask], torch.full_like(recon[mask], 3.0), rtol=0, atol=2e-3)
+    expected = torch.where(blob, 2.0, torch.where(mask, 2.25 * 0.15, 0.0))
+    torch.testing.assert_close(error, expected, rtol=0, atol=2e-3)
+    assert torch.equal(error[~mask], torch.zeros_like(error[~mask]))
+
+
+def test_absolute_residual_variant_known_answer():
+    """residual_percentile null (the IterMask3D paper's absolute threshold): c = |x - x_hat| in
+    the slices' units, unscaled. The case above: c = 5 on the blob and 0.75 elsewhere, so at
+    threshold 1 the same mask; the map |5 - 3| x 5 = 10 on the blob, |0.75 - 3| x 0.75 on the
+    rest of the mask, 0 outside it; the caption and result.json say so."""
+    auto, sched = methods.get("autoddpm"), make_scheduler(1000)
+    x = torch.full((1, 1, 16, 16), 0.75)
+    x[:, :, 4:8, 4:8] = 5.0
+    blob, brain = x > 1, torch.ones_like(x, dtype=torch.bool)
+    mask = torch.zeros_like(blob)
+    mask[..., 3:9, 3:9] = True
+    s = tiny_settings("autoddpm", noise_t=0, inpaint_t=5, resample_steps=5, mask_threshold_no_lpips=1.0,
+                      residual_percentile=None)
+    ctx = context(s, timesteps=1000)
+    recon, error, stats = auto.anomaly(fill_with_one(sched), sched, x, brain, SliceNoise([0], "cpu"), ctx, None)
+    assert stats["mask_fraction"].tolist() == pytest.approx([36 / 256])
+    expected = torch.where(blob, 10.0, torch.where(mask, 2.25 * 0.75, 0.0))
+    torch.testing.assert_close(error, expected, rtol=0, atol=1e-2)
+    assert "residual |x − x̂| (absolute)" in auto.describe(s)
+    assert auto.record_extra(ctx, None)["diffusion"]["residual_percentile"] is None
 
 
 def test_bad_lpips_file_names_the_file(tmp_path):

@@ -22,34 +22,63 @@ def noise(seed: int, shape, **kw) -> np.ndarray:
 
 
 def test_upsampling_known_answer():
-    """Linear interpolation with half-pixel centres, edges replicated: [0, 4] by 4."""
-    np.testing.assert_allclose(upsample(np.array([0.0, 4.0]), 4), [0, 0, 0.5, 1.5, 2.5, 3.5, 4, 4])
-    two = upsample(np.array([[0.0, 4.0], [8.0, 12.0]]), 2)  # bilinear = sum of the 1D ramps
-    np.testing.assert_allclose(two, np.add.outer([0, 2, 6, 8], [0, 1, 3, 4]))
+    """Linear interpolation with the coarse grid's corner points on the image's corners
+    (``F.upsample_bilinear``, the official code's call): [0, 4] onto 5 points is 0, 1, .., 4."""
+    np.testing.assert_allclose(upsample(np.array([0.0, 4.0]), (5,)), [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(upsample(np.array([0.0, 3.0, 0.0]), (7,)), [0, 1, 2, 3, 2, 1, 0], atol=1e-6)
+    two = upsample(np.array([[0.0, 4.0], [8.0, 12.0]]), (3, 5))  # bilinear = sum of the 1D ramps
+    np.testing.assert_allclose(two, np.add.outer([0, 4, 8], [0, 1, 2, 3, 4]))
+
+
+def knots(n: int, cells: int) -> set[int]:
+    """Voxels where the upsampled noise's second difference along an axis of n voxels may be
+    non-zero: each interior knot at k (n - 1) / (cells - 1) (both neighbours when it falls
+    between voxels), and the two ends (the roll joins them)."""
+    out = {0, n - 1}
+    for k in range(1, cells - 1):
+        p = k * (n - 1) / (cells - 1)
+        out |= {int(np.floor(p)), int(np.ceil(p))}
+    return out
+
+
+def roll_of(n_axis: np.ndarray, n: int, cells: int) -> set[int]:
+    """The circular shifts s for which the kinks of ``n_axis`` lie on the shifted knot set."""
+    allowed = knots(n, cells)
+    kinked = set(int(i) for i in n_axis)
+    return {s for s in range(n) if all((i - s) % n in allowed for i in kinked)}
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (32, 32, 32)])
 def test_noise_is_coarse(shape):
-    """Along every axis the noise is linear inside each upsampling cell: the (circular) second
-    difference vanishes except at 2 positions per cell of 8 (the knots) and at the roll's seam.
-    White noise would have no zero second differences."""
+    """Along every axis the noise is linear between the knots of a grid of ceil(n / 8) points:
+    the (circular) second difference vanishes except at the (rolled) knots. White noise would
+    have no zero second differences."""
     n = noise(3, shape)
     assert n.std() > 0.1
     for axis in range(len(shape)):
         d2 = np.roll(n, -1, axis) - 2 * n + np.roll(n, 1, axis)
-        kinked = np.abs(d2).max(axis=tuple(a for a in range(len(shape)) if a != axis)) > 1e-5
-        assert kinked.sum() <= 2 * shape[axis] // 8 + 2
-        # the kinks repeat with the cell period (up to the seam): at most 2 + 2 residues mod 8
-        assert len({int(i) % 8 for i in np.flatnonzero(kinked)}) <= 4
+        kinked = np.flatnonzero(np.abs(d2).max(axis=tuple(a for a in range(len(shape)) if a != axis)) > 1e-5)
+        assert 0 < len(kinked) <= len(knots(shape[axis], -(-shape[axis] // 8)))
+        assert roll_of(kinked, shape[axis], -(-shape[axis] // 8))
 
 
 def test_noise_is_rolled():
-    """The roll is random: the kink positions (mod 8) differ between draws."""
-    phases = set()
+    """The roll is random: the shifts that explain the kink positions differ between draws."""
+    shifts = set()
     for seed in range(8):
-        d2 = np.diff(noise(seed, (64, 64)), 2, axis=0)
-        phases.add(tuple(sorted({int(i) % 8 for i in np.flatnonzero(np.abs(d2).max(1) > 1e-5)})))
-    assert len(phases) > 2
+        n = noise(seed, (64, 64))
+        d2 = np.roll(n, -1, 0) - 2 * n + np.roll(n, 1, 0)
+        shifts.add(min(roll_of(np.flatnonzero(np.abs(d2).max(1) > 1e-5), 64, 8)))
+    assert len(shifts) > 2
+
+
+def test_default_grid_is_16_for_128_pixel_slices():
+    """The schema's cell gives the official code's 16 x 16 grid on 128^2 slices."""
+    cell = experiment_settings("dae", network={"spatial_dims": 2}, train={"rot90_p": 0.0}).network["noise_cell"]
+    assert -(-128 // cell) == 16
+    n = noise(0, (128, 128), cell=cell)
+    d2 = np.roll(n, -1, 0) - 2 * n + np.roll(n, 1, 0)
+    assert roll_of(np.flatnonzero(np.abs(d2).max(1) > 1e-5), 128, 16)
 
 
 @pytest.mark.parametrize("sign, rule, mean, mean_sq, frac_zero", [

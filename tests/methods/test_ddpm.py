@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from baselines_e2e import infer, load, result, train
-from diffusion_support import context, tiny_settings, zero_eps
+from diffusion_support import context, fill_with_one, tiny_settings, zero_eps
 from support import experiment_settings
 
 from itermask import methods
@@ -105,6 +105,31 @@ def test_initial_mask_and_inpainting():
                                        context(s, timesteps=1000), None)
     assert float(stats["initial_mask_fraction"].max()) == 0.0
     assert torch.equal(recon, x) and torch.equal(error, torch.zeros_like(x))
+
+
+def test_inpainting_replaces_the_masked_region_by_the_reverse_chain():
+    """Known answer with inpaint_t > 0, where RePaint and the plain stitch disagree. x = 0.75
+    with a blob of 5 (slices' units, scale 3: 0.25 and 5/3 for the model); the stand-in network
+    (`fill_with_one`) removes the blob when denoising from noise_t 0 (x_hat = 0 exactly, so the
+    initial mask at threshold 1 is the blob and the stitched image is 0 there), while the
+    reverse chain from inpaint_t 5 moves the masked region to 1 (3 in slices' units). So the
+    inpainted image is 3 on the blob (not the stitched 0), x exactly elsewhere, and the map
+    (x - x_inpainted)^2 is (5 - 3)^2 = 4 on the blob and 0 elsewhere (25 from the stitch)."""
+    ddpm, sched = methods.get("ddpm"), make_scheduler(1000)
+    x = torch.full((2, 1, 16, 16), 0.75)
+    x[:, :, 4:8, 4:8] = 5.0
+    blob = x > 1
+    brain = torch.ones_like(blob)
+    s = tiny_settings("ddpm", noise_t=0, inpaint_t=5, resample_steps=1, mask_threshold=1.0)
+    ctx = context(s, timesteps=1000)
+    assert model_step(5, 1000) == 5
+    recon, error, stats = ddpm.anomaly(fill_with_one(sched), sched, x, brain, SliceNoise([0, 1], "cpu"), ctx, None)
+    assert stats["initial_mask_fraction"].tolist() == pytest.approx([16 / 256] * 2)
+    assert torch.equal(recon[~blob], x[~blob])
+    torch.testing.assert_close(recon[blob], torch.full_like(recon[blob], 3.0), rtol=0, atol=2e-3)
+    torch.testing.assert_close(error, (x - recon) ** 2, rtol=0, atol=0)
+    torch.testing.assert_close(error, torch.where(blob, 4.0, 0.0), rtol=0, atol=1e-2)
+    assert torch.equal(error[~blob], torch.zeros_like(error[~blob]))
 
 
 def test_train_and_infer(tmp_path):
