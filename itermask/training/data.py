@@ -98,8 +98,9 @@ Corrupt = Callable[[np.ndarray, np.ndarray, int], dict[str, torch.Tensor]]
 def make_batch(data: Samples, step: int, settings: TrainSettings, seed: int, corrupt: Corrupt) -> dict[str, torch.Tensor]:
     """CPU tensors (B, 1, *spatial) of training step `step` (0-based): ``image``, ``hf`` (if
     any), the further sequences (``sequence_key(name)``) and the method's
-    ``corrupt(brains, sample_ids, epoch)`` tensors, each rotated by 90° in the plane
-    ``rot90_axes`` with probability ``rot90_p`` (the same draw for all)."""
+    ``corrupt(brains, sample_ids, epoch)`` tensors, each sample rotated by k·90° (k drawn from
+    1, 2, 3) in the plane ``rot90_axes`` with probability ``rot90_p`` (the same draws for all
+    its tensors)."""
     n, batch_size = len(data), int(settings.batch_size)
     per_epoch = math.ceil(n / batch_size)
     epoch, pos = divmod(step, per_epoch)
@@ -113,9 +114,10 @@ def make_batch(data: Samples, step: int, settings: TrainSettings, seed: int, cor
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 11, int(step)]))
         dims = [1 + int(a) for a in settings.rot90_axes]  # axes of one sample (1, *spatial)
         rotate = rng.random(len(idx)) < settings.rot90_p
+        turns = rng.integers(1, 4, len(idx))  # k quarter turns, k in {1, 2, 3} (MONAI RandRotate90, max_k 3)
         if rotate.any():
             batch = {k: t.clone() for k, t in batch.items()}
             for b in np.flatnonzero(rotate):
                 for t in batch.values():
-                    t[b] = torch.rot90(t[b], 1, dims)
+                    t[b] = torch.rot90(t[b], int(turns[b]), dims)
     return batch

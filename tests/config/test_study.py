@@ -389,7 +389,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
                                 "channels_last": True}
     assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
-                                 "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.45, 0.58], "hf_radius": 15}}
+                                 "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.4635, 0.5677], "hf_radius": 15}}
     assert cfg["evaluation"] == {"protocols": ["honest", "paper", "per_image_best"], "honest_source": "healthy_fpr",
                                  "honest_fpr": 0.01,
                                  "size_bins": [200, 800]}
@@ -448,7 +448,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1
     assert im2.network["middle_attention"] is True and im2.network["num_res_blocks"] == 1
     assert study.evaluation.protocols == ("honest", "paper", "per_image_best")
-    assert study.evaluation.size_bins == (28, 112) and study.evaluation.honest_fpr == 0.01
+    assert study.evaluation.size_bins == (44, 176) and study.evaluation.honest_fpr == 0.01
     assert study.resources.threads == 1 and study.resources.gpu == 1 and study.resources.train_runtime == 240
     assert study.demo.voxel_size_mm == 2.0 and study.demo.lesion_volumes_ml == (0.5, 4.0, 15.0, 60.0)
     assert study.preprocess.slices2d.size == 48 and study.preprocess.background == "min"

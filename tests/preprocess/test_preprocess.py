@@ -255,6 +255,11 @@ def test_resize_slices_area_and_mask_rule():
 
 def test_slice_selection():
     assert list(axial_range(155, (0.45, 0.58))) == list(range(70, 90))  # the reference's 70-89
+    # the default, in the 192 box: 20 slices about its centre as 70-89 about the centre of 155
+    from itermask.config.schema import load_schema
+
+    slices2d = load_schema()["properties"]["preprocess"]["properties"]["slices2d"]["properties"]
+    assert list(axial_range(192, slices2d["train_range_fraction"]["default"])) == list(range(89, 109))
     brain = np.zeros((4, 4, 20), bool)
     brain[1:3, 1:3, 3:16] = True
     label = np.zeros_like(brain)

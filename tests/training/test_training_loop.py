@@ -1,6 +1,9 @@
-"""Training loop: exact resume, learning, precision choice, calibration, batches."""
+"""Training loop: exact resume, fresh start over changed data, learning, precision choice,
+calibration, batches."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,8 @@ from itermask.io.device import resolve_device
 from itermask.io.nifti import save_nifti
 from itermask.methods import get as get_method
 from itermask.training.data import Samples, epoch_order, make_batch, total_steps
-from itermask.training.loop import check_train_settings, ema_update, in_layout, train_experiment
-from itermask.training.precision import pick_precision
+from itermask.training.loop import check_train_settings, ema_update, in_layout, new_state, train_experiment
+from itermask.training.precision import Precision, pick_precision
 
 torch.set_num_threads(1)
 
@@ -185,6 +188,65 @@ def test_changed_config_starts_fresh(tmp_path):
     assert meta["in_channels"] == {"masked": 1} and meta["variant"] == "no_freq"
 
 
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    models, _ = load_models(path)
+    return {f"{k}.{n}": t for k, m in models.items() for n, t in m.state_dict().items()}
+
+
+def test_changed_input_data_starts_fresh_and_unchanged_data_resumes(tmp_path):
+    """The same item paths over regenerated data (preprocessing rerun): training starts at step 0
+    instead of "resuming" the finished checkpoint of the old data and saving its weights."""
+    items = make_items_3d(tmp_path, 2)
+    cfg = {"network": NET3D, "train": {"steps": 2, "batch_size": 1, "checkpoint_every": 1, "rot90_p": 0.0}}
+    run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")
+    shutil.copy(tmp_path / "a" / "model.pt", tmp_path / "first.pt")
+    logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")  # unchanged: resumes
+    assert any("resuming from checkpoint at step 2/2" in line for line in logs)
+    assert_same_weights(tmp_path / "first.pt", tmp_path / "a" / "model.pt")
+
+    image = Path(items[0]["image"])
+    before = image.stat().st_mtime_ns
+    (tmp_path / "other").mkdir()
+    other = make_items_3d(tmp_path / "other", 1, seed=7)
+    shutil.copyfile(other[0]["image"], image)  # new content at the same path
+    os.utime(image, ns=(before + 10**9, before + 10**9))  # a new mtime, also on a coarse file-system clock
+    logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")
+    assert any("starting at step 0" in line for line in logs)
+    assert not any("resuming" in line for line in logs)
+    assert len(list((tmp_path / "a" / "ckpt").iterdir())) == 2  # the old data's checkpoint kept apart
+    old, new = weights(tmp_path / "first.pt"), weights(tmp_path / "a" / "model.pt")
+    assert old.keys() == new.keys() and not all(torch.equal(old[k], new[k]) for k in old)
+    # a changed validation item starts fresh as well; the new training data's run is found again
+    logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a")
+    assert any("resuming from checkpoint at step 2/2" in line for line in logs)
+    os.utime(items[1]["brain"], ns=(before + 2 * 10**9, before + 2 * 10**9))
+    logs = run("itermask3d", "no_freq", items[:1], items[1:], cfg, tmp_path / "a", max_steps_this_run=0)
+    assert any("starting at step 0" in line for line in logs)
+
+
+def test_resume_with_an_empty_saved_scaler_state_into_an_enabled_scaler():
+    """A checkpoint from CPU (or bf16: scaler disabled, empty state) resumed where fp16 needs a
+    scaler, and the reverse: TrainState.load skips the scaler state instead of failing."""
+    s = experiment_settings("itermask3d", train={"steps": 2}).train
+    cpu, fp16 = pick_precision("cpu"), Precision(False, torch.float32, True)  # fp16's scaler, on CPU
+
+    def state(precision):
+        torch.manual_seed(0)
+        return new_state({"masked": torch.nn.Linear(2, 1)}, s, 2, torch.device("cpu"), precision, "masked")
+
+    saved = state(cpu).state_dict("h")
+    assert saved["scalers"]["masked"] == {}
+    target = state(fp16)
+    assert target.scalers["masked"].is_enabled()
+    target.load(saved)
+    assert target.scalers["masked"].get_scale() == 65536.0  # starts fresh
+    full = target.state_dict("h")
+    assert full["scalers"]["masked"]["scale"] == 65536.0
+    back = state(cpu)
+    back.load(full)  # a non-empty state into a disabled scaler
+    assert not back.scalers["masked"].is_enabled()
+
+
 def test_loss_decreases_on_smooth_volumes(tmp_path):
     items = make_items_3d(tmp_path, 3)
     cfg = {"network": {"channels": [2, 4, 4, 8, 8], "dropout": 0.0},
@@ -269,13 +331,20 @@ def test_make_batch_masks_fresh_or_fixed_and_rotation():
     f0 = {int(i): f0[b, 0] for b, i in enumerate(order0)}
     f1 = {int(i): f1[b, 0] for b, i in enumerate(order1)}
     assert all(torch.equal(f0[i], f1[i]) for i in range(3))
-    # rot90 with p=1 rotates image, hf and mask identically in the plane of axes (0, 2)
-    x, hf, m = _batch(data, 0, rot90_p=1.0)
-    _, _, m_plain = _batch(data, 0)
-    for b, i in enumerate(order0):
-        assert torch.equal(x[b, 0], torch.rot90(data.image[i, 0], 1, (0, 2)))
-        assert torch.equal(hf[b, 0], torch.rot90(data.hf[i, 0], 1, (0, 2)))
-        assert torch.equal(m[b, 0], torch.rot90(m_plain[b, 0], 1, (0, 2)))
+    # rot90 with p=1 rotates image, hf and mask of a sample by the same k quarter turns in the
+    # plane of axes (0, 2), k drawn from 1, 2, 3 (MONAI RandRotate90's max_k 3), each k in turn
+    turns = []
+    for step in range(0, 12, 3):  # steps that start an epoch: samples in epoch_order
+        order = epoch_order(0, step, 3)
+        x, hf, m = _batch(data, step, rot90_p=1.0)
+        _, _, m_plain = _batch(data, step)
+        for b, i in enumerate(order):
+            k = [k for k in range(4) if torch.equal(x[b, 0], torch.rot90(data.image[i, 0], k, (0, 2)))]
+            assert len(k) == 1 and k[0] in (1, 2, 3)
+            assert torch.equal(hf[b, 0], torch.rot90(data.hf[i, 0], k[0], (0, 2)))
+            assert torch.equal(m[b, 0], torch.rot90(m_plain[b, 0], k[0], (0, 2)))
+            turns.append(k[0])
+    assert set(turns) == {1, 2, 3}
 
 
 def test_calibration_quantiles_known_answer(tmp_path):
