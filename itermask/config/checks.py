@@ -1,11 +1,11 @@
 """Checks of meaning that the schema cannot express: references between sections, shared
 models, sequences of test datasets, fixed thresholds, 2D attention resolutions, the honest
-threshold's source."""
+threshold's source, the names a table block or an artefact parameter refers to."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from itermask.config.conditions import RESERVED
+from itermask.config.conditions import FAILED_SKULLSTRIP, RESERVED
 from itermask.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -143,6 +143,65 @@ def check_honest_source(study: "Study") -> None:
                     "or use honest_source 'healthy_fpr'")
 
 
+def check_artefact_params(study: "Study") -> None:
+    """``artefacts.params.<type>`` and ``artefacts.severity.<type>.param`` name parameters of the
+    artefact implementations: the keys of ``REFERENCE_PARAMS`` (what ``merged_params`` accepts),
+    checked here so that a typo fails at parse time, not in every artefacts job."""
+    from itermask.artefacts.algorithms import ARTEFACT_TYPES, REFERENCE_PARAMS  # NumPy only
+
+    art = study.config["artefacts"]
+    for t, params in art["params"].items():
+        where = f"config key 'artefacts.params.{t}'"
+        if t not in REFERENCE_PARAMS:
+            raise ConfigError(f"{where}: '{t}' is not an artefact type ({', '.join(ARTEFACT_TYPES)})")
+        known = sorted(REFERENCE_PARAMS[t])
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: expected a mapping of parameters ({', '.join(known) or 'none'}) "
+                              f"to values, got {type(params).__name__}")
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: {unknown} are not parameters of artefact '{t}' (its parameters: "
+                              f"{', '.join(known) or 'none'})")
+    for t, sweep in art["severity"].items():
+        known = sorted(REFERENCE_PARAMS.get(t, ()))
+        if sweep["param"] not in known:
+            raise ConfigError(f"config key 'artefacts.severity.{t}.param': '{sweep['param']}' is not a parameter "
+                              f"of artefact '{t}' (its parameters: {', '.join(known) or 'none'})")
+
+
+def _block_choices(study: "Study") -> tuple[list[str], list[str]]:
+    """(test datasets, detection anomalies) a table block may name: the config's datasets and the
+    derived failed-strip sets; the artefact conditions (types and severity levels), the failed
+    skull-stripping condition where a set makes it, the user anomalies and 'all' (= null)."""
+    cfg_datasets = study.config["datasets"]
+    derived = [d for d in map(study.failed_strip_dataset, cfg_datasets) if d is not None]
+    anomalies = [*study.artefact_conditions(), *([FAILED_SKULLSTRIP] if derived else []),
+                 *(e["anomaly"] for e in cfg_datasets.values() if e.get("anomaly")), "all"]
+    return [*cfg_datasets, *derived], list(dict.fromkeys(anomalies))
+
+
+def check_table_references(study: "Study") -> None:
+    """Each table block's ``dataset`` and (detection) ``anomaly``, and the table's ``published``
+    CSV, exist: a wrong name would leave the cells, or the comparison, silently empty."""
+    from itermask.evaluation.published import PUBLISHED_DIR, published_csv
+
+    datasets, anomalies = _block_choices(study)
+    for spec in study.config["tables"]:
+        where = f"config key 'tables' ({spec['name']})"
+        for block in spec["blocks"]:
+            here = f"{where}, block '{block['key']}'"
+            if block["dataset"] is not None and block["dataset"] not in datasets:
+                raise ConfigError(f"{here}: dataset '{block['dataset']}' is not a dataset ({', '.join(datasets)})")
+            if spec["kind"] == "detection" and block["anomaly"] is not None and block["anomaly"] not in anomalies:
+                raise ConfigError(f"{here}: anomaly '{block['anomaly']}' is not a detection condition "
+                                  f"({', '.join(anomalies)})")
+        stem = spec["published"]
+        if stem is not None and not published_csv(stem).is_file():
+            known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.csv"))
+            raise ConfigError(f"{where}.published: '{stem}' is not a published table in {PUBLISHED_DIR.name}/ "
+                              f"({', '.join(known)}; null: none)")
+
+
 def check_references(study: "Study") -> None:
     """Every check of meaning; adds the sweeps' derived experiments on the way."""
     from itermask.config.sweeps import add_sweeps
@@ -154,6 +213,7 @@ def check_references(study: "Study") -> None:
     for t in art["severity"]:
         if t not in art["types"]:
             raise ConfigError(f"config key 'artefacts.severity.{t}': '{t}' is not in artefacts.types")
+    check_artefact_params(study)
     if "sensitivity" in cfg["experiments"]:
         raise ConfigError("config key 'experiments.sensitivity': the name is reserved (figures/sensitivity/ "
                           "holds the sweeps' figures)")
@@ -165,6 +225,7 @@ def check_references(study: "Study") -> None:
 
     for table in cfg["tables"]:
         check_table(table, study.experiments)
+    check_table_references(study)
     _ = study.datasets  # resolve datasets now so subject-list problems surface at parse time
     trained = study.trained_experiments()
     for name, exp in study.experiments.items():

@@ -27,13 +27,19 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+
+from itermask.io.device import cuda_autocast_dtype
+
+
 # ----------------------------------------------------------------------------------------
 # Small batched building blocks
 # ----------------------------------------------------------------------------------------
 def reconstruct(model: nn.Module, inp: torch.Tensor, *, amp: bool = True) -> torch.Tensor:
-    """Run ``model`` without gradients (autocast float16 on CUDA when ``amp``); float32 out."""
+    """Run ``model`` without gradients (on CUDA when ``amp``: autocast at the dtype training and
+    calibration use, ``cuda_autocast_dtype``); float32 out."""
     use_amp = amp and inp.device.type == "cuda"
-    with torch.inference_mode(), torch.autocast(device_type=inp.device.type, dtype=torch.float16, enabled=use_amp):
+    dtype = cuda_autocast_dtype() if use_amp else torch.float32
+    with torch.inference_mode(), torch.autocast(device_type=inp.device.type, dtype=dtype, enabled=use_amp):
         out = model(inp)
     return out.float()
 

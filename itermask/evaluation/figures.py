@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from itermask.config.conditions import LESION, NON_ANOMALY  # noqa: E402
 from itermask.errors import InputError  # noqa: E402
-from itermask.io.atomic import save_figure  # noqa: E402
+from itermask.io.atomic import atomic_dir, save_figure  # noqa: E402
 from itermask.evaluation.detection import SEVERITY  # noqa: E402
 from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
 
@@ -205,27 +205,27 @@ def make_figures(
     out_dir: str,
 ) -> list[str]:
     """Stage: write every figure whose data exist for one experiment; returns their paths.
-    ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ``runs``: (dataset, subject, inference folder) of every subject the experiment ran on. The
+    folder is filled under a temporary name and renamed whole (no partial folder after a kill)."""
     scans = discover(runs)
     seg = pd.read_csv(segmentation_tsv, sep="\t")
     scores = pd.read_csv(scores_tsv, sep="\t")
     written: list[str] = []
-    for s in scans:
-        if s.condition != LESION or not (s.folder / "label.nii.gz").exists():
-            continue
-        rows = seg[(seg["subject"].astype(str) == s.subject) & (seg["dataset"].astype(str) == s.dataset)]
-        th = {r.protocol: float(r.threshold) for r in rows.itertuples() if r.protocol != "iterative_mask"}
-        written.append(overlay_figure(s, th, str(out / f"overlay_{_safe(s.dataset)}_sub-{_safe(s.subject)}.png")))
-    for path in (
-        threshold_curve_figure(scans, str(out / "threshold_curves.png")),
-        roc_figure(scores, experiment, str(out / "roc.png")),
-        severity_figure(scores, experiment, str(out / "severity.png")),
-    ):
-        if path is not None:
-            written.append(path)
-    return written
+    with atomic_dir(out_dir) as out:
+        for s in scans:
+            if s.condition != LESION or not (s.folder / "label.nii.gz").exists():
+                continue
+            rows = seg[(seg["subject"].astype(str) == s.subject) & (seg["dataset"].astype(str) == s.dataset)]
+            th = {r.protocol: float(r.threshold) for r in rows.itertuples() if r.protocol != "iterative_mask"}
+            written.append(overlay_figure(s, th, str(out / f"overlay_{_safe(s.dataset)}_sub-{_safe(s.subject)}.png")))
+        for path in (
+            threshold_curve_figure(scans, str(out / "threshold_curves.png")),
+            roc_figure(scores, experiment, str(out / "roc.png")),
+            severity_figure(scores, experiment, str(out / "severity.png")),
+        ):
+            if path is not None:
+                written.append(path)
+    return [str(Path(out_dir) / Path(p).name) for p in written]
 
 
 def sensitivity_figure(

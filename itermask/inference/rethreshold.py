@@ -50,6 +50,7 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
     out_path = folder / name
     save_nifti(out.arrays["mask"], out.affine, out_path, dtype=np.uint8)
     record = {"tau": tau, "original_tau": prev.get("tau"), "kind": prev.get("kind"), "model": str(model_path),
-              "device": str(dev), "seconds": time.perf_counter() - t0, "mask": name, **info, **out.record}
+              "device": str(dev), "mask": name, **info, **out.record}
     write_json(folder / (name[: -len(".nii.gz")] + ".json"), finite(record))
+    print(f"{out_path}: tau {tau:g}, {time.perf_counter() - t0:.1f} s")
     return out_path

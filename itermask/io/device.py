@@ -27,3 +27,14 @@ def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' requested but CUDA is not available")
     return dev
+
+
+def cuda_autocast_dtype(bf16_supported: bool | None = None) -> "torch.dtype":
+    """The autocast dtype of every CUDA stage: bf16 where the GPU supports it, else fp16 (whose
+    training then needs a GradScaler). One choice for training, calibration and inference, so
+    that a tau calibrated after training is applied to reconstructions of the same precision."""
+    import torch
+
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16_supported else torch.float16

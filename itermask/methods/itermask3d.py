@@ -125,15 +125,15 @@ class IterMask3D(Method):
                 "phase_b_noise": cfg["phase_b_noise"],
                 "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
                 "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
-                "seconds": r.seconds,
-            }
+            }  # no wall time here: the same config and seed give the same file (the log has the time)
             out[name] = _output(r, v, record, cfg["score"])
             _add_oracle(out[name], networks["masked"], v, r.tau, ctx, name)
             if fit is not None:
                 out[name].figures["curve.png"] = partial(_plot, r=r, fit=fit, mode=plan["mode"],
                                                          y_limit=float(cfg["y_limit"]))
             ctx.log(f"[infer] {name}: tau {r.tau:.4g} ({plan['mode']}), phase A {r.iterations_a} it, phase B "
-                    f"{r.iterations_b} it, mask {out[name].record['scores']['mask_size_fraction']:.4f} of brain")
+                    f"{r.iterations_b} it, mask {out[name].record['scores']['mask_size_fraction']:.4f} of brain, "
+                    f"{r.seconds:.1f} s")
         return out
 
     def rethreshold(self, networks: Mapping[str, Any], previous: Mapping[str, Any], tau: float,

@@ -22,6 +22,7 @@ import numpy as np
 
 from itermask.errors import InputError
 from itermask.io.atomic import write_json
+from itermask.io.nifti import load_nifti
 
 MAX_SHEAR_DEG = 0.5
 AFFINE_ATOL = 1e-3
@@ -89,7 +90,7 @@ def check_inputs(images: dict[str, str], label: str | None, mask: str | None, ou
     if label is not None:
         report["label"] = read_header(label, "label", ctx)
         check_on_grid(report["label"], headers[first], "label", f"sequence '{first}' image", ctx)
-        values = np.unique(np.asarray(nib.load(label).dataobj))
+        values = np.unique(np.asanyarray(load_nifti(label, allow_empty=True, reorient=False, **ctx).dataobj))
         report["label"]["values"] = values[:20].tolist()
         report["label"]["binarised"] = "> 0"
     if mask is not None:

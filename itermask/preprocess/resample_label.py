@@ -20,7 +20,9 @@ def resample_label(
     dataset: str,
     subject: str,
 ) -> None:
-    """Binarise the label (> 0), check it shares its image's grid, nearest-resample onto the grid."""
+    """Binarise the label (> 0), check it shares its image's grid, nearest-resample onto the grid.
+    InputError when the label has no lesion voxel, or none left on the grid: a labelled (lesion)
+    subject without a lesion would enter the segmentation means with an undefined sensitivity."""
     from itermask.preprocess.resample import resample_to_grid
 
     ctx = dict(dataset=dataset, subject=subject)
@@ -29,7 +31,15 @@ def resample_label(
     label = load_nifti(label_path, allow_empty=True, **ctx)
     img = load_nifti(image_path, **ctx)
     check_same_grid(label, img, path=label_path, **ctx)
-    binary = nib.Nifti1Image((np.asanyarray(label.dataobj) > 0).astype(np.uint8), label.affine)
+    lesion = np.asanyarray(label.dataobj) > 0
+    if not lesion.any():
+        raise InputError("label has no lesion voxel (> 0): list a subject without a lesion in a healthy split, "
+                         "not a labelled one", path=label_path, **ctx)
     grid = nib.load(str(grid_path))
-    data = resample_to_grid(binary, grid.shape[:3], grid.affine, "nearest") > 0
+    data = resample_to_grid(nib.Nifti1Image(lesion.astype(np.uint8), label.affine), grid.shape[:3], grid.affine,
+                            "nearest") > 0
+    if not data.any():
+        spacing = np.round(np.linalg.norm(grid.affine[:3, :3], axis=0), 3).tolist()
+        raise InputError(f"label's {int(lesion.sum())} lesion voxels vanish on the {spacing} mm grid (nearest "
+                         "resampling): the lesion is smaller than one voxel there", path=label_path, **ctx)
     save_nifti(data, grid.affine, out_path, dtype=np.uint8)

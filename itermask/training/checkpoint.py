@@ -1,9 +1,10 @@
 """Training checkpoints: exact resume after a killed job (model, EMA, optimiser, scheduler,
 scaler and every generator state), written atomically with the previous one kept.
 
-Checkpoints belong to their run: the train rule passes ``R/checkpoints/<experiment>`` (inside
+Checkpoints belong to their run and to its input data: the train rule passes ``R/checkpoints/<experiment>`` (inside
 the results folder, under Snakemake's lock) and each configuration gets its own sub-folder
-named by its config hash, so another configuration never reads or overwrites them. Files
+named by its config hash (which includes ``data_fingerprint`` of the items), so another
+configuration, or the same one over regenerated data, never reads or overwrites them. Files
 hold only tensors and plain Python values and are read with ``torch.load(weights_only=True)``
 (no code runs on load); the generator states are stored as tensors/lists for that reason.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -93,6 +95,55 @@ def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[
 
 def config_hash(record: dict[str, Any]) -> str:
     """SHA-256 of everything that determines the training trajectory (``record``: method,
-    variant, network, train settings without ``checkpoint_every``, seed, HF radius, items)."""
+    variant, network, train settings without ``checkpoint_every``, seed, HF radius, items and
+    their ``data_fingerprint``)."""
     blob = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def item_files(item: Mapping[str, Any]) -> list[str]:
+    """The paths one training item names, in order: every value but ``subject`` (``sequences``
+    is a dict of paths); empty values (no ``hf``) are skipped."""
+    out: list[str] = []
+    for key, value in item.items():
+        if key != "subject" and value:
+            out += [str(v) for v in value.values()] if isinstance(value, Mapping) else [str(value)]
+    return out
+
+
+def file_stats(path: str) -> list[list[Any]]:
+    """``[path, size, mtime in ns]`` of a file, of each file under a folder (sorted), or
+    ``[path, None, None]`` when nothing is there."""
+    if os.path.isdir(path):
+        return [row for f in sorted(Path(path).rglob("*")) if f.is_file() for row in file_stats(str(f))]
+    if not os.path.exists(path):
+        return [[path, None, None]]
+    st = os.stat(path)
+    return [[path, st.st_size, st.st_mtime_ns]]
+
+
+def data_fingerprint(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Cheap fingerprint of the items' data: size and modification time (ns) of every file they
+    name (items in the given order), for the config hash.
+
+    Resume is for a killed job over unchanged inputs. Item paths stay the same when the
+    preprocessing is rerun with other data (another spacing, a replaced scan); Snakemake then
+    reruns training, which must start fresh rather than "resume" a finished checkpoint of the
+    old data. Stat, not content hashing: cheap, and a rewritten file gets a new mtime (a file
+    merely rewritten with the same bytes also starts fresh, which is safe).
+    """
+    return [row for item in items for path in item_files(item) for row in file_stats(path)]
+
+
+def load_scaler(scaler: torch.amp.GradScaler, saved: Mapping[str, Any]) -> bool:
+    """Load a GradScaler's saved state; False when skipped (the scaler starts fresh).
+
+    The precision is picked per device (``pick_precision``: a scaler only for fp16 on CUDA), so a
+    job resumed on another device type may meet an empty state (saved by a disabled scaler: on
+    CPU or with bf16), which an enabled scaler refuses to load, or a state for a disabled scaler,
+    which has no use for it. Both are skipped; the weights and optimiser still resume.
+    """
+    if not saved or not scaler.is_enabled():
+        return False
+    scaler.load_state_dict(dict(saved))
+    return True

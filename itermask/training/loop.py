@@ -25,8 +25,8 @@ from itermask.core.networks import check_divisible, count_parameters, save_model
 from itermask.errors import ConfigError, InputError
 from itermask.io.device import resolve_device
 from itermask.io.seeds import derive_seed
-from itermask.training.checkpoint import (checkpoint_folder, config_hash, load_checkpoint, rng_states, save_checkpoint,
-                                          set_rng_states)
+from itermask.training.checkpoint import (checkpoint_folder, config_hash, data_fingerprint, load_checkpoint,
+                                          load_scaler, rng_states, save_checkpoint, set_rng_states)
 from itermask.training.data import Samples, load_samples, make_batch, total_steps
 from itermask.training.precision import Precision, deterministic, pick_precision
 from itermask.training.report import plot_losses, write_loss_tsv
@@ -63,7 +63,10 @@ class TrainState:
     def load(self, ckpt: dict[str, Any]) -> None:
         for part in self.PARTS:
             for k, m in getattr(self, part).items():
-                m.load_state_dict(ckpt[part][k])
+                if part == "scalers":  # may be skipped across device types (load_scaler)
+                    load_scaler(m, ckpt[part][k])
+                else:
+                    m.load_state_dict(ckpt[part][k])
         self.step, self.history = int(ckpt["step"]), ckpt["history"]
         set_rng_states(ckpt["rng"])
 
@@ -173,7 +176,8 @@ def train_experiment(
     train = {k: v for k, v in asdict(settings.train).items() if k != "checkpoint_every"}
     chash = config_hash({"method": settings.method, "variant": settings.variant, "network": net_meta["network"],
                          "train": train, "seed": settings.seed, "hf_radius": settings.hf_radius,
-                         "train_items": train_items, "val_items": val_items})
+                         "train_items": train_items, "val_items": val_items,
+                         "data": [data_fingerprint(train_items), data_fingerprint(val_items)]})
     torch.manual_seed(derive_seed(settings.seed, 0))
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     models = {k: in_layout(m.to(dev), layout) for k, m in method.networks_from_meta(net_meta).items()}

@@ -7,6 +7,8 @@ from typing import Iterator
 
 import torch
 
+from itermask.io.device import cuda_autocast_dtype
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -25,9 +27,8 @@ def pick_precision(device_type: str, bf16_supported: bool | None = None) -> Prec
     """Autocast (bf16 where supported, else fp16 + GradScaler) on CUDA; plain fp32 elsewhere."""
     if device_type != "cuda":
         return Precision(False, torch.float32, False)
-    if bf16_supported is None:
-        bf16_supported = torch.cuda.is_bf16_supported()
-    return Precision(True, torch.bfloat16, False) if bf16_supported else Precision(True, torch.float16, True)
+    dtype = cuda_autocast_dtype(bf16_supported)
+    return Precision(True, dtype, dtype == torch.float16)
 
 
 @contextmanager

@@ -193,6 +193,18 @@ def test_evaluate_experiment_end_to_end(inference):
     assert names == ["overlay_demo_sub-b.png", "overlay_demo_sub-c.png", "roc.png", "severity.png",
                      "threshold_curves.png"]
     assert all(Path(f).stat().st_size > 1000 for f in figs)
+    assert sorted(p.name for p in (tmp / "fig").iterdir()) == names
+    # a figure that fails leaves the folder as it was (written under a temporary name, renamed whole)
+    import itermask.evaluation.figures as figures_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plot failed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures_module, "roc_figure", broken)
+        with pytest.raises(RuntimeError, match="plot failed"):
+            make_figures("exp", dirs, out[0], out[2], str(tmp / "fig2"))
+    assert not (tmp / "fig2").exists() and not list(tmp.glob(".fig2*"))
     png = sensitivity_figure({"exp": out[0]}, {"exp": 15}, "HF radius r", str(tmp / "fig" / "sens.png"),
                              protocol="honest")
     assert png is not None and Path(png).exists()

@@ -392,6 +392,8 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
     assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
     assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()
+    # the record too, byte for byte: nothing time- or place-dependent in it
+    assert (tmp_path / "a/sub-01/lesion/result.json").read_bytes() == (tmp_path / "b/elsewhere/lesion/result.json").read_bytes()
 
 
 def test_2d_outputs_carry_the_pixel_spacing_and_left_out_subjects_have_a_record(tmp_path, monkeypatch):

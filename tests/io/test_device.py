@@ -46,3 +46,29 @@ def test_workflow_scripts_get_a_resolved_name():
     assert device_of(_Smk("auto")) == str(resolve_device("auto"))
     with pytest.raises(ConfigError):
         device_of(_Smk("tpu"))
+
+
+def test_one_autocast_dtype_for_every_cuda_stage():
+    from itermask.io.device import cuda_autocast_dtype
+    from itermask.training.precision import pick_precision
+
+    assert cuda_autocast_dtype(True) == torch.bfloat16 and cuda_autocast_dtype(False) == torch.float16
+    for bf16 in (True, False):
+        assert pick_precision("cuda", bf16).dtype == cuda_autocast_dtype(bf16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_inference_reconstructs_at_the_training_precision():
+    """Calibration (training's precision) and inference (lockstep.reconstruct) autocast alike."""
+    from itermask.core.lockstep import reconstruct
+    from itermask.training.precision import pick_precision
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_autocast_dtype("cuda"))
+            return x
+
+    reconstruct(Probe(), torch.zeros(1, 1, 4, 4, device="cuda"))
+    assert seen == [pick_precision("cuda").dtype]

@@ -279,3 +279,39 @@ def test_subject_ids_full_match_and_the_message_names_the_id(tmp_path, bad):
         check_subject_ids("dsX", "split 'train'", ["ok1", bad])
     assert repr(bad) in str(exc.value) and "letters A-Z, a-z and digits 0-9 only" in str(exc.value)
     check_subject_ids("dsX", "split 'train'", ["ok1", "007", "Sub42"])
+
+
+def test_check_inputs_damaged_label_names_the_file(tmp_path):
+    """A label whose header reads but whose voxel data is cut short: the label's own error."""
+    t1 = good_image(tmp_path / "t1.nii.gz")
+    label = tmp_path / "label.nii"
+    nib.save(nib.Nifti1Image(np.ones((8, 9, 10), np.float32), AFF), label)
+    label.write_bytes(label.read_bytes()[:500])
+    with pytest.raises(InputError) as exc:
+        run_check(tmp_path, {"T1w": t1}, label=label)
+    assert_error(exc, label, "cannot read NIfTI file")
+    assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("lesion, problem", [
+    ((slice(0, 0),) * 3, "label has no lesion voxel"),
+    ((slice(3, 4), slice(3, 4), slice(3, 4)), "label's 1 lesion voxels vanish on the [3.0, 3.0, 3.0] mm grid"),
+])
+def test_label_without_lesion_on_the_grid(tmp_path, lesion, problem):
+    """A labelled subject's lesion must exist, before and after nearest resampling (a one-voxel
+    lesion of 2 mm falls between the voxel centres of a 3 mm grid shifted by half a voxel)."""
+    image = good_image(tmp_path / "img.nii.gz", shape=(8, 8, 8))
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[lesion] = 1
+    label_path = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(lab, AFF), label_path)
+    coarse = np.diag([3.0, 3.0, 3.0, 1.0])
+    coarse[:3, 3] = 1.0
+    grid_path = tmp_path / "grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), coarse), grid_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InputError) as exc:
+        pp.resample_label(label_path, image, grid_path, out / "label.nii.gz", **IDS)
+    assert_error(exc, label_path, problem)
+    assert_nothing_written(out)

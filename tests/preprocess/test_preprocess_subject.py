@@ -125,8 +125,9 @@ def test_slices_take_the_subjects_role(tmp_path, role):
                 assert 0 < len(npz["index"]) < len(brain_slices) and set(npz["index"]) <= set(range(10, 22))
 
 
-def test_an_empty_label_fails_the_test_slices_naming_the_file(tmp_path):
-    """The stages after the images fail the job as the earlier ones do: dataset, subject, file."""
+def test_an_empty_label_fails_naming_the_file(tmp_path):
+    """The stages after the images fail the job as the earlier ones do: dataset, subject, file
+    (a labelled subject without a lesion stops at the label's resampling, before any slice)."""
     paths, _, _ = synthetic_subject(tmp_path)
     empty = tmp_path / "raw" / "empty_label.nii.gz"
     source = nib.load(paths["label"])
@@ -135,7 +136,7 @@ def test_an_empty_label_fails_the_test_slices_naming_the_file(tmp_path):
     out = outputs(tmp_path / "job", labelled=True, slices=("FLAIR",))
     with pytest.raises(InputError) as exc:
         preprocess_subject(raw, out, with_slices("test"), **IDS)
-    assert_error(exc, Path(out.label), "label is empty: no lesion slice for the test role")
+    assert_error(exc, empty, "label has no lesion voxel")
     assert "FLAIR_slices2d-r3.npz" not in written(tmp_path / "job")
 
 

@@ -1,7 +1,9 @@
 """itermask.training.checkpoint: safe loading (weights_only), generator states round-trip,
-checkpoints of another configuration refused, truncated files fall back."""
+checkpoints of another configuration refused, truncated files fall back, data fingerprint,
+scaler states across device types."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -66,3 +68,46 @@ def test_each_configuration_has_its_own_folder(tmp_path):
     assert h2 == "81f6cc610b1b3a8dca1597ece151e6461c1ca6837057cd13b8c5057589513086"
     assert config_hash({"b": 1, "a": 2}) == config_hash({"a": 2, "b": 1})  # key order does not matter
     assert checkpoint_folder(tmp_path, h1) == tmp_path / h1[:16] != checkpoint_folder(tmp_path, h2)
+
+
+def test_data_fingerprint_follows_size_and_mtime_of_every_item_file(tmp_path):
+    from itermask.training.checkpoint import data_fingerprint, item_files
+
+    for name in ("img", "hf", "brain", "t1"):
+        (tmp_path / name).write_bytes(b"abc")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "b").write_bytes(b"12")
+    (tmp_path / "folder" / "a").write_bytes(b"1")
+    item = {"subject": "s0", "image": str(tmp_path / "img"), "hf": None, "brain": str(tmp_path / "brain"),
+            "sequences": {"T1": str(tmp_path / "t1")}, "extra": str(tmp_path / "folder")}
+    assert item_files(item) == [str(tmp_path / n) for n in ("img", "brain", "t1", "folder")]
+    first = data_fingerprint([item])
+    assert [row[0] for row in first] == [str(tmp_path / n) for n in ("img", "brain", "t1", "folder/a", "folder/b")]
+    assert first[0][1:] == [3, (tmp_path / "img").stat().st_mtime_ns]
+    assert data_fingerprint([item]) == first  # unchanged files: the same fingerprint
+    for changed in ("t1", "folder/a"):  # a further sequence, a file inside a folder item
+        before = (tmp_path / changed).stat().st_mtime_ns
+        os.utime(tmp_path / changed, ns=(before + 10**9, before + 10**9))
+        assert data_fingerprint([item]) != first
+        os.utime(tmp_path / changed, ns=(before, before))
+    assert data_fingerprint([item]) == first
+    (tmp_path / "img").write_bytes(b"abcd")  # the same mtime is possible on coarse clocks: the size differs
+    assert data_fingerprint([item]) != first
+
+
+def test_a_scaler_state_is_loaded_only_where_it_fits():
+    """An fp16 CUDA run resumed from a CPU/bf16 checkpoint meets an empty scaler state, and the
+    reverse a state for a disabled scaler: both are skipped instead of failing."""
+    from itermask.training.checkpoint import load_scaler
+
+    enabled = torch.amp.GradScaler("cpu", enabled=True)  # an enabled cuda scaler disables itself without CUDA
+    assert enabled.is_enabled()
+    with pytest.raises(RuntimeError, match="empty"):  # torch's own behaviour, which load_scaler avoids
+        torch.amp.GradScaler("cpu", enabled=True).load_state_dict({})
+    assert load_scaler(enabled, {}) is False
+    assert enabled.get_scale() == 65536.0  # starts fresh
+    saved = {**enabled.state_dict(), "scale": 1024.0}
+    assert load_scaler(enabled, saved) is True and enabled.get_scale() == 1024.0
+    disabled = torch.amp.GradScaler("cpu", enabled=False)
+    assert load_scaler(disabled, saved) is False and not disabled.is_enabled()
+    assert load_scaler(disabled, {}) is False

@@ -1,0 +1,84 @@
+"""Checks of meaning (itermask.config.checks) of the names a table block, a table's published
+numbers or an artefact parameter refer to: a typo fails at parse time, naming the key and the
+valid choices, instead of leaving cells or comparisons empty or failing in every artefacts job."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from itermask.artefacts.algorithms import REFERENCE_PARAMS
+from itermask.config.study import Study, load_config
+from itermask.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+DETECTION = "itermask3d_table1_synthetic_artefact_detection"
+
+
+@pytest.fixture(scope="module")
+def demo() -> dict:
+    return load_config(ROOT / "config.yaml")
+
+
+def _table(cfg: dict, name: str = DETECTION) -> dict:
+    return next(t for t in cfg["tables"] if t["name"] == name)
+
+
+def test_a_block_dataset_must_be_a_dataset_or_a_derived_one(demo):
+    cfg = copy.deepcopy(demo)
+    _table(cfg)["blocks"][0]["dataset"] = "dmeo"
+    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\), block 'other_sequence': dataset 'dmeo' "
+                                          r"is not a dataset \(demo, demofailedstrip\)"):
+        Study(cfg, base_dir=ROOT)
+    cfg = copy.deepcopy(demo)
+    _table(cfg, "itermask3d_table2_real_artefacts")["blocks"][0]["dataset"] = "demofailedstrip"  # derived set
+    Study(cfg, base_dir=ROOT)
+
+
+def test_a_detection_block_anomaly_must_be_a_condition(demo):
+    cfg = copy.deepcopy(demo)
+    _table(cfg)["blocks"][1]["anomaly"] = "kspace_nosie"
+    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\), block 'kspace_noise': anomaly "
+                                          r"'kspace_nosie' is not a detection condition \(.*kspace_noise.*"
+                                          r"ghosting-s0.*failed_skullstrip"):
+        Study(cfg, base_dir=ROOT)
+    cfg = copy.deepcopy(demo)  # a severity level, every anomaly ('all') and the failed-strip set are conditions
+    blocks = _table(cfg)["blocks"]
+    blocks[0]["anomaly"], blocks[1]["anomaly"], blocks[2]["anomaly"] = "ghosting-s2", "all", "failed_skullstrip"
+    Study(cfg, base_dir=ROOT)
+
+
+def test_a_published_table_must_exist(demo):
+    cfg = copy.deepcopy(demo)
+    _table(cfg)["published"] = "itermask3d_table1_synthetic_artefacts"
+    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\)\.published: "
+                                          r"'itermask3d_table1_synthetic_artefacts' is not a published table in "
+                                          rf"published/ \(.*{DETECTION}.*; null: none\)"):
+        Study(cfg, base_dir=ROOT)
+    _table(cfg)["published"] = None  # no published numbers
+    Study(cfg, base_dir=ROOT)
+
+
+def test_artefact_params_must_be_parameters_of_the_type(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["artefacts"]["params"]["ghosting"]["intesity"] = 1.0
+    known = ", ".join(sorted(REFERENCE_PARAMS["ghosting"]))
+    with pytest.raises(ConfigError, match=rf"'artefacts\.params\.ghosting': \['intesity'\] are not parameters of "
+                                          rf"artefact 'ghosting' \(its parameters: {known}\)"):
+        Study(cfg, base_dir=ROOT)
+    cfg = copy.deepcopy(demo)
+    cfg["artefacts"]["params"]["ghostng"] = {"intensity": 1.0}
+    with pytest.raises(ConfigError, match=r"'artefacts\.params\.ghostng': 'ghostng' is not an artefact type"):
+        Study(cfg, base_dir=ROOT)
+
+
+def test_a_severity_param_must_be_a_parameter_of_the_type(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["artefacts"]["severity"]["ghosting"]["param"] = "num_ghost"
+    known = ", ".join(sorted(REFERENCE_PARAMS["ghosting"]))
+    with pytest.raises(ConfigError, match=rf"'artefacts\.severity\.ghosting\.param': 'num_ghost' is not a "
+                                          rf"parameter of artefact 'ghosting' \(its parameters: {known}\)"):
+        Study(cfg, base_dir=ROOT)
+    cfg["artefacts"]["severity"]["ghosting"]["param"] = "num_ghosts"
+    Study(cfg, base_dir=ROOT)
