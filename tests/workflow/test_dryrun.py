@@ -120,6 +120,12 @@ def test_paper_config_dry_run_lists_every_table(tmp_path):
     inferred = {f for j in jobs if j["rule"].split("__")[0] == "infer" for f in j["output"]}
     for subject in study.datasets["metal"].subjects:
         assert f"{cfg['results_dir']}/inference/im3d_t2_metal/metal/sub-{subject}" in inferred
+    # every baseline row of Table 2's metallic block: that baseline's OASIS-3 T2 model scores the set
+    table2 = _table_inputs(res.stdout, "itermask3d_table2_real_artefacts")
+    for exp in ("ae_oasis_t2", "dae_oasis_t2", "dae_oasis_t2_tuned", "cyclic_oasis_t2", "ddpm_oasis_t2",
+                "autoddpm_oasis_t2"):
+        assert f"{cfg['results_dir']}/metrics/{exp}/detection.tsv" in table2
+        assert f"{cfg['results_dir']}/inference/{exp}/metal/sub-{study.datasets['metal'].subjects[0]}" in inferred
     assert not any("/artefacts/oasis3/" in f for j in jobs for f in j["output"])
 
 
