@@ -4,7 +4,7 @@ Side by side:
   (a) reference-style: fp32, eager, batch 1, one subject after the other, the phase-A
       threshold computed on the host with NumPy each iteration (as a straightforward loop does);
   (b) optimised: ``itermask.core.iterative_mask_3d.run_itermask3d``: subjects in lockstep batches, per-subject
-      quantiles on the device, autocast float16 on CUDA, optionally ``--compile``
+      quantiles on the device, autocast on CUDA (the pipeline's dtype: bf16 where supported), optionally ``--compile``
       (torch.compile) and ``--channels-last`` (channels_last_3d).
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
@@ -31,6 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
+from itermask.io.device import cuda_autocast_dtype  # noqa: E402
 from itermask.core.model_input import compose_input  # noqa: E402
 
 
@@ -61,19 +62,22 @@ def sync(device: torch.device) -> None:
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: bool = True
           ) -> tuple[float, float | None]:
-    """Median seconds of ``repeats`` calls (after one warm-up call); peak GPU memory (GiB)."""
+    """Median seconds of ``repeats`` calls (after one warm-up call); the GPU memory (GiB) the calls
+    add at their peak to what was allocated before them (models, inputs)."""
     if warmup:
         fn()
         sync(device)
+    base = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else None
     return float(np.median(times)), peak
 
 
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in ref.parameters())
     print(f"device {device}, volume {s}^3, channels {channels} ({n_params / 1e6:.2f} M parameters), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"(b): autocast fp16 {'on' if cuda else 'off (CPU)'}, compile {args.compile}, "
+    amp_dtype = cuda_autocast_dtype() if cuda else torch.float16
+    print(f"(b): autocast {str(amp_dtype).split('.')[-1] + ' on' if cuda else 'off (CPU)'} (the pipeline's), "
+          f"compile {args.compile}, "
           f"channels_last_3d {args.channels_last}, lockstep batch {batch}")
     rows: list[tuple[str, str, float, float | None, float, float | None]] = []
 
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             ref(x1)
 
     def fwd_opt():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=cuda):
             opt_net(xb)
 
     ta, ma = timed(fwd_ref, device, args.repeats)
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     ref.train()
     opt_net.train()
     ta, ma = timed(train_step(ref, s, device, False), device, args.repeats)
-    tb, mb = timed(train_step(opt_net, s, device, cuda), device, args.repeats)
+    tb, mb = timed(train_step(opt_net, s, device, cuda, amp_dtype), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()

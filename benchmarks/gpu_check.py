@@ -75,6 +75,10 @@ def cuda_test_files() -> list[str]:
 def run_cuda_tests(timeout: int) -> None:
     files = cuda_test_files()
     print(f"  files: {' '.join(files)}")
+    if not files:  # pytest without paths would run the whole suite
+        FAILURES.append("CUDA-only tests")
+        print("  FAIL  CUDA-only tests: no test file skips without CUDA")
+        return
     try:
         res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "not slow and not slurm", *files],
                              cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -178,18 +182,21 @@ def run_tiny_pipeline(cores: int, timeout: int) -> None:
 # -- 4. reference-equivalent loop against the optimised path ---------------------------------
 def compare(device: torch.device, size: int, channels: list[int], step: float, phase_b: int, batch: int,
             compile_net: bool, repeats: int) -> None:
+    from itermask.io.device import cuda_autocast_dtype
+
     cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    dtype = cuda_autocast_dtype() if cuda else torch.float16  # the pipeline's autocast dtype
     ref = build_model(channels, device).eval()
     fast = build_model(channels, device).eval()
     fast.load_state_dict(ref.state_dict())
     fast = ChannelsLast(fast)
     if compile_net:
-        fast, compile_net = compiled_or_eager(fast, size, device, dtype)
+        fast, compile_net = compiled_or_eager(fast, size, batch, device, dtype)
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
-    print(f"  (b): lockstep batch {batch}, autocast {str(dtype).split('.')[-1] if cuda else 'off (CPU)'} "
-          f"(full inference: the pipeline's fp16), channels_last_3d, torch.compile {'on' if compile_net else 'off'}")
+    print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}; "
+          f"(b): lockstep batch {batch}, autocast {str(dtype).split('.')[-1] if cuda else 'off (CPU)'} "
+          f"(the pipeline's), channels_last_3d, torch.compile {'on' if compile_net else 'off'}")
     rows = []
     x1, xb = torch.randn(1, 2, size, size, size, device=device), torch.randn(batch, 2, size, size, size, device=device)
 
@@ -203,13 +210,17 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     tb, mb = timed(forward(fast, xb, cuda), device, repeats)
     rows.append(("forward", "per volume", ta, ma, tb / batch, mb and mb / batch))
 
+    weights = {k: v.clone() for k, v in ref.state_dict().items()}
     ref.train()
     fast.train()
     ta, ma = timed(train_step(ref, size, device, False, dtype), device, repeats)
     tb, mb = timed(train_step(fast, size, device, cuda, dtype), device, repeats)
-    rows.append(("training step", "batch 2", ta, ma, tb, mb))
-    ref.eval()
-    fast.eval()
+    rows.append(("training step", "batch 2 (GiB per step)", ta, ma, tb, mb))
+    for net in (ref, fast):  # the training steps changed them: full inference with the same network
+        net.zero_grad(set_to_none=True)
+        target = getattr(net, "_orig_mod", net)  # torch.compile's wrapper
+        (target.net if isinstance(target, ChannelsLast) else target).load_state_dict(weights)
+        net.eval()
 
     n_ref = max(1, min(2, batch))
     subjects = make_subjects(batch, size)
@@ -224,20 +235,22 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
 
     tb, mb = timed(ours, device, 1)
     n_fwd = len(percents) + phase_b
-    rows.append(("full inference", f"per subject ({n_fwd} fwd)", ta / n_ref, ma and ma / n_ref, tb / batch,
-                 mb and mb / batch))
+    # (a) runs its subjects one after another: its peak is one subject's; (b) holds the batch
+    rows.append(("full inference", f"per subject ({n_fwd} fwd)", ta / n_ref, ma, tb / batch, mb and mb / batch))
     print_table(rows, cuda)
 
 
-def compiled_or_eager(net: nn.Module, size: int, device: torch.device, dtype: torch.dtype
+def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.device, dtype: torch.dtype
                       ) -> tuple[nn.Module, bool]:
-    """``torch.compile(net)`` if a compiled forward and training step run here (they compile on
-    first use, which needs a working Triton/C toolchain); else ``net`` eager, with the reason."""
-    compiled = torch.compile(net)
+    """``torch.compile(net, dynamic=False)`` if a compiled forward (at the lockstep ``batch``,
+    the shape (b) runs) and training step run here (they compile on first use, which needs a
+    working Triton/C toolchain); else ``net`` eager, with the reason. Static shapes: two graphs
+    (inference, training), none recompiled for another batch size."""
+    compiled = torch.compile(net, dynamic=False)
     state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
-            compiled.eval()(torch.randn(1, 2, size, size, size, device=device))
+            compiled.eval()(torch.randn(batch, 2, size, size, size, device=device))
         compiled.train()
         train_step(compiled, size, device, device.type == "cuda", dtype)()
         compiled.eval()
@@ -305,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         run_tiny_pipeline(args.cores, timeout=240)
         print(f"  ({time.perf_counter() - t:.0f} s)")
     t = section(f"4. reference-equivalent loop (a) against the optimised path (b), {size}^3")
-    compare(device, size, channels, step, phase_b, batch, cuda and not args.no_compile, repeats)
+    check("reference against optimised", lambda: compare(device, size, channels, step, phase_b, batch,
+                                                         cuda and not args.no_compile, repeats))
     print(f"  ({time.perf_counter() - t:.0f} s)")
     print(f"\ngpu_check: {time.perf_counter() - start:.0f} s, "
           + (f"{len(FAILURES)} failed: {', '.join(FAILURES)}" if FAILURES else "every check passed"))

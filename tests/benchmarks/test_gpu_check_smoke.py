@@ -50,7 +50,7 @@ def test_a_compile_failure_falls_back_to_eager_with_the_weights_unchanged(monkey
     before = {k: v.clone() for k, v in net.state_dict().items()}
 
     class Broken(torch.nn.Module):
-        def __init__(self, inner):
+        def __init__(self, inner, **kwargs):
             super().__init__()
             self.inner = inner
 
@@ -58,7 +58,7 @@ def test_a_compile_failure_falls_back_to_eager_with_the_weights_unchanged(monkey
             raise RuntimeError("no C compiler\nmore detail")
 
     monkeypatch.setattr(gc.torch, "compile", Broken)
-    out, compiled = gc.compiled_or_eager(net, 32, torch.device("cpu"), torch.float16)
+    out, compiled = gc.compiled_or_eager(net, 32, 2, torch.device("cpu"), torch.float16)
     assert out is net and compiled is False and not net.training
     assert "torch.compile failed here (RuntimeError: no C compiler); (b) runs eager" in capsys.readouterr().out
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
@@ -68,7 +68,15 @@ def test_a_working_compile_is_probed_without_changing_the_weights(monkeypatch):
     gc = _gpu_check_module()
     net = gc.build_model([2, 4, 8, 8, 16], torch.device("cpu"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    monkeypatch.setattr(gc.torch, "compile", lambda m: m)  # eager stands in for a compiled module
-    out, compiled = gc.compiled_or_eager(net, 32, torch.device("cpu"), torch.float16)
+    calls, batches = [], []
+
+    def fake_compile(m, **kwargs):  # eager stands in for a compiled module; the probe's forward batches
+        calls.append(kwargs)
+        m.register_forward_pre_hook(lambda mod, args: batches.append(args[0].shape[0]))
+        return m
+
+    monkeypatch.setattr(gc.torch, "compile", fake_compile)
+    out, compiled = gc.compiled_or_eager(net, 32, 3, torch.device("cpu"), torch.float16)
     assert out is net and compiled is True and not net.training
+    assert calls == [{"dynamic": False}] and batches[0] == 3  # static shapes, probed at the lockstep batch
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
