@@ -62,6 +62,10 @@ class DiffusionBaseline(Method):
                  f"network.norm_num_groups {n['norm_num_groups']}")
 
     # -- training -------------------------------------------------------------------------
+    def needs_validation(self, settings: Any) -> bool:
+        """The initial mask's threshold calibrated on healthy validation slices needs them."""
+        return settings.infer["mask_threshold_val_percentile"] is not None
+
     def build_networks(self, settings: Any, image_shape: tuple[int, ...]) -> dict[str, Any]:
         if len(image_shape) != 2 or image_shape[0] != image_shape[1]:
             raise InputError(f"{self.name} trains on square 2D slices, got {image_shape}", dataset=settings.dataset)
@@ -123,6 +127,65 @@ class DiffusionBaseline(Method):
         finally:
             net.train(was_training)
         return {"val_loss": total / len(val)}
+
+    # -- the initial mask's threshold, optionally calibrated on healthy validation slices ---
+    def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
+        """(x_hat in model units, the map the initial mask thresholds) of a batch x (B, 1, H, W)
+        in the slices' units."""
+        raise NotImplementedError
+
+    def finish_training(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
+                        log: Any) -> dict[str, Any]:
+        """With ``infer.mask_threshold_val_percentile`` p: the initial mask's threshold is the p-th
+        percentile of `mask_map` over the brain pixels of the healthy validation slices (one
+        keyed noise draw per slice), stored in the model file (``mask_threshold_calibration``)."""
+        import types
+
+        import torch
+
+        from itermask.io.seeds import keyed_seed
+        from itermask.methods._diffusion import SliceNoise, make_scheduler
+
+        pct = settings.infer["mask_threshold_val_percentile"]
+        if pct is None:
+            return {}
+        ctx = types.SimpleNamespace(settings=settings, device=device, meta={"network": dict(settings.network)})
+        net, sched, aux = networks["net"], make_scheduler(int(settings.network["timesteps"])), self.prepare(ctx)
+        values, bs, was_training = [], int(settings.infer["batch_size"]), net.training
+        net.eval()
+        try:
+            with torch.inference_mode():
+                for s in range(0, len(val), bs):
+                    x = val.image[s:s + bs].to(device)
+                    seeds = [keyed_seed(settings.seed, self.name, "calibration", i) for i in range(s, s + len(x))]
+                    _, m = self.mask_map(net, sched, x, SliceNoise(seeds, device), ctx, aux)
+                    values.append(m[:, 0].float().cpu().numpy()[val.brain[s:s + bs]])
+        finally:
+            net.train(was_training)
+        pixels = np.concatenate(values)
+        value = float(np.percentile(pixels, float(pct)))
+        log(f"[{self.name}] initial-mask threshold: {pct:g}th percentile of {pixels.size} healthy validation "
+            f"brain pixels = {value:.4g}")
+        return {"mask_threshold_calibration": {"percentile": float(pct), "value": value, "pixels": int(pixels.size),
+                                               "slices": len(val)}}
+
+    def mask_threshold(self, ctx: Any, configured: float) -> float:
+        """The initial mask's threshold: the model's calibrated one when
+        ``infer.mask_threshold_val_percentile`` is set, else ``configured``."""
+        pct = ctx.settings.infer["mask_threshold_val_percentile"]
+        if pct is None:
+            return float(configured)
+        cal = ctx.meta.get("mask_threshold_calibration")
+        if cal is None or float(cal["percentile"]) != float(pct):
+            raise ConfigError(f"experiment '{ctx.settings.name}': infer.mask_threshold_val_percentile {pct:g}, but the "
+                              f"model file holds {'no calibration' if cal is None else cal['percentile']}: retrain")
+        return float(cal["value"])
+
+    @staticmethod
+    def threshold_text(settings: Any, configured: float) -> str:
+        """Caption text of the initial mask's threshold."""
+        pct = settings.infer["mask_threshold_val_percentile"]
+        return f"{float(configured):g}" if pct is None else f"the {float(pct):g}th percentile of healthy validation slices"
 
     # -- inference ------------------------------------------------------------------------
     def prepare(self, ctx: InferenceContext) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from itermask.errors import InputError
+from itermask.errors import ConfigError, InputError
 from itermask.methods._diffusion_method import DiffusionBaseline
 from itermask.methods.ddpm import resampling_text, steps
 
@@ -72,34 +72,54 @@ class AutoDDPM(DiffusionBaseline):
         pct = ("residual |x − x̂| (absolute)" if cfg["residual_percentile"] is None
                else f"residual / its {float(cfg['residual_percentile']):g}th percentile, clipped to [0, 1]")
         if cfg["lpips_model"] is None:
-            mask = f"{pct}, no LPIPS factor (no LPIPS weights configured), > {float(cfg['mask_threshold_no_lpips']):g}"
+            mask = (f"{pct}, no LPIPS factor (no LPIPS weights configured), > "
+                    f"{self.threshold_text(settings, cfg['mask_threshold_no_lpips'])}")
         else:
-            mask = f"{pct}, × LPIPS, > {float(cfg['mask_threshold']):g}"
+            mask = f"{pct}, × LPIPS, > {self.threshold_text(settings, cfg['mask_threshold'])}"
         return (f"noise to t {int(cfg['noise_t'])}; mask: {mask}, dilated; RePaint from t {int(cfg['inpaint_t'])}"
                 + resampling_text(int(cfg["resample_steps"])))
 
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
         cfg, s = ctx.settings.infer, steps(ctx)
-        threshold = cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"]
+        threshold = self.mask_threshold(ctx, cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
         return {"mask_map": "scaled_residual" if aux is None else "scaled_residual_x_lpips",
                 "lpips_model": cfg["lpips_model"],
                 "diffusion": {"timesteps": int(ctx.meta["network"]["timesteps"]), "noise_t": s["noise_t_reference"],
                               "inpaint_t": s["inpaint_t_reference"], "resample_steps": int(cfg["resample_steps"]),
-                              "mask_threshold": float(threshold),
+                              "mask_threshold": threshold,
+                              "mask_threshold_val_percentile": cfg["mask_threshold_val_percentile"],
                               "residual_percentile": cfg["residual_percentile"]}}
 
-    def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
-        from itermask.methods._diffusion import denoise_from, dilate, repaint, stitch
+    def check(self, settings: Any) -> None:
+        super().check(settings)
+        cfg = settings.infer
+        if cfg["mask_threshold_val_percentile"] is not None and cfg["residual_percentile"] is not None \
+                and cfg["lpips_model"] is None:
+            raise ConfigError(f"experiment '{settings.name}': method 'autoddpm': infer.mask_threshold_val_percentile "
+                              "needs residual_percentile null or an lpips_model: the scaled residual is clipped to 1 "
+                              "on every slice's top pixels, so a high percentile of healthy pixels is 1 (no mask)")
 
-        cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
+    def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
+        """x_hat and the combined map c: the (scaled) residual, times LPIPS when given."""
+        from itermask.methods._diffusion import denoise_from
+
+        cfg, scale = ctx.settings.infer, float(ctx.meta["network"]["data_scale"])
         xs = x / scale
-        x_hat = denoise_from(net, sched, xs, s["noise_t"], noise)
+        x_hat = denoise_from(net, sched, xs, steps(ctx)["noise_t"], noise)
         pct = cfg["residual_percentile"]
         # percentile None: the absolute residual in the slices' units (as DDPM's mask_threshold)
         combined = scaled_residual(xs, x_hat, None if pct is None else float(pct)) * (scale if pct is None else 1.0)
         if aux is not None:
             combined = combined * lpips_map(aux, xs, x_hat)
-        threshold = float(cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
+        return x_hat, combined
+
+    def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
+        from itermask.methods._diffusion import dilate, repaint, stitch
+
+        cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
+        xs = x / scale
+        x_hat, combined = self.mask_map(net, sched, x, noise, ctx, aux)
+        threshold = self.mask_threshold(ctx, cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
         mask = dilate(combined > threshold) & brain
         inpainted = repaint(net, sched, xs, stitch(xs, x_hat, mask), mask, s["inpaint_t"], int(cfg["resample_steps"]),
                             noise) * scale

@@ -100,6 +100,11 @@ class Method:
     requires_validation: ClassVar[bool] = False
 
     # -- what the workflow asks -------------------------------------------------------
+    def needs_validation(self, settings: "ExperimentSettings") -> bool:
+        """Whether training must refuse to start without validation samples (default:
+        ``requires_validation``; a method whose settings ask for a calibration may say so)."""
+        return self.requires_validation
+
     def train_inputs(self, settings: "ExperimentSettings") -> InputSpec:
         """Inputs of the training and validation subjects."""
         raise NotImplementedError

@@ -3,7 +3,8 @@ METHOD.md §10; row "DDPM (image space)"): a 2D diffusion model (epsilon predict
 1000-step linear schedule; ``itermask.methods._diffusion``) trained on healthy slices. Test,
 per slice x: noise to ``infer.noise_t`` (reference steps) and denoise to x_hat; initial mask
 m = |x - x_hat| > ``infer.mask_threshold`` (slices' units; the IterMask3D paper tuned it) in
-the brain; inpaint inside m: RePaint from the stitched image (1 - m) x + m x_hat noised to
+the brain, or with ``infer.mask_threshold_val_percentile`` p the p-th percentile of |x - x_hat|
+over healthy validation brain pixels, set when training ends (``DiffusionBaseline.finish_training``); inpaint inside m: RePaint from the stitched image (1 - m) x + m x_hat noised to
 ``infer.inpaint_t``, ``infer.resample_steps`` rounds per step, known region from x; anomaly
 map (x - x_inpainted)^2 in the brain (0 outside m, where the inpainted image is x).
 
@@ -42,22 +43,32 @@ class DDPM(DiffusionBaseline):
 
     def describe(self, settings: Any) -> str:
         cfg = settings.infer
-        return (f"noise to t {int(cfg['noise_t'])}, initial mask |x − x̂| > {float(cfg['mask_threshold']):g}, "
+        return (f"noise to t {int(cfg['noise_t'])}, initial mask |x − x̂| > "
+                f"{self.threshold_text(settings, cfg['mask_threshold'])}, "
                 f"inpainting from t {int(cfg['inpaint_t'])}" + resampling_text(int(cfg["resample_steps"])))
 
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
         cfg, s = ctx.settings.infer, steps(ctx)
         return {"diffusion": {"timesteps": int(ctx.meta["network"]["timesteps"]), "noise_t": s["noise_t_reference"],
                               "inpaint_t": s["inpaint_t_reference"], "resample_steps": int(cfg["resample_steps"]),
-                              "mask_threshold": float(cfg["mask_threshold"])}}
+                              "mask_threshold": self.mask_threshold(ctx, cfg["mask_threshold"]),
+                              "mask_threshold_val_percentile": cfg["mask_threshold_val_percentile"]}}
+
+    def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
+        """x_hat (noise to noise_t, denoise) and |x - x_hat| in the slices' units."""
+        from itermask.methods._diffusion import denoise_from
+
+        scale = float(ctx.meta["network"]["data_scale"])
+        x_hat = denoise_from(net, sched, x / scale, steps(ctx)["noise_t"], noise)
+        return x_hat, (x - x_hat * scale).abs()
 
     def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
-        from itermask.methods._diffusion import denoise_from, repaint, stitch
+        from itermask.methods._diffusion import repaint, stitch
 
         cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
         xs = x / scale
-        x_hat = denoise_from(net, sched, xs, s["noise_t"], noise)
-        mask = ((x - x_hat * scale).abs() > float(cfg["mask_threshold"])) & brain
+        x_hat, residual = self.mask_map(net, sched, x, noise, ctx, aux)
+        mask = (residual > self.mask_threshold(ctx, cfg["mask_threshold"])) & brain
         inpainted = repaint(net, sched, xs, stitch(xs, x_hat, mask), mask, s["inpaint_t"], int(cfg["resample_steps"]),
                             noise) * scale
         stats = {"initial_mask_fraction": mask.flatten(1).sum(1) / brain.flatten(1).sum(1).clamp_min(1)}

@@ -112,7 +112,7 @@ def load_data(method: methods.Method, settings: ExperimentSettings, train_items:
     kind = method.train_inputs(settings).kind
     data = load_samples(train_items, kind, dataset=settings.dataset)
     val = load_samples(val_items, kind, dataset=settings.dataset) if val_items else None
-    if method.requires_validation and val is None:
+    if method.needs_validation(settings) and val is None:
         raise InputError(f"{method.name} needs validation samples (healthy) and none were given",
                          dataset=settings.dataset)
     if val is not None and val.spatial != data.spatial:
