@@ -129,6 +129,17 @@ class DiffusionBaseline(Method):
         return {"val_loss": total / len(val)}
 
     # -- the initial mask's threshold, optionally calibrated on healthy validation slices ---
+    @staticmethod
+    def denoised(net: Any, sched: Any, x: Any, noise: Any, ctx: Any) -> tuple[Any, Any]:
+        """x noised to ``infer.noise_t`` and denoised: (x_hat in model units, |x - x_hat| in the
+        slices' units) of a batch x (B, 1, H, W) in the slices' units."""
+        from itermask.methods._diffusion import denoise_from
+        from itermask.methods.ddpm import steps
+
+        scale = float(ctx.meta["network"]["data_scale"])
+        x_hat = denoise_from(net, sched, x / scale, steps(ctx)["noise_t"], noise)
+        return x_hat, (x - x_hat * scale).abs()
+
     def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
         """(x_hat in model units, the map the initial mask thresholds) of a batch x (B, 1, H, W)
         in the slices' units."""

@@ -29,14 +29,11 @@ from itermask.methods._diffusion_method import DiffusionBaseline
 from itermask.methods.ddpm import resampling_text, steps
 
 
-def scaled_residual(x: Any, x_hat: Any, percentile: float | None) -> Any:
-    """|x - x_hat| / its per-slice percentile, clipped to [0, 1] (B, 1, H, W); with
-    ``percentile`` None the residual itself (IterMask3D's absolute threshold)."""
+def scaled_residual(x: Any, x_hat: Any, percentile: float) -> Any:
+    """|x - x_hat| / its per-slice percentile, clipped to [0, 1] (B, 1, H, W)."""
     import torch
 
     r = (x - x_hat).abs()
-    if percentile is None:
-        return r
     q = torch.quantile(r.flatten(1).float(), float(percentile) / 100.0, dim=1).clamp_min(1e-8)
     return (r / q.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
 
@@ -79,9 +76,13 @@ class AutoDDPM(DiffusionBaseline):
         return (f"noise to t {int(cfg['noise_t'])}; mask: {mask}, dilated; RePaint from t {int(cfg['inpaint_t'])}"
                 + resampling_text(int(cfg["resample_steps"])))
 
+    def threshold(self, ctx: Any, aux: Any) -> float:
+        """The mask's threshold: of the map with LPIPS (``aux``) or without."""
+        cfg = ctx.settings.infer
+        return self.mask_threshold(ctx, cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
+
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
-        cfg, s = ctx.settings.infer, steps(ctx)
-        threshold = self.mask_threshold(ctx, cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
+        cfg, s, threshold = ctx.settings.infer, steps(ctx), self.threshold(ctx, aux)
         return {"mask_map": "scaled_residual" if aux is None else "scaled_residual_x_lpips",
                 "lpips_model": cfg["lpips_model"],
                 "diffusion": {"timesteps": int(ctx.meta["network"]["timesteps"]), "noise_t": s["noise_t_reference"],
@@ -100,15 +101,12 @@ class AutoDDPM(DiffusionBaseline):
                               "on every slice's top pixels, so a high percentile of healthy pixels is 1 (no mask)")
 
     def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
-        """x_hat and the combined map c: the (scaled) residual, times LPIPS when given."""
-        from itermask.methods._diffusion import denoise_from
-
-        cfg, scale = ctx.settings.infer, float(ctx.meta["network"]["data_scale"])
-        xs = x / scale
-        x_hat = denoise_from(net, sched, xs, steps(ctx)["noise_t"], noise)
-        pct = cfg["residual_percentile"]
-        # percentile None: the absolute residual in the slices' units (as DDPM's mask_threshold)
-        combined = scaled_residual(xs, x_hat, None if pct is None else float(pct)) * (scale if pct is None else 1.0)
+        """x_hat and the combined map c: the residual (scaled by its per-slice percentile, or with
+        ``residual_percentile`` null absolute, in the slices' units as DDPM's), times LPIPS when given."""
+        xs, pct = x / float(ctx.meta["network"]["data_scale"]), ctx.settings.infer["residual_percentile"]
+        x_hat, combined = self.denoised(net, sched, x, noise, ctx)
+        if pct is not None:
+            combined = scaled_residual(xs, x_hat, float(pct))
         if aux is not None:
             combined = combined * lpips_map(aux, xs, x_hat)
         return x_hat, combined
@@ -119,8 +117,7 @@ class AutoDDPM(DiffusionBaseline):
         cfg, s, scale = ctx.settings.infer, steps(ctx), float(ctx.meta["network"]["data_scale"])
         xs = x / scale
         x_hat, combined = self.mask_map(net, sched, x, noise, ctx, aux)
-        threshold = self.mask_threshold(ctx, cfg["mask_threshold"] if aux is not None else cfg["mask_threshold_no_lpips"])
-        mask = dilate(combined > threshold) & brain
+        mask = dilate(combined > self.threshold(ctx, aux)) & brain
         inpainted = repaint(net, sched, xs, stitch(xs, x_hat, mask), mask, s["inpaint_t"], int(cfg["resample_steps"]),
                             noise) * scale
         stats = {"mask_fraction": mask.flatten(1).sum(1) / brain.flatten(1).sum(1).clamp_min(1)}

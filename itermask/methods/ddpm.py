@@ -3,9 +3,10 @@ METHOD.md §10; row "DDPM (image space)"): a 2D diffusion model (epsilon predict
 1000-step linear schedule; ``itermask.methods._diffusion``) trained on healthy slices. Test,
 per slice x: noise to ``infer.noise_t`` (reference steps) and denoise to x_hat; initial mask
 m = |x - x_hat| > ``infer.mask_threshold`` (slices' units; the IterMask3D paper tuned it) in
-the brain, or with ``infer.mask_threshold_val_percentile`` p the p-th percentile of |x - x_hat|
-over healthy validation brain pixels, set when training ends (``DiffusionBaseline.finish_training``); inpaint inside m: RePaint from the stitched image (1 - m) x + m x_hat noised to
-``infer.inpaint_t``, ``infer.resample_steps`` rounds per step, known region from x; anomaly
+the brain, or with ``infer.mask_threshold_val_percentile`` p the p-th percentile of
+|x - x_hat| over healthy validation brain pixels, set when training ends
+(``DiffusionBaseline.finish_training``); inpaint inside m: RePaint from the stitched image
+(1 - m) x + m x_hat noised to ``infer.inpaint_t``, ``infer.resample_steps`` rounds per step, known region from x; anomaly
 map (x - x_inpainted)^2 in the brain (0 outside m, where the inpainted image is x).
 
 Pinaya et al. run the diffusion model in the latent space of a VQ-VAE; this one works on the
@@ -55,12 +56,8 @@ class DDPM(DiffusionBaseline):
                               "mask_threshold_val_percentile": cfg["mask_threshold_val_percentile"]}}
 
     def mask_map(self, net: Any, sched: Any, x: Any, noise: Any, ctx: Any, aux: Any) -> tuple[Any, Any]:
-        """x_hat (noise to noise_t, denoise) and |x - x_hat| in the slices' units."""
-        from itermask.methods._diffusion import denoise_from
-
-        scale = float(ctx.meta["network"]["data_scale"])
-        x_hat = denoise_from(net, sched, x / scale, steps(ctx)["noise_t"], noise)
-        return x_hat, (x - x_hat * scale).abs()
+        """x_hat and |x - x_hat| in the slices' units."""
+        return self.denoised(net, sched, x, noise, ctx)
 
     def anomaly(self, net: Any, sched: Any, x: Any, brain: Any, noise: Any, ctx: Any, aux: Any) -> tuple:
         from itermask.methods._diffusion import repaint, stitch
