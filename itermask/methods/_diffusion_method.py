@@ -147,56 +147,24 @@ class DiffusionBaseline(Method):
 
     def finish_training(self, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
                         log: Any) -> dict[str, Any]:
-        """With ``infer.mask_threshold_val_percentile`` p: the initial mask's threshold is the p-th
-        percentile of `mask_map` over the brain pixels of the healthy validation slices (one
-        keyed noise draw per slice), stored in the model file (``mask_threshold_calibration``)."""
-        import types
+        """The initial mask's threshold set on the healthy validation slices when configured
+        (``_diffusion_threshold.calibrate``)."""
+        from itermask.methods._diffusion_threshold import calibrate
 
-        import torch
-
-        from itermask.io.seeds import keyed_seed
-        from itermask.methods._diffusion import SliceNoise, make_scheduler
-
-        pct = settings.infer["mask_threshold_val_percentile"]
-        if pct is None:
-            return {}
-        ctx = types.SimpleNamespace(settings=settings, device=device, meta={"network": dict(settings.network)})
-        net, sched, aux = networks["net"], make_scheduler(int(settings.network["timesteps"])), self.prepare(ctx)
-        values, bs, was_training = [], int(settings.infer["batch_size"]), net.training
-        net.eval()
-        try:
-            with torch.inference_mode():
-                for s in range(0, len(val), bs):
-                    x = val.image[s:s + bs].to(device)
-                    seeds = [keyed_seed(settings.seed, self.name, "calibration", i) for i in range(s, s + len(x))]
-                    _, m = self.mask_map(net, sched, x, SliceNoise(seeds, device), ctx, aux)
-                    values.append(m[:, 0].float().cpu().numpy()[val.brain[s:s + bs]])
-        finally:
-            net.train(was_training)
-        pixels = np.concatenate(values)
-        value = float(np.percentile(pixels, float(pct)))
-        log(f"[{self.name}] initial-mask threshold: {pct:g}th percentile of {pixels.size} healthy validation "
-            f"brain pixels = {value:.4g}")
-        return {"mask_threshold_calibration": {"percentile": float(pct), "value": value, "pixels": int(pixels.size),
-                                               "slices": len(val)}}
+        return calibrate(self, settings, networks, val, device, log)
 
     def mask_threshold(self, ctx: Any, configured: float) -> float:
-        """The initial mask's threshold: the model's calibrated one when
-        ``infer.mask_threshold_val_percentile`` is set, else ``configured``."""
-        pct = ctx.settings.infer["mask_threshold_val_percentile"]
-        if pct is None:
-            return float(configured)
-        cal = ctx.meta.get("mask_threshold_calibration")
-        if cal is None or float(cal["percentile"]) != float(pct):
-            raise ConfigError(f"experiment '{ctx.settings.name}': infer.mask_threshold_val_percentile {pct:g}, but the "
-                              f"model file holds {'no calibration' if cal is None else cal['percentile']}: retrain")
-        return float(cal["value"])
+        """The initial mask's threshold: the calibrated one, or ``configured``."""
+        from itermask.methods._diffusion_threshold import mask_threshold
+
+        return mask_threshold(ctx, configured)
 
     @staticmethod
     def threshold_text(settings: Any, configured: float) -> str:
         """Caption text of the initial mask's threshold."""
-        pct = settings.infer["mask_threshold_val_percentile"]
-        return f"{float(configured):g}" if pct is None else f"the {float(pct):g}th percentile of healthy validation slices"
+        from itermask.methods._diffusion_threshold import threshold_text
+
+        return threshold_text(settings, configured)
 
     # -- inference ------------------------------------------------------------------------
     def prepare(self, ctx: InferenceContext) -> Any:

@@ -5,7 +5,7 @@ per slice x: noise to ``infer.noise_t`` (reference steps) and denoise to x_hat; 
 m = |x - x_hat| > ``infer.mask_threshold`` (slices' units; the IterMask3D paper tuned it) in
 the brain, or with ``infer.mask_threshold_val_percentile`` p the p-th percentile of
 |x - x_hat| over healthy validation brain pixels, set when training ends
-(``DiffusionBaseline.finish_training``); inpaint inside m: RePaint from the stitched image
+(``_diffusion_threshold``); inpaint inside m: RePaint from the stitched image
 (1 - m) x + m x_hat noised to ``infer.inpaint_t``, ``infer.resample_steps`` rounds per step, known region from x; anomaly
 map (x - x_inpainted)^2 in the brain (0 outside m, where the inpainted image is x).
 
