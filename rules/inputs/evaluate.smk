@@ -10,12 +10,13 @@ PUBLISHED_INPUT = "published_numbers"  # input key of a table's published CSV (n
 
 def table_inputs(wildcards):
     """Every experiment's metric TSVs, and the published numbers' CSV when the table has one
-    (an input, so that a corrected published number regenerates the comparison)."""
+    (an input, so that a corrected published number regenerates the comparison; the config
+    check ``check_table_references`` has made sure it exists)."""
     spec = STUDY.tables[wildcards.name]
     inputs = {e: [path(METRICS, experiment=e, kind=kind) for kind in ("segmentation", "detection", "scores")]
               for e in table_experiments(spec)}
     stem = spec["published"]
-    if stem and published_csv(stem).exists():
+    if stem:
         inputs[PUBLISHED_INPUT] = str(published_csv(stem))
     return inputs
 
