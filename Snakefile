@@ -20,6 +20,11 @@ if workflow.is_main_process:
     from itermask.io.locks import clear_stale_locks, record_lock_owner
 
     clear_stale_locks(Path.cwd(), lambda message: print(message, file=sys.stderr))
+    # Missing raw files, said once before planning (a dry-run too): each fails only its subject's job.
+    from itermask.config.raw_files import missing_raw_files_message
+
+    if (missing := missing_raw_files_message(STUDY)) is not None:
+        print(missing, file=sys.stderr)
     if not workflow.dryrun:
         record_lock_owner(Path.cwd())
 

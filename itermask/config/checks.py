@@ -13,40 +13,40 @@ if TYPE_CHECKING:
 
 
 def _check_model_from(study: "Study", name: str) -> None:
-    exp, where = study.experiments[name], f"config key 'experiments.{name}'"
+    exp, key = study.experiments[name], f"experiments.{name}"
     src = exp["model_from"]
     if src not in study.experiments:
-        raise ConfigError(f"{where}.model_from: '{src}' is not an experiment")
+        raise ConfigError(f"config key '{key}.model_from': '{src}' is not an experiment")
     src_exp = study.experiments[src]
     if any(src_exp[k] != exp[k] for k in ("method", "dataset", "sequence")):
-        raise ConfigError(f"{where}.model_from: '{src}' must have the same method, dataset and sequence")
+        raise ConfigError(f"config key '{key}.model_from': '{src}' must have the same method, dataset and sequence")
     if "no_freq" in (exp["variant"], src_exp["variant"]) and exp["variant"] != src_exp["variant"]:
-        raise ConfigError(f"{where}.model_from: a no_freq model cannot be shared with other variants")
+        raise ConfigError(f"config key '{key}.model_from': a no_freq model cannot be shared with other variants")
     own, theirs = study.settings(name).hf_radius, study.settings(src).hf_radius
     if own != theirs:
-        raise ConfigError(f"{where}.hf_radius: {own} differs from the radius of model_from '{src}' ({theirs})")
+        raise ConfigError(f"config key '{key}.hf_radius': {own} differs from the radius of model_from '{src}' ({theirs})")
 
 
 def check_experiment(study: "Study", name: str) -> None:
     """References and settings of one experiment (configured or derived from a sweep)."""
     datasets = study.config["datasets"]
-    exp, where = study.experiments[name], f"config key 'experiments.{name}'"
+    exp, key = study.experiments[name], f"experiments.{name}"
     if exp["dataset"] not in datasets:
-        raise ConfigError(f"{where}.dataset: '{exp['dataset']}' is not a dataset ({', '.join(datasets)})")
+        raise ConfigError(f"config key '{key}.dataset': '{exp['dataset']}' is not a dataset ({', '.join(datasets)})")
     if "model_from" in exp:
         _check_model_from(study, name)
     for kind in ("detect", "segment"):
         for d in (exp[kind] if isinstance(exp[kind], list) else []):
             if d not in datasets:
-                raise ConfigError(f"{where}.{kind}: '{d}' is not a dataset")
+                raise ConfigError(f"config key '{key}.{kind}': '{d}' is not a dataset")
     s = study.settings(name)
     for d in (s.dataset, *s.segment, *s.detect):
         if s.sequence not in datasets[d]["sequences"]:
-            raise ConfigError(f"{where}.sequence: '{s.sequence}' is not a sequence of dataset '{d}'")
+            raise ConfigError(f"config key '{key}.sequence': '{s.sequence}' is not a sequence of dataset '{d}'")
     own = datasets[s.dataset]["sequences"]
     for q in study.train_spec(name).sequences:  # e.g. the Cyclic UNet's intermediate sequence
         if q not in own:
-            raise ConfigError(f"{where}: method '{s.method}' trains on sequence '{q}' beside '{s.sequence}', but "
+            raise ConfigError(f"config key '{key}': method '{s.method}' trains on sequence '{q}' beside '{s.sequence}', but "
                               f"dataset '{s.dataset}' has only {list(own)}: it cannot train this method (add '{q}' "
                               f"to the dataset or choose another, e.g. network.intermediate)")
     _check_detect_artefacts(study, name)
@@ -86,25 +86,25 @@ def check_real_artefacts(study: "Study") -> None:
     """Failed skull-stripping sets and user anomalous datasets (test_anomalous + anomaly)."""
     reserved = {*RESERVED, *study.artefact_conditions()}
     for name, d in list(study.datasets.items()):
-        where = f"config key 'datasets.{name}'"
+        key = f"datasets.{name}"
         if (d.anomaly is None) != ("test_anomalous" not in d.splits):
-            raise ConfigError(f"{where}: give 'anomaly' (the condition name) exactly when the dataset has "
+            raise ConfigError(f"config key '{key}': give 'anomaly' (the condition name) exactly when the dataset has "
                               "split or role 'test_anomalous'")
         if d.anomaly in reserved:
-            raise ConfigError(f"{where}.anomaly: '{d.anomaly}' is reserved (one of {sorted(reserved)})")
+            raise ConfigError(f"config key '{key}.anomaly': '{d.anomaly}' is reserved (one of {sorted(reserved)})")
         derived = study.failed_strip_dataset(name)
         if derived is None:
             continue
         if derived in study.config["datasets"]:
-            raise ConfigError(f"{where}.failed_skullstrip_set: its scans form dataset '{derived}', "
+            raise ConfigError(f"config key '{key}.failed_skullstrip_set': its scans form dataset '{derived}', "
                               "which the config already names")
         if d.mask_method != "deepbet":
-            raise ConfigError(f"{where}.failed_skullstrip_set: needs brain_mask.method 'deepbet' (one of its "
+            raise ConfigError(f"config key '{key}.failed_skullstrip_set': needs brain_mask.method 'deepbet' (one of its "
                               f"tools), got '{d.mask_method}'")
         healthy = d.splits.get("test_healthy", ())
         own = study.failed_skullstrip(name).subjects or ()
         if not healthy or set(own) - set(healthy):
-            raise ConfigError(f"{where}.failed_skullstrip_set: candidates must be test_healthy subjects "
+            raise ConfigError(f"config key '{key}.failed_skullstrip_set': candidates must be test_healthy subjects "
                               f"(not {sorted(set(own) - set(healthy)) or 'none: no test_healthy split'})")
     for name in study.experiments:
         detect = study.settings(name).detect
@@ -198,8 +198,15 @@ def check_table_references(study: "Study") -> None:
         stem = spec["published"]
         if stem is not None and not published_csv(stem).is_file():
             known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.csv"))
-            raise ConfigError(f"{where}.published: '{stem}' is not a published table in {PUBLISHED_DIR.name}/ "
+            raise ConfigError(f"{where}, key 'published': '{stem}' is not a published table in {PUBLISHED_DIR.name}/ "
                               f"({', '.join(known)}; null: none)")
+
+
+def _needs_validation(study: "Study", name: str) -> bool:
+    from itermask import methods
+
+    settings = study.settings(name)
+    return methods.get(settings.method).needs_validation(settings)
 
 
 def check_references(study: "Study") -> None:
@@ -232,6 +239,9 @@ def check_references(study: "Study") -> None:
         ds = study.datasets[exp["dataset"]]
         if not ds.splits.get("train") and name in trained:
             raise ConfigError(f"config key 'experiments.{name}': dataset '{ds.name}' has no 'train' split")
+        if name in trained and not ds.splits.get("val") and _needs_validation(study, name):
+            raise ConfigError(f"config key 'experiments.{name}': method '{exp['method']}' with these settings needs "
+                              f"healthy validation subjects, but dataset '{ds.name}' has an empty or no 'val' split")
     for name in study.experiments:
         check_attention_resolutions(study, name)
     check_real_artefacts(study)

@@ -54,23 +54,38 @@ def format_pattern(pattern: str, **values: str) -> str:
     return out
 
 
-def glob_subjects(pattern: str, sequence: str) -> list[str]:
-    """Subjects whose file exists for `pattern` (with `{subject}`), sorted.
+def glob_subjects(pattern: str, sequence: str) -> tuple[list[str], list[str]]:
+    """(valid, invalid) subject IDs whose file exists for `pattern` (with `{subject}`), sorted.
 
     `{subject}` may occur more than once (``sub-{subject}/anat/sub-{subject}_T1w.nii.gz``):
-    every occurrence must then be the same ID.
+    every occurrence must then be the same ID. An ID that breaks `SUBJECT_RE` is returned as
+    invalid (the caller names it), never dropped silently.
     """
     filled = pattern.replace("{sequence}", sequence)
     first, *rest = re.escape(filled).split(re.escape("{subject}"))
     regex = first + "".join(
-        ("(?P<subject>[A-Za-z0-9]+)" if i == 0 else "(?P=subject)") + part for i, part in enumerate(rest)
+        ("(?P<subject>[^/]+)" if i == 0 else "(?P=subject)") + part for i, part in enumerate(rest)
     )
     found = set()
     for path in glob.glob(filled.replace("{subject}", "*")):
         m = re.fullmatch(regex, path)
         if m:
             found.add(m.group("subject"))
-    return sorted(found)
+    valid = sorted(s for s in found if SUBJECT_RE.fullmatch(s))
+    return valid, sorted(found - set(valid))
+
+
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def check_placeholders(name: str, key: str, pattern: str, allowed: tuple[str, ...]) -> None:
+    """ConfigError naming the dataset and key when `pattern` has a placeholder other than `allowed`."""
+    bad = sorted({p for p in PLACEHOLDER_RE.findall(pattern) if p not in allowed})
+    if bad:
+        shown = ", ".join("{" + p + "}" for p in bad)
+        allowed_shown = ", ".join("{" + p + "}" for p in allowed)
+        raise ConfigError(f"dataset '{name}': {key} '{pattern}' has placeholder(s) {shown}; "
+                          f"only {allowed_shown} can be filled")
 
 
 @dataclass(frozen=True)
@@ -129,16 +144,28 @@ class Dataset:
 
 
 def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str, ...]:
+    """A split's subject IDs: a list, or a text file with one ID per line ('#' starts a comment;
+    a relative path is resolved against `base_dir`, the workflow's folder)."""
     if isinstance(value, list):
         check_subject_ids(name, f"split '{split}'", value)
-        return tuple(value)
-    path = Path(value)
-    if not path.is_absolute():
-        path = base_dir / path
-    if not path.exists():
-        raise ConfigError(f"dataset '{name}': split '{split}' file '{value}' does not exist")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    check_subject_ids(name, f"split '{split}' file '{value}'", ids)
+        ids = list(value)
+        where = f"split '{split}'"
+    else:
+        path = Path(value)
+        if not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"dataset '{name}': split '{split}' file '{value}' {problem} "
+                              f"(looked for {path.resolve()}; relative split paths start at the workflow folder)")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of the first ID
+        ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        ids = [i for i in ids if i]
+        where = f"split '{split}' file '{value}'"
+        check_subject_ids(name, where, ids)
+    repeated = sorted({s for s in ids if ids.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"dataset '{name}': {where} lists subject ID(s) {', '.join(map(repr, repeated))} twice")
     return tuple(ids)
 
 
@@ -146,13 +173,20 @@ def _resolve_splits(name: str, entry: dict, pattern: str, sequences: tuple[str, 
                     generated: bool) -> dict[str, tuple[str, ...]]:
     """Subjects per split: from ``splits`` (lists or files) or by globbing the pattern (``role``);
     a subject ID appears once."""
+    if "splits" in entry and "role" in entry:
+        raise ConfigError(f"dataset '{name}': give 'splits' or 'role', not both")
     if "splits" in entry:
         splits = {s: _read_split(name, s, v, base_dir) for s, v in entry["splits"].items()}
     elif "role" in entry:
         if generated:
             raise ConfigError(f"dataset '{name}': a generated dataset must list its subjects in 'splits'")
         first = entry["sequence_names"].get(sequences[0], sequences[0])
-        found = glob_subjects(pattern, first)
+        found, invalid = glob_subjects(pattern, first)
+        if invalid:
+            shown = ", ".join(repr(s) for s in invalid[:5]) + (f" and {len(invalid) - 5} more" if len(invalid) > 5 else "")
+            raise ConfigError(f"dataset '{name}': role '{entry['role']}': pattern "
+                              f"'{pattern.replace('{sequence}', first)}' matches files whose subject ID is invalid "
+                              f"({shown}): {SUBJECT_CHARS}; rename them or list the subjects in 'splits'")
         if not found:
             raise ConfigError(f"dataset '{name}': pattern '{pattern.replace('{sequence}', first)}' matches no file")
         splits = {entry["role"]: tuple(found)}
@@ -171,6 +205,48 @@ def _resolve_splits(name: str, entry: dict, pattern: str, sequences: tuple[str, 
     return splits
 
 
+def _check_sequences(name: str, entry: dict, pattern: str, sequences: tuple[str, ...]) -> None:
+    """The image pattern and the sequences: placeholders, names, repeats."""
+    repeated = sorted({q for q in sequences if sequences.count(q) > 1})
+    if repeated:
+        raise ConfigError(f"dataset '{name}': sequences lists {repeated} more than once")
+    unknown = sorted(set(entry["sequence_names"]) - set(sequences))
+    if unknown:
+        raise ConfigError(f"dataset '{name}': sequence_names key(s) {unknown} are not among its sequences "
+                          f"{list(sequences)}")
+    check_placeholders(name, "pattern" if "pattern" in entry else "bids", pattern, ("subject", "sequence"))
+    reserved = sorted({"label", "brainmask"} & set(sequences))
+    if reserved:
+        raise ConfigError(f"dataset '{name}': {reserved} cannot be sequence names (reserved for output files)")
+    if "{subject}" not in pattern:
+        raise ConfigError(f"dataset '{name}': pattern '{pattern}' must contain '{{subject}}'")
+    if len(sequences) > 1 and "{sequence}" not in pattern:
+        raise ConfigError(
+            f"dataset '{name}': pattern '{pattern}' must contain '{{sequence}}' because it has {len(sequences)} sequences"
+        )
+
+
+def _check_label_and_mask(name: str, label_pattern: str | None, mask: dict, sequences: tuple[str, ...]) -> None:
+    """The label pattern and the brain-mask entry."""
+    if label_pattern is not None:
+        if "{subject}" not in label_pattern:
+            raise ConfigError(f"dataset '{name}': label_pattern '{label_pattern}' must contain '{{subject}}'")
+        check_placeholders(name, "label_pattern", label_pattern, ("subject",))
+    if mask.get("sequence", sequences[0]) not in sequences:
+        raise ConfigError(
+            f"dataset '{name}': brain_mask.sequence '{mask['sequence']}' is not one of its sequences {list(sequences)}"
+        )
+    if mask["method"] == "pattern" and "pattern" not in mask:
+        raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
+    if mask["method"] != "pattern" and "pattern" in mask:
+        raise ConfigError(f"dataset '{name}': brain_mask.pattern is only read with brain_mask.method 'pattern' "
+                          f"(method is '{mask['method']}')")
+    if "pattern" in mask:
+        if "{subject}" not in mask["pattern"]:
+            raise ConfigError(f"dataset '{name}': brain_mask.pattern '{mask['pattern']}' must contain '{{subject}}'")
+        check_placeholders(name, "brain_mask.pattern", mask["pattern"], ("subject", "sequence"))
+
+
 def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool = False) -> Dataset:
     """Build a Dataset from its config entry, checking patterns and subject lists.
 
@@ -181,26 +257,10 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         raise ConfigError(f"dataset '{name}': give exactly one of 'pattern' or 'bids'")
     pattern = entry["pattern"] if "pattern" in entry else bids_pattern(entry["bids"])
     sequences = tuple(entry["sequences"])
-    reserved = sorted({"label", "brainmask"} & set(sequences))
-    if reserved:
-        raise ConfigError(f"dataset '{name}': {reserved} cannot be sequence names (reserved for output files)")
-    if "{subject}" not in pattern:
-        raise ConfigError(f"dataset '{name}': pattern '{pattern}' must contain '{{subject}}'")
-    if len(sequences) > 1 and "{sequence}" not in pattern:
-        raise ConfigError(
-            f"dataset '{name}': pattern '{pattern}' must contain '{{sequence}}' because it has {len(sequences)} sequences"
-        )
+    _check_sequences(name, entry, pattern, sequences)
     label_pattern = entry.get("label_pattern")  # absent: no labels
-    if label_pattern is not None and "{subject}" not in label_pattern:
-        raise ConfigError(f"dataset '{name}': label_pattern '{label_pattern}' must contain '{{subject}}'")
     mask = entry["brain_mask"]
-    mask_sequence = mask.get("sequence", sequences[0])  # absent: the first sequence
-    if mask_sequence not in sequences:
-        raise ConfigError(
-            f"dataset '{name}': brain_mask.sequence '{mask_sequence}' is not one of its sequences {list(sequences)}"
-        )
-    if mask["method"] == "pattern" and "pattern" not in mask:
-        raise ConfigError(f"dataset '{name}': brain_mask.method 'pattern' needs brain_mask.pattern")
+    _check_label_and_mask(name, label_pattern, mask, sequences)
 
     splits = _resolve_splits(name, entry, pattern, sequences, base_dir=base_dir, generated=generated)
     for split in LESION_SPLITS:
@@ -215,7 +275,7 @@ def resolve_dataset(name: str, entry: dict, *, base_dir: Path, generated: bool =
         label_pattern=label_pattern,
         sequences=sequences,
         mask_method=mask["method"],
-        mask_sequence=mask_sequence,
+        mask_sequence=mask.get("sequence", sequences[0]),  # absent: the first sequence
         mask_pattern=mask.get("pattern"),
         splits=splits,
         labelled_splits=tuple(entry["labelled_splits"]),

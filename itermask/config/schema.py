@@ -46,6 +46,15 @@ def _fill_defaults(validator: Any, properties: dict, instance: Any, schema: dict
 FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
 
 
+#: the schema's name patterns in words (a user reads these, not the regular expressions)
+PATTERN_WORDS = {
+    "\\A[A-Za-z0-9]+\\Z": "letters A-Z, a-z and digits 0-9 only",
+    "\\A[A-Za-z0-9_]+\\Z": "letters, digits and '_' only",
+    "^[a-z][a-z0-9_]*$": "lower-case letters, digits and '_', starting with a letter",
+    "^(?!.*_vs_published$)[A-Za-z0-9_]+$": "letters, digits and '_' only, not ending in '_vs_published'",
+}
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     parts = [str(p) for p in error.absolute_path]
     return ".".join(parts) if parts else "<top level>"
@@ -64,6 +73,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"config key '{key}': {error.message}" + (f" (allowed keys: {', '.join(allowed)})" if allowed else "")
+    if v == "pattern":
+        allowed = PATTERN_WORDS.get(error.validator_value, f"the pattern {error.validator_value}")
+        name = "a name" if error.relative_schema_path and "propertyNames" in error.relative_schema_path else "a value"
+        return f"config key '{key}': {error.instance!r} is not allowed as {name} here: use {allowed}"
     if v in ("oneOf", "anyOf"):
         return f"config key '{key}': {error.instance!r} does not match any allowed form ({error.schema.get('description', 'see the schema')})"
     return f"config key '{key}': {error.message}"

@@ -1,16 +1,19 @@
-"""Input check, the first stage of rule preprocess_subject: a cheap, header-level check of one
-subject's raw files, run before any heavy stage of the subject (skull-stripping, resampling).
+"""Input check, the first stage of rule preprocess_subject: one subject's raw files, checked
+before any heavy stage of the subject (skull-stripping, resampling).
 
 Checked, with the on-disk shapes and affines in every message: each declared sequence's
 image (and the label, the brain-mask file) exists and is readable NIfTI; it is 3D (a 4D
-image with a single volume counts as 3D); no axis is shorter than 2 voxels; the affine is
-finite, non-singular and has no shear (policy: columns of the affine's 3x3 part must be
-orthogonal to within ``MAX_SHEAR_DEG`` degrees; a sheared grid cannot be resampled onto the
-brain's box without carrying the shear into every output, so it is refused: reslice it
-first, e.g. with ``nibabel.processing.resample_to_output``). Label and brain-mask files
-must be on the on-disk grid of the image they belong to (same shape and affine). Labels are
-binarised (> 0) downstream; their distinct values are recorded in the report. Voxel
-intensities (NaN, empty images) are checked by the stage that reads them.
+image with a single volume counts as 3D); no axis is shorter than 2 voxels; the header's
+voxel sizes are positive; the affine is finite, non-singular and has no shear (policy:
+columns of the affine's 3x3 part must be orthogonal to within ``MAX_SHEAR_DEG`` degrees; a
+sheared grid cannot be resampled onto the brain's box without carrying the shear into every
+output, so it is refused: reslice it first, e.g. with ``nibabel.processing.resample_to_output``).
+Label and brain-mask files must be on the on-disk grid of the image they belong to (same
+shape and affine). Every image's voxels are read once: the whole file must decompress, hold no
+NaN/Inf and not be all zero. Label values must be non-negative integers (a multi-class label
+such as BraTS's 1/2/4 is binarised as > 0 downstream; its values are recorded in the report);
+a probability map or a signed image is refused. A header with neither a qform nor an sform
+(orientation unknown) is accepted as nibabel reads it, with a warning in the report.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
+from nibabel.openers import ImageOpener
 import numpy as np
 
 from itermask.errors import InputError
@@ -40,6 +44,13 @@ def shear_degrees(affine: np.ndarray) -> float:
     return float(np.degrees(np.arcsin(np.clip(cos.max(), 0.0, 1.0))))
 
 
+def _stored_voxel_sizes(path: Path, img: Any) -> np.ndarray:
+    """pixdim[1:4] as stored in the file (nibabel's loader replaces a zero by 1)."""
+    with ImageOpener(str(path)) as f:
+        raw = type(img.header).from_fileobj(f, check=False)
+    return np.asarray(raw["pixdim"][1:4], dtype=float)
+
+
 def read_header(path: str | Path, role: str, ctx: dict[str, Any]) -> dict[str, Any]:
     """Shape, affine and voxel sizes of one file from its header (the voxels are not read)."""
     path = Path(path)
@@ -57,6 +68,12 @@ def read_header(path: str | Path, role: str, ctx: dict[str, Any]) -> dict[str, A
         raise InputError(f"{role}: expected a 3D image, got {len(shape)}D with on-disk shape {shape}", **ctx)
     if min(shape) < 2:
         raise InputError(f"{role}: degenerate on-disk shape {shape} (an axis shorter than 2 voxels)", **ctx)
+    unoriented = "qform_code" in img.header and int(img.header["qform_code"]) == 0 == int(img.header["sform_code"])
+    if unoriented:  # the affine comes from pixdim alone, which nibabel mends (0 -> 1 mm) while loading
+        zooms = _stored_voxel_sizes(path, img)
+        if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+            raise InputError(f"{role}: the header stores no orientation and its voxel sizes {tuple(zooms.tolist())} "
+                             "are not all positive", **ctx)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{role}: invalid (non-finite or singular) affine\n{_fmt(affine)}", **ctx)
     shear = shear_degrees(affine)
@@ -64,7 +81,28 @@ def read_header(path: str | Path, role: str, ctx: dict[str, Any]) -> dict[str, A
         raise InputError(f"{role}: affine has a shear of {shear:.2f} degrees (at most {MAX_SHEAR_DEG} allowed; "
                          f"reslice the image to an orthogonal grid first)\n{_fmt(affine)}", **ctx)
     zooms = np.linalg.norm(affine[:3, :3], axis=0)
-    return {"path": str(path), "shape": list(shape), "affine": affine.tolist(), "voxel_mm": zooms.round(6).tolist()}
+    info = {"path": str(path), "shape": list(shape), "affine": affine.tolist(), "voxel_mm": zooms.round(6).tolist()}
+    if unoriented:
+        info["warning"] = "neither qform nor sform is set: orientation taken from the voxel sizes alone"
+    return info
+
+
+def check_voxels(path: str, role: str, ctx: dict[str, Any], *, label: bool = False) -> np.ndarray:
+    """Read every voxel once (``load_nifti``'s checks: readable to the end, finite, not empty);
+    a label must hold non-negative integers. Returns the distinct values of a label, else nothing."""
+    try:
+        data = np.asanyarray(load_nifti(path, allow_empty=label, reorient=False, **ctx).dataobj)
+    except InputError as exc:
+        raise InputError(f"{role}: {exc.problem}", path=exc.path, **ctx) from None
+    if not label:
+        return np.empty(0)
+    values = np.unique(data)
+    bad = values[(values < 0) | (values != np.round(values))]
+    if bad.size:
+        raise InputError(f"{role}: values must be non-negative integers (lesion = value > 0), found "
+                         f"{[float(f'{v:.6g}') for v in bad[:5]]}{' ...' if bad.size > 5 else ''}: threshold a probability map first",
+                         path=path, **ctx)
+    return values
 
 
 def check_on_grid(info: dict[str, Any], ref: dict[str, Any], role: str, ref_role: str, ctx: dict[str, Any]) -> None:
@@ -90,11 +128,17 @@ def check_inputs(images: dict[str, str], label: str | None, mask: str | None, ou
     if label is not None:
         report["label"] = read_header(label, "label", ctx)
         check_on_grid(report["label"], headers[first], "label", f"sequence '{first}' image", ctx)
-        values = np.unique(np.asanyarray(load_nifti(label, allow_empty=True, reorient=False, **ctx).dataobj))
-        report["label"]["values"] = values[:20].tolist()
-        report["label"]["binarised"] = "> 0"
     if mask is not None:
         report["mask"] = read_header(mask, "brain mask", ctx)
         check_on_grid(report["mask"], headers[mask_sequence], "brain mask", f"sequence '{mask_sequence}' image", ctx)
+    for seq, p in images.items():  # the headers first: they are cheap and name most problems
+        check_voxels(p, f"sequence '{seq}' image", ctx)
+    if label is not None:
+        values = check_voxels(label, "label", ctx, label=True)
+        report["label"]["values"] = values[:20].tolist()
+        report["label"]["binarised"] = "> 0"
+    report["warnings"] = [f"{role}: {info['warning']}" for role, info in
+                          [*headers.items(), *((k, report[k]) for k in ("label", "mask") if k in report)]
+                          if "warning" in info]
     write_json(out_json, report)
     return report

@@ -100,7 +100,9 @@ def preprocess_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, 
     goes to ``logger`` (the rule's log in a job)."""
     ids = dict(dataset=dataset, subject=subject)
     check_plan(raw, out, p)
-    check_inputs(dict(raw.images), raw.label, raw.mask, out.checked, mask_sequence=p.mask_sequence, **ids)
+    checked = check_inputs(dict(raw.images), raw.label, raw.mask, out.checked, mask_sequence=p.mask_sequence, **ids)
+    for warning in checked["warnings"]:
+        logger.warning("%s", warning)
     logger.info("inputs checked; brain mask (%s) from %s", p.mask_method, p.mask_sequence)
     image = raw.images[p.mask_sequence]
     make_brain_mask(image, out.native_mask, method=p.mask_method, mask_path=raw.mask, device=p.device, **ids)

@@ -52,7 +52,7 @@ def test_a_detection_block_anomaly_must_be_a_condition(demo):
 def test_a_published_table_must_exist(demo):
     cfg = copy.deepcopy(demo)
     _table(cfg)["published"] = "itermask3d_table1_synthetic_artefacts"
-    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\)\.published: "
+    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\), key 'published': "
                                           r"'itermask3d_table1_synthetic_artefacts' is not a published table in "
                                           rf"published/ \(.*{DETECTION}.*; null: none\)"):
         Study(cfg, base_dir=ROOT)

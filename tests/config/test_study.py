@@ -69,27 +69,64 @@ def test_pattern_that_matches_nothing(demo_config, tmp_path):
         Study(demo_config, base_dir=ROOT)
 
 
+def _ext_dataset(tmp_path, **entry):
+    (tmp_path / "sub-a1_FLAIR.nii.gz").write_bytes(b"")
+    return {"pattern": str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "sequences": ["FLAIR"],
+            "brain_mask": {"method": "stripped"}, "role": "test_healthy", **entry}
+
+
 def test_glob_role_finds_subjects(demo_config, tmp_path):
     for s in ("b2", "a1"):
         (tmp_path / f"sub-{s}_FLAIR.nii.gz").write_bytes(b"")
-    (tmp_path / "sub-x_y_FLAIR.nii.gz").write_bytes(b"")  # not a valid ID: ignored
-    demo_config["datasets"]["ext"] = {
-        "pattern": str(tmp_path / "sub-{subject}_{sequence}.nii.gz"),
-        "sequences": ["FLAIR"],
-        "brain_mask": {"method": "stripped"},
-        "role": "test_healthy",
-    }
+    demo_config["datasets"]["ext"] = _ext_dataset(tmp_path)
     study = Study(demo_config, base_dir=ROOT)
     assert study.datasets["ext"].splits == {"test_healthy": ("a1", "b2")}
 
 
+def test_glob_role_names_files_with_invalid_subject_ids(demo_config, tmp_path):
+    """A globbed ID with '_' or '-' is an error naming it, never a subject silently left out."""
+    for s in ("p003", "patient_001", "patient-002"):
+        (tmp_path / f"{s}.nii.gz").write_bytes(b"")
+    demo_config["datasets"]["ext"] = _ext_dataset(tmp_path, pattern=str(tmp_path / "{subject}.nii.gz"))
+    with pytest.raises(ConfigError, match=r"dataset 'ext': role 'test_healthy': pattern .* matches files whose "
+                                          r"subject ID is invalid \('patient-002', 'patient_001', 'sub-a1_FLAIR'\)"):
+        Study(demo_config, base_dir=ROOT)
+
+
 def test_split_file_and_missing_split_file(demo_config, tmp_path):
     f = tmp_path / "train.txt"
-    f.write_text("# comment\nd01\nd02\n\n")
+    f.write_bytes("\ufeff# comment\r\nd01  # first\r\n  # indented comment\nd02\t\n\n".encode("utf-8"))
     demo_config["datasets"]["demo"]["splits"]["train"] = str(f)
     assert Study(demo_config, base_dir=ROOT).datasets["demo"].splits["train"] == ("d01", "d02")
-    demo_config["datasets"]["demo"]["splits"]["train"] = str(tmp_path / "nope.txt")
-    with pytest.raises(ConfigError, match=r"split 'train' file '.*nope.txt' does not exist"):
+    demo_config["datasets"]["demo"]["splits"]["train"] = "nope.txt"
+    with pytest.raises(ConfigError, match=r"split 'train' file 'nope.txt' does not exist \(looked for "
+                                          + str(ROOT.resolve() / "nope.txt").replace(".", r"\.")):
+        Study(demo_config, base_dir=ROOT)
+    demo_config["datasets"]["demo"]["splits"]["train"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"split 'train' file '.*' is a folder, not a file"):
+        Study(demo_config, base_dir=ROOT)
+    f.write_text("d01\nd02\nd01\n")
+    demo_config["datasets"]["demo"]["splits"]["train"] = str(f)
+    with pytest.raises(ConfigError, match=r"split 'train' file '.*train.txt' lists subject ID\(s\) 'd01' twice"):
+        Study(demo_config, base_dir=ROOT)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"sequence_names": {"Flair": "flair"}}, r"sequence_names key\(s\) \['Flair'\] are not among its sequences"),
+    ({"sequences": ["FLAIR", "FLAIR"]}, r"sequences lists \['FLAIR'\] more than once"),
+    ({"pattern": "x/sub-{subj}_{sequence}.nii.gz"}, r"pattern 'x/sub-\{subj\}.*' has placeholder\(s\) \{subj\}"),
+    ({"label_pattern": "x/sub-{subject}_{sequence}_label.nii.gz"},
+     r"label_pattern .* has placeholder\(s\) \{sequence\}; only \{subject\} can be filled"),
+    ({"brain_mask": {"method": "pattern", "pattern": "x/mask.nii.gz"}},
+     r"brain_mask.pattern 'x/mask.nii.gz' must contain '\{subject\}'"),
+    ({"brain_mask": {"method": "stripped", "pattern": "x/{subject}_mask.nii.gz"}},
+     r"brain_mask.pattern is only read with brain_mask.method 'pattern' \(method is 'stripped'\)"),
+    ({"splits": {"test_healthy": ["a1"]}}, r"give 'splits' or 'role', not both"),
+])
+def test_dataset_entry_mistakes_name_dataset_and_key(demo_config, tmp_path, entry, message):
+    """Each mistake in a user's dataset entry fails at parse time, naming the dataset and the key."""
+    demo_config["datasets"]["ext"] = _ext_dataset(tmp_path, **entry)
+    with pytest.raises(ConfigError, match=r"dataset 'ext': " + message):
         Study(demo_config, base_dir=ROOT)
 
 
@@ -128,7 +165,7 @@ def test_labelled_honest_source_needs_val_lesion(demo_config):
 def test_experiment_references(demo_config):
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair"]["sequence"] = "PDw"
-    with pytest.raises(ConfigError, match=r"experiments\.im3d_flair'\.sequence: 'PDw' is not a sequence of dataset 'demo'"):
+    with pytest.raises(ConfigError, match=r"experiments\.im3d_flair\.sequence': 'PDw' is not a sequence of dataset 'demo'"):
         Study(cfg, base_dir=ROOT)
     cfg = copy.deepcopy(demo_config)
     cfg["tables"][0]["rows"].append({"label": "Nope", "experiment": "nope"})
@@ -174,7 +211,7 @@ def test_bids_pattern_and_deep_merge():
 def test_glob_subjects_anchors_whole_path(tmp_path):
     (tmp_path / "sub-01_T1w.nii.gz").write_bytes(b"")
     (tmp_path / "sub-01_T1w.nii.gz.bak").write_bytes(b"")
-    assert glob_subjects(str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "T1w") == ["01"]
+    assert glob_subjects(str(tmp_path / "sub-{subject}_{sequence}.nii.gz"), "T1w") == (["01"], [])
 
 
 def test_glob_subjects_with_the_subject_twice_in_the_pattern(tmp_path):
@@ -183,8 +220,8 @@ def test_glob_subjects_with_the_subject_twice_in_the_pattern(tmp_path):
         (tmp_path / f"sub-{folder}" / "anat").mkdir(parents=True)
         (tmp_path / f"sub-{folder}" / "anat" / f"sub-{name}_T1w.nii.gz").write_bytes(b"")
     pattern = str(tmp_path / "sub-{subject}" / "anat" / "sub-{subject}_{sequence}.nii.gz")
-    assert glob_subjects(pattern, "T1w") == ["01", "02"]
-    assert glob_subjects(pattern, "FLAIR") == []
+    assert glob_subjects(pattern, "T1w") == (["01", "02"], [])
+    assert glob_subjects(pattern, "FLAIR") == ([], [])
 
 
 def test_role_dataset_globs_a_bids_style_pattern(tmp_path, demo_config):
@@ -296,7 +333,7 @@ def test_sweep_errors(demo_config):
     # a model shared across HF radii is refused
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
-    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial'\.hf_radius: 9 differs .*'im3d_flair_seg' \(6\)"):
+    with pytest.raises(ConfigError, match=r"im3d_flair_nospatial\.hf_radius': 9 differs .*'im3d_flair_seg' \(6\)"):
         Study(cfg, base_dir=ROOT)
 
 
@@ -381,7 +418,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
 
     cfg = validate_schema({"results_dir": "r", "preprocess": {"spacing_mm": 1.0, "box": [16, 16, 16]},
                            "datasets": {"d": {"pattern": "x/{subject}.nii.gz", "sequences": ["T1w"],
-                                              "brain_mask": {"method": "stripped"}, "splits": {"train": ["a"]}}},
+                                              "brain_mask": {"method": "stripped"}, "splits": {"train": ["a"], "val": ["b"]}}},
                            "experiments": {"e": {"method": "itermask2", "dataset": "d", "sequence": "T1w"}}})
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
     assert cfg["resources"] == {"gpu": 1, "threads": 2, "train_runtime": 240, "train_mem_mb": 16000,
@@ -458,12 +495,44 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
 
 
 @pytest.mark.parametrize("device, strip, strip_gpus, torch_gpus", [
-    ("cuda", "cuda", 3, 3),  # strips on CUDA: its jobs ask for the GPU too
-    ("auto", "cpu", 0, 3),   # masks must not depend on which node a job lands on
+    ("cuda", "cuda", 1, 1),  # strips on CUDA: its jobs ask for the GPU too
+    ("auto", "cpu", 0, 1),   # masks must not depend on which node a job lands on
     ("cpu", "cpu", 0, 0),    # nothing asks a cluster for a GPU it will not use
 ])
 def test_skull_strippers_and_torch_jobs_request_gpus_by_device(demo_config, device, strip, strip_gpus, torch_gpus):
     cfg = copy.deepcopy(demo_config)
-    cfg["device"], cfg["resources"] = device, {**cfg["resources"], "gpu": 3}
+    cfg["device"], cfg["resources"] = device, {**cfg["resources"], "gpu": 1}
     study = Study(cfg)
     assert (study.skullstrip_device, study.skullstrip_gpus, study.torch_gpus) == (strip, strip_gpus, torch_gpus)
+
+
+def test_empty_val_split_fails_at_parse_time_for_methods_that_need_it(demo_config):
+    """`val: []` is refused while the config is read, not after preprocessing, naming the experiment."""
+    demo_config["datasets"]["demo"]["splits"]["val"] = []
+    with pytest.raises(ConfigError, match=r"config key 'experiments.im3d_flair': method 'itermask3d' with these "
+                                          r"settings needs healthy validation subjects, but dataset 'demo' has an "
+                                          r"empty or no 'val' split"):
+        Study(demo_config, base_dir=ROOT)
+
+
+def test_training_settings_leave_out_what_does_not_change_the_model(demo_config):
+    """Rule train's params: a table label, the test sets or an inference-only key (gamma) leave
+    them unchanged (no retraining); a training key or a key the calibration reads changes them."""
+    def view(cfg):
+        return Study(cfg, base_dir=ROOT).training_settings("im3d_flair_seg").to_dict()
+
+    base = view(copy.deepcopy(demo_config))
+    assert base["infer"] == {"tau_percentile": 80, "batch_size": 4} and base["detect"] == []
+    changed = copy.deepcopy(demo_config)
+    exp = changed["experiments"]["im3d_flair_seg"]
+    exp["label"], exp["infer"] = "renamed", {**exp["infer"], "gamma": 9.0}
+    exp["segment"] = False
+    exp["detect"] = True
+    assert view(changed) == base
+    for section, key, value in (("train", "steps", 451), ("infer", "tau_percentile", 70)):
+        changed = copy.deepcopy(demo_config)
+        exp = changed["experiments"]["im3d_flair_seg"]
+        exp[section] = {**exp[section], key: value}
+        assert view(changed) != base, key
+    ae = Study(copy.deepcopy(demo_config), base_dir=ROOT).training_settings("ae_flair")
+    assert dict(ae.infer) == dict(Study(demo_config, base_dir=ROOT).settings("ae_flair").infer)  # None: every key

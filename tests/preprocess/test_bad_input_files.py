@@ -238,19 +238,18 @@ def test_check_inputs_label_and_mask_on_their_images_on_disk_grid(tmp_path, what
 
 def test_check_inputs_accepts_messy_but_valid_data(tmp_path):
     """Mixed voxel sizes between sequences, anisotropic voxels, a tiny (< 0.5 degree) shear,
-    a single-volume 4D file, negative intensities, NaN (left to the stage that reads voxels)
-    and a multi-valued label (binarised > 0 downstream; its values are recorded)."""
+    a single-volume 4D file, negative intensities and a multi-valued label (binarised > 0
+    downstream; its values are recorded)."""
     t1 = good_image(tmp_path / "t1.nii.gz", shape=(8, 9, 10), affine=np.diag([1.0, 1.2, 3.0, 1.0]))
     flair = tmp_path / "flair.nii.gz"
     data = -np.random.default_rng(1).random((5, 6, 7, 1)).astype(np.float32) * 100
-    data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, sheared(0.1)), flair)
     label = tmp_path / "label.nii.gz"
     lab = np.zeros((8, 9, 10), np.int16)
     lab[2:4, 2:4, 2:4], lab[5, 5, 5] = 1, 2
     nib.save(nib.Nifti1Image(lab, np.diag([1.0, 1.2, 3.0, 1.0])), label)
     report, out = run_check(tmp_path, {"T1w": t1, "FLAIR": flair}, label=label)
-    assert out.exists() and report["label"]["values"] == [0, 1, 2]
+    assert out.exists() and report["label"]["values"] == [0, 1, 2] and report["warnings"] == []
     assert report["images"]["FLAIR"]["shape"] == [5, 6, 7] and report["images"]["T1w"]["voxel_mm"] == [1.0, 1.2, 3.0]
     assert shear_degrees(sheared(0.1)) == pytest.approx(0.1, abs=1e-6)
     assert shear_degrees(np.diag([-1.0, 2.0, 3.0, 1.0])) == pytest.approx(0.0, abs=1e-9)
@@ -315,3 +314,53 @@ def test_label_without_lesion_on_the_grid(tmp_path, lesion, problem):
         pp.resample_label(label_path, image, grid_path, out / "label.nii.gz", **IDS)
     assert_error(exc, label_path, problem)
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("kind, problem", [("nan", "sequence 'FLAIR' image: image contains 1 NaN/Inf voxels"),
+                                           ("all_zero", "sequence 'FLAIR' image: image is empty"),
+                                           ("truncated_gzip", "sequence 'FLAIR' image: cannot read NIfTI file")])
+def test_check_inputs_reads_every_sequences_voxels_before_the_brain_mask(tmp_path, kind, problem):
+    """Voxel problems of a sequence that is not the mask's fail the input check, naming the sequence."""
+    t1 = good_image(tmp_path / "t1.nii.gz")
+    bad = write_bad(tmp_path, kind)
+    with pytest.raises(InputError) as exc:
+        run_check(tmp_path, {"T1w": t1, "FLAIR": bad})
+    assert_error(exc, bad, problem)
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_check_inputs_refuses_a_zero_voxel_size_in_the_header(tmp_path):
+    """pixdim 0 (nibabel would quietly read 1 mm from such a header) is refused."""
+    t1 = good_image(tmp_path / "t1.nii.gz")
+    img = nib.Nifti1Image(np.ones((8, 9, 10), np.float32), None)
+    img.header.set_zooms((2.0, 2.0, 0.0))
+    bad = tmp_path / "flair.nii.gz"
+    nib.save(img, bad)
+    with pytest.raises(InputError) as exc:
+        run_check(tmp_path, {"T1w": t1, "FLAIR": bad})
+    assert_error(exc, bad, "sequence 'FLAIR' image: the header stores no orientation and its voxel sizes "
+                           "(2.0, 2.0, 0.0) are not all positive")
+
+
+@pytest.mark.parametrize("values, shown", [([0.0, 0.3, 1.0], "[0.3]"), ([-1.0, 0.0, 1.0], "[-1.0]")])
+def test_check_inputs_refuses_a_label_that_is_not_integer_classes(tmp_path, values, shown):
+    """A probability map or a signed image as label: refused, not binarised into a full lesion."""
+    t1 = good_image(tmp_path / "t1.nii.gz")
+    lab = np.zeros((8, 9, 10), np.float32)
+    lab[2, 2, 2:5] = values
+    label = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(lab, AFF), label)
+    with pytest.raises(InputError) as exc:
+        run_check(tmp_path, {"T1w": t1}, label=label)
+    assert_error(exc, label, f"label: values must be non-negative integers (lesion = value > 0), found {shown}")
+
+
+def test_check_inputs_warns_when_no_orientation_is_stored(tmp_path):
+    """qform and sform codes 0: accepted as nibabel reads it, with a warning in the report."""
+    img = nib.Nifti1Image(np.random.default_rng(0).random((8, 9, 10)).astype(np.float32) + 1, None)
+    img.header.set_zooms((2.0, 2.0, 2.0))
+    t1 = tmp_path / "t1.nii.gz"
+    nib.save(img, t1)
+    assert int(nib.load(t1).header["sform_code"]) == 0 and int(nib.load(t1).header["qform_code"]) == 0
+    report, _ = run_check(tmp_path, {"T1w": t1})
+    assert report["warnings"] == ["T1w: neither qform nor sform is set: orientation taken from the voxel sizes alone"]

@@ -164,14 +164,17 @@ def test_a_missing_sequence_is_the_checks_error(tmp_path):
     assert_error(exc, missing, "sequence 'FLAIR' image file does not exist")
 
 
-def test_voxel_problems_fail_the_stage_that_reads_them(tmp_path):
-    """NaN voxels pass the header check and fail the brain mask, naming the file."""
+def test_voxel_problems_fail_the_input_check(tmp_path):
+    """NaN voxels in a sequence other than the mask's fail the input check, before the brain
+    mask: nothing is written and the error names the sequence and the file."""
+    good = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), good)
     bad = write_bad(tmp_path, "nan")
-    raw = RawFiles(images={"T1w": str(bad)}, label=None, mask=None)
+    raw = RawFiles(images={"T1w": str(good), "FLAIR": str(bad)}, label=None, mask=None)
     with pytest.raises(InputError) as exc:
-        preprocess_subject(raw, outputs(tmp_path / "job", ("T1w",)), PARAMS, **IDS)
-    assert_error(exc, bad, "NaN/Inf")
-    assert written(tmp_path / "job") == ["inputs_checked.json"]  # Snakemake removes a failed job's outputs
+        preprocess_subject(raw, outputs(tmp_path / "job"), PARAMS, **IDS)
+    assert_error(exc, bad, "sequence 'FLAIR' image: image contains 1 NaN/Inf voxels")
+    assert written(tmp_path / "job") == []
 
 
 def test_outputs_must_fit_the_raw_files_and_settings(tmp_path):

@@ -24,7 +24,7 @@ def _config(tmp_path: Path) -> Path:
             "label_pattern": str(tmp_path / "raw/sub-{subject}_label.nii.gz"),
             "sequences": ["FLAIR"],
             "brain_mask": {"method": "stripped"},
-            "splits": {"train": ["s1", "s3", "s5"], "test_healthy": ["s2", "s4"], "test_lesion": ["s6"]},
+            "splits": {"train": ["s1", "s3", "s5"], "val": ["s7"], "test_healthy": ["s2", "s4"], "test_lesion": ["s6"]},
         }
     }
     cfg["experiments"] = {"e": {"method": "itermask3d", "dataset": "ext", "sequence": "FLAIR", "segment": False}}
@@ -40,8 +40,8 @@ def _config(tmp_path: Path) -> Path:
 def test_bad_files_fail_their_subject_only(tmp_path):
     """One snakemake -k run: corrupt (s1), NaN voxels (s2), missing (s3), sheared affine (s4),
     a label on another grid (s6, rule preprocess_labelled__ext) and a good subject (s5), each one
-    preprocessing job. The header-level problems fail its input check (s3's missing file too: not
-    a MissingInputException at DAG build), NaN fails its brain mask, s5 finishes (its QC too); a
+    preprocessing job. Every problem fails the subject's input check, before any heavy stage (s3's
+    missing file too: not a MissingInputException at DAG build); s5 finishes (its QC too); a
     failed job leaves no output."""
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -68,12 +68,12 @@ def test_bad_files_fail_their_subject_only(tmp_path):
     log1 = (logs / "preprocess_subject/ext_s1.log").read_text()
     assert "dataset 'ext', subject 's1', file" in log1 and "sub-s1_FLAIR.nii.gz" in log1 and "cannot read NIfTI" in log1
     log2 = (logs / "preprocess_subject/ext_s2.log").read_text()
-    assert "subject 's2'" in log2 and "1 NaN/Inf voxels" in log2
+    assert "subject 's2'" in log2 and "sequence 'FLAIR' image: image contains 1 NaN/Inf voxels" in log2
     log3 = (logs / "preprocess_subject/ext_s3.log").read_text()
     assert "subject 's3'" in log3 and "sub-s3_FLAIR.nii.gz" in log3 and "file does not exist" in log3
     log4 = (logs / "preprocess_subject/ext_s4.log").read_text()
     assert "subject 's4'" in log4 and "affine has a shear of 11.31 degrees" in log4
-    assert "inputs checked" in log2 and "inputs checked" not in log4  # nothing heavy ran for s4
+    assert "inputs checked" not in log2 and "inputs checked" not in log4  # nothing heavy ran for s2, s4
     log6 = (logs / "preprocess_subject/ext_s6.log").read_text()
     assert "rule preprocess_labelled__ext" in log6 and "subject 's6'" in log6 and "sub-s6_label.nii.gz" in log6
     assert "label: on-disk shape (24, 24, 20) differs" in log6 and "inputs checked" not in log6
