@@ -20,7 +20,7 @@ rule artefacts:
     log:
         f"{R}/logs/artefacts/{{dataset}}_{{sequence}}_{{subject}}.log",
     group:
-        cluster_group("inference")
+        cluster_group("artefacts")
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -46,7 +46,7 @@ rule artefact_high_frequency:
     log:
         f"{R}/logs/artefact_high_frequency/{{dataset}}_{{sequence}}_{{subject}}_{{artefact}}_r{{radius}}.log",
     group:
-        cluster_group("inference")
+        cluster_group("artefacts")
     conda:
         "../envs/evaluate.yaml"
     threads: 1

@@ -38,6 +38,7 @@ FS_AGREEMENT = f"{FS}/agreement.json"
 FS_OUTLIER = FAILED_STRIP_MASK.format(results=R, dataset="{dataset}", subject="{subject}")  # brain masks of <dataset>failedstrip
 assert FS_OUTLIER.startswith(FS)
 MODEL = f"{R}/models/{{experiment}}/model.pt"
+CHECKPOINTS = f"{R}/checkpoints/{{experiment}}"  # training checkpoints, one sub-folder per config hash (not an output)
 TRAIN_ITEMS = f"{R}/models/{{experiment}}/items.json"  # the training job's one input (rule training_items)
 LOSS_TSV = f"{R}/models/{{experiment}}/loss.tsv"
 LOSS_PNG = f"{R}/models/{{experiment}}/loss.png"

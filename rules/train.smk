@@ -1,7 +1,7 @@
 # Training one model per experiment that owns a model (METHOD.md §4-5). The method's
 # InputSpec (itermask.methods) says which preprocessed files each training/validation
-# subject gives. Checkpoints go to R/checkpoints/{experiment}/<config hash>/ (not a Snakemake
-# output; inside the results folder), so a killed or timed-out job resumes.
+# subject gives. Checkpoints go to CHECKPOINTS/<config hash>/ (not a Snakemake output; inside
+# the results folder), so a killed or timed-out job resumes.
 
 include: "inputs/train.smk"
 
@@ -41,8 +41,8 @@ rule train:
             category="Training",
         ),
     params:
-        settings=lambda w: STUDY.settings(w.experiment).to_dict(),
-        checkpoint_dir=lambda w: f"{R}/checkpoints/{w.experiment}",
+        settings=lambda w: STUDY.training_settings(w.experiment).to_dict(),  # a change elsewhere does not retrain
+        checkpoint_dir=lambda w: path(CHECKPOINTS, experiment=w.experiment),
         channels_last=RES.channels_last,
     log:
         f"{R}/logs/train/{{experiment}}.log",

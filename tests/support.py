@@ -9,9 +9,10 @@ from itermask.config.study import Study
 
 def experiment_settings(method: str, variant: str = "full", *, network: dict | None = None,
                         train: dict | None = None, infer: dict | None = None, hf_radius: int | None = None,
-                        seed: int = 0, model_from: bool = False) -> ExperimentSettings:
+                        seed: int = 0, model_from: bool = False, training: bool = False) -> ExperimentSettings:
     """ExperimentSettings of one experiment on a stand-in dataset, schema defaults filled
-    (``model_from``: the experiment uses the model of another one, as fixed-tau runs do)."""
+    (``model_from``: the experiment uses the model of another one, as fixed-tau runs do;
+    ``training``: the view a training job gets, ``Study.training_settings``)."""
     exp: dict[str, Any] = {"method": method, "dataset": "toy", "sequence": "FLAIR", "variant": variant}
     for key, value in (("network", network), ("train", train), ("infer", infer), ("hf_radius", hf_radius)):
         if value is not None:
@@ -29,4 +30,5 @@ def experiment_settings(method: str, variant: str = "full", *, network: dict | N
     if model_from:
         config["experiments"]["src"] = {k: v for k, v in exp.items() if k != "infer"}
         exp["model_from"] = "src"
-    return Study(config).settings("e")
+    study = Study(config)
+    return study.training_settings("e") if training else study.settings("e")

@@ -6,9 +6,9 @@ arguments) and carry no defaults of their own.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 
 def freeze(value: Any) -> Any:
@@ -86,6 +86,14 @@ class ExperimentSettings:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["train"] = asdict(self.train)
         return thaw(d)
+
+    def for_training(self, infer_keys: Iterable[str] | None) -> "ExperimentSettings":
+        """What a training job reads: no test sets or table label (they do not change the model),
+        and only the ``infer`` keys in ``infer_keys`` (the method's ``training_infer_keys``; None:
+        all). Rule train's params are this view, so a change elsewhere does not retrain; a key
+        the training job reads but the method leaves out is a KeyError, never a stale model."""
+        infer = self.infer if infer_keys is None else {k: self.infer[k] for k in infer_keys}
+        return replace(self, label="", detect=(), segment=(), infer=freeze(infer))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ExperimentSettings":

@@ -182,6 +182,11 @@ class Study:
             return (exp["dataset"],)
         return () if value is False else tuple(value)
 
+    def training_settings(self, name: str) -> ExperimentSettings:
+        """The settings its training job reads (``ExperimentSettings.for_training``)."""
+        s = self.settings(name)
+        return s.for_training(methods.get(s.method).training_infer_keys)
+
     def train_spec(self, name: str) -> InputSpec:
         s = self.settings(name)
         return methods.get(s.method).train_inputs(s)
@@ -227,8 +232,10 @@ class Study:
         return names if own is None else [n for n in names if n.partition("-")[0] in own]
 
     def artefact_params(self, name: str) -> tuple[str, dict]:
-        """(type, params given in the config) of an artefact condition name (the artefacts
-        stage merges them over the type's reference parameters)."""
+        """(type, every parameter) of an artefact condition name: the config's over the type's
+        reference parameters (rule artefacts' params, so a changed reference value reruns it)."""
+        from itermask.artefacts.algorithms import merged_params  # NumPy only
+
         art = self.config["artefacts"]
         m = re.fullmatch(r"(?P<t>[a-z_0-9]+?)(?:-s(?P<k>\d+))?", name)
         if not m:
@@ -238,7 +245,7 @@ class Study:
         if m.group("k") is not None:
             sweep = art["severity"][kind]
             params[sweep["param"]] = sweep["values"][int(m.group("k"))]
-        return kind, params
+        return kind, merged_params(kind, params)
 
     def conditions(self, name: str, dataset: str, subject: str) -> list[str]:
         """Inference conditions of one subject for one experiment."""
@@ -281,3 +288,4 @@ def iter_files(study: Study) -> Iterable[tuple[str, str, str | None, str]]:
             label = ds.label(s)
             if label:
                 yield ds.name, s, None, label
+

@@ -98,6 +98,9 @@ class Method:
     primary_network: ClassVar[str]
     #: training refuses to start without validation samples (e.g. a calibration needs them)
     requires_validation: ClassVar[bool] = False
+    #: the ``infer`` keys the training job reads (``check``, ``finish_training``); None: all of
+    #: them. Rule train's params hold only these, so changing another infer key does not retrain.
+    training_infer_keys: ClassVar[tuple[str, ...] | None] = None
 
     # -- what the workflow asks -------------------------------------------------------
     def needs_validation(self, settings: "ExperimentSettings") -> bool:

@@ -39,6 +39,8 @@ class IterMask2(Method):
     spatial_dims = 2
     primary_network = "masked"
     requires_validation = True
+    # the calibration's, and what check() reads of the subject-specific tau's phase-A schedule
+    training_infer_keys = ("tau_percentile", "batch_size", "threshold", "step_percent", "fine_from_percent")
 
     # -- inputs -------------------------------------------------------------------------
     def train_inputs(self, settings: Any) -> InputSpec:

@@ -44,6 +44,7 @@ class IterMask3D(Method):
     spatial_dims = 3
     primary_network = "masked"
     requires_validation = True  # the calibration (fixed tau, -spatial) needs healthy validation scans
+    training_infer_keys = ("tau_percentile", "batch_size")  # the calibration's
 
     # -- inputs -------------------------------------------------------------------------
     def train_inputs(self, settings: Any) -> InputSpec:

@@ -73,7 +73,7 @@ def run(method, variant, train, val, cfg, out: Path, seed: int = 0, **kw):
     logs: list[str] = []
     kw.setdefault("device", "cpu")
     kw.setdefault("channels_last", False)
-    settings = experiment_settings(method, variant, seed=seed, **cfg)
+    settings = experiment_settings(method, variant, seed=seed, training=True, **cfg)  # what rule train passes
     train_experiment(
         settings, train, val,
         out_model=str(out / "model.pt"), out_loss_tsv=str(out / "loss.tsv"), out_loss_png=str(out / "loss.png"),

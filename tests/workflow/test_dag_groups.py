@@ -29,6 +29,8 @@ def test_local_dry_run_forms_no_groups(tmp_path):
     assert _group_jobs(_dry_run(tmp_path)) == set()
 
 
-def test_group_components_form_the_subject_and_inference_groups(tmp_path):
-    out = _dry_run(tmp_path, "--group-components", "subject=2", "inference=4")
-    assert _group_jobs(out) == {"subject", "inference"}
+def test_group_components_form_the_subject_artefacts_and_inference_groups(tmp_path):
+    """Three groups; the artefacts are not in the inference group (one subject's artefacts feed
+    every detection experiment's inference: one group would chain them all into one job)."""
+    out = _dry_run(tmp_path, "--group-components", "subject=2", "artefacts=2", "inference=4")
+    assert _group_jobs(out) == {"subject", "artefacts", "inference"}
