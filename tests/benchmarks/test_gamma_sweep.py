@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from itermask.core.networks import build_network
@@ -70,3 +71,28 @@ def test_gamma_sweep_fine_tail_replaces_the_phase_a_schedule(tmp_path, capsys):
     assert re.search(r"lesion voxels a:\d+; labelled validation v:\d+$", header)
     gamma_sweep.main(common)  # the experiment's own schedule: 5 % to 90, 1 % to 100
     assert "phase A 28 iterations" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_dice_helper_known_value():
+    """dice() on hand-built masks: |P| = 3, |L| = 2, overlap 1 -> 2 * 1 / (3 + 2) = 0.4."""
+    pred = np.zeros((2, 3, 4), dtype=bool)
+    pred[0, 0, :3] = True
+    label = torch.zeros((2, 3, 4))
+    label[0, 0, 2:4] = 1
+    assert gamma_sweep.dice(pred, label) == pytest.approx(0.4)
+    assert gamma_sweep.dice(torch.zeros((2, 3, 4)), label) == pytest.approx(0.0)
+    assert gamma_sweep.dice(label > 0, label) == pytest.approx(1.0)
+
+
+def test_gamma_sweep_prints_the_known_dice_of_a_whole_brain_mask(tmp_path, capsys):
+    """Fixed tau -1 (below every squared error): phase B keeps the whole brain, Dice = 2|L| / (|B| + |L|)."""
+    _tiny_study(tmp_path)
+    gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+                      "--experiment", "im3d_flair_seg", "--gammas", "1", "--taus", "-1"])
+    g = np.indices((32, 32, 32)) - 15.5
+    brain = (g**2).sum(0) < 144
+    lesion = brain & (((g - 4) ** 2).sum(0) < 9)
+    expected = 2 * lesion.sum() / (brain.sum() + lesion.sum())  # the lesion lies inside the brain
+    assert 0.02 < expected < 0.2
+    fixed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fixed tau -1: ")]
+    assert fixed == [f"fixed tau -1: mean Dice {expected:.3f} | a:{expected:.2f}(tau -1.0)"]

@@ -251,3 +251,73 @@ def test_mask_2d_fraction_is_size_invariant():
     assert 0.03 < means[240] < 0.3
     for n in (128, 64):
         assert means[n] == pytest.approx(means[240], rel=0.2)
+
+
+def _record_calls(monkeypatch, name: str) -> list:
+    """Wrap ``itermask.core.masks.<name>`` so each call's arguments and result are recorded."""
+    import itermask.core.masks as masks_module
+
+    original = getattr(masks_module, name)
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((args, kwargs, out))
+        return out
+
+    monkeypatch.setattr(masks_module, name, wrapper)
+    return calls
+
+
+def test_mask_2d_coarse_share_is_one_third(monkeypatch):
+    """The documented coarse-scale probability 1/3 (default coarse_p) is the empirical share of coarse draws."""
+    calls = _record_calls(monkeypatch, "patch_counts_2d")
+    brain = disc(24)
+    rng = np.random.default_rng(20)
+    for _ in range(3000):
+        training_mask_2d(brain, rng)
+    coarse = np.array([args[2] for args, _, _ in calls], dtype=bool)
+    assert coarse.size == 3000
+    assert coarse.mean() == pytest.approx(1 / 3, abs=0.03)  # binomial SE 0.009
+    # and coarse_p is honoured at its extremes
+    calls.clear()
+    for p, expected in ((0.0, False), (1.0, True)):
+        training_mask_2d(brain, rng, coarse_p=p)
+        assert calls[-1][0][2] is expected
+
+
+@pytest.mark.parametrize(
+    "coarse_p, expected",
+    # mean masked brain share at 240^2 over 300 draws (seed 21), measured with the documented
+    # units (coarse 2.5 px, fine 10 px): fine scale ~0.157, coarse scale ~0.0255
+    [(0.0, 0.157), (1.0, 0.0255)],
+)
+def test_mask_2d_fraction_per_scale_at_240(coarse_p, expected):
+    """Mean masked fraction at 240^2 with the scale forced fine (~15.7 %) or coarse (~2.6 %), +-15 %."""
+    brain = disc(240)
+    rng = np.random.default_rng(21)
+    fractions = [training_mask_2d(brain, rng, coarse_p=coarse_p).sum() / brain.sum() for _ in range(300)]
+    assert np.mean(fractions) == pytest.approx(expected, rel=0.15)
+
+
+@pytest.mark.parametrize("n", [240, 120])
+def test_mask_2d_patch_centre_spread_is_the_blob_unit(monkeypatch, n):
+    """With c11 = c22 = 1 the patch centres spread with SD = blob unit: 10 s px (fine), 2.5 s px (coarse)."""
+    calls = _record_calls(monkeypatch, "sample_density_pixels")
+    brain = np.ones((n, n), dtype=bool)
+    s = n / 240
+    rng = np.random.default_rng(22)
+    for coarse_p, unit in ((0.0, 10.0 * s), (1.0, 2.5 * s)):
+        calls.clear()
+        for _ in range(60):
+            training_mask_2d(brain, rng, c_range=(1.0, 1.0), coarse_p=coarse_p)
+        # the covariance handed to the sampler is exactly c * unit^2 on the diagonal (+1e-6 unit^2)
+        for args, _, _ in calls:
+            cov = args[2]
+            np.testing.assert_allclose(np.diag(cov), (1.0 + 1e-6) * unit**2, rtol=1e-9)
+        # empirical spread of the drawn centres about the blob centre (blobs well inside the image)
+        dev = [out - args[1] for args, _, out in calls
+               if np.all(args[1] >= 5 * unit) and np.all(args[1] < n - 5 * unit)]
+        dev = np.concatenate(dev).astype(float)
+        assert dev.shape[0] > 500
+        assert np.sqrt(np.mean(dev**2)) == pytest.approx(unit, rel=0.1)

@@ -122,6 +122,26 @@ def test_y_limit_truncates_fit():
     assert not (loose.a == pytest.approx(a, rel=1e-3) and loose.b == pytest.approx(b, rel=1e-3))
 
 
+def test_r2_uses_only_points_up_to_80_percent_of_t_last():
+    """Curve = a tan(b t) exactly for t <= 80, far off after: R^2 (t <= 0.8 t_n) = 1, tangent branch."""
+    from itermask.core.threshold import r_squared, tangent_model
+
+    a, b, gamma = 0.5, 0.015, 0.01
+    curve = a * np.tan(b * T)  # 0.5 tan(1.2) = 1.29 at t = 80
+    curve[80:] = 20.0 + T[80:]  # t = 81..100: above y_limit (so outside the fit) and far off the tangent
+    fit = subject_threshold(curve, gamma=gamma)  # defaults: y_limit 10, r2_min 0.85, r2_fraction 0.8
+    assert fit.n_fit == 80
+    assert fit.a == pytest.approx(a, rel=1e-6) and fit.b == pytest.approx(b, rel=1e-6)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-9)
+    assert fit.branch == "tangent"
+    # a b / cos^2(b t) > 0.01 first at t > acos(sqrt(0.75)) / 0.015 = 34.9 -> t = 35 (index 34)
+    assert fit.k == 34 and first_t_over_gamma(a, b, gamma) == pytest.approx(34.9066, abs=1e-3)
+    # with the tail inside the R^2 the same fit scores far below r2_min -> derivative branch
+    assert r_squared(curve, tangent_model(T, fit.a, fit.b)) < 0
+    with_tail = subject_threshold(curve, gamma=gamma, r2_fraction=1.0)
+    assert with_tail.r2 < 0.85 and with_tail.branch == "derivative"
+
+
 def test_first_point_over_y_limit_falls_back_to_derivative():
     curve = np.linspace(11.0, 20.0, 100)
     fit = subject_threshold(curve, gamma=0.01)

@@ -123,6 +123,29 @@ def test_detection_metrics_hand_built():
     assert all(np.isnan(v) for v in M.detection_metrics([0, 0], [1.0, 2.0]).values())
 
 
+def test_detection_metrics_ties_at_the_operating_point_count_against_the_method():
+    """Normal and anomalous scores tied at the threshold: fpr/fnr count the tied normals as positives."""
+    neg = np.array([0.0, 0.0, 1.0, 2.0, 3.0])
+    pos = np.array([0.0, 3.0, 4.0])
+    y = np.r_[np.zeros(5), np.ones(3)]
+    s = np.r_[neg, pos]
+    # Operating points "score >= t" (a threshold takes every tied score or none):
+    #   t=4: TPR 1/3, FPR 0/5 | t=3: TPR 2/3, FPR 1/5 | t=2: 2/3, 2/5 | t=1: 2/3, 3/5 | t=0: 3/3, 5/5
+    # fpr80 / fpr90: TPR >= 0.8 needs all 3 anomalous scans -> t = 0, which also takes all 5 normals
+    #   -> FPR 1.0 (breaking the tie at 0 in favour of the anomalous scan would give t = 0+: FPR 3/5)
+    # FPR at TPR >= 2/3: t = 3 takes the normal 3 as well -> FPR 1/5 (tie broken for anomalous: 0)
+    # fnr80: TNR >= 0.8 allows 1 normal at/above t -> t = 3 (normal 3 only); anomalous below 3: {0} -> 1/3
+    # fnr90: TNR >= 0.9 allows no normal at/above t -> t = 4; anomalous below 4: {0, 3} -> 2/3
+    #   (tie broken for anomalous: t = 3+ keeps the anomalous 3 -> 1/3)
+    d = M.detection_metrics(y, s)
+    assert d["fpr80"] == pytest.approx(1.0)
+    assert d["fpr90"] == pytest.approx(1.0)
+    assert d["fnr80"] == pytest.approx(1 / 3)
+    assert d["fnr90"] == pytest.approx(2 / 3)
+    assert M.fpr_at_tpr(y, s, 2 / 3) == pytest.approx(0.2)
+    assert M.fnr_at_tnr(y, s, 1.0) == pytest.approx(2 / 3)
+
+
 def test_psnr_known_value_and_ssim_identity():
     x = np.zeros((16, 16, 12))
     x[2:14, 2:14, 2:10] = np.linspace(0, 4, 12)[:, None, None]  # brain intensities 0..4

@@ -247,7 +247,7 @@ def test_honest_threshold_from_labelled_validation(inference):
     det = pd.read_csv(out[1], sep="\t")
     assert det[det["anomaly"] == "lesion"]["n_pos"].max() == 2  # b and c, not v
 
-    with pytest.raises(Exception, match="needs labelled validation scans.*'demo'"):
+    with pytest.raises(InputError, match="needs labelled validation scans.*'demo'"):
         evaluate_experiment("exp", dirs, *out, protocols=["honest"], honest_source="labelled_val",
                             honest_fpr=0.02, size_bins=[70, 100], pooled_anomalies=[])
 
