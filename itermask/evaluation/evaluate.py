@@ -6,7 +6,9 @@ three TSVs:
 - segmentation: one row per lesion subject × protocol (``honest``, ``paper``,
   ``per_image_best`` as requested, plus always ``iterative_mask`` = IterMask's own final mask);
   ``threshold_source`` says where a shared threshold came from (honest: ``healthy_fpr`` or
-  ``labelled_val``; paper: ``test_labels``).
+  ``labelled_val``; paper: ``test_labels``). A lesion subject the method left out (result.json
+  ``left_out_reason``, e.g. no lesion in IterMask2's central slice range) is one ``left_out`` row
+  without metrics, its reason as ``threshold_source``: the tables say how many each row lacks.
   ``per_image_best`` is IterMask's own oracle (``mask_oracle.nii.gz``: the per-image best
   iteration/τ, column ``oracle`` = ``itermask``, or τ raised further at the final iteration,
   ``itermask_final``, whichever is better) where inference wrote one, else the best
@@ -40,6 +42,7 @@ from itermask.io.atomic import atomic_path
 from itermask.errors import InputError
 from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS, detection_rows, score_rows
 from itermask.evaluation.metrics import healthy_tissue_quality, overlap_metrics, segmentation_metrics
+from itermask.evaluation.spec import LEFT_OUT
 from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
@@ -175,6 +178,13 @@ def _subject_rows(
     return rows
 
 
+def _left_out_row(experiment: str, s: Scan) -> dict[str, Any]:
+    """A lesion subject the method left out (result.json ``left_out_reason``): protocol
+    ``left_out``, no metrics, the reason as its threshold_source (the tables count these)."""
+    return {"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": LEFT_OUT,
+            "threshold_source": str(s.result["left_out_reason"])}
+
+
 def _segmentation_rows(
     experiment: str, scans: list[Scan], val_scans: list[Scan], protocols: list[str],
     honest_fpr: float, size_bins: list[int], honest_source: str, labelled_val_scans: Sequence[Scan],
@@ -185,14 +195,15 @@ def _segmentation_rows(
         raise ValueError(f"unknown protocols {sorted(unknown)}")
     if honest_source not in HONEST_SOURCES:
         raise ValueError(f"unknown honest_source '{honest_source}' (one of {list(HONEST_SOURCES)})")
-    lesion = _with_labels(scans)
+    left_out = [s for s in scans if s.result.get("left_out_reason")]  # e.g. no 2D test slice
+    rows = [_left_out_row(experiment, s) for s in left_out]
+    lesion = _with_labels([s for s in scans if s not in left_out])
     if not lesion:
-        return []
+        return rows
     by_fpr = "honest" in protocols and honest_source == "healthy_fpr"
     honest = _honest_theta(experiment, val_scans, honest_fpr) if by_fpr else None
     labelled = _with_labels(list(labelled_val_scans))
     sources = {"honest": honest_source, "paper": "test_labels"}
-    rows = []
     for dataset in dict.fromkeys(s.dataset for s in lesion):
         group = [s for s in lesion if s.dataset == dataset]
         if "honest" in protocols and not by_fpr:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from itermask.config.conditions import HEALTHY
 from itermask.evaluation.detection import dataset_members
-from itermask.evaluation.spec import METRICS, row_cells, row_protocol
+from itermask.evaluation.spec import LEFT_OUT, METRICS, row_cells, row_protocol
 
 SIZE_METRICS = {"dice_small": "small", "dice_medium": "medium", "dice_large": "large"}
 
@@ -41,6 +41,9 @@ class Row:
     # (experiment, block dataset; None for a detection table's scans) -> (converged, scans, fewest,
     # most iterations) of its iterative masks, and (tau at the curve's first point, subject-specific taus)
     convergence: dict[tuple[str, str | None], tuple[int, int, int, int, int, int]] = field(default_factory=dict)
+    left_out: dict[str, set[str]] = field(default_factory=dict)  # block dataset -> subjects without a result
+    left_out_reasons: set[str] = field(default_factory=set)
+    scans: dict[str, tuple[int, int]] = field(default_factory=dict)  # detection block -> (anomalous, healthy) scans
 
 
 def read_tsv(path: str) -> pd.DataFrame:
@@ -108,15 +111,16 @@ def _detection_scans(scores: pd.DataFrame, block: dict) -> pd.DataFrame:
     return df.drop_duplicates(["dataset", "subject", "condition"])
 
 
-def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> dict[str, Cell]:
+def _detection_cells(det: pd.DataFrame, block: dict, metrics: list[str]) -> tuple[dict[str, Cell], tuple[int, int] | None]:
+    """The block's cells, and its (anomalous, healthy) scan counts (None without a row)."""
     df = primary_rows(det)
     if block["dataset"] is not None and not df.empty:
         df = df[df["dataset"].astype(str) == block["dataset"]]
     df = df[df["anomaly"].astype(str) == (block["anomaly"] or "all")] if not df.empty else df
     if df.empty:
-        return {m: Cell() for m in metrics}
+        return {m: Cell() for m in metrics}, None
     r = df.iloc[0]
-    return {m: summarise([r[m]], METRICS[m][2]) for m in metrics}
+    return {m: summarise([r[m]], METRICS[m][2]) for m in metrics}, (int(r["n_pos"]), int(r["n_neg"]))
 
 
 def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
@@ -128,7 +132,7 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
     column = 1 if detection else 0
     rows = []
     for r in spec["rows"]:
-        row = Row(r["label"], bool(r["grey"]), row_protocol(spec, r))
+        row = Row(r["label"], bool(r["grey"]), "" if detection else row_protocol(spec, r))  # no θ in detection
         cells = row_cells(spec, r)
         scans: dict[str, list[pd.DataFrame]] = {}  # detection: experiment -> its blocks' scans
         for block in spec["blocks"]:
@@ -139,7 +143,9 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
             if exp not in frames:
                 frames[exp] = read_tsv(metrics[exp][column])
             if detection:
-                row.cells[block["key"]] = _detection_cells(frames[exp], block, spec["metrics"])
+                row.cells[block["key"]], counts = _detection_cells(frames[exp], block, spec["metrics"])
+                if counts is not None:
+                    row.scans[block["key"]] = counts
                 if len(metrics[exp]) > 2:
                     if exp not in score_frames:
                         score_frames[exp] = read_tsv(metrics[exp][2])
@@ -149,6 +155,10 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 row.cells[block["key"]] = _segmentation_cells(seg, row.protocol, block, spec["metrics"])
                 if row.protocol == "per_image_best" and "oracle" in seg:
                     row.oracle |= set(seg.loc[seg["protocol"] == row.protocol, "oracle"].dropna().astype(str))
+                gone = _block_rows(seg, LEFT_OUT, block)
+                if not gone.empty:
+                    row.left_out.setdefault(str(block["dataset"]), set()).update(gone["subject"].astype(str))
+                    row.left_out_reasons |= set(gone["threshold_source"].dropna().astype(str))
                 conv = _convergence(_block_rows(seg, row.protocol, block))
                 if conv is not None:
                     row.convergence[(exp, block["dataset"])] = conv
@@ -181,12 +191,13 @@ def wide_frame(spec: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
 def best_flags(rows: list[Row], block: str, metric: str) -> list[bool]:
     """Best value of a column among the white (non-grey) rows of one protocol, as the papers
     bold it (a row with another protocol, e.g. an honest-θ row beside the paper's, competes
-    only with its own protocol's rows)."""
+    only with its own protocol's rows), counting only cells defined for every subject (k = n):
+    a mean over fewer subjects is not compared with the others'."""
     higher = METRICS[metric][1]
     flags = [False] * len(rows)
     for protocol in dict.fromkeys(r.protocol for r in rows if not r.grey):
         idx = [i for i, r in enumerate(rows) if not r.grey and r.protocol == protocol]
-        values = [rows[i].cells[block][metric].mean for i in idx]
+        values = [c.mean if c.k == c.n else float("nan") for c in (rows[i].cells[block][metric] for i in idx)]
         finite = [v for v in values if math.isfinite(v)]
         if len(finite) < 2:
             continue

@@ -27,6 +27,8 @@ METRICS: dict[str, tuple[str, bool, float, int]] = {
     "fpr80": ("FPR80", False, 100.0, 1), "fpr90": ("FPR90", False, 100.0, 1),
     "fnr80": ("FNR80", False, 100.0, 1), "fnr90": ("FNR90", False, 100.0, 1),
 }
+#: segmentation.tsv protocol of a lesion subject the method left out (no metrics; the reason in threshold_source)
+LEFT_OUT = "left_out"
 DETECTION_METRICS = ("auroc", "auprc", "fpr80", "fpr90", "fnr80", "fnr90")
 DEFINITIONS = {
     "dice": "DSC = 2|P∩G|/(|P|+|G|) (%)",

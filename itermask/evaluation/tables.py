@@ -8,7 +8,7 @@ numbers. Beside each table, ``<name>_vs_published`` (itermask.evaluation.publish
 Cells: ``mean ± SD`` over the block's subjects (segmentation) or one value (detection);
 ``(k/n)`` when k of n subjects have the metric defined; ``n/a`` when none has; ``–`` when the
 row has no experiment for the block (reason in the caption). Bold: best white row per column among
-the rows of one protocol.
+the rows of one protocol, over cells defined for every subject.
 """
 from __future__ import annotations
 
@@ -102,6 +102,44 @@ def _by_row_text(title: str, texts: Mapping[str, str], rows: list[Row]) -> str:
     return f"{title}: " + "; ".join(f"{' | '.join(labels)}: {text}" for text, labels in groups.items()) + "."
 
 
+def _subjects_text(rows: list[Row]) -> str:
+    """The cells' statistic and each white row's number of subjects per block (n)."""
+    n = {r.label: max((c.n for cells in r.cells.values() for c in cells.values()), default=0) for r in rows}
+    counts = {label: f"n = {v}" for label, v in n.items() if v}
+    text = "Cells: mean ± SD (population SD, ddof 0) over the block's test subjects; (k/n): defined for k of n"
+    if len({counts[r.label] for r in rows if not r.grey and r.label in counts}) > 1:
+        return text + ". " + _by_row_text("Test subjects per block", counts, rows)
+    shown = next((counts[r.label] for r in rows if r.label in counts), "")
+    return text + (f" ({shown} per block)." if shown else ".")
+
+
+def _left_out_text(rows: list[Row]) -> str:
+    """Which white rows lack results for some lesion subjects, how many and why."""
+    texts = {}
+    for r in rows:
+        if r.left_out:
+            k = sum(len(v) for v in r.left_out.values())
+            texts[r.label] = f"{k} lesion subject(s) without a result ({'; '.join(sorted(r.left_out_reasons))})"
+    return _by_row_text("Left out", texts, rows)
+
+
+def _scans_text(spec: dict[str, Any], rows: list[Row]) -> str:
+    """The scans behind each detection block: anomalous against healthy (AUROC moves in steps of 1/(a·h))."""
+    labels = {b["key"]: b["label"] or b["key"] for b in spec["blocks"]}
+    counts: dict[tuple[int, int], list[str]] = {}
+    for key in labels:
+        seen = {r.scans[key] for r in rows if key in r.scans}
+        for c in seen:
+            counts.setdefault(c, []).append(labels[key])
+    if not counts:
+        return ""
+    if len(counts) == 1:
+        ((a, h),) = counts
+        return f" Each block: {a} anomalous against {h} healthy test scans (AUROC moves in steps of {100 / (a * h):.3g})."
+    return " Scans, anomalous against healthy: " + "; ".join(
+        f"{' | '.join(blocks)}: {a} against {h}" for (a, h), blocks in counts.items()) + "."
+
+
 def _paper_rows_text(spec: dict[str, Any], paper_rows: Sequence[str]) -> str:
     """Which rows the paper did not print, and which printed rows the table does not have
     (rows matched by the paper's label: ``published_label``, else ``label``)."""
@@ -144,10 +182,12 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
         conv = _convergence_text(rows)
         if conv:
             parts.append(conv)
-        parts.append("Cells: mean ± SD over the block's test subjects; (k/n): defined for k of n.")
+        parts += [t for t in (_subjects_text(rows), _left_out_text(rows)) if t]
+        parts.append("Bold: the best white row of a column among the rows of its protocol, counting only cells "
+                     "defined for all n subjects.")
     else:
         parts.append("Detection: one score per scan (the experiment's primary score), anomalous scans of the "
-                     "block against the healthy test scans of the same test dataset.")
+                     "block against the healthy test scans of the same test dataset." + _scans_text(spec, rows))
         if anomalies:
             labels = {b["key"]: b["label"] or b["key"] for b in spec["blocks"]}
             parts.append("Anomalies: " + "; ".join(f"{labels[k]}: {t}" for k, t in anomalies.items()) + ".")

@@ -134,3 +134,19 @@ def test_itermask2_raised_tau_oracle_stays_inside_its_final_mask(tmp_path):
                  for t in [-1.0, *np.unique(err[final])])
     assert best["oracle"] == "itermask_final" and best["dice"] == pytest.approx(inside)
     assert inside <= 2 * 9 / (9 + 27) + 1e-9  # at most the 9 lesion voxels of M against all 27
+
+
+def test_a_left_out_lesion_subject_is_one_left_out_row_with_its_reason(tmp_path):
+    """A lesion subject without a result (IterMask2: no lesion in its slice range) is one row of
+    protocol left_out, no metrics, the reason as threshold_source; nothing else is written for it."""
+    folder = tmp_path / "sub-s1" / "lesion"
+    folder.mkdir(parents=True)
+    reason = "no lesion in the central axial range 22-27 of 48 slices used for training"
+    (folder / "result.json").write_text(json.dumps({"kind": "2d", "condition": "lesion", "left_out_reason": reason}))
+    seg = tmp_path / "seg.tsv"
+    evaluate_experiment("e", [("ds", "s1", str(tmp_path / "sub-s1"))], str(seg), str(tmp_path / "det.tsv"),
+                        str(tmp_path / "scores.tsv"), protocols=["paper"], honest_source="healthy_fpr",
+                        honest_fpr=0.01, size_bins=[200, 800], pooled_anomalies=[])
+    df = pd.read_csv(seg, sep="\t")
+    assert df[["dataset", "subject", "protocol", "threshold_source"]].values.tolist() == [["ds", "s1", "left_out", reason]]
+    assert df["dice"].isna().all()

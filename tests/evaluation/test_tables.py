@@ -63,23 +63,29 @@ def test_segmentation_table_blocks_per_dataset_grey_and_absent(tmp_path):
         ("two", "s3", "paper", 0.2, 0.4, "small", ""),
         ("one", "s1", "per_image_best", 0.9, 0.9, "small", "itermask"),
         ("one", "s2", "per_image_best", 0.9, 0.9, "large", "itermask"),
-        ("two", "s3", "per_image_best", 0.5, 0.5, "small", "itermask")]), [])
+        ("two", "s3", "per_image_best", 0.5, 0.5, "small", "itermask")])
+        + [{"experiment": "A", "dataset": "one", "subject": "s9", "protocol": "left_out",
+            "threshold_source": "no lesion in the central axial range"}], [])
     b = _write(tmp_path, "B", _seg("B", [("one", "x", "paper", 0.5, 0.5, "small", "")]), [])
     out = [str(tmp_path / f"t.{e}") for e in ("md", "csv", "tex")]
     make_table(spec, {"A": a, "B": b}, *out)
     rows = _md_rows(out[0])
     assert rows[0][:2] == ["", "Set one"] and rows[1] == ["Method"] + ["DSC", "Prec", "Prec (ref)", "DS_S"] * 2
     a_row, b_row, grey = rows[2], rows[3], rows[4]
-    # A on dataset one only (never pooled with two): dice 70 ± 10, precision defined for 1 of 2 (ties B: both bold)
-    assert a_row[1] == "**70.0 ± 10.0**" and a_row[2] == "**50.0 ± 0.0 (1/2)**" and a_row[3] == "**75.0 ± 25.0**"
+    # A on dataset one only (never pooled with two): dice 70 ± 10, precision defined for 1 of 2 (a mean over
+    # fewer subjects is not bolded against B's, defined for its one subject); the left-out s9 is no cell
+    assert a_row[1] == "**70.0 ± 10.0**" and a_row[2] == "50.0 ± 0.0 (1/2)" and a_row[3] == "**75.0 ± 25.0**"
     assert a_row[4] == "**60.0**" and a_row[5] == "20.0"  # small lesions: s1 only; dataset two: s3
-    assert b_row[1] == "50.0" and b_row[2] == "**50.0**" and b_row[5:] == ["–"] * 4
+    assert b_row[1] == "50.0" and b_row[2] == "50.0" and b_row[5:] == ["–"] * 4  # alone among comparable cells
     assert grey[0] == "A best †" and grey[1] == "90.0 ± 0.0"  # grey rows are never bold
     csv = pd.read_csv(out[1])
     assert csv.loc[0, "b1:dice"] == pytest.approx(70.0) and csv.loc[2, "protocol"] == "per_image_best"
     text = open(out[0]).read()
     assert "IterMask's own per-image best" in text and "B / b2: no such data" in text
     assert "empty prediction counted as 1" in text
+    assert "(population SD, ddof 0)" in text and "Test subjects per block: A: n = 2; B: n = 1." in text
+    assert "Left out: A: 1 lesion subject(s) without a result (no lesion in the central axial range)." in text
+    assert "counting only cells defined for all n subjects" in text
     tex = open(out[2]).read()
     assert r"\rowcolor{gray!20}" in tex and r"\multicolumn{4}{c}{Set one}" in tex
 
@@ -109,6 +115,8 @@ def test_detection_table_block_is_anomaly_on_dataset(tmp_path):
     out = [str(tmp_path / f"d.{e}") for e in ("md", "csv", "tex")]
     make_table(spec, {"A": a}, *out)
     assert _md_rows(out[0])[2] == ["A", "90.0", "25.0", "70.0", "25.0"]
+    assert "Each block: 2 anomalous against 2 healthy test scans (AUROC moves in steps of 25)." in open(out[0]).read()
+    assert pd.read_csv(out[1])["protocol"].isna().all()  # no threshold protocol in detection
 
 
 def test_check_table_names_the_problem():
