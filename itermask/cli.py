@@ -8,6 +8,7 @@ Sub-commands:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Sequence
 
@@ -29,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="an inference condition folder (holds result.json), e.g. results/inference/EXP/DS/sub-X/lesion")
     r.add_argument("--tau", required=True, type=float, help="error threshold tau")
     r.add_argument("--device", default=schema_default("device"),
-                   help="auto | cpu | cuda[:N] (default: the config's default device, %(default)s)")
-    r.add_argument("--out-name", default=None, help="output file name (default mask_tau-<tau>.nii.gz)")
+                   help="auto | cpu | cuda[:N] (default: the schema's default device, %(default)s)")
+    r.add_argument("--out-name", default=None,
+                   help="output file name, starting with mask_ (default mask_tau-<tau>.nii.gz)")
     return p
 
 
@@ -40,15 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rethreshold":
         from itermask.inference.rethreshold import rethreshold
 
-        if not args.tau >= 0:
-            print("error: --tau must be a non-negative number", file=sys.stderr)
+        if not (math.isfinite(args.tau) and args.tau >= 0):
+            print("error: --tau must be a finite, non-negative number", file=sys.stderr)
             return 2
         try:
-            out = rethreshold(args.model, args.condition_dir, args.tau, device=args.device, out_name=args.out_name)
-        except ItermaskError as exc:
+            out = rethreshold(args.model, args.condition_dir, args.tau, device=args.device, out_name=args.out_name,
+                              log=lambda message: print(message, file=sys.stderr))
+        except (ItermaskError, OSError) as exc:  # OSError: e.g. a folder it cannot write to
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(out)
+        print(out)  # stdout: the new mask's path only
         return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 

@@ -111,7 +111,7 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     lesion = out / "lesion"
     orig_bytes = (lesion / "mask.nii.gz").read_bytes()
     res = json.loads((lesion / "result.json").read_text())
-    same = rethreshold("model.pt", str(lesion), res["tau"], device="cpu", out_name="same.nii.gz")
+    same = rethreshold("model.pt", str(lesion), res["tau"], device="cpu", out_name="mask_same.nii.gz")
     np.testing.assert_array_equal(nib.load(str(same)).get_fdata(), nib.load(str(lesion / "mask.nii.gz")).get_fdata())
     from itermask.cli import main
 
