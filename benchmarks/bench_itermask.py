@@ -9,6 +9,8 @@ Side by side:
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
 convergence stop, so the timings do not depend on what a random network converges to).
+Every row is the median of its repeats after one warm-up call (``--repeats`` for forward and
+training step, ``--inference-repeats`` for full inference).
 Prints a table; asserts nothing. Timings on shared machines vary 1.5-2x between runs:
 compare the two columns of one run.
 
@@ -31,8 +33,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
-from itermask.io.device import cuda_autocast_dtype  # noqa: E402
 from itermask.core.model_input import compose_input  # noqa: E402
+from itermask.errors import ConfigError  # noqa: E402
+from itermask.io.device import cuda_autocast_dtype, resolve_device  # noqa: E402
+
+SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 
 
 def build_model(channels: list[int], device: torch.device) -> nn.Module:
@@ -137,10 +142,13 @@ def reference_loop(model: nn.Module, subjects, percents, tau_b: float, n_b: int,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=48, help="cube side (divisible by 16); 192 for the reference")
+    ap.add_argument("--size", type=int, default=48,
+                    help="cube side (a multiple of 16, at least 32); 192 for the reference")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--channels", default="4,8,16,32,64", help="encoder widths (reference 16,32,64,128,256)")
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats of forward / training step")
+    ap.add_argument("--inference-repeats", type=int, default=3,
+                    help="timed repeats of full inference (median reported, after one warm-up)")
     ap.add_argument("--subjects", type=int, default=2, help="subjects in the full-inference comparison")
     ap.add_argument("--batch", type=int, default=0, help="lockstep batch size of (b) (default: --subjects)")
     ap.add_argument("--step", type=float, default=20.0, help="phase-A step in percent (reference 1)")
@@ -149,12 +157,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--channels-last", action="store_true", help="channels_last_3d memory format in (b)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = ap.parse_args(argv)
+    if args.size < 2 * SPATIAL_DIVISOR or args.size % SPATIAL_DIVISOR:
+        ap.error(f"--size must be a multiple of {SPATIAL_DIVISOR} (the network's four stride-2 levels) and at least "
+                 f"{2 * SPATIAL_DIVISOR}, got {args.size}")
+    for flag, value in (("--repeats", args.repeats), ("--inference-repeats", args.inference_repeats),
+                        ("--subjects", args.subjects)):
+        if value < 1:
+            ap.error(f"{flag} must be at least 1, got {value}")
+    try:
+        channels = [int(c) for c in args.channels.split(",")]
+    except ValueError:
+        ap.error(f"--channels must be comma-separated integers, got '{args.channels}'")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        raise SystemExit(f"bench_itermask: --device: {exc}") from exc
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    channels = [int(c) for c in args.channels.split(",")]
     cuda = device.type == "cuda"
     batch = args.batch or args.subjects
     s = args.size
@@ -172,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(b): autocast {str(amp_dtype).split('.')[-1] + ' on' if cuda else 'off (CPU)'} (the pipeline's), "
           f"compile {args.compile}, "
           f"channels_last_3d {args.channels_last}, lockstep batch {batch}")
+    print(f"timings: median of {args.repeats} (forward, training step) and {args.inference_repeats} "
+          "(full inference) runs, each after one warm-up call")
     rows: list[tuple[str, str, float, float | None, float, float | None]] = []
 
     # forward, per volume
@@ -203,15 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     subjects = make_subjects(args.subjects, s)
     percents = phase_a_percents(args.step)
     tau = 1.0
-    warm = cuda or args.compile  # on the CPU the forward/training timings above warmed up already
-    ta, ma = timed(lambda: reference_loop(ref, subjects, percents, tau, args.phase_b, device), device, 1, warm)
+    ta, ma = timed(lambda: reference_loop(ref, subjects, percents, tau, args.phase_b, device), device,
+                   args.inference_repeats)
 
     def ours() -> None:
         run_itermask3d(opt_net, [t[0] for t in subjects], [t[1] for t in subjects], [t[2] for t in subjects],
                        list(range(len(subjects))), percents=percents, choose_tau=lambda c: (tau, None),
                        tol=-1.0, max_iterations=args.phase_b, batch_size=batch, device=device, amp=True)
 
-    tb, mb = timed(ours, device, 1, warm)
+    tb, mb = timed(ours, device, args.inference_repeats)
     n_fwd = len(percents) + args.phase_b
     rows.append(("full inference", f"per subject ({n_fwd} fwd)", ta / len(subjects), ma, tb / len(subjects), mb))
 

@@ -18,7 +18,10 @@ the noise draws. ``--fine-from`` and ``--fine-step`` replace the experiment's ph
 ``--fine-from 95 --fine-step 0.5``: 5 % steps to 95 %, then 0.5 % steps): how the curve's
 resolution where it turns upwards moves tau. With
 ``--taus`` it also runs phase B at each of these fixed taus (the same tau for every subject): how
-far the subject-specific rule's tau is from the tau the error maps would need. Asserts nothing.
+far the subject-specific rule's tau is from the tau the error maps would need. The network gets
+the experiment's input (``no_freq``: no HF image, none read), as the pipeline's inference does; a
+single-step experiment (``no_spatial``: no phase A, so no tau to sweep), another method, or a model
+of the other input variant is refused (exit 1). Asserts nothing.
 
     .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
         --preproc /tmp/tune/results/preproc/demo --subjects v01 v02 v03 v04 v05 v06 v07 v08 \\
@@ -42,10 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
+from itermask.errors import InputError  # noqa: E402
 from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
 from itermask.evaluation.protocols import binarise, honest_threshold, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
-from itermask.methods._itermask import phase_a_schedule  # noqa: E402
+from itermask.methods._itermask import check_model_variant, input_variant, phase_a_schedule, single_step  # noqa: E402
 from itermask.methods._itermask2_subject import chooser  # noqa: E402
 
 
@@ -81,21 +85,36 @@ def main(argv: list[str] | None = None) -> None:
     study = Study(load_config(args.config), base_dir=ROOT)
     settings = study.settings(args.experiment)
     cfg = settings.infer
+    if settings.method != "itermask3d":
+        raise SystemExit(f"gamma_sweep: experiment '{args.experiment}' uses method '{settings.method}', not itermask3d")
+    if single_step(settings.variant):
+        raise SystemExit(f"gamma_sweep: experiment '{args.experiment}' is the single-step variant "
+                         f"'{settings.variant}' (no phase A, no tau from a curve): nothing to sweep")
+    variant = input_variant(settings.variant)  # the network input, as itermask3d.run_volumes passes it
     fpr = float(study.config["evaluation"]["honest_fpr"])
-    nets, meta = load_trained(args.model, "cpu")
+    try:
+        nets, meta = load_trained(args.model, "cpu")
+        if meta.get("method") != "itermask3d":
+            raise InputError(f"model of method '{meta.get('method')}', not itermask3d", path=args.model)
+        check_model_variant(settings.variant, meta, args.model)
+    except InputError as exc:
+        raise SystemExit(f"gamma_sweep: {exc}") from exc
     net = nets["masked"]
     n, nl = len(args.subjects), len(args.subjects) + len(args.val_lesion)
     names = list(args.subjects) + list(args.val_lesion) + list(args.val)  # labelled first, then healthy
     folders = [Path(args.preproc) / f"sub-{s}" for s in names]
     x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
-    hf = [load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz") for f in folders]
+    hf_name = f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz"
+    hf = [torch.zeros_like(v) if variant == "no_freq" else load(f, hf_name)  # a no_freq network never sees HF
+          for f, v in zip(folders, x)]
     brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
     label = [load(f, "label.nii.gz") > 0 for f in folders[:nl]]
     seeds = [args.seed_offset + k for k in range(len(folders))]
     t = np.asarray(schedule(cfg, args.fine_from, args.fine_step))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
-                                              max_iterations=1, batch_size=len(x), amp=False)]
-    print(f"{args.experiment}: HF radius {meta['hf_radius']}, phase A {len(t)} iterations "
+                                              variant=variant, max_iterations=1, batch_size=len(x), amp=False)]
+    hf_text = "no HF input" if variant == "no_freq" else f"HF radius {meta['hf_radius']}"
+    print(f"{args.experiment}: {hf_text}, phase A {len(t)} iterations "
           f"({t[0]:g} .. {t[-1]:g} %); lesion voxels "
           + " ".join(f"{s}:{int(lab.sum())}" for s, lab in zip(names[:n], label))
           + ("; labelled validation " + " ".join(f"{s}:{int(lab.sum())}" for s, lab in zip(names[n:nl], label[n:]))
@@ -103,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def phase_b(taus: list[float]) -> list:
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
-                               choose_tau=lambda _c, tau=tau: (tau, None), tol=float(cfg["tol"]),
+                               choose_tau=lambda _c, tau=tau: (tau, None), variant=variant, tol=float(cfg["tol"]),
                                max_iterations=int(cfg["max_iterations"]), amp=False,
                                phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
 
@@ -114,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         results = phase_b(taus)
         scores = [dice(r.mask, lab) for r, lab in zip(results[:n], label)]
         print(f"{name}: mean Dice {np.mean(scores):.3f} | "
-              + " ".join(f"{s}:{d:.2f}(tau {tau:.1f})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
+              + " ".join(f"{s}:{d:.2f}(tau {tau:.3g})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
         if args.val:
             theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[nl:], brain[nl:])], fpr)
             _print_honest("honest", theta, results, brain, label, args.subjects)

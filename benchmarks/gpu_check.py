@@ -11,7 +11,8 @@
      100 phase-A iterations + phase B), with peak GPU memory per subject.
 
 ``--smoke`` runs only a CPU-sized version of 2 (32^3) and 4 (48^3, a small network, 50 % steps) on
-whatever device there is; the test suite runs it (tests/benchmarks/test_gpu_check_smoke.py).
+whatever device there is; the test suite runs it (tests/benchmarks/test_gpu_check_smoke.py). On CPU
+the autocast and GradScaler checks print ``skip ... (no CUDA)``: both are off there.
 Without CUDA and without ``--smoke`` the script says so and exits with status 2.
 Timings are printed, never asserted; the checks of 1-3 set the exit status (1 on a failure).
 
@@ -146,12 +147,19 @@ def block_checks(device: torch.device, size: int, channels: list[int]) -> None:
             raise AssertionError(f"{diff:.2%} of the voxels differ between batch 1 and batch 2")
         return f"batch 2 = batch 1 (mask voxels differing: {diff:.2e})"
 
+    cuda = device.type == "cuda"  # autocast and GradScaler are off on CPU: nothing to check there
     for dtype in (torch.bfloat16, torch.float16):
-        if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        name = f"autocast {str(dtype).split('.')[-1]} forward"
+        if not cuda:
+            print(f"  skip  {name} (no CUDA)")
+        elif dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             print("  skip  autocast bf16: not supported on this GPU")
-            continue
-        check(f"autocast {str(dtype).split('.')[-1]} forward", autocast(dtype))
-    check("GradScaler training step", grad_scaler)
+        else:
+            check(name, autocast(dtype))
+    if cuda:
+        check("GradScaler training step", grad_scaler)
+    else:
+        print("  skip  GradScaler training step (no CUDA)")
     check("device generators", generators)
     check("lockstep inference", lockstep)
 

@@ -5,11 +5,17 @@ Each case runs in its own child process (so each peak is its own): the reference
 ``run_itermask3d`` with a coarse phase A (``--step`` percent per iteration) and one phase-B
 iteration, for one subject and for a lockstep batch of several. Phase A keeps only its
 threshold curve (one float per iteration), never the masks, so the number of phase-A
-iterations does not change the peak: the coarse step only keeps the run short. Prints the
-child's peak RSS and seconds; asserts nothing.
+iterations does not change the peak: the coarse step only keeps the run short. Prints, per
+case, the child's total peak RSS, its baseline (the peak after importing torch and the package
+and building the network, before any input exists: ~0.5 GiB that does not grow with the
+subjects), the increment per subject ((total - baseline) / subjects) and the seconds; asserts
+nothing.
+
+Environment: ``THREADS`` (default 2) sets the child's ``torch.set_num_threads``.
 
     .venv/bin/python benchmarks/infer_memory.py                 # 192^3: 1 subject, then 4 in lockstep
     .venv/bin/python benchmarks/infer_memory.py --size 48 --subjects 1 2
+    THREADS=8 .venv/bin/python benchmarks/infer_memory.py
 """
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def child(size: int, subjects: int, step: float) -> None:
-    """One case, in this process: prints a JSON line with the case's seconds."""
+    """One case, in this process: prints a JSON line with the case's seconds and baseline peak (GiB)."""
+    import resource
+
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -36,17 +44,18 @@ def child(size: int, subjects: int, step: float) -> None:
 
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     model = build_model([16, 32, 64, 128, 256], torch.device("cpu")).eval()
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB, before any input
     subs = make_subjects(subjects, size)
     t0 = time.perf_counter()
     run_itermask3d(model, [s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs],
                    list(range(subjects)), percents=phase_a_percents(step),
                    choose_tau=lambda curve: (float(curve[-2]), None), tol=-1.0, max_iterations=1,
                    batch_size=subjects, device="cpu")
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "baseline_gib": baseline}))
 
 
-def measure(size: int, subjects: int, step: float) -> tuple[float, float]:
-    """(peak RSS GiB, seconds) of one case run in a child process."""
+def measure(size: int, subjects: int, step: float) -> tuple[float, float, float]:
+    """(peak RSS GiB, baseline peak GiB, seconds) of one case run in a child process."""
     cmd = [sys.executable, __file__, "--child", "--size", str(size), "--subjects", str(subjects),
            "--step", str(step)]
     with tempfile.TemporaryFile("w+") as out:
@@ -55,12 +64,13 @@ def measure(size: int, subjects: int, step: float) -> tuple[float, float]:
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"case size {size}, {subjects} subject(s) failed")
         out.seek(0)
-        seconds = json.loads(out.read().strip().splitlines()[-1])["seconds"]
-    return usage.ru_maxrss / 2**20, seconds
+        result = json.loads(out.read().strip().splitlines()[-1])
+    return usage.ru_maxrss / 2**20, result["baseline_gib"], result["seconds"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="environment: THREADS=<n> torch threads of each case (default 2)")
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--subjects", type=int, nargs="+", default=[1, 4], help="lockstep batch sizes")
     ap.add_argument("--step", type=float, default=50.0, help="phase-A percent per iteration (divides 100)")
@@ -69,10 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args.size, args.subjects[0], args.step)
         return
-    print(f"{'size':>6}{'subjects':>10}{'peak RSS GiB':>14}{'GiB/subject':>13}{'seconds':>9}")
+    print("GiB/subject = (total peak - baseline) / subjects; baseline = peak after imports and the network")
+    print(f"{'size':>6}{'subjects':>10}{'total peak GiB':>16}{'baseline GiB':>14}{'GiB/subject':>13}{'seconds':>9}")
     for n in args.subjects:
-        peak, seconds = measure(args.size, n, args.step)
-        print(f"{args.size:>6}{n:>10}{peak:>14.2f}{peak / n:>13.2f}{seconds:>9.1f}", flush=True)
+        peak, baseline, seconds = measure(args.size, n, args.step)
+        print(f"{args.size:>6}{n:>10}{peak:>16.2f}{baseline:>14.2f}{(peak - baseline) / n:>13.2f}{seconds:>9.1f}",
+              flush=True)
 
 
 if __name__ == "__main__":

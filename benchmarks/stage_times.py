@@ -4,6 +4,8 @@
     python benchmarks/stage_times.py path/to/run.log
 
 Job-seconds summed over jobs exceed the run's wall time when jobs ran side by side.
+A missing or unreadable log, or one with no finished job (not a Snakemake run log, or a dry
+run), is a one-line error (exit 1).
 """
 import argparse
 import sys
@@ -13,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from itermask.io.runlog import parse_run_log, stage_table  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("log", nargs="?", help="Snakemake log (default: the newest in .snakemake/log/ that ran jobs)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.log:
         path = Path(args.log)
     else:
@@ -25,8 +27,15 @@ def main() -> None:
         if not logs:
             sys.exit("no .snakemake/log/*.snakemake.log here: run from the directory Snakemake ran in, or give a log")
         path = logs[-1]
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        times = parse_run_log(fh)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            times = parse_run_log(fh)
+    except FileNotFoundError:
+        sys.exit(f"stage_times: {path}: no such file")
+    except OSError as exc:
+        sys.exit(f"stage_times: {path}: cannot read ({exc.strerror or exc})")
+    if not times.jobs:
+        sys.exit(f"stage_times: {path}: no finished job in it (not a Snakemake run log, or a dry run)")
     print(f"{path}: run span {times.span_s:.0f} s (first to last timestamp), "
           f"{times.job_seconds():.0f} job-seconds")
     print(stage_table(times))

@@ -20,14 +20,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gamma_sweep  # noqa: E402
 
 
-def _tiny_study(tmp_path: Path) -> None:
-    """A tiny random model and four 32^3 subjects: lesioned a, b, v; healthy c."""
+def _tiny_study(tmp_path: Path, variant: str = "full") -> None:
+    """A tiny random model (trained as ``variant``) and four 32^3 subjects: lesioned a, b, v; healthy c."""
     network = {"channels": [2, 4, 4, 8, 8], "dropout": 0.0, "residual": "avgpool", "input_skip": False}
+    channels = 1 if variant == "no_freq" else 2
     torch.manual_seed(0)
-    model = build_network("itermask3d", 2, network)
+    model = build_network("itermask3d", channels, network)
     save_models(tmp_path / "model.pt", {"masked": model},
-                {"method": "itermask3d", "network": network, "in_channels": {"masked": 2},
-                 "variants": {"masked": "full"}, "hf_radius": 4})
+                {"method": "itermask3d", "network": network, "in_channels": {"masked": channels},
+                 "variants": {"masked": variant}, "variant": variant, "hf_radius": 4})
     rng = np.random.default_rng(0)
     g = np.indices((32, 32, 32)) - 15.5
     brain = (g**2).sum(0) < 144
@@ -95,4 +96,62 @@ def test_gamma_sweep_prints_the_known_dice_of_a_whole_brain_mask(tmp_path, capsy
     expected = 2 * lesion.sum() / (brain.sum() + lesion.sum())  # the lesion lies inside the brain
     assert 0.02 < expected < 0.2
     fixed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fixed tau -1: ")]
-    assert fixed == [f"fixed tau -1: mean Dice {expected:.3f} | a:{expected:.2f}(tau -1.0)"]
+    assert fixed == [f"fixed tau -1: mean Dice {expected:.3f} | a:{expected:.2f}(tau -1)"]
+
+
+def test_gamma_sweep_prints_tau_to_three_significant_digits(tmp_path, capsys):
+    """A fixed tau of 0.077 is printed as 0.077, not rounded to 0.1."""
+    _tiny_study(tmp_path)
+    gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+                      "--experiment", "im3d_flair_seg", "--gammas", "1", "--taus", "0.077"])
+    fixed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fixed tau 0.077: ")]
+    assert len(fixed) == 1 and fixed[0].endswith("(tau 0.077)")
+
+
+def test_gamma_sweep_passes_the_no_freq_variant_to_the_network(tmp_path, capsys):
+    """A one-channel no_freq model with im3d_flair_nofreq (once a channel mismatch): fixed tau -1
+    keeps the whole brain, Dice = 2|L| / (|B| + |L|); no HF file is read."""
+    _tiny_study(tmp_path, "no_freq")
+    (tmp_path / "sub-a" / "FLAIR_hf-r4.nii.gz").unlink()
+    gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+                      "--experiment", "im3d_flair_nofreq", "--gammas", "1", "--taus", "-1"])
+    g = np.indices((32, 32, 32)) - 15.5
+    brain = (g**2).sum(0) < 144
+    lesion = brain & (((g - 4) ** 2).sum(0) < 9)
+    expected = 2 * lesion.sum() / (brain.sum() + lesion.sum())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("im3d_flair_nofreq: no HF input, phase A ")
+    assert [ln for ln in out if ln.startswith("fixed tau -1: ")] == [
+        f"fixed tau -1: mean Dice {expected:.3f} | a:{expected:.2f}(tau -1)"]
+
+
+@pytest.mark.parametrize("experiment, variant, message", [
+    ("im3d_flair_nospatial", "full", "single-step variant 'no_spatial'"),
+    ("im2_flair", "full", "uses method 'itermask2', not itermask3d"),
+    ("im3d_flair_nofreq", "full", "needs a no_freq model"),
+    ("im3d_flair_seg", "no_freq", "needs a full model"),
+])
+def test_gamma_sweep_refuses_experiments_it_cannot_sweep(tmp_path, capsys, experiment, variant, message):
+    """A single-step variant, another method or a model of the other input variant: one-line error, exit 1."""
+    _tiny_study(tmp_path, variant)
+    with pytest.raises(SystemExit) as exc:
+        gamma_sweep.main(["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+                          "--experiment", experiment, "--gammas", "1"])
+    text = str(exc.value.code)
+    assert text.startswith("gamma_sweep: ") and message in text and "\n" not in text
+    assert capsys.readouterr().out == ""
+
+
+def test_gamma_sweep_refuses_a_model_of_another_method(tmp_path):
+    _tiny_study(tmp_path)
+    from itermask.core.networks.model_file import read_model_file
+
+    meta, states = read_model_file(tmp_path / "model.pt")
+    network = dict(meta["network"])
+    torch.manual_seed(0)
+    save_models(tmp_path / "other.pt", {"masked": build_network("itermask3d", 2, network)},
+                {**meta, "method": "itermask2"})
+    with pytest.raises(SystemExit) as exc:
+        gamma_sweep.main(["--model", str(tmp_path / "other.pt"), "--preproc", str(tmp_path), "--subjects", "a",
+                          "--experiment", "im3d_flair_seg", "--gammas", "1"])
+    assert str(exc.value.code).startswith("gamma_sweep: ")

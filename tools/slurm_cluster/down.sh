@@ -9,6 +9,23 @@
 #   tools/slurm_cluster/down.sh --purge    # also delete the state directory and the pointer
 set -uo pipefail
 
+usage() {
+    cat <<'USAGE'
+usage: tools/slurm_cluster/down.sh [--purge] [-h|--help]
+Stop the single-node SLURM test cluster that tools/slurm_cluster/up.sh started.
+  --purge    also delete its state directory (accounting database, logs) and the pointer
+USAGE
+}
+# Arguments first: nothing is signalled or deleted before they are checked.
+PURGE=0
+for arg in "$@"; do
+    case $arg in
+        -h|--help) usage; exit 0 ;;
+        --purge) PURGE=1 ;;
+        *) echo "slurm-down: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/slurm_cluster/state.sh
 source "$HERE/state.sh"
@@ -80,7 +97,7 @@ if [[ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" == "$STATE/etc/slurm.conf"
     rm -f /etc/slurm/slurm.conf
 fi
 
-if [[ ${1:-} == --purge && $status == 0 ]]; then
+if [[ $PURGE == 1 && $status == 0 ]]; then
     case $STATE in
         /|/tmp|/root|/home|"") echo "slurm-down: refusing to delete '$STATE'" >&2; exit 1 ;;
     esac

@@ -18,6 +18,21 @@
 # ITERMASK_SLURM_DB_PORT (3307), ITERMASK_SLURM_WAIT_S (90), ITERMASK_SLURM_NO_ETC=1 (leave /etc alone).
 set -euo pipefail
 
+usage() {
+    cat <<'USAGE'
+usage: sudo tools/slurm_cluster/up.sh [-h|--help]
+Install SLURM, MUNGE and MariaDB if missing and start a single-node test cluster (idempotent);
+tools/slurm_cluster/down.sh stops it. Settings come from the environment (see the script's header).
+USAGE
+}
+# Arguments first: nothing is installed or started before they are checked.
+for arg in "$@"; do
+    case $arg in
+        -h|--help) usage; exit 0 ;;
+        *) echo "slurm-up: unknown argument '$arg' (up.sh takes none)" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=  # set below, after the checks of state.sh
 CLUSTER=${ITERMASK_SLURM_CLUSTER:-itermask}
