@@ -136,6 +136,11 @@ class Dataset:
             return None
         return format_pattern(self.label_pattern, subject=subject)
 
+    def raw_files(self, subject: str) -> list[str]:
+        """Every raw file the subject declares: its images, then its label and mask file if any."""
+        files = [self.image(subject, q) for q in self.sequences] + [self.label(subject), self.mask_file(subject)]
+        return [f for f in files if f]
+
     def mask_file(self, subject: str) -> str | None:
         if self.mask_method != "pattern":
             return None

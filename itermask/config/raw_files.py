@@ -17,8 +17,7 @@ def missing_raw_files(study: Study) -> list[tuple[str, str, str]]:
             continue
         ds = study.datasets[name]
         for s in ds.subjects:
-            files = [ds.image(s, q) for q in ds.sequences] + [ds.label(s), ds.mask_file(s)]
-            missing += [(name, s, f) for f in files if f and not Path(f).exists()]
+            missing += [(name, s, f) for f in ds.raw_files(s) if not Path(f).exists()]
     return missing
 
 

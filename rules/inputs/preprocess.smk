@@ -74,9 +74,7 @@ def missing_raw_files(dataset):
     the subject's job)."""
 
     def missing(wildcards):
-        raw = subject_raw_files(dataset, wildcards.subject)
-        files = [*raw["images"].values(), raw["label"], raw["mask"]]
-        return sorted(f for f in files if f and not available(f))
+        return sorted(f for f in STUDY.datasets[dataset].raw_files(wildcards.subject) if not available(f))
 
     return signed(missing)
 
