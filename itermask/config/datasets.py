@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -168,7 +169,7 @@ def _read_split(name: str, split: str, value: Any, base_dir: Path) -> tuple[str,
         ids = [i for i in ids if i]
         where = f"split '{split}' file '{value}'"
         check_subject_ids(name, where, ids)
-    repeated = sorted({s for s in ids if ids.count(s) > 1})
+    repeated = sorted(s for s, n in Counter(ids).items() if n > 1)  # linear: splits may hold 10,000s of IDs
     if repeated:
         raise ConfigError(f"dataset '{name}': {where} lists subject ID(s) {', '.join(map(repr, repeated))} twice")
     return tuple(ids)
@@ -201,9 +202,8 @@ def _resolve_splits(name: str, entry: dict, pattern: str, sequences: tuple[str, 
     seen: dict[str, str] = {}
     for split, subjects in splits.items():
         for s in subjects:
-            if s in seen:
-                where = f"splits '{seen[s]}' and '{split}'" if seen[s] != split else f"split '{split}'"
-                raise ConfigError(f"dataset '{name}': duplicate subject ID '{s}' in {where}")
+            if s in seen:  # within one split: _read_split has refused it, naming its file
+                raise ConfigError(f"dataset '{name}': duplicate subject ID '{s}' in splits '{seen[s]}' and '{split}'")
             seen[s] = split
     if not seen:
         raise ConfigError(f"dataset '{name}': no subjects")
