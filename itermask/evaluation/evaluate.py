@@ -14,7 +14,8 @@ three TSVs:
   ``itermask_final``, whichever is better) where inference wrote one, else the best
   threshold of this image's error map (``oracle`` = ``error_map``); both use test labels.
   ``precision_ref``, ``psnr_ref``, ``ssim_ref``: the reference's definitions beside ours
-  (itermask.evaluation.reference_metrics).
+  (itermask.evaluation.reference_metrics; PSNR's peak and SSIM's data range are taken over the
+  test set, i.e. per experiment × test dataset).
 - detection and scores: per test dataset × anomaly × score name, and per scan × score name
   (itermask.evaluation.detection).
 
@@ -46,7 +47,7 @@ from itermask.evaluation.spec import LEFT_OUT
 from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
-from itermask.evaluation.reference_metrics import precision_ref, reference_quality
+from itermask.evaluation.reference_metrics import ReferenceRanges, precision_ref, reference_quality, reference_ranges
 from itermask.evaluation.scans import (Scan, brain_error, convergence, discover, input_image, load, primary_score,
                                        tau_at_first_point)
 
@@ -144,9 +145,21 @@ def _dataset_thresholds(scans: list[Scan], protocols: list[str], honest: float |
     return out
 
 
+def _reference_ranges(scans: list[Scan]) -> ReferenceRanges:
+    """One test set's constants of the reference PSNR and SSIM (``reference_metrics``)."""
+    def items():
+        for s in scans:
+            error, brain, _ = brain_error(s)
+            image = input_image(s, error.shape)
+            if image is not None:
+                label = load(s, "label.nii.gz", np.uint8)[0] > 0
+                yield image, load(s, "recon.nii.gz")[0], brain, brain & ~label
+    return reference_ranges(items())
+
+
 def _subject_rows(
     experiment: str, s: Scan, shared: dict[str, float], protocols: list[str], size_bins: list[int],
-    sources: dict[str, str],
+    sources: dict[str, str], ranges: ReferenceRanges,
 ) -> list[dict[str, Any]]:
     error, brain, img = brain_error(s)
     label = load(s, "label.nii.gz", np.uint8)[0] > 0
@@ -158,7 +171,7 @@ def _subject_rows(
         quality = {k: float("nan") for k in ("psnr", "ssim", "psnr_ref", "ssim_ref")}
     else:
         quality = {**healthy_tissue_quality(image, recon, brain, label, slice_axis=slice_axis),
-                   **reference_quality(image, recon, brain & ~label, slice_axis=slice_axis)}
+                   **reference_quality(image, recon, brain & ~label, ranges, slice_axis=slice_axis)}
     preds = {name: (binarise(error, brain, theta), theta, "") for name, theta in shared.items()}
     if "per_image_best" in protocols:
         preds["per_image_best"] = _oracle(s, error, brain, label)
@@ -209,8 +222,9 @@ def _segmentation_rows(
         if "honest" in protocols and not by_fpr:
             honest = _labelled_theta(experiment, dataset, labelled)
         shared = _dataset_thresholds(group, protocols, honest)
+        ranges = _reference_ranges(group)
         for s in group:
-            rows += _subject_rows(experiment, s, shared, protocols, size_bins, sources)
+            rows += _subject_rows(experiment, s, shared, protocols, size_bins, sources, ranges)
     return rows
 
 

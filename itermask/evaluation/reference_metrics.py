@@ -2,17 +2,25 @@
 
 - ``precision_ref``: precision with the precision of an empty prediction counted as 1 (ours
   leaves it undefined, NaN).
-- ``psnr_ref`` = 20·log10(max(x) / √MSE): max(x) is the global maximum of the input image
-  (every voxel, background included), MSE is taken over healthy brain tissue H = brain ∧ ¬lesion
-  (as ours). Ours uses the data range of x on H instead of the global maximum.
-- ``ssim_ref``: SSIM as torchmetrics (``structural_similarity_index_measure`` with its defaults)
-  computes it, on the masked whole image: input and reconstruction multiplied by H; Gaussian
-  window σ = 1.5, 11 taps, K1 = 0.01, K2 = 0.03, data range = max(range(x̂·H), range(x·H)),
-  reflect padding by 5, the SSIM map cropped by 5 on every side and averaged over the whole
-  (cropped) image, background included. Volumes use a 3D window; stacks of 2D slices (slice
-  axis) are averaged slice by slice, then over slices (torchmetrics' batch mean).
+- ``psnr_ref`` = 20·log10(peak / √MSE), MSE over healthy brain tissue H = brain ∧ ¬lesion (as
+  ours); peak = the maximum of the input over H across every subject of the test set (one
+  experiment × test dataset), as IterMask3D's ``test.py`` takes it. Ours uses each subject's
+  data range of x on H instead.
+- ``ssim_ref``: SSIM as torchmetrics' ``structural_similarity_index_measure`` computes it, with
+  the arguments IterMask2's ``test.py`` passes: input and reconstruction multiplied by H;
+  Gaussian window σ = 1.5, 11 taps, K1 = 0.01, K2 = 0.03; data range = max − min of
+  reconstruction·brain across the test set; reflect padding by 5, the SSIM map cropped by 5 on
+  every side and averaged over the whole (cropped) image, background included. Volumes use a 3D
+  window; stacks of 2D slices (slice axis) are averaged slice by slice, then over slices
+  (torchmetrics' batch mean).
+
+The two test-set constants come from ``reference_ranges`` over the subjects of one experiment ×
+test dataset (thresholds and summaries are never pooled across test datasets either).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 from scipy.ndimage import correlate1d
@@ -30,18 +38,37 @@ def precision_ref(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.count_nonzero(p & np.asarray(truth, dtype=bool))) / n_p
 
 
-def psnr_ref(image: np.ndarray, recon: np.ndarray, healthy: np.ndarray) -> float:
-    """20·log10(global max of the input / √(MSE over ``healthy``)); NaN without healthy voxels."""
+@dataclass(frozen=True)
+class ReferenceRanges:
+    """The test-set constants of ``psnr_ref`` (``peak``) and ``ssim_ref`` (``data_range``)."""
+
+    peak: float
+    data_range: float
+
+
+def reference_ranges(items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> ReferenceRanges:
+    """Peak = max of the input over healthy tissue, data range = max − min of recon·brain, both
+    over every (image, recon, brain, healthy) of one test set; NaN when there is nothing to take."""
+    peak, hi, lo = -np.inf, -np.inf, np.inf
+    for image, recon, brain, healthy in items:
+        h = np.asarray(healthy, dtype=bool)
+        if h.any():
+            peak = max(peak, float(np.asarray(image, dtype=np.float64)[h].max()))
+        masked = np.asarray(recon, dtype=np.float64) * np.asarray(brain, dtype=bool)
+        hi, lo = max(hi, float(masked.max())), min(lo, float(masked.min()))
+    return ReferenceRanges(peak if np.isfinite(peak) else float("nan"),
+                           hi - lo if np.isfinite(hi) else float("nan"))
+
+
+def psnr_ref(image: np.ndarray, recon: np.ndarray, healthy: np.ndarray, peak: float) -> float:
+    """20·log10(``peak`` / √(MSE over ``healthy``)); NaN without healthy voxels or a positive peak."""
     h = np.asarray(healthy, dtype=bool)
     x = np.asarray(image, dtype=np.float64)
-    if not h.any():
+    if not h.any() or not peak > 0:
         return float("nan")
     mse = float(np.mean((x[h] - np.asarray(recon, dtype=np.float64)[h]) ** 2))
-    peak = float(x.max())
     if mse == 0:
         return float("inf")
-    if peak <= 0:
-        return float("nan")
     return float(20.0 * np.log10(peak / np.sqrt(mse)))
 
 
@@ -83,18 +110,20 @@ def ssim_torchmetrics(preds: np.ndarray, target: np.ndarray, data_range: float |
 
 
 def reference_quality(
-    image: np.ndarray, recon: np.ndarray, healthy: np.ndarray, slice_axis: int | None = None
+    image: np.ndarray, recon: np.ndarray, healthy: np.ndarray, ranges: ReferenceRanges,
+    slice_axis: int | None = None,
 ) -> dict[str, float]:
-    """``psnr_ref`` and ``ssim_ref`` of a reconstruction (see module doc)."""
+    """``psnr_ref`` and ``ssim_ref`` of one subject's reconstruction, with its test set's
+    ``ranges`` (see module doc)."""
     h = np.asarray(healthy, dtype=bool)
     x = np.asarray(image, dtype=np.float64)
     r = np.asarray(recon, dtype=np.float64)
-    if not h.any():
-        return {"psnr_ref": float("nan"), "ssim_ref": float("nan")}
+    if not h.any() or not ranges.data_range > 0:
+        return {"psnr_ref": psnr_ref(x, r, h, ranges.peak), "ssim_ref": float("nan")}
     xm, rm = x * h, r * h
     if slice_axis is None:
-        ssim = ssim_torchmetrics(rm, xm)
+        ssim = ssim_torchmetrics(rm, xm, ranges.data_range)
     else:
         xs, rs = np.moveaxis(xm, slice_axis, 0), np.moveaxis(rm, slice_axis, 0)
-        ssim = float(np.mean([ssim_torchmetrics(rs[k], xs[k]) for k in range(xs.shape[0])]))
-    return {"psnr_ref": psnr_ref(x, r, h), "ssim_ref": ssim}
+        ssim = float(np.mean([ssim_torchmetrics(rs[k], xs[k], ranges.data_range) for k in range(xs.shape[0])]))
+    return {"psnr_ref": psnr_ref(x, r, h, ranges.peak), "ssim_ref": ssim}

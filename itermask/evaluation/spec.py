@@ -38,10 +38,12 @@ DEFINITIONS = {
     "jaccard": "Jaccard = |P∩G|/|P∪G| (%)",
     "auroc_voxel": "AUC = voxel ROC AUC of the error map inside the brain (%; the reference included background)",
     "psnr": "PSNR (dB, ours) = 10·log10(L²/MSE) on healthy brain tissue, L = data range of the input there",
-    "psnr_ref": "PSNR (dB, reference) = 20·log10(global max of the input / √MSE), MSE on healthy brain tissue",
+    "psnr_ref": ("PSNR (dB, reference) = 20·log10(peak / √MSE), MSE on healthy brain tissue, peak = the input's "
+                 "maximum on healthy brain tissue over the whole test set"),
     "ssim": "SSIM (ours) = scikit-image SSIM map (7-voxel window) averaged over healthy brain tissue",
     "ssim_ref": ("SSIM (reference) = torchmetrics' SSIM (Gaussian window 11, σ 1.5) of input and "
-                 "reconstruction masked to healthy brain tissue, averaged over the whole image"),
+                 "reconstruction masked to healthy brain tissue, averaged over the whole image, data range = "
+                 "that of the reconstruction in the brain over the whole test set"),
     "assd_mm": ("ASSD = average symmetric surface distance in mm (2D: in-plane, header pixel spacing; "
                 "undefined for an empty mask); the reference computed ITK's average Hausdorff distance"),
     "dice_small": "DS_S/DS_M/DS_L = DSC of subjects with small/medium/large lesions (evaluation.size_bins)",

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from itermask.evaluation import protocols as P
+from itermask.evaluation import reference_metrics as RM
 from itermask.evaluation.evaluate import evaluate_experiment
 from itermask.evaluation.metrics import assd_mm
 
@@ -150,3 +151,31 @@ def test_a_left_out_lesion_subject_is_one_left_out_row_with_its_reason(tmp_path)
     df = pd.read_csv(seg, sep="\t")
     assert df[["dataset", "subject", "protocol", "threshold_source"]].values.tolist() == [["ds", "s1", "left_out", reason]]
     assert df["dice"].isna().all()
+
+
+def test_reference_psnr_and_ssim_take_their_constants_per_test_dataset(tmp_path):
+    """psnr_ref's peak is the input's healthy-tissue maximum over the subjects of one test
+    dataset, ssim_ref's data range that of recon·brain over them (not per subject, not pooled)."""
+    rng = np.random.default_rng(3)
+    runs, arrays = [], {}
+    for ds, scale in (("dsA", 1.0), ("dsB", 4.0)):
+        for i in range(2):
+            err, brain, label = _lesion_subject(rng, 1.0)
+            image = np.where(brain, rng.uniform(0, scale * (1 + i), SHAPE), 0).astype(np.float32)
+            recon = (image + np.where(brain, rng.normal(0, 0.2, SHAPE), 0)).astype(np.float32)
+            d = tmp_path / f"{ds}{i}"
+            _condition(d / "lesion", err, brain, label, files={"image.nii.gz": image, "recon.nii.gz": recon})
+            arrays[(ds, f"s{i}")] = (image, recon, brain, brain & ~label)
+            runs.append((ds, f"s{i}", str(d)))
+    seg, _, _ = _run(tmp_path, runs, ["paper"])
+    seg = seg[seg["protocol"] == "paper"].set_index(["dataset", "subject"])
+    for ds in ("dsA", "dsB"):
+        own = [arrays[(ds, s)] for s in ("s0", "s1")]
+        peak = max(float(x[h].max()) for x, _, _, h in own)
+        hi = max(float((r * b).max()) for _, r, b, _ in own)
+        lo = min(float((r * b).min()) for _, r, b, _ in own)
+        for s, (x, r, b, h) in zip(("s0", "s1"), own):
+            mse = float(np.mean((x[h].astype(float) - r[h]) ** 2))
+            assert seg.loc[(ds, s), "psnr_ref"] == pytest.approx(20 * np.log10(peak / np.sqrt(mse)), rel=1e-5)
+            want = RM.ssim_torchmetrics(r * h, x * h, data_range=hi - lo)
+            assert seg.loc[(ds, s), "ssim_ref"] == pytest.approx(want, rel=1e-5)

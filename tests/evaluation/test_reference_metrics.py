@@ -49,14 +49,33 @@ def test_ssim_matches_explicit_windows_and_default_range():
     assert RM.ssim_torchmetrics(t, t) == pytest.approx(1.0)
 
 
-def test_psnr_ref_uses_global_max():
+def test_reference_ranges_are_test_set_wide():
+    # peak: the input's max on healthy tissue over all subjects, a brighter lesion or background
+    # voxel does not count (IterMask3D test.py); data range: recon·brain over all subjects,
+    # zeros outside the brain included (IterMask2 test.py)
+    x1, x2 = np.zeros((4, 4)), np.zeros((4, 4))
+    x1[0, 0] = 50.0  # outside healthy tissue (lesion)
+    x1[2, 2], x2[3, 3] = 3.0, 7.0
+    brain = np.zeros((4, 4), bool)
+    brain[1:, 1:] = True
+    healthy = brain.copy()
+    healthy[1, 1] = False
+    r1, r2 = np.full((4, 4), 9.0), np.full((4, 4), -2.0)
+    r1[brain] = 1.5
+    r2[brain] = np.linspace(-1.0, 4.0, brain.sum())
+    ranges = RM.reference_ranges([(x1, r1, brain, healthy), (x2, r2, brain, healthy)])
+    assert ranges.peak == 7.0
+    assert ranges.data_range == pytest.approx(4.0 - (-1.0))
+
+
+def test_psnr_ref_uses_the_given_peak():
     x = np.zeros((4, 4))
-    x[0, 0] = 10.0  # global max outside the healthy mask
     healthy = np.zeros_like(x, bool)
     healthy[2:, 2:] = True
     recon = x.copy()
     recon[healthy] += 0.5  # MSE 0.25 on healthy tissue
-    assert RM.psnr_ref(x, recon, healthy) == pytest.approx(20 * np.log10(10.0 / 0.5))
+    assert RM.psnr_ref(x, recon, healthy, 10.0) == pytest.approx(20 * np.log10(10.0 / 0.5))
+    assert np.isnan(RM.psnr_ref(x, recon, healthy, 0.0))
 
 
 def test_precision_ref_empty_prediction_is_one():
@@ -74,6 +93,9 @@ def test_reference_quality_2d_stack_is_slice_mean():
     r = x + rng.normal(0, 0.3, x.shape)
     h = np.ones(x.shape, bool)
     h[:3] = False
-    q = RM.reference_quality(x, r, h, slice_axis=2)
-    per = [RM.ssim_torchmetrics((r * h)[..., k], (x * h)[..., k]) for k in range(2)]
-    assert q["ssim_ref"] == pytest.approx(np.mean(per))
+    ranges = RM.ReferenceRanges(peak=2.0, data_range=5.0)
+    q = RM.reference_quality(x, r, h, ranges, slice_axis=2)
+    per = [_ssim_bruteforce((r * h)[..., k], (x * h)[..., k], 5.0) for k in range(2)]
+    assert q["ssim_ref"] == pytest.approx(np.mean(per), rel=1e-10)
+    mse = np.mean((x[h] - r[h]) ** 2)
+    assert q["psnr_ref"] == pytest.approx(20 * np.log10(2.0 / np.sqrt(mse)))
