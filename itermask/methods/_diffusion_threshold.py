@@ -67,4 +67,6 @@ def mask_threshold(ctx: Any, configured: float) -> float:
 def threshold_text(settings: Any, configured: float) -> str:
     """Caption text of the initial mask's threshold."""
     pct = settings.infer["mask_threshold_val_percentile"]
-    return f"{float(configured):g}" if pct is None else f"the {float(pct):g}th percentile of healthy validation slices"
+    if pct is None:
+        return f"{float(configured):g} (configured, not set on validation data)"
+    return f"the {float(pct):g}th percentile of healthy validation slices"

@@ -97,10 +97,10 @@ def record(phase_a: Sequence[Any], kind: str, cfg: Mapping[str, Any], calibratio
            "k_fallback_slices": sum(r.tau_info.fallback is not None for r in phase_a),
            "calibration_tau": calibration_tau, "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
            "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
-           "step_percent": float(cfg["step_percent"]),
+           "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
+           "percents": list(phase_a_schedule(cfg)),
            "phase_a_seed_rule": f"derive_seed(slice seed, {PHASE_A_SEED_KEY})"}
     if kind == "2d":
-        out["percents"] = list(phase_a_schedule(cfg))
         out["curves"] = [np.asarray(r.curve, float).tolist() for r in phase_a]
         out["fits"] = [{k: v for k, v in r.tau_info.to_dict().items() if k not in FIT_LEFT_OUT} for r in phase_a]
     return out

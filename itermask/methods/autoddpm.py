@@ -74,7 +74,8 @@ class AutoDDPM(DiffusionBaseline):
         else:
             mask = f"{pct}, × LPIPS, > {self.threshold_text(settings, cfg['mask_threshold'])}"
         return (f"noise to t {int(cfg['noise_t'])}; mask: {mask}, dilated; RePaint from t {int(cfg['inpaint_t'])}"
-                + resampling_text(int(cfg["resample_steps"])))
+                + resampling_text(int(cfg["resample_steps"]))
+                + "; map |x − x_inpainted| × the mask's map (0 outside the mask), as their code weights it")
 
     def threshold(self, ctx: Any, aux: Any) -> float:
         """The mask's threshold: of the map with LPIPS (``aux``) or without."""

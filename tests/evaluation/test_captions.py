@@ -57,9 +57,10 @@ def test_row_settings_come_from_each_experiments_config(demo):
     assert f"above its {im2['first_step_percentile']:g}th error percentile" in text["IterMask2"]
     auto = demo.settings("autoddpm_flair").infer
     assert auto["lpips_model"] is None and "no LPIPS factor" in text["AutoDDPM"]
-    assert f"> {auto['mask_threshold_no_lpips']:g}, dilated" in text["AutoDDPM"]
+    assert f"> {auto['mask_threshold_no_lpips']:g} (configured, not set on validation data), dilated" in text["AutoDDPM"]
+    assert "map |x − x_inpainted| × the mask's map" in text["AutoDDPM"]
     ddpm = demo.settings("ddpm_flair").infer
-    assert f"|x − x̂| > {ddpm['mask_threshold']:g}" in text["DDPM"] and f"noise to t {ddpm['noise_t']}" in text["DDPM"]
+    assert f"|x − x̂| > {ddpm['mask_threshold']:g} (configured" in text["DDPM"] and f"noise to t {ddpm['noise_t']}" in text["DDPM"]
     assert text["Cyclic"] == "FLAIR → T1w → FLAIR"
 
 

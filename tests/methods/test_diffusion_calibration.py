@@ -79,7 +79,7 @@ def test_without_the_setting_the_configured_threshold_applies():
     m = methods.get("ddpm")
     s = tiny_settings("ddpm")
     assert s.infer["mask_threshold_val_percentile"] is None and m.finish_training(s, {}, None, None, None, print) == {}
-    assert m.mask_threshold(context(s), 1.5) == 1.5 and "> 1, " in m.describe(s)
+    assert m.mask_threshold(context(s), 1.5) == 1.5 and "> 1 (configured, not set on validation data), " in m.describe(s)
 
 
 def test_a_model_without_the_calibration_is_refused():

@@ -69,6 +69,7 @@ def test_subject_tau_per_slice_finds_the_anomaly_the_fixed_tau_misses(tmp_path, 
         assert dice(own_mask[k], anomaly[k]) > 0.9
         assert len(own["curves"][k]) == 100 and not {"t", "derivative"} & set(own["fits"][k])
     assert own["gamma"] == 0.01 and own["step_percent"] == 1.0 and own["k_fallback"] == "first"
+    assert own["fine_from_percent"] is None and own["percents"] == list(range(1, 101))
 
 
 class HalfHF(nn.Module):
