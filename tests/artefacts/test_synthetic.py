@@ -169,3 +169,100 @@ def test_make_artefact_stage(tmp_path):
     assert rec["type"] == "spike" and rec["params"]["intensity"] == 1.0
     assert rec["derived_seed"] == art.derive_seed(0, "d11", "spike-s0")
     assert rec["torchio_version"] == tio.__version__
+
+
+# ----------------------------------------------------------------------------------------
+# The reference parameters (METHOD.md §2), typed here as literals, and the defaults in use
+# ----------------------------------------------------------------------------------------
+METHOD_PARAMS = {
+    "chunk_top": {"size": 30},
+    "chunk_middle": {"size": 30, "start": 80},  # indices 80-110 (Python slice 80:110)
+    "kspace_noise": {"amplitude": 0.003, "keep_center_rows": 2},
+    "spike": {"positions": [[0.45, 0.45, 0.45]], "intensity": 4},
+    "ghosting": {"num_ghosts": 4, "axis": 1, "intensity": 2.0, "restore": 0.01},
+    "zipper": {"columns": [60, 90, 120], "width": 5},
+}
+
+
+def test_reference_params_match_method_md():
+    for kind, want in METHOD_PARAMS.items():
+        assert art.REFERENCE_PARAMS[kind] == want, kind
+    bias = art.REFERENCE_PARAMS["bias_field"]
+    assert set(bias) == {"coefficients", "order"} and bias["order"] == 3
+    # (0.1, 0.1), written either as the pair or as the scalar the code widens to (c, c)
+    assert bias["coefficients"] in (0.1, [0.1, 0.1], (0.1, 0.1))
+
+
+def test_default_geometry_chunks_and_zipper():
+    x = np.random.default_rng(4).normal(size=(4, 4, 120)).astype(np.float32)
+    brain = np.zeros(x.shape, bool)
+    brain[1:3, 1:3, 10:36] = True  # top of the brain at axial index 35
+    out, rec = art.apply_artefact("chunk_top", x, brain, {}, np.random.default_rng(0))
+    assert rec["sampled"]["axial_range"] == [6, 36]
+    assert np.all(out[:, :, 6:36] == x.min())
+    np.testing.assert_array_equal(np.delete(out, range(6, 36), axis=2), np.delete(x, range(6, 36), axis=2))
+    out, rec = art.apply_artefact("chunk_middle", x, brain, {}, np.random.default_rng(0))
+    assert rec["sampled"]["axial_range"] == [80, 110]
+    assert np.all(out[:, :, 80:110] == x.min())
+    np.testing.assert_array_equal(np.delete(out, range(80, 110), axis=2), np.delete(x, range(80, 110), axis=2))
+    z = np.random.default_rng(5).normal(size=(3, 128, 2)).astype(np.float32)
+    out, rec = art.apply_artefact("zipper", z, np.ones(z.shape, bool), {}, np.random.default_rng(1))
+    cols = [*range(60, 65), *range(90, 95), *range(120, 125)]
+    assert rec["sampled"]["stripe_columns"] == cols
+    np.testing.assert_array_equal(np.delete(out, cols, axis=1), np.delete(z, cols, axis=1))
+    assert np.all(out[:, cols] != z[:, cols])
+
+
+def test_kspace_noise_bounds_real_and_imaginary_parts():
+    """U(-A_re, A_re) + i U(-A_im, A_im), A = amplitude x the slice's largest |Re F| / |Im F|:
+    both parts are bounded by their own maximum, and both reach near it."""
+    x, brain = _volume()
+    clean, noisy = art.kspace_noise_spectra(x, 0.003, 2, np.random.default_rng(3))
+    n = x.shape[0]
+    others = np.delete(noisy - clean, [n // 2 - 1, n // 2], axis=0)
+    a_re = 0.003 * np.abs(clean.real).max(axis=(0, 1))
+    a_im = 0.003 * np.abs(clean.imag).max(axis=(0, 1))
+    assert np.all(a_im < 0.5 * a_re)  # the DC term makes |Re| larger: the two bounds differ
+    live = a_im > 0  # background-only (constant) slices have no imaginary part, hence no Im noise
+    assert live.sum() == 12
+    for part, bound in ((others.real, a_re), (others.imag, a_im)):
+        assert np.all(np.abs(part) <= bound * (1 + 1e-9))
+        assert np.all(np.abs(part).max(axis=(0, 1))[live] > 0.5 * bound[live])
+    # the default run: record and the same bounds on the spectrum of the (real) output
+    out, rec = art.apply_artefact("kspace_noise", x, brain, {}, np.random.default_rng(3))
+    assert rec["sampled"]["kept_rows"] == [n // 2 - 1, n // 2 + 1]
+    diff = np.fft.fftshift(np.fft.fft2(out.astype(np.float64), axes=(0, 1)), axes=(0, 1)) - clean
+    tol = 1e-4 * np.abs(clean).max()  # float32 rounding of the output
+    np.testing.assert_allclose(diff[n // 2], 0, atol=tol)  # the DC row (its own mirror) is kept
+    for part, bound in ((diff.real, a_re), (diff.imag, a_im)):
+        assert np.all(np.abs(part) <= bound + tol)
+        assert np.all(np.abs(part).max(axis=(0, 1))[live] > 0.5 * bound[live])
+
+
+def test_torchio_artefacts_at_default_params_equal_direct_calls():
+    x, brain = _volume()
+    out, _ = art.apply_artefact("spike", x, brain, {}, np.random.default_rng(0))
+    ref = tio.Spike(spikes_positions=np.array([[0.45, 0.45, 0.45]]), intensity=4)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_array_equal(out, ref)
+    out, _ = art.apply_artefact("ghosting", x, brain, {}, np.random.default_rng(0))
+    ref = tio.Ghosting(num_ghosts=4, axis=1, intensity=2.0, restore=0.01)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_bias_field_default_is_the_fixed_range_0p1_0p1_order_3():
+    """Default parameters, incl. a scalar coefficient widened to (c, c): every coefficient is
+    exactly c (TorchIO alone would read a scalar c as the range (-c, c))."""
+    x, brain = _volume()
+    out, rec = art.apply_artefact("bias_field", x, brain, {}, np.random.default_rng(5))
+    coeffs = rec["sampled"]["torchio_history"][0]["arguments"]["coefficients"]["image"]
+    assert len(coeffs) == 20  # order 3: (i, j, k) with i + j + k <= 3
+    np.testing.assert_allclose(coeffs, 0.1, rtol=1e-6)
+    torch.manual_seed(rec["torch_seed"])
+    shift = float(x.min())
+    ref = tio.RandomBiasField(coefficients=(0.1, 0.1), order=3)(_tio(x - shift))["image"].data[0].numpy() + shift
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+    assert not np.allclose(out, x, atol=1e-3)
+    # an explicit scalar takes the same path
+    _, rec2 = art.apply_artefact("bias_field", x, brain, {"coefficients": 0.2}, np.random.default_rng(6))
+    np.testing.assert_allclose(rec2["sampled"]["torchio_history"][0]["arguments"]["coefficients"]["image"], 0.2,
+                               rtol=1e-6)

@@ -92,11 +92,23 @@ def test_torch_rejects_too_few_dims():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_torch_cuda_matches_cpu():
-    x = torch.randn(2, 1, 32, 32, 32)
-    cpu = high_frequency_torch(x, radius=15)
+def test_torch_cuda_matches_numpy():
+    """The float32 GPU result equals the NumPy (float64) version to float32 precision, batched
+    and under fp16 autocast (the FFT runs in complex64 with autocast disabled); a half input
+    is computed from its float32 value."""
+    x = np.random.default_rng(4).normal(size=(2, 1, 32, 32, 32)).astype(np.float32) * 5
+    expected = np.stack([high_frequency(v, radius=15) for v in x[:, 0]])[:, None]
+    scale = np.abs(expected).max()
+    gpu = high_frequency_torch(torch.from_numpy(x).cuda(), radius=15)
+    assert gpu.dtype == torch.float32 and gpu.is_cuda and gpu.shape == x.shape
+    np.testing.assert_allclose(gpu.cpu().numpy(), expected, rtol=1e-4, atol=1e-5 * scale)
     with torch.autocast("cuda", dtype=torch.float16):
-        gpu = high_frequency_torch(x.cuda().half(), radius=15)
-    assert gpu.dtype == torch.float32
-    torch.testing.assert_close(gpu.cpu(), high_frequency_torch(x.half().float(), radius=15), atol=1e-4, rtol=1e-4)
-    assert cpu.shape == gpu.shape
+        amp = high_frequency_torch(torch.from_numpy(x).cuda(), radius=15)
+    assert amp.dtype == torch.float32
+    np.testing.assert_allclose(amp.cpu().numpy(), expected, rtol=1e-4, atol=1e-5 * scale)
+    # a half-precision input: the same as NumPy on its float32 value
+    xh = torch.from_numpy(x).half()
+    half = high_frequency_torch(xh.cuda(), radius=15)
+    want = np.stack([high_frequency(v, radius=15) for v in xh.float().numpy()[:, 0]])[:, None]
+    assert half.dtype == torch.float32
+    np.testing.assert_allclose(half.cpu().numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())

@@ -316,3 +316,101 @@ def test_subject_tau_of_a_slice_lands_at_its_anomaly_fraction():
     # one lockstep pool equals each slice alone (phase-A noise from each slice's own seed)
     alone = phase_a_taus(masked, x[1:], hf[1:], brain[1:], [6], percents=percents, choose_tau=choose)
     np.testing.assert_array_equal(alone[0].curve, res[1].curve)
+
+
+# ----------------------------------------------------------------------------------------
+# The mask each iteration feeds the network (METHOD.md §6), recomputed from the recorded errors
+# ----------------------------------------------------------------------------------------
+class MaskRecorder(nn.Module):
+    """Reconstruction = the masked-image channel + ``k`` * the HF channel (or ``k`` * HF alone
+    for an HF-only input): unmasked voxels come back as x + k·hf, masked ones as noise + k·hf,
+    so the error depends on the mask fed in. Records every input and output."""
+
+    def __init__(self, k: float = 0.5) -> None:
+        super().__init__()
+        self.k = k
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+
+    def forward(self, inp):
+        out = (inp[:, :1] if inp.shape[1] == 2 else 0.0) + self.k * inp[:, -1:]
+        self.inputs.append(inp.clone())
+        self.outputs.append(out.clone())
+        return out
+
+
+def fed_mask(inp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The mask the network saw: voxels whose image channel is the fill noise, not x
+    ((1 - 0)·x + 0·eps is exactly x; eps ~ N(0, 1) never equals x)."""
+    return inp[0, 0] != x
+
+
+def test_itermask3d_feeds_the_current_mask_and_phase_b_restarts_from_the_brain():
+    """Phase A: call 1 gets M_0 = brain, call i + 1 gets M_i = [e_i > T_i] & brain with e_i from
+    call i's reconstruction and T_i its inverted-cdf quantile at percents[i]; phase B's first
+    call gets the whole brain again, then [e > tau] & brain of the previous call (not ANDed
+    with the previous mask)."""
+    n = 12
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn((n, n, n), generator=g)
+    hf = torch.randn((n, n, n), generator=g)
+    brain = ball((5.5, 5.5, 5.5), 5, (n, n, n))
+    percents = phase_a_percents(20)
+    tau = 0.8
+    model = MaskRecorder()
+    (r,) = run_itermask3d(model, [x], [hf], [brain], [4], percents=percents, choose_tau=const_tau(tau),
+                          tol=0.0, max_iterations=3)
+    n_a = len(percents)
+    assert len(model.inputs) == n_a + 3 and r.iterations_a == n_a and r.iterations_b == 3
+    masks = [fed_mask(inp, x) for inp in model.inputs]
+    errors = [torch.where(brain, (x - out[0, 0]) ** 2, torch.zeros(())) for out in model.outputs]
+    want = brain
+    for i, p in enumerate(percents):
+        np.testing.assert_array_equal(masks[i].numpy(), want.numpy(), err_msg=f"phase A call {i + 1}")
+        t = np.quantile(errors[i][brain].numpy(), p / 100, method="inverted_cdf")
+        assert r.curve[i] == pytest.approx(float(t), rel=1e-6)
+        want = (errors[i] > float(t)) & brain
+        # the masks move around (not nested), so a mask built from a stale M would differ
+        if 0 < i < n_a - 1:
+            assert int((want & ~masks[i]).sum()) > 0
+    # phase B: the whole brain again, then [e > tau] & brain of the previous step
+    np.testing.assert_array_equal(masks[n_a].numpy(), brain.numpy())
+    for j in (1, 2):
+        want = (errors[n_a + j - 1] > tau) & brain
+        np.testing.assert_array_equal(masks[n_a + j].numpy(), want.numpy(), err_msg=f"phase B call {j + 1}")
+    np.testing.assert_array_equal(r.mask.numpy(), ((errors[-1] > tau) & brain).numpy())
+
+
+def test_itermask2_first_step_uses_the_hf_only_model_then_feeds_the_shrinking_mask():
+    """IterMask2: the first-iteration model gets the HF channel alone; the masked model's first
+    call gets M_1 = brain pixels above the 40th error percentile, each later call
+    M_{k+1} = M_k & [e_k > tau] (never a pixel outside the previous mask)."""
+    n, size = 2, 16
+    g = torch.Generator().manual_seed(22)
+    x = torch.randn((n, size, size), generator=g)
+    hf = torch.randn((n, size, size), generator=g)
+    brain = torch.zeros((n, size, size), dtype=torch.bool)
+    brain[:, 2:14, 3:13] = True
+    brain[1, 2:5] = False
+    tau = 0.5
+    first, masked = MaskRecorder(k=0.7), MaskRecorder(k=0.5)
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=tau, first_percentile=40, tol=0.0,
+                        max_iterations=3, batch_size=2)
+    assert len(first.inputs) == 1 and first.inputs[0].shape == (n, 1, size, size)
+    torch.testing.assert_close(first.inputs[0][:, 0], hf, rtol=0, atol=0)
+    assert len(masked.inputs) == 3 and all(inp.shape == (n, 2, size, size) for inp in masked.inputs)
+    for k, r in enumerate(res):
+        e1 = torch.where(brain[k], (x[k] - first.outputs[0][k, 0]) ** 2, torch.zeros(()))
+        t1 = np.quantile(e1[brain[k]].numpy(), 0.4, method="inverted_cdf")
+        want = (e1 > float(t1)) & brain[k]
+        np.testing.assert_array_equal(r.first_mask.numpy(), want.numpy())
+        for step, (inp, out) in enumerate(zip(masked.inputs, masked.outputs)):
+            np.testing.assert_array_equal(fed_mask(inp[k : k + 1], x[k]).numpy(), want.numpy(),
+                                          err_msg=f"slice {k} masked call {step + 1}")
+            e = torch.where(brain[k], (x[k] - out[k, 0]) ** 2, torch.zeros(()))
+            # outside the mask e = (k·hf)^2 often exceeds tau: only the AND keeps it out
+            assert int(((e > tau) & brain[k] & ~want).sum()) > 0
+            want = want & (e > tau)
+            assert 0 < int(want.sum())
+        np.testing.assert_array_equal(r.mask.numpy(), want.numpy())
+        assert r.iterations == 3
