@@ -1,6 +1,7 @@
 """Networks of IterMask3D / IterMask2 and model file I/O."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,3 +186,71 @@ def test_load_trained_errors(tmp_path):
                 {"method": "itermask3d", "network": {"channels": [2, 8]}, "in_channels": {"masked": 2}})
     with pytest.raises(InputError, match="does not match"):
         load_trained(path, "cpu")
+
+
+# ----------------------------------------------------------------------------------------
+# The reference architectures (METHOD.md §5), by their layers
+# ----------------------------------------------------------------------------------------
+def _layer_types(model: torch.nn.Module) -> set[type]:
+    return {type(m) for m in model.modules()}
+
+
+def test_3d_reference_architecture():
+    from torch import nn
+
+    model = build_network("itermask3d", 2, {})
+    assert count_parameters(model) == 8_902_626
+    convs = [[m for m in unit.modules() if isinstance(m, nn.Conv3d)] for unit in model.encoder]
+    assert [unit[-1].out_channels for unit in convs] == [16, 32, 64, 128, 256]
+    assert [unit[0].stride for unit in convs] == [(2, 2, 2)] * 4 + [(1, 1, 1)]  # 4 stride-2 levels + 1
+    all_convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert all_convs[0].in_channels == 2 and all_convs[-1].out_channels == 1
+    types = _layer_types(model)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    assert norms and all(type(m) is nn.BatchNorm3d for m in norms)
+    assert not types & {nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm}
+    drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    assert len(drops) == len(norms) and all(m.p == 0.2 for m in drops)
+    acts = [m for m in model.modules() if type(m).__module__ == "torch.nn.modules.activation"]
+    assert len(acts) == len(norms) and all(type(m) is nn.PReLU for m in acts)
+    ups = [m for m in model.modules() if isinstance(m, nn.Upsample)]
+    assert len(ups) == 4 and all(m.mode == "nearest" and m.scale_factor == 2 for m in ups)
+
+
+def test_2d_reference_architecture():
+    from torch import nn
+
+    from itermask.core.networks.unet2d import _ResBlock2D
+
+    model = build_network("itermask2", 2, {"image_size": 128})
+    level_blocks = [b for m in model.down for b in m.layers
+                    if isinstance(b, _ResBlock2D) and isinstance(b.resample, nn.Identity)]
+    assert [b.conv_in.out_channels for b in level_blocks] == [32, 32, 32, 32, 64, 64, 96, 96, 128, 128]
+    assert model.inp.in_channels == 2 and model.out[-1].out_channels == 1
+    assert build_network("itermask2", 1, {"image_size": 128}).inp.in_channels == 1  # first-iteration model
+    # attention at 32, 16 and 8 px of a 128 px slice: the levels of width 64, 96 and 128
+    attn = {(m.resolution, m.qkv.in_channels) for m in model.modules() if isinstance(m, SpatialSelfAttention2D)}
+    assert attn == {(32, 64), (16, 96), (8, 128)}
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    assert norms and all(type(m) is nn.BatchNorm2d for m in norms)
+    assert not _layer_types(model) & {nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm}
+    drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    assert len(drops) == sum(isinstance(m, _ResBlock2D) for m in model.modules())
+    assert all(m.p == 0.1 for m in drops)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 16, 32, 32), (1, 2, 32, 32, 16)])
+def test_3d_runs_at_any_size_divisible_by_16(shape):
+    # an axis of 16 reaches the 4th encoder level at 2 voxels, where PyTorch's padded
+    # AvgPool3d(3, 2, 1) refused it (METHOD.md §5: any size divisible by 16 must run)
+    model = build_network("itermask3d", 2, {"channels": [2, 4, 4, 8, 8]}).eval()
+    with torch.no_grad():
+        out = model(torch.randn(*shape))
+    assert out.shape == (1, 1, *shape[2:])
+
+
+def test_residual_pool_equals_the_padded_average_pool_it_replaces():
+    from itermask.core.networks.unet3d import _PaddedAvgPool3d
+
+    x = torch.randn(2, 3, 8, 6, 4)
+    np.testing.assert_array_equal(_PaddedAvgPool3d(2)(x).numpy(), torch.nn.AvgPool3d(3, 2, 1)(x).numpy())

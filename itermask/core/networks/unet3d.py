@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from itermask.core.networks.shapes import check_divisible
 from itermask.errors import ConfigError
@@ -28,6 +29,19 @@ def _monai_blocks() -> tuple[type, type]:
     from monai.networks.blocks import Convolution, ResidualUnit
 
     return Convolution, ResidualUnit
+
+
+class _PaddedAvgPool3d(nn.Module):
+    """``AvgPool3d(3, stride, padding=1)`` (zeros counted in the mean) as an explicit zero pad and
+    an unpadded pool: the same values, but it also runs on an axis of 2 voxels (a 16-voxel axis at
+    the fourth level), which PyTorch's padded pool refuses as smaller than its kernel."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(F.pad(x, (1,) * 6), kernel_size=3, stride=self.stride)
 
 
 class _EncoderUnit3D(nn.Module):
@@ -43,7 +57,7 @@ class _EncoderUnit3D(nn.Module):
             Convolution(in_channels=cin, out_channels=cout, strides=stride, **kw),
             Convolution(in_channels=cout, out_channels=cout, strides=1, **kw),
         )
-        self.residual = nn.AvgPool3d(kernel_size=3, stride=stride, padding=1) if stride != 1 else nn.Identity()
+        self.residual = _PaddedAvgPool3d(stride) if stride != 1 else nn.Identity()
         self.cin = cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
