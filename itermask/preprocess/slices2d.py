@@ -45,7 +45,9 @@ def scale_for_2d(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 
 def resize_slices(slices: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
-    """Resize (n, H, W) slices to (n, size, size) by area averaging.
+    """Resize (n, H, W) slices to (n, size, size) by area averaging: torch's ``area`` mode, as the
+    reference's MONAI ``Resized`` (adaptive average pooling: output pixel i averages input pixels
+    floor(i·H/size) to ceil((i+1)·H/size) - 1 with equal weights).
 
     Boolean input is treated as masks: area-averaged, then kept where the fraction is >= 0.5.
     """
