@@ -2,14 +2,18 @@
 test label, so its masks are labelled as such wherever they are written.
 
 "Incrementally raising tau during the shrinking process and selecting the iteration with the
-optimal performance per image" (IterMask2 paper): from a starting mask, iteration k
-reconstructs with the current mask and thresholds its error at ``tau * factors[k]``
-(``factors`` increasing); every iteration's mask is a candidate and the one with the best Dice
-against the label wins (ties: the earliest). IterMask2 starts from the first-iteration mask of
-each first-step percentile of a grid (the reference also searches first-step fractions) and
-keeps shrinking (M <- M & [e > tau_k]); IterMask3D starts from the whole brain and
-re-thresholds each iteration (M <- [e > tau_k], phase B's rule). Samples run together in one
-batch (a subject's few test slices, or one volume); noise per sample from its own seed.
+optimal performance per image" (IterMask2 paper): from a starting mask, the masks are iterated
+at tau * factors[0] until they converge (change < ``tol``, at most ``max_iterations``
+reconstructions), then tau is raised to the next factor and iterated again (``factors``
+increasing), as the reference raises its tau each time the mask has converged; every
+iteration's mask is a candidate and the one with the best Dice against the label wins (ties:
+the earliest). IterMask2 starts from the first-iteration mask of each first-step percentile of
+a grid (the reference searches keeping 90 % to 40 % of the brain) and keeps shrinking
+(M <- M & [e > tau_k], converged when the relative shrink < tol); IterMask3D starts from the
+whole brain and re-thresholds each iteration (M <- [e > tau_k], phase B's rule and change).
+Samples run together in one batch (a subject's few test slices, or one volume), each with its
+own convergence; noise per sample from its own seed (IterMask3D: drawn once or per iteration,
+as its phase B).
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from itermask.core.lockstep import brain_quantile, make_generator, reconstruct, sample_noise, squared_error
+from itermask.core.lockstep import (brain_quantile, make_generator, mask_change, mask_shrink, reconstruct,
+                                    sample_noise, squared_error)
 from itermask.core.model_input import compose_input
 
 
@@ -56,7 +61,7 @@ class _Best:
 def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, hf: torch.Tensor,
               brain: torch.Tensor, label: torch.Tensor, seeds: Sequence[int], *, tau: float,
               first_percentiles: Sequence[float], factors: Sequence[float], variant: str,
-              device: torch.device | str, amp: bool = True) -> list[OracleResult]:
+              device: torch.device | str, tol: float, max_iterations: int, amp: bool = True) -> list[OracleResult]:
     """IterMask2's oracle on n slices ((n, H, W) tensors; module docstring)."""
     device = torch.device(device)
     x, hf = (t.float()[:, None].to(device) for t in (x, hf))
@@ -68,26 +73,43 @@ def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, 
         mask = (err1 > brain_quantile(err1, brain, fp).view(-1, 1, 1, 1)) & brain
         best.offer(mask, label, 0, None, float(fp))
         gens = [make_generator(s, device) for s in seeds]
-        for k, f in enumerate(factors, start=1):
-            noise = sample_noise(gens, x.shape[1:], device)
-            x_hat = reconstruct(masked_model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
-            mask = mask & (squared_error(x, x_hat, brain) > tau * f)
-            best.offer(mask, label, k, tau * f, float(fp))
+        k = 0
+        for f in factors:
+            active = torch.ones(len(x), dtype=torch.bool, device=device)
+            for _ in range(max_iterations):
+                k += 1
+                noise = sample_noise(gens, x.shape[1:], device)
+                x_hat = reconstruct(masked_model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+                new = mask & (squared_error(x, x_hat, brain) > tau * f)
+                new = torch.where(active.view(-1, 1, 1, 1), new, mask)  # a converged slice waits for tau's raise
+                active &= mask_shrink(new, mask).to(device) >= tol
+                mask = new
+                best.offer(mask, label, k, tau * f, float(fp))
+                if not active.any():
+                    break
     return best.items  # type: ignore[return-value]
 
 
 def oracle_3d(model: nn.Module, x: torch.Tensor, hf: torch.Tensor, brain: torch.Tensor, label: torch.Tensor,
               seed: int, *, tau: float, factors: Sequence[float], variant: str, device: torch.device | str,
-              amp: bool = True) -> OracleResult:
-    """IterMask3D's oracle on one volume ((*spatial) tensors; module docstring)."""
+              tol: float, max_iterations: int, fixed_noise: bool = True, amp: bool = True) -> OracleResult:
+    """IterMask3D's oracle on one volume ((*spatial) tensors; module docstring). ``fixed_noise``:
+    one noise draw reused at every iteration (phase B's ``phase_b_noise`` "fixed"), else fresh."""
     device = torch.device(device)
     x, hf = (t.float()[None, None].to(device) for t in (x, hf))
     brain, label = (t.bool()[None, None].to(device) for t in (brain, label))
     best = _Best(1)
-    mask, gen = brain.clone(), make_generator(seed, device)
-    for k, f in enumerate(factors, start=1):
-        noise = None if variant == "hf_only" else sample_noise([gen], x.shape[1:], device)
-        x_hat = reconstruct(model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
-        mask = (squared_error(x, x_hat, brain) > tau * f) & brain
-        best.offer(mask, label, k, tau * f, None)
+    mask, gen, k = brain.clone(), make_generator(seed, device), 0
+    once = None if variant == "hf_only" or not fixed_noise else sample_noise([gen], x.shape[1:], device)
+    for f in factors:
+        for _ in range(max_iterations):
+            k += 1
+            noise = once if variant == "hf_only" or fixed_noise else sample_noise([gen], x.shape[1:], device)
+            x_hat = reconstruct(model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
+            new = (squared_error(x, x_hat, brain) > tau * f) & brain
+            change = float(mask_change(new, mask)[0])
+            mask = new
+            best.offer(mask, label, k, tau * f, None)
+            if change < tol:
+                break
     return best.items[0]  # type: ignore[return-value]

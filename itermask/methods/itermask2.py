@@ -172,7 +172,8 @@ def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, pie
     seeds = [ctx.seed(name, "oracle", int(z)) for z in inp.index]
     best = oracle_2d(networks["first"], networks["masked"], *(torch.from_numpy(a) for a in
                      (inp.image, inp.hf, inp.brain, label)), seeds, tau=tau, first_percentiles=firsts,
-                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device)
+                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device,
+                     tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]))
     out.arrays["mask_oracle"] = np.moveaxis(np.stack([b.mask.numpy() for b in best]), 0, -1)
     out.record["oracle"] = {"uses_test_labels": True, "base_tau": tau, "tau_factors": factors,
                             "first_step_percentiles": firsts, "seeds": seeds,

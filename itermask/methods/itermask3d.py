@@ -194,10 +194,13 @@ def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: Infer
     hf = v.hf if v.hf is not None else np.zeros_like(v.image)
     seed = ctx.seed(name, "oracle")
     best = oracle_3d(model, *(torch.from_numpy(a) for a in (v.image, hf, v.brain, v.label)), seed, tau=tau,
-                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device)
+                     factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device,
+                     tol=float(ctx.settings.infer["tol"]), max_iterations=int(ctx.settings.infer["max_iterations"]),
+                     fixed_noise=ctx.settings.infer["phase_b_noise"] == "fixed")
     out.arrays["mask_oracle"] = best.mask.numpy()
     out.record["oracle"] = {"uses_test_labels": True, "tau": best.tau, "iteration": best.iteration,
-                            "dice": best.dice, "tau_factors": factors, "base_tau": tau, "seed": seed}
+                            "dice": best.dice, "tau_factors": factors, "base_tau": tau, "seed": seed,
+                            "noise": ctx.settings.infer["phase_b_noise"]}
 
 
 def _output(r: Any, v: Any, record: dict[str, Any], score: str) -> ConditionOutput:

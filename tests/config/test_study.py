@@ -447,13 +447,13 @@ def test_validation_fills_defaults_of_a_minimal_config():
     assert md["itermask3d"]["infer"] == {
         "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
         "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
-        "batch_size": 1, "score": "mask_size", "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}
+        "batch_size": 1, "score": "mask_size", "oracle_tau_factors": []}
     assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0,
                                         "r2_min": 0.85, "k_fallback": "first",
                                         "tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size",
                                         "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
-                                        "oracle_first_step_percentiles": [20, 40, 60], "lesion_input": "slices"}
+                                        "oracle_first_step_percentiles": [10, 20, 30, 40, 50, 60], "lesion_input": "slices"}
     assert md["itermask3d"]["network"] == {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool",
                                              "input_skip": False}
     assert md["itermask2"]["network"] == {"channels": [32, 32, 64, 96, 128], "attention_res": [32, 16, 8],
@@ -479,8 +479,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert dict(im3d.infer) == {"step_percent": 5, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
                                 "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
-                                "batch_size": 4, "score": "mask_size",
-                                "oracle_tau_factors": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)}
+                                "batch_size": 4, "score": "mask_size", "oracle_tau_factors": ()}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
     assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1
     assert im2.network["middle_attention"] is True and im2.network["num_res_blocks"] == 1

@@ -26,11 +26,23 @@ def test_dice_known_values():
 def test_3d_oracle_keeps_the_best_iteration_of_the_raised_taus():
     x, hf, brain, h, anomaly = cube_subject(3, (9, 9, 9), (16, 16, 16))
     model = Oracle([(hf, x, h)], rule)
-    # tau 0.01: nearly the whole brain; tau 1: the anomaly ((x - h)^2 = 9 there, ~0.02 elsewhere); 100: empty
+    # tau 0.01: nearly the whole brain; tau 1: the anomaly ((x - h)^2 = 9 there, ~0.02 elsewhere); 100: empty.
+    # Each level iterates until the mask changes < tol: 0.01 converges at its 2nd iteration (masked
+    # errors are the same, visible ones fall under 0.01), tau 1 starts at iteration 3
     best = oracle_3d(model, x, hf, brain, anomaly, 5, tau=1.0, factors=[0.01, 1.0, 100.0], variant="full",
-                     device="cpu")
-    assert best.iteration == 2 and best.tau == 1.0 and best.first_step_percentile is None
+                     device="cpu", tol=0.01, max_iterations=10)
+    assert best.iteration == 3 and best.tau == 1.0 and best.first_step_percentile is None
     assert best.dice == float(dice(best.mask[None, None], anomaly[None, None])) > 0.95
+    # levels: 0.01 (2 reconstructions), 1 (the anomaly, unchanged at the 2nd), 100 (empty, then empty again)
+    assert len(model.batch_sizes) == 6
+
+
+def test_3d_oracle_one_reconstruction_per_level_when_capped_at_one():
+    x, hf, brain, h, anomaly = cube_subject(3, (9, 9, 9), (16, 16, 16))
+    model = Oracle([(hf, x, h)], rule)
+    best = oracle_3d(model, x, hf, brain, anomaly, 5, tau=1.0, factors=[0.01, 1.0, 100.0], variant="full",
+                     device="cpu", tol=0.01, max_iterations=1)
+    assert best.iteration == 2 and best.tau == 1.0 and len(model.batch_sizes) == 3
 
 
 def test_2d_oracle_searches_first_step_percentiles_and_taus():
@@ -39,7 +51,7 @@ def test_2d_oracle_searches_first_step_percentiles_and_taus():
     x, hf, brain, h, anomaly = sl
     model = Oracle([(hf[k], x[k], h[k]) for k in range(2)], rule)
     best = oracle_2d(model, model, x, hf, brain, anomaly, [1, 2], tau=1.0, first_percentiles=[10, 60],
-                     factors=[1.0, 100.0], variant="full", device="cpu")
+                     factors=[1.0, 100.0], variant="full", device="cpu", tol=0.01, max_iterations=10)
     for k, b in enumerate(best):
         assert b.iteration == 1 and b.tau == 1.0 and b.first_step_percentile == 10.0  # ties: the first
         assert b.dice == float(dice(b.mask[None, None], anomaly[k][None, None])) > 0.95
