@@ -52,13 +52,15 @@ def make_artefact(
 ) -> None:
     """Corrupt a preprocessed healthy volume with one artefact, write it, its HF image at
     ``hf_radius`` and a sidecar JSON (type, params over the reference ones, sampled parameters,
-    seeds, TorchIO version). The draw seed is ``derive_seed(seed, subject, artefact)``."""
+    seeds, TorchIO version). The draw seed is ``derive_seed(seed, subject, type)``: every severity
+    level ``<type>-s<k>`` of a subject shares its type's random draws, so a sweep varies only its
+    parameter (METHOD.md §2)."""
     import torchio as tio
 
     ctx = dict(dataset=dataset, subject=subject)
     img, x, brain, other = _load_inputs(image_path, brainmask_path, other_image_path,
                                         needs_other=base_type(artefact) == "other_sequence", **ctx)
-    derived = derive_seed(seed, subject, artefact)
+    derived = derive_seed(seed, subject, base_type(artefact))
     try:
         out, record = apply_artefact(artefact, x, brain, params, np.random.default_rng(derived), other=other,
                                      affine=img.affine)
@@ -67,7 +69,7 @@ def make_artefact(
     hf = high_frequency(out, radius=int(hf_radius))
     record.update(
         dataset=dataset, subject=subject, seed=int(seed), derived_seed=derived,
-        seed_rule="sha256('{seed}/{subject}/{artefact}')[:8] little-endian",
+        seed_rule="sha256('{seed}/{subject}/{artefact type}')[:8] little-endian",
         hf_radius=int(hf_radius), renormalise=None, torchio_version=tio.__version__,
         inputs={"image": str(image_path), "brainmask": str(brainmask_path),
                 "other_image": None if other_image_path is None else str(other_image_path)},

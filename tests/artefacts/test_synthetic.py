@@ -167,8 +167,25 @@ def test_make_artefact_stage(tmp_path):
     np.testing.assert_allclose(out, ref, atol=1e-6)
     np.testing.assert_allclose(hf, high_frequency(out, radius=3), atol=1e-5)
     assert rec["type"] == "spike" and rec["params"]["intensity"] == 1.0
-    assert rec["derived_seed"] == art.derive_seed(0, "d11", "spike-s0")
+    assert rec["derived_seed"] == art.derive_seed(0, "d11", "spike")  # a severity level draws as its type
     assert rec["torchio_version"] == tio.__version__
+
+
+def test_severity_levels_share_their_types_random_draws(tmp_path):
+    """A sweep varies one parameter (METHOD.md §2): k-space noise at two amplitudes is the same
+    draw scaled, not two different noises."""
+    x, brain = _volume(shape=(16, 16, 16))
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(x, aff), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), tmp_path / "brain.nii.gz")
+    diffs = []
+    for k, amp in enumerate((0.003, 0.006)):
+        outs = [tmp_path / f"s{k}" / n for n in ("image.nii.gz", "hf.nii.gz", "params.json")]
+        art.make_artefact(str(tmp_path / "img.nii.gz"), str(tmp_path / "brain.nii.gz"), *map(str, outs),
+                          artefact=f"kspace_noise-s{k}", params={"amplitude": amp}, seed=0, hf_radius=3,
+                          other_image_path=None, dataset="demo", subject="d11")
+        diffs.append(np.asarray(nib.load(outs[0]).dataobj, dtype=np.float64) - x)
+    np.testing.assert_allclose(diffs[1], 2 * diffs[0], rtol=1e-4, atol=1e-5 * np.abs(diffs[1]).max())
 
 
 # ----------------------------------------------------------------------------------------
