@@ -7,8 +7,10 @@ experiment's model (`model_from`) and override `infer`; `hf_radius` sweeps train
 value (experiment-level `hf_radius`) and run the single-step -spatial model (variant
 `no_spatial`, as the papers' Fig. 3 does; METHOD.md §6), so their point at the base's own radius
 is a derived experiment too (`<experiment>__hf_radius_<r>`, on the base's model) unless the base
-is itself no_spatial. Derived experiments only segment (no detection runs); otherwise a value
-equal to the base experiment's own setting adds no experiment (the base stands for it).
+is itself no_spatial. Derived experiments only segment (no detection runs) and run no
+per-image-best oracle (``oracle_tau_factors`` []: the sensitivity figure plots the honest
+protocol, and the oracle costs more than the run); otherwise a value equal to the base
+experiment's own setting adds no experiment (the base stands for it).
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
     """Raw experiment entry of `base` with `param` = `value` (see the module docstring)."""
     entry = copy.deepcopy(study.experiments[base])
     entry["detect"] = False
+    entry["infer"] = {**entry.get("infer", {}), "oracle_tau_factors": []}
     entry["label"] = f"{entry.get('label', base)} ({param} {value:g})"
     if param == "hf_radius":
         entry["variant"] = "no_spatial"  # Fig. 3: the single-step model

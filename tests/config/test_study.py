@@ -276,6 +276,7 @@ def test_sweeps_expand_into_derived_experiments(demo_config):
     assert study.model_experiment("im2_flair__tau_percentile_60") == "im2_flair" == tau60.model_owner
     assert tau60.infer["tau_percentile"] == 60 and tau60.infer["first_step_percentile"] == 40
     assert tau60.detect == () and tau60.segment == ("demo",) and tau60.sequence == "FLAIR"
+    assert tau60.infer["oracle_tau_factors"] == () != study.settings("im2_flair").infer["oracle_tau_factors"]
     g = study.settings("im3d_flair_seg_fixed__gamma_0p1")
     assert g.infer["gamma"] == 0.1 and g.infer["threshold"] == "fixed"
     assert study.model_experiment("im3d_flair_seg_fixed__gamma_0p1") == "im3d_flair_seg"
