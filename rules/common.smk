@@ -46,6 +46,7 @@ INFERENCE = f"{R}/inference/{{experiment}}/{{dataset}}/sub-{{subject}}"
 METRICS = f"{R}/metrics/{{experiment}}/{{kind}}.tsv"  # kind: segmentation, detection, scores
 FIGURES = f"{R}/figures/{{experiment}}"
 SENSITIVITY = f"{R}/figures/sensitivity/{{experiment}}_{{param}}.png"
+SENSITIVITY_DATA = f"{R}/figures/sensitivity/{{experiment}}_{{param}}.csv"  # the figure's points
 TABLE = f"{R}/tables/{{name}}.{{ext}}"  # ext: md, csv, tex
 TABLE_VS_PUBLISHED = f"{R}/tables/{{name}}_vs_published.{{ext}}"  # ext: md, csv
 

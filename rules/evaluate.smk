@@ -45,6 +45,7 @@ rule figures:
         ),
     params:
         runs=lambda w: inference_runs(w.experiment),
+        severity=STUDY.config["artefacts"]["severity"],  # the severity figure's x axis ('<type>-s<k>')
     log:
         f"{R}/logs/figures/{{experiment}}.log",
     conda:
@@ -89,12 +90,13 @@ rule sensitivity:
     input:
         unpack(sensitivity_inputs),
     output:
-        report(
+        png=report(
             SENSITIVITY,
             caption="../report/captions/sensitivity.rst",
             category="Figures",
             subcategory="sensitivity",
         ),
+        csv=SENSITIVITY_DATA,
     params:
         values=lambda w: STUDY.sweep_members(w.experiment, w.param),
         protocols=list(STUDY.evaluation.protocols),

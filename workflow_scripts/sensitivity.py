@@ -9,4 +9,5 @@ from itermask.io.workflow import rule_context  # noqa: E402
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:
     sensitivity_stage({exp: smk.input[exp] for exp in smk.params.values}, dict(smk.params.values),
-                      smk.wildcards.param, smk.output[0], protocols=list(smk.params.protocols), logger=log)
+                      smk.wildcards.param, smk.output.png, protocols=list(smk.params.protocols), logger=log,
+                      out_csv=smk.output.csv, experiment=smk.wildcards.experiment)

@@ -193,7 +193,8 @@ def test_evaluate_experiment_end_to_end(inference):
     assert names == ["overlay_demo_sub-b.png", "overlay_demo_sub-c.png", "roc.png", "severity.png",
                      "threshold_curves.png"]
     assert all(Path(f).stat().st_size > 1000 for f in figs)
-    assert sorted(p.name for p in (tmp / "fig").iterdir()) == names
+    assert sorted(p.name for p in (tmp / "fig").iterdir() if p.suffix == ".png") == names
+    assert sorted(p.stem for p in (tmp / "fig").iterdir() if p.suffix == ".csv") == [Path(n).stem for n in names]
     # a figure that fails leaves the folder as it was (written under a temporary name, renamed whole)
     import itermask.evaluation.figures as figures_module
 
