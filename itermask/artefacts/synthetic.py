@@ -1,8 +1,9 @@
 """Rule artefacts -> `make_artefacts`: the synthetic artefact set of one healthy test subject.
 
 Every condition (artefact type or severity level ``<type>-s<k>``) is drawn from
-`itermask.artefacts.algorithms.apply_artefact` with its own seed
-(``derive_seed(seed, subject, artefact)``) and written with its HF image and a sidecar JSON.
+`itermask.artefacts.algorithms.apply_artefact` with its type's seed
+(``derive_seed(seed, subject, type)``: a type and its severity levels share their random draws,
+so a sweep varies only its parameter) and written with its HF image and a sidecar JSON.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
     """Raw experiment entry of `base` with `param` = `value` (see the module docstring)."""
     entry = copy.deepcopy(study.experiments[base])
     entry["detect"] = False
-    entry["infer"] = {**entry.get("infer", {}), "oracle_tau_factors": []}
+    entry["infer"] = {**entry.get("infer", {}), "oracle_tau_factors": []}  # no oracle (module docstring)
     entry["label"] = f"{entry.get('label', base)} ({param} {value:g})"
     if param == "hf_radius":
         entry["variant"] = "no_spatial"  # Fig. 3: the single-step model

@@ -51,11 +51,13 @@ class _Best:
         self.items: list[OracleResult | None] = [None] * n
 
     def offer(self, masks: torch.Tensor, label: torch.Tensor, iteration: int, tau: float | None,
-              first: float | None) -> None:
+              first: float | None, index: Sequence[int] | None = None) -> None:
+        """Candidate masks of the samples ``index`` (default: every sample, in order)."""
         scores = dice(masks, label).tolist()
-        for j, d in enumerate(scores):
+        for pos, d in enumerate(scores):
+            j = pos if index is None else index[pos]
             if self.items[j] is None or d > self.items[j].dice:
-                self.items[j] = OracleResult(masks[j, 0].cpu().clone(), float(d), iteration, tau, first)
+                self.items[j] = OracleResult(masks[pos, 0].cpu().clone(), float(d), iteration, tau, first)
 
 
 def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, hf: torch.Tensor,
@@ -75,17 +77,17 @@ def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, 
         gens = [make_generator(s, device) for s in seeds]
         k = 0
         for f in factors:
-            active = torch.ones(len(x), dtype=torch.bool, device=device)
+            active = list(range(len(x)))  # a converged slice waits for tau's raise: no draw, no reconstruction
             for _ in range(max_iterations):
                 k += 1
-                noise = sample_noise(gens, x.shape[1:], device)
-                x_hat = reconstruct(masked_model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
-                new = mask & (squared_error(x, x_hat, brain) > tau * f)
-                new = torch.where(active.view(-1, 1, 1, 1), new, mask)  # a converged slice waits for tau's raise
-                active &= mask_shrink(new, mask).to(device) >= tol
-                mask = new
-                best.offer(mask, label, k, tau * f, float(fp))
-                if not active.any():
+                noise = sample_noise([gens[i] for i in active], x.shape[1:], device)
+                xa, ba, old = x[active], brain[active], mask[active]
+                x_hat = reconstruct(masked_model.eval(), compose_input(xa, hf[active], old, variant, noise=noise), amp=amp)
+                new = old & (squared_error(xa, x_hat, ba) > tau * f)
+                mask[active] = new
+                best.offer(new, label[active], k, tau * f, float(fp), index=active)
+                active = [i for i, s in zip(active, mask_shrink(new, old).tolist()) if s >= tol]
+                if not active:
                     break
     return best.items  # type: ignore[return-value]
 
@@ -100,11 +102,12 @@ def oracle_3d(model: nn.Module, x: torch.Tensor, hf: torch.Tensor, brain: torch.
     brain, label = (t.bool()[None, None].to(device) for t in (brain, label))
     best = _Best(1)
     mask, gen, k = brain.clone(), make_generator(seed, device), 0
-    once = None if variant == "hf_only" or not fixed_noise else sample_noise([gen], x.shape[1:], device)
+    fresh = not fixed_noise and variant != "hf_only"
+    once = None if fresh or variant == "hf_only" else sample_noise([gen], x.shape[1:], device)
     for f in factors:
         for _ in range(max_iterations):
             k += 1
-            noise = once if variant == "hf_only" or fixed_noise else sample_noise([gen], x.shape[1:], device)
+            noise = sample_noise([gen], x.shape[1:], device) if fresh else once
             x_hat = reconstruct(model.eval(), compose_input(x, hf, mask, variant, noise=noise), amp=amp)
             new = (squared_error(x, x_hat, brain) > tau * f) & brain
             change = float(mask_change(new, mask)[0])

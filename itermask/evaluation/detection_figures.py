@@ -127,7 +127,7 @@ def sensitivity_figure(
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for d, g in pts.groupby("dataset", sort=False):
         line, = ax.plot(g["value"], g["mean"], "o-", label=f"{d}")
-        ok = np.isfinite(g["sd"].to_numpy())  # no error bar where the SD is undefined
+        ok = np.isfinite(g["sd"].to_numpy()) & (g["n"].to_numpy() > 1)  # no error bar from one subject
         if ok.any():
             ax.errorbar(g["value"][ok], g["mean"][ok], yerr=g["sd"][ok], fmt="none", ecolor=line.get_color(), capsize=3)
     ax.set_xlabel(PARAMETER_NAMES.get(parameter, parameter))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from itermask.config.conditions import LESION, NON_ANOMALY
 from itermask.evaluation.detection import SEVERITY, anomaly_order, dataset_members
-from itermask.evaluation.layout import summarise
+from itermask.evaluation.layout import primary_rows, summarise
 from itermask.evaluation.metrics import detection_metrics
 from itermask.io.atomic import atomic_path
 
@@ -44,17 +44,9 @@ def csv_beside(png: str | Path) -> str:
     return str(Path(png).with_suffix(".csv"))
 
 
-def primary(scores: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the primary score (of the first score named when none is marked primary)."""
-    if scores.empty:
-        return scores
-    p = scores["primary"].astype(str).str.lower().isin(["true", "1"])
-    return scores[p] if p.any() else scores[scores["score_name"] == scores["score_name"].iloc[0]]
-
-
 def dataset_groups(scores: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
     """(test dataset, its primary-score test rows) as detection.detection_rows pairs them."""
-    test = primary(scores[scores["role"] == "test"]) if not scores.empty else scores
+    test = primary_rows(scores[scores["role"] == "test"]) if not scores.empty else scores
     if test.empty:
         return
     for dataset, members in dataset_members(test).items():

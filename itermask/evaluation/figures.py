@@ -23,11 +23,11 @@ import pandas as pd  # noqa: E402
 
 from itermask.config.conditions import LESION  # noqa: E402
 from itermask.errors import InputError  # noqa: E402
-from itermask.evaluation.detection_figures import roc_figure, sensitivity_figure, severity_figure  # noqa: E402,F401
+from itermask.evaluation.detection_figures import roc_figure, sensitivity_figure, severity_figure  # noqa: E402
 from itermask.evaluation.figure_data import csv_beside, write_csv  # noqa: E402
 from itermask.evaluation.scans import Scan, discover, input_image  # noqa: E402
 from itermask.evaluation.spec import LEFT_OUT  # noqa: E402
-from itermask.evaluation.threshold_figure import threshold_curve_figure  # noqa: E402,F401
+from itermask.evaluation.threshold_figure import threshold_curve_figure  # noqa: E402
 from itermask.io.atomic import atomic_dir, save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,13 @@ def overlay_figure(scan: Scan, thresholds: dict[str, float], out_png: str, *, lo
     return out_png
 
 
+def _is_error_map_threshold(row: Any) -> bool:
+    """A row whose threshold binarises the final error map: every protocol but IterMask's own
+    per-image-best oracle (``oracle`` itermask / itermask_final: its mask, not such a threshold)."""
+    oracle = str(getattr(row, "oracle", "") or "")
+    return row.protocol != "per_image_best" or oracle in ("", "nan", "error_map")
+
+
 def _overlays(scans: list[Scan], seg: pd.DataFrame, out: Path, logger: logging.Logger) -> list[str]:
     """One overlay per lesion test scan with a label; the others are logged."""
     written = []
@@ -121,7 +128,11 @@ def _overlays(scans: list[Scan], seg: pd.DataFrame, out: Path, logger: logging.L
             continue
         rows = seg[(seg["subject"].astype(str) == s.subject) & (seg["dataset"].astype(str) == s.dataset)]
         th = {r.protocol: float(r.threshold) for r in rows.itertuples()
-              if r.protocol not in ("iterative_mask", LEFT_OUT)}
+              if r.protocol not in ("iterative_mask", LEFT_OUT) and _is_error_map_threshold(r)}
+        for r in rows.itertuples():
+            if r.protocol not in th and r.protocol not in ("iterative_mask", LEFT_OUT):
+                logger.info("overlay %s sub-%s: %s not drawn (IterMask's own oracle mask, not a threshold of "
+                            "the final error map)", s.dataset, s.subject, r.protocol)
         name = f"overlay_{_safe(s.dataset)}_sub-{_safe(s.subject)}.png"
         written.append(overlay_figure(s, th, str(out / name), logger=logger))
     return written

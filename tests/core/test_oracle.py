@@ -55,3 +55,50 @@ def test_2d_oracle_searches_first_step_percentiles_and_taus():
     for k, b in enumerate(best):
         assert b.iteration == 1 and b.tau == 1.0 and b.first_step_percentile == 10.0  # ties: the first
         assert b.dice == float(dice(b.mask[None, None], anomaly[k][None, None])) > 0.95
+
+
+class NoisyInpainter(torch.nn.Module):
+    """Masked pixels -> h + a·(the masking noise), visible pixels -> x; the first-iteration
+    (HF-only) model -> h + d; per-sample (a, d), found by the HF channel: the reconstruction
+    depends on each sample's own noise draws."""
+
+    def __init__(self, entries):
+        super().__init__()
+        self.entries = entries  # (hf, x, h, a, d)
+
+    def forward(self, inp):
+        outs = []
+        for b in range(inp.shape[0]):
+            (x, h, a, d), = [(x, h, a, d) for hf, x, h, a, d in self.entries if torch.equal(hf, inp[b, -1])]
+            if inp.shape[1] == 1:
+                outs.append(h + d)
+                continue
+            masked = inp[b, 0] != x
+            outs.append(torch.where(masked, h + a * inp[b, 0], x))
+        return torch.stack(outs)[:, None]
+
+
+def test_2d_oracle_slice_waiting_for_the_raise_draws_as_if_alone():
+    """A slice converged at a tau waits while its batch mate iterates: it must neither draw noise
+    nor change, so each slice's result is the one it gets alone (noise from its own seed only)."""
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    brain = torch.zeros((2, n, n), dtype=torch.bool)
+    brain[:, 2:14, 2:14] = True
+    h = torch.randn((2, n, n), generator=g) * brain
+    d = torch.rand((2, n, n), generator=g) * brain  # first-step error d² (normal) vs (3 - d)² (anomaly)
+    anomaly = torch.zeros_like(brain)
+    anomaly[:, 5:10, 5:10] = True
+    x = h + 3.0 * anomaly
+    hf = torch.stack([torch.full((n, n), 100.0), torch.full((n, n), 200.0)])
+    # tau 1e-6: slice 0 (gain 1) keeps its whole mask and converges at once; slice 1 (gain 1e-3)
+    # loses about 2/3 of it per iteration and keeps iterating. tau 4: slice 0's best mask, the
+    # anomaly pixels with (3 + e)² > 4 and few others, depends on its draws
+    model = NoisyInpainter([(hf[0], x[0], h[0], 1.0, d[0]), (hf[1], x[1], h[1], 1e-3, d[1])])
+    kw = dict(tau=1.0, first_percentiles=[10], factors=[1e-6, 4.0], variant="full", device="cpu",
+              tol=0.01, max_iterations=6)
+    both = oracle_2d(model, model, x, hf, brain, anomaly, [11, 12], **kw)
+    assert both[0].tau == 4.0  # the raised tau wins for slice 0
+    for k in range(2):
+        alone = oracle_2d(model, model, x[k:k + 1], hf[k:k + 1], brain[k:k + 1], anomaly[k:k + 1], [11 + k], **kw)[0]
+        assert torch.equal(both[k].mask, alone.mask) and both[k].dice == alone.dice and both[k].tau == alone.tau
