@@ -45,3 +45,25 @@ class InputError(ItermaskError):
 
 class ConfigError(ItermaskError):
     """The configuration is invalid: says which key and what was expected."""
+
+
+class UnknownName(ConfigError, KeyError):
+    """A dataset, experiment or table name the config does not declare (a mistyped target). A
+    KeyError too, so lookups that expect one keep working; printed without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class Named(dict):
+    """The config's datasets, experiments or tables by name: an unknown name raises
+    :class:`UnknownName` listing the known ones (``kind`` names them, ``key`` is the config key)."""
+
+    def __init__(self, kind: str = "name", key: str = "", items: object = ()) -> None:
+        super().__init__(items)  # type: ignore[arg-type]
+        self.kind, self.key = kind, key
+
+    def __missing__(self, name: object) -> None:
+        known = ", ".join(sorted(map(str, self))) or "none"
+        raise UnknownName(f"unknown {self.kind} '{name}': config '{self.key}' declares {known}")
+

@@ -4,7 +4,9 @@
 # `infer`, one job per subject, in the per-subject group; N > 1, or 0 = all (local runs, the
 # demo): rules `infer__<experiment>__<dataset>__<chunk>`, one process for N subjects, whose
 # conditions advance in lockstep together (fewer process starts, fuller batches). The outputs
-# (one folder per subject) and their seeds are the same either way.
+# (one folder per subject) and their seeds are the same either way. A chunk job asks for
+# infer_runtime per subject and infer_mem_mb per job (it holds all its subjects' volumes:
+# set infer_mem_mb for the chunk size).
 
 include: "inputs/infer.smk"
 
@@ -17,7 +19,7 @@ if RES.infer_subjects_per_job == 1:
         output:
             directory(INFERENCE),
         params:
-            settings=lambda w: STUDY.settings(w.experiment).to_dict(),
+            settings=lambda w: STUDY.settings(w.experiment).for_inference().to_dict(),
             runs=infer_runs,
             field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
         log:
@@ -47,7 +49,7 @@ else:
             output:
                 [directory(path(INFERENCE, experiment=_exp, dataset=_ds, subject=s)) for s in _subjects],
             params:
-                settings=STUDY.settings(_exp).to_dict(),
+                settings=STUDY.settings(_exp).for_inference().to_dict(),
                 runs=chunk_runs(_exp, _ds, _subjects),
                 field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
             log:
@@ -59,7 +61,7 @@ else:
             threads: RES.threads
             resources:
                 mem_mb=RES.infer_mem_mb,
-                runtime=RES.infer_runtime,
+                runtime=RES.infer_runtime * len(_subjects),
                 gpu=STUDY.torch_gpus,
             script:
                 "../workflow_scripts/infer.py"

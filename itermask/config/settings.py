@@ -95,6 +95,11 @@ class ExperimentSettings:
         infer = self.infer if infer_keys is None else {k: self.infer[k] for k in infer_keys}
         return replace(self, label="", detect=(), segment=(), infer=freeze(infer))
 
+    def for_inference(self) -> "ExperimentSettings":
+        """What an inference job reads: no test sets or table label. Rule infer's params are this
+        view, so renaming a row or adding a test set to ``detect``/``segment`` reruns no inference."""
+        return replace(self, label="", detect=(), segment=())
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ExperimentSettings":
         values = {f.name: d[f.name] for f in fields(cls)}

@@ -26,7 +26,7 @@ from itermask.config.settings import (
     DemoSettings, EvaluationSettings, ExperimentSettings, FailedSkullstripSettings, PreprocessSettings,
     ResourceSettings, TrainSettings, freeze,
 )
-from itermask.errors import ConfigError
+from itermask.errors import ConfigError, Named
 from itermask.methods import InputSpec
 
 
@@ -69,10 +69,11 @@ class Study:
         self.resources = ResourceSettings.from_dict(config["resources"])
         self.evaluation = EvaluationSettings.from_dict(config["evaluation"])
         self.demo = DemoSettings.from_dict(config["demo"]) if "demo" in config else None
-        self.tables: dict[str, dict] = {t["name"]: t for t in config["tables"]}
-        self.experiments: dict[str, dict] = dict(config["experiments"])
+        self.tables: dict[str, dict] = Named("table", "tables", {t["name"]: t for t in config["tables"]})
+        self.experiments: dict[str, dict] = Named("experiment", "experiments", config["experiments"])
         self.sweeps: dict[tuple[str, str], dict[str, float]] = {}
         self._settings: dict[str, ExperimentSettings] = {}
+        self._candidates: dict[str, frozenset[str]] = {}  # failed-strip candidates per dataset, for `in`
         check_references(self)
 
     @property
@@ -108,7 +109,7 @@ class Study:
             derived = self.failed_strip_dataset(name)
             if derived is not None:
                 out[derived] = self._failed_strip_entry(out[name])
-        return out
+        return Named("dataset", "datasets", out)
 
     def failed_skullstrip(self, dataset: str) -> FailedSkullstripSettings:
         return FailedSkullstripSettings.from_dict(self.config["datasets"][dataset]["failed_skullstrip_set"])
@@ -267,8 +268,11 @@ class Study:
 
     def failed_strip_candidate(self, name: str, dataset: str, subject: str) -> bool:
         """May the subject get condition `failed_skullstrip` (when the set selects it)?"""
-        return (dataset in self.settings(name).detect and self.failed_strip_dataset(dataset) is not None
-                and subject in self.failed_strip_candidates(dataset))
+        if dataset not in self.settings(name).detect or self.failed_strip_dataset(dataset) is None:
+            return False
+        if dataset not in self._candidates:  # asked per subject and experiment: a set, not a tuple scan
+            self._candidates[dataset] = frozenset(self.failed_strip_candidates(dataset))
+        return subject in self._candidates[dataset]
 
     def inference_subjects(self, name: str) -> list[tuple[str, str]]:
         """(dataset, subject) pairs an experiment runs inference on."""

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
@@ -49,6 +49,7 @@ P0 = (1.0, 0.01)
 #: k* when the derivative never exceeds gamma: ``first`` (reference, paper default) or ``last``
 NO_EXCEED = {"first": lambda n: 0, "last": lambda n: int(n - 1)}
 B_MIN = 1e-8  # lower bound of b: a straight line is fitted as b -> B_MIN, a = slope / b
+POLE = 0.98 * np.pi / 2  # a drawn fit stops where |b t| reaches this (tan's pole is at pi / 2)
 
 
 def tangent_model(t: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -59,6 +60,26 @@ def tangent_model(t: np.ndarray, a: float, b: float) -> np.ndarray:
 def tangent_derivative(t: np.ndarray, a: float, b: float) -> np.ndarray:
     """dT/dt = a b / cos^2(b t)."""
     return a * b / np.cos(b * np.asarray(t, dtype=float)) ** 2
+
+
+def fitted_line(fit: Mapping[str, Any] | None, t: np.ndarray | Sequence[float]) -> np.ndarray | None:
+    """The fit that chose tau, for drawing: ``a tan(b t)`` at ``t`` (NaN from just before the pole
+    on), or None when tau came from the smoothed derivative (``branch`` "derivative") or the fit
+    has no finite ``a``, ``b`` (``fit`` is :meth:`ThresholdFit.to_dict` or a result.json ``fit``)."""
+    fit = fit or {}
+
+    def num(v: Any) -> float:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return float("nan")
+
+    a, b = num(fit.get("a")), num(fit.get("b"))
+    if fit.get("branch") == "derivative" or not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return None
+    t = np.asarray(t, dtype=float)
+    with np.errstate(all="ignore"):
+        return np.where(np.abs(b * t) < POLE, tangent_model(t, a, b), np.nan)
 
 
 @dataclass(frozen=True)

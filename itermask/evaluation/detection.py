@@ -59,6 +59,12 @@ def anomaly_order(conditions: list[str]) -> list[str]:
     return plain + levels + ([LESION] if LESION in conditions else [])
 
 
+def paired(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of one comparison: healthy scans ``neg`` (label 0), then anomalous ``pos`` (1)."""
+    neg, pos = np.asarray(neg, float), np.asarray(pos, float)
+    return np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)], np.r_[neg, pos]
+
+
 def dataset_members(test: pd.DataFrame) -> dict[str, list[str]]:
     """Each test dataset with healthy scans -> the datasets whose scans its detection rows use:
     itself, and, when it is the only one with healthy scans, the datasets of anomalous scans only
@@ -99,8 +105,7 @@ def _dataset_detection_rows(experiment: str, dataset: str, test: pd.DataFrame,
             pos = df[df["condition"].isin(conds)]["score"].to_numpy()
             if pos.size == 0 or neg.size == 0:
                 continue
-            labels = np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)]
-            m = detection_metrics(labels, np.r_[neg, pos])
+            m = detection_metrics(*paired(neg, pos))
             rows.append({"experiment": experiment, "dataset": dataset, "anomaly": anomaly, "score_name": score_name, "primary": primary,
                          "n_pos": int(pos.size), "n_neg": int(neg.size), **m})
     return rows

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from itermask.config.conditions import LESION, VAL, VAL_LESION
-from itermask.io.atomic import atomic_path
+from itermask.io.atomic import write_table
 from itermask.errors import InputError
 from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS, detection_rows, score_rows
 from itermask.evaluation.metrics import healthy_tissue_quality, overlap_metrics, segmentation_metrics
@@ -60,11 +60,6 @@ SEGMENTATION_COLUMNS = [
     "tau_at_first_point",
 ]
 HONEST_SOURCES = ("healthy_fpr", "labelled_val")
-
-
-def _write_tsv(df: pd.DataFrame, path: str) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -260,6 +255,6 @@ def evaluate_experiment(
     primary = primary_score(scans) if scans else None
     scores = pd.DataFrame(score_rows(experiment, scans, primary), columns=SCORE_COLUMNS)
     det = detection_rows(experiment, scores, pooled_anomalies) if not scores.empty else []
-    _write_tsv(pd.DataFrame(seg, columns=SEGMENTATION_COLUMNS), out_segmentation_tsv)
-    _write_tsv(pd.DataFrame(det, columns=DETECTION_COLUMNS), out_detection_tsv)
-    _write_tsv(scores, out_scores_tsv)
+    write_table(pd.DataFrame(seg, columns=SEGMENTATION_COLUMNS), out_segmentation_tsv, sep="\t")
+    write_table(pd.DataFrame(det, columns=DETECTION_COLUMNS), out_detection_tsv, sep="\t")
+    write_table(scores, out_scores_tsv, sep="\t")

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from itermask.config.conditions import LESION, NON_ANOMALY
-from itermask.evaluation.detection import SEVERITY, anomaly_order, dataset_members
+from itermask.evaluation.detection import SEVERITY, anomaly_order, dataset_members, paired
 from itermask.evaluation.layout import primary_rows, summarise
 from itermask.evaluation.metrics import detection_metrics
-from itermask.io.atomic import atomic_path
+from itermask.io.atomic import write_table
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ NO_DATASET = "unknown"  # a segmentation TSV without a dataset column (one unnam
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> str:
     """Write a figure's data atomically (comma-separated, NaN as 'NaN', 10 significant digits)."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, na_rep="NaN", float_format="%.10g", lineterminator="\n")
-    return str(path)
+    return write_table(df, path, float_format="%.10g")
 
 
 def csv_beside(png: str | Path) -> str:
@@ -73,7 +71,7 @@ def roc_points(scores: pd.DataFrame) -> pd.DataFrame:
             pos = df[df["condition"] == c]["score"].to_numpy(float)
             if neg.size == 0 or pos.size == 0:
                 continue
-            y, s = np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)], np.r_[neg, pos]
+            y, s = paired(neg, pos)
             auroc = detection_metrics(y, s)["auroc"]
             fpr, tpr, thr = roc_curve(y, s)
             for f, t, th in zip(fpr, tpr, thr):
@@ -111,8 +109,7 @@ def severity_points(scores: pd.DataFrame, sweeps: Mapping[str, Any] | None,
             if param == "level":
                 unnamed.add(kind)
             pos = df[df["condition"] == c]["score"].to_numpy(float)
-            y = np.r_[np.zeros(neg.size, int), np.ones(pos.size, int)]
-            auroc = detection_metrics(y, np.r_[neg, pos])["auroc"]
+            auroc = detection_metrics(*paired(neg, pos))["auroc"]
             rows.append([dataset, kind, level, param, value, str(df["score_name"].iloc[0]), pos.size, neg.size,
                          auroc, pos.mean(), pos.std(), neg.mean(), neg.std()])
     for kind in sorted(unnamed):

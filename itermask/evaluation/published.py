@@ -5,7 +5,10 @@ Published CSVs live in ``itermask/evaluation/published/<table>.csv``: ``#`` head
 the paper and table, then columns ``row, block, metric, value, note`` (one printed number per
 line, in the papers' units; ``note`` flags misprints and printed labels, values kept as
 printed). The comparison matches cells by (row label, block key, metric): published,
-reproduced (the regenerated table's CSV, same units), difference = reproduced − published.
+reproduced (the regenerated table's CSV, same units), difference = reproduced − published,
+left empty where the note ends a misprint's description with ``(kept as printed)``: that
+number is not in the table's units (e.g. a fraction in a percent column), so no difference
+with it means anything.
 """
 from __future__ import annotations
 
@@ -15,11 +18,12 @@ from typing import Any
 import pandas as pd
 
 from itermask.evaluation.spec import METRICS
-from itermask.io.atomic import atomic_path, write_text
+from itermask.io.atomic import write_table, write_text
 
 PUBLISHED_DIR = Path(__file__).parent / "published"
 KEYS = ["row", "block", "metric"]
 COLUMNS = KEYS + ["published", "reproduced", "difference", "note"]
+NOT_COMPARABLE = "(kept as printed)"  # a published note's mark of a misprint: no difference is computed
 
 
 def published_csv(name: str) -> Path:
@@ -55,13 +59,15 @@ def reproduced_long(table_csv: str | Path) -> pd.DataFrame:
 
 def compare(published: pd.DataFrame, reproduced: pd.DataFrame) -> pd.DataFrame:
     """Every published cell (reproduced NaN where the table has none), then reproduced cells
-    the paper did not print; difference = reproduced − published."""
+    the paper did not print; difference = reproduced − published, NaN for a misprint kept as
+    printed (note marked NOT_COMPARABLE)."""
     pub = published.rename(columns={"value": "published"})[KEYS + ["published", "note"]]
     merged = pub.merge(reproduced, on=KEYS, how="outer", indicator=True, sort=False)
     merged["order"] = merged["_merge"].map({"both": 0, "left_only": 0, "right_only": 1})
     merged = merged.sort_values("order", kind="stable").drop(columns=["_merge", "order"])
-    merged["difference"] = merged["reproduced"] - merged["published"]
     merged["note"] = merged["note"].fillna("")
+    comparable = ~merged["note"].str.contains(NOT_COMPARABLE, regex=False)
+    merged["difference"] = (merged["reproduced"] - merged["published"]).where(comparable)
     return merged[COLUMNS].reset_index(drop=True)
 
 
@@ -81,11 +87,11 @@ def write_comparison(name: str, table_csv: str, published: str | None, out_md: s
         cmp, source = compare(pd.DataFrame(columns=KEYS + ["value", "note"]), repro), "no published numbers for this table"
     else:
         cmp, source = compare(read_published(published), repro), citation(published)
-    with atomic_path(out_csv) as tmp:
-        cmp.to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
+    write_table(cmp, out_csv)
     lines = [f"# {name}: published vs reproduced", "",
              f"Published: {source.rstrip('.')}. Reproduced: this pipeline's table {name} (same units: percent unless "
-             "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value.", "",
+             "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value, or a "
+             f"misprint {NOT_COMPARABLE} (its note says why).", "",
              "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
     for _, r in cmp.iterrows():
         lines.append(f"| {r['row']} | {r['block']} | {METRICS[r['metric']][0] if r['metric'] in METRICS else r['metric']} "

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from itermask.evaluation.layout import SIZE_METRICS, Cell, Row, best_flags, build, wide_frame
 from itermask.evaluation.published import read_published, write_comparison
 from itermask.evaluation.spec import DEFINITIONS, METRICS
-from itermask.io.atomic import atomic_path, write_text
+from itermask.io.atomic import write_table, write_text
 
 PROTOCOL_TEXT = {
     "honest": "honest (θ fixed without test labels)",
@@ -269,8 +269,7 @@ def make_table(spec: dict[str, Any], metrics: dict[str, list[str]], out_md: str,
     text = caption(spec, rows, context, paper_rows)
     lines = body(spec, rows)
     write_text(out_md, _markdown(spec["title"] or spec["name"], text, spec, lines))
-    with atomic_path(out_csv) as tmp:
-        wide_frame(spec, rows).to_csv(tmp, index=False, na_rep="NaN", float_format="%.6g")
+    write_table(wide_frame(spec, rows), out_csv)
     write_text(out_tex, _latex(spec["name"], text, spec, rows, lines))
     return rows
 

@@ -1,7 +1,7 @@
 """The phase-A threshold-curve grid of one experiment: one panel per curve, i.e. per IterMask3D
 scan (result.json ``curve`` / ``fit``) or per slice of a slice-wise IterMask2 scan with a
 subject-specific threshold (``curves`` / ``fits``, one per slice), with the tangent fit (tangent
-branch only, clipped before its pole as inference/plots.py does), τ and t*.
+branch only, clipped before its pole: core.threshold.fitted_line, as the per-subject curve.png), τ and t*.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from itermask.config.conditions import LESION, NON_ANOMALY  # noqa: E402
+from itermask.core.threshold import fitted_line  # noqa: E402
 from itermask.evaluation.figure_data import csv_beside, write_csv  # noqa: E402
 from itermask.evaluation.scans import Scan  # noqa: E402
 from itermask.io.atomic import save_figure  # noqa: E402
@@ -24,7 +25,6 @@ from itermask.io.atomic import save_figure  # noqa: E402
 log = logging.getLogger(__name__)
 
 MAX_PANELS = 48  # more would be unreadable; the rest are named in the log
-POLE = 0.98 * np.pi / 2  # the fit is drawn for |b t| below this (inference/plots.py)
 CURVE_COLUMNS = ["dataset", "subject", "condition", "slice", "t", "threshold", "fit", "branch", "tau", "t_star"]
 
 
@@ -84,16 +84,6 @@ def scan_panels(s: Scan) -> list[Panel]:
     return [Panel(s, None, _t_axis(y.size, fit, r), y, fit, _num(r.get("tau")))]
 
 
-def fit_line(fit: dict[str, Any], t: np.ndarray) -> np.ndarray | None:
-    """a·tan(b·t) at ``t`` (NaN at and past the pole), or None when the fit was not used (the
-    derivative branch) or has no finite a, b."""
-    a, b = _num(fit.get("a")), _num(fit.get("b"))
-    if fit.get("branch") == "derivative" or not (np.isfinite(a) and np.isfinite(b)) or b == 0:
-        return None
-    with np.errstate(all="ignore"):
-        return np.where(np.abs(b * t) < POLE, a * np.tan(b * t), np.nan)
-
-
 def panels_of(scans: list[Scan], logger: logging.Logger = log) -> list[Panel]:
     """Panels of the clean (val / healthy) and lesion scans, at most MAX_PANELS; what is left out
     (artefact scans, panels past the cap) is logged."""
@@ -114,7 +104,7 @@ def panels_of(scans: list[Scan], logger: logging.Logger = log) -> list[Panel]:
 def curve_table(panels: list[Panel]) -> pd.DataFrame:
     rows = []
     for p in panels:
-        fitted = fit_line(p.fit, p.t)
+        fitted = fitted_line(p.fit, p.t)
         for i, (t, y) in enumerate(zip(p.t, p.y)):
             rows.append([p.scan.dataset, p.scan.subject, p.scan.condition, "" if p.slice is None else p.slice,
                          t, y, np.nan if fitted is None else fitted[i], p.fit.get("branch", ""), p.tau,
@@ -125,7 +115,7 @@ def curve_table(panels: list[Panel]) -> pd.DataFrame:
 def _draw(a: Any, p: Panel) -> None:
     a.plot(p.t, p.y, ".", ms=3, label="T(t)")
     tt = np.linspace(p.t.min(), p.t.max(), 200)
-    yy = fit_line(p.fit, tt)
+    yy = fitted_line(p.fit, tt)
     if yy is not None:
         lim = np.nanmax(np.abs(p.y)) * 1.5 if np.isfinite(p.y).any() else 1.0
         a.plot(tt, np.where(np.abs(yy) < lim, yy, np.nan), "-", lw=1, label="a·tan(b·t)")

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
+from itermask.core.threshold import fitted_line
 from itermask.io.atomic import save_figure
 
 
 def threshold_curve_plot(path: Path, percents: np.ndarray, curve: np.ndarray, fit: dict | None, tau: float,
                          mode: str, y_limit: float) -> None:
-    """Threshold curve with tangent fit, k* and tau: linear zoom (left) and log scale (right)."""
+    """Threshold curve with the tangent fit (when it chose tau), k* and tau: linear zoom (left) and log scale (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,11 +20,10 @@ def threshold_curve_plot(path: Path, percents: np.ndarray, curve: np.ndarray, fi
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, log_scale in zip(axes, (False, True)):
         ax.plot(percents, curve, "o-", ms=3, label="threshold curve $T$")
-        if fit and fit.get("a") is not None and fit.get("b"):
-            a, b = float(fit["a"]), float(fit["b"])
-            t = np.linspace(percents[0], percents[-1], 400)
-            t = t[np.abs(b * t) < 0.98 * np.pi / 2]
-            ax.plot(t, a * np.tan(b * t), "--", label=f"fit {a:.3g}·tan({b:.3g}·t)")
+        t = np.linspace(percents[0], percents[-1], 400)
+        line = fitted_line(fit, t)
+        if line is not None:
+            ax.plot(t, line, "--", label=f"fit {float(fit['a']):.3g}·tan({float(fit['b']):.3g}·t)")
         if fit and fit.get("t_star") is not None:
             ax.axvline(float(fit["t_star"]), color="tab:red", lw=1, label=f"k* (t = {float(fit['t_star']):g} %)")
         ax.axhline(tau, color="tab:green", lw=1, label=f"tau = {tau:.4g} ({mode})")

@@ -128,6 +128,14 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
 
 
+def write_table(df: Any, path: str | Path, *, sep: str = ",", float_format: str = "%.6g") -> str:
+    """Write a pandas DataFrame as CSV (``sep=","``) or TSV atomically: no index, NaN as 'NaN',
+    floats as ``float_format``, '\\n' line ends. Returns the path."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep=sep, index=False, na_rep="NaN", float_format=float_format, lineterminator="\n")
+    return str(path)
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -536,3 +536,36 @@ def test_training_settings_leave_out_what_does_not_change_the_model(demo_config)
         assert view(changed) != base, key
     ae = Study(copy.deepcopy(demo_config), base_dir=ROOT).training_settings("ae_flair")
     assert dict(ae.infer) == dict(Study(demo_config, base_dir=ROOT).settings("ae_flair").infer)  # None: every key
+
+
+def test_inference_settings_leave_out_the_table_label_and_the_test_sets(demo_config):
+    """Rule infer's params (settings.for_inference): renaming a row or adding a test set reruns no
+    inference; an inference key does."""
+    def view(cfg):
+        return Study(cfg, base_dir=ROOT).settings("im3d_flair_seg").for_inference().to_dict()
+
+    base = view(copy.deepcopy(demo_config))
+    assert base["label"] == "" and base["detect"] == [] and base["segment"] == []
+    changed = copy.deepcopy(demo_config)
+    exp = changed["experiments"]["im3d_flair_seg"]
+    exp["label"], exp["detect"] = "renamed", True
+    assert view(changed) == base
+    exp["infer"] = {**exp["infer"], "gamma": 9.0}
+    assert view(changed)["infer"]["gamma"] == 9.0 and view(changed) != base
+
+
+def test_a_mistyped_name_says_which_names_the_config_declares(demo_config):
+    import pickle
+
+    from itermask.errors import ConfigError, UnknownName
+
+    study = Study(demo_config, base_dir=ROOT)
+    with pytest.raises(ConfigError, match=r"unknown dataset 'dmeo': config 'datasets' declares demo, demofailedstrip$"):
+        study.datasets["dmeo"]
+    with pytest.raises(UnknownName, match=r"unknown table 'itermask3d_tabel4': config 'tables' declares .*itermask3d_table4"):
+        study.tables["itermask3d_tabel4"]
+    with pytest.raises(KeyError, match="unknown experiment 'im3d'"):  # still a KeyError to callers expecting one
+        study.settings("im3d")
+    assert study.experiments.get("im3d") is None and "demo" in study.datasets
+    copied = pickle.loads(pickle.dumps(study.datasets))
+    assert copied == study.datasets and copied.kind == "dataset"

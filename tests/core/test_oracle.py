@@ -102,3 +102,37 @@ def test_2d_oracle_slice_waiting_for_the_raise_draws_as_if_alone():
     for k in range(2):
         alone = oracle_2d(model, model, x[k:k + 1], hf[k:k + 1], brain[k:k + 1], anomaly[k:k + 1], [11 + k], **kw)[0]
         assert torch.equal(both[k].mask, alone.mask) and both[k].dice == alone.dice and both[k].tau == alone.tau
+
+
+class _Recorder(torch.nn.Module):
+    """Returns zeros (every brain voxel's error stays 1) and keeps each input's image channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.images = []
+
+    def forward(self, inp):
+        self.images.append(inp[:, 0].clone())
+        return torch.zeros_like(inp[:, :1])
+
+
+def _oracle_inputs(fixed_noise, variant="full", seed=5):
+    brain = torch.zeros((8, 8, 8), dtype=torch.bool)
+    brain[2:6, 2:6, 2:6] = True
+    x = brain.float()
+    model = _Recorder()
+    oracle_3d(model, x, x, brain, brain, seed, tau=0.5, factors=[1.0], variant=variant, device="cpu",
+              tol=-1.0, max_iterations=3, fixed_noise=fixed_noise, amp=False)
+    return [img[0][brain] for img in model.images], brain
+
+
+def test_3d_oracle_noise_policy_fixed_reuses_one_draw_fresh_draws_each_iteration():
+    fixed, _ = _oracle_inputs(True)
+    fresh, _ = _oracle_inputs(False)
+    assert len(fixed) == len(fresh) == 3  # the whole brain stays masked (error 1 > tau 0.5)
+    assert all(torch.equal(fixed[0], f) for f in fixed[1:])
+    assert not torch.equal(fresh[0], fresh[1]) and not torch.equal(fresh[1], fresh[2])
+    assert torch.equal(fresh[0], fixed[0])  # the first draw is the same; later ones advance the generator
+    assert all(torch.equal(a, b) for a, b in zip(fresh, _oracle_inputs(False)[0]))  # seeded: reruns agree
+    hf_only, _ = _oracle_inputs(False, variant="hf_only")
+    assert all(torch.equal(hf_only[0], h) for h in hf_only[1:])  # no image, no noise to draw

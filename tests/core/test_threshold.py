@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from itermask.core.threshold import ThresholdFit, subject_threshold
+from itermask.core.threshold import POLE, ThresholdFit, fitted_line, subject_threshold
 
 T = np.arange(1, 101, dtype=float)
 
@@ -213,3 +213,17 @@ def test_to_dict_is_json_safe():
     assert isinstance(good, ThresholdFit)
     assert good.to_dict()["a"] == pytest.approx(0.05)
     np.testing.assert_allclose(good.model([10.0, 50.0]), 0.05 * np.tan(0.014 * np.array([10.0, 50.0])), rtol=1e-8)
+
+
+def test_fitted_line_is_the_tangent_before_its_pole_and_none_for_the_derivative_branch():
+    t = np.array([10.0, 50.0, 77.0, 78.0, 90.0])
+    b = 0.02  # pole at t = 78.54; drawn while |b t| < 0.98 pi/2, i.e. t < 76.97
+    line = fitted_line({"a": 0.5, "b": b, "branch": "tangent"}, t)
+    assert line[:2] == pytest.approx(0.5 * np.tan(b * t[:2]))
+    assert np.isnan(line[2:]).all()  # 77 is past the clip; 90 is past the pole, where tan wraps negative
+    assert 0.98 * np.pi / 2 == POLE
+    assert fitted_line({"a": 0.5, "b": b, "branch": "derivative"}, t) is None
+    assert fitted_line({"a": None, "b": None, "branch": "tangent"}, t) is None
+    assert fitted_line(None, t) is None
+    fit = subject_threshold(0.5 * np.tan(0.01 * T), gamma=0.5)  # a ThresholdFit's record draws its own model
+    assert fitted_line(fit.to_dict(), T) == pytest.approx(fit.model(T))

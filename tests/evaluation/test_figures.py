@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from itermask.core.threshold import POLE
 from itermask.evaluation import detection_figures, threshold_figure
 from itermask.evaluation.detection import detection_rows
 from itermask.evaluation.figures import make_figures, overlay_figure, roc_figure, sensitivity_stage, severity_figure
 from itermask.evaluation.scans import Scan
-from itermask.evaluation.threshold_figure import POLE, threshold_curve_figure
+from itermask.evaluation.threshold_figure import threshold_curve_figure
 
 
 class Records(logging.Handler):

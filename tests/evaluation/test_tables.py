@@ -130,16 +130,19 @@ def test_check_table_names_the_problem():
 def test_comparison_of_known_published_and_reproduced_csv(tmp_path):
     pub = tmp_path / "pub.csv"
     pub.write_text("# Paper X, Table 9\nrow,block,metric,value,note\n"
-                   "A,b1,dice,80.0,\nA,b1,precision,1.0,likely misprint\nC,b1,dice,50.0,\n")
+                   "A,b1,dice,80.0,\nA,b1,precision,1.0,likely misprint\nC,b1,dice,50.0,\n"
+                   "A,b1,sensitivity,0.5,printed as a fraction (kept as printed)\n")
     repro = tmp_path / "t.csv"
-    repro.write_text("row,grey,protocol,b1:dice,b1:dice:sd,b1:dice:k,b1:dice:n,b1:precision\n"
-                     "A,False,paper,70.5,3,2,2,82.0\nB,False,paper,60.0,0,1,1,NaN\n")
+    repro.write_text("row,grey,protocol,b1:dice,b1:dice:sd,b1:dice:k,b1:dice:n,b1:precision,b1:sensitivity\n"
+                     "A,False,paper,70.5,3,2,2,82.0,90.0\nB,False,paper,60.0,0,1,1,NaN,NaN\n")
     long = reproduced_long(repro)
-    assert list(long["row"]) == ["A", "A", "B", "B"]  # the :sd/:k/:n columns are not cells
+    assert list(long["row"]) == ["A"] * 3 + ["B"] * 3  # the :sd/:k/:n columns are not cells
     cmp = compare(read_published(pub), long).set_index(["row", "block", "metric"])
     assert cmp.loc[("A", "b1", "dice"), "difference"] == pytest.approx(-9.5)
     assert cmp.loc[("A", "b1", "precision"), "difference"] == pytest.approx(81.0)
     assert cmp.loc[("A", "b1", "precision"), "note"] == "likely misprint"
+    assert pd.isna(cmp.loc[("A", "b1", "sensitivity"), "difference"])  # a fraction kept as printed: no gap
+    assert cmp.loc[("A", "b1", "sensitivity"), ["published", "reproduced"]].tolist() == [0.5, 90.0]
     assert pd.isna(cmp.loc[("C", "b1", "dice"), "reproduced"])  # published only
     assert pd.isna(cmp.loc[("B", "b1", "dice"), "published"])  # reproduced only
     md = tmp_path / "vs.md"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itermask.io.atomic import atomic_dir, atomic_path, remove_orphans, write_json, write_text
+from itermask.io.atomic import atomic_dir, atomic_path, remove_orphans, write_json, write_table, write_text
 
 
 def mode(p: Path) -> int:
@@ -77,3 +77,14 @@ def test_failure_leaves_the_target_and_no_temporary(tmp_path):
             raise RuntimeError("killed")
     assert (tmp_path / "t.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def test_write_table_formats_as_every_table_and_tsv_of_the_pipeline(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"row": ["a", "b"], "dice": [0.123456789, float("nan")], "n": [3, 4]})
+    assert write_table(df, tmp_path / "t.csv") == str(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_bytes() == b"row,dice,n\na,0.123457,3\nb,NaN,4\n"
+    write_table(df, tmp_path / "t.tsv", sep="\t", float_format="%.10g")
+    assert (tmp_path / "t.tsv").read_bytes() == b"row\tdice\tn\na\t0.123456789\t3\nb\tNaN\t4\n"
+    assert not list(tmp_path.glob(".*tmp*"))
