@@ -50,11 +50,12 @@ include: "rules/failed_skullstrip.smk"
 
 
 # Light aggregation rules run where Snakemake runs (a cluster job would cost more than they do).
+# Rule figures is not one: it reads every inference folder of an experiment and draws with
+# matplotlib, too heavy for a shared login node at cohort scale.
 localrules:
     all,
     qc_table,
     table,
-    figures,
     sensitivity,
 
 

@@ -162,11 +162,52 @@ def check_artefact_params(study: "Study") -> None:
         if unknown:
             raise ConfigError(f"{where}: {unknown} are not parameters of artefact '{t}' (its parameters: "
                               f"{', '.join(known) or 'none'})")
+        for key, value in params.items():
+            _check_param_kind(f"{where[:-1]}.{key}'", value, REFERENCE_PARAMS[t][key], (t, key))
     for t, sweep in art["severity"].items():
         known = sorted(REFERENCE_PARAMS.get(t, ()))
         if sweep["param"] not in known:
             raise ConfigError(f"config key 'artefacts.severity.{t}.param': '{sweep['param']}' is not a parameter "
                               f"of artefact '{t}' (its parameters: {', '.join(known) or 'none'})")
+        for k, value in enumerate(sweep["values"]):
+            _check_param_kind(f"config key 'artefacts.severity.{t}.values[{k}]'", value,
+                              REFERENCE_PARAMS[t][sweep["param"]], (t, sweep["param"]))
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
+
+
+#: what an artefact parameter may be besides its reference value's kind (the implementation takes both)
+_ALSO_ACCEPTED = {("bias_field", "coefficients"): "a list of two numbers (a range)", ("ghosting", "restore"): "null"}
+
+
+def _also_accepted(name: tuple[str, str] | None, value: object) -> bool:
+    if name == ("ghosting", "restore"):
+        return value is None
+    if name == ("bias_field", "coefficients"):
+        return isinstance(value, (list, tuple)) and len(value) == 2 and all(_kind(v) == "a number" for v in value)
+    return False
+
+
+def _check_param_kind(where: str, value: object, reference: object, name: tuple[str, str] | None = None) -> None:
+    """An artefact parameter is what its reference value is: a number, or a list (of numbers, or
+    of lists of numbers), so that a string or a scalar for a list fails at parse time."""
+    if _also_accepted(name, value):
+        return
+    want = _kind(reference)
+    if _kind(value) != want:
+        also = f" or {_ALSO_ACCEPTED[name]}" if name in _ALSO_ACCEPTED else ""
+        raise ConfigError(f"{where}: expected {want}{also} like the reference value {reference!r}, got {value!r}")
+    if want == "a list" and isinstance(reference, (list, tuple)) and reference:
+        if not value:
+            raise ConfigError(f"{where}: expected a non-empty list like the reference value {reference!r}")
+        for item in value:  # type: ignore[union-attr]
+            _check_param_kind(where, item, reference[0])
 
 
 def _block_choices(study: "Study") -> tuple[list[str], list[str]]:

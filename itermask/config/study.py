@@ -196,6 +196,10 @@ class Study:
         s = self.settings(name)
         return methods.get(s.method).condition_inputs(s, condition)
 
+    def inference_files(self, name: str) -> list[str]:
+        s = self.settings(name)
+        return methods.get(s.method).inference_files(s)
+
     def setting(self, name: str, param: str) -> float:
         """Value of a sweepable setting (`itermask.config.sweeps.SWEEP_PARAMS`) of an experiment."""
         s = self.settings(name)

@@ -90,8 +90,8 @@ def write_comparison(name: str, table_csv: str, published: str | None, out_md: s
     write_table(cmp, out_csv)
     lines = [f"# {name}: published vs reproduced", "",
              f"Published: {source.rstrip('.')}. Reproduced: this pipeline's table {name} (same units: percent unless "
-             "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value, or a "
-             f"misprint {NOT_COMPARABLE} (its note says why).", "",
+             "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value (for a "
+             "difference: also a misprint kept as printed, not in these units; its note says so).", "",
              "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
     for _, r in cmp.iterrows():
         lines.append(f"| {r['row']} | {r['block']} | {METRICS[r['metric']][0] if r['metric'] in METRICS else r['metric']} "

@@ -60,6 +60,10 @@ def lpips_map(model: Any, a: Any, b: Any) -> Any:
 class AutoDDPM(DiffusionBaseline):
     name = "autoddpm"
 
+    def inference_files(self, settings: Any) -> list[str]:
+        path = settings.infer["lpips_model"]
+        return [] if path is None else [str(path)]
+
     def prepare(self, ctx: Any) -> Any:
         path = ctx.settings.infer["lpips_model"]
         return None if path is None else load_lpips(path, ctx.device)

@@ -116,6 +116,12 @@ class Method:
         """Inputs of one inference condition (``val``, ``lesion``, ``healthy`` or an artefact)."""
         raise NotImplementedError
 
+    def inference_files(self, settings: "ExperimentSettings") -> list[str]:
+        """Files an inference job reads besides the model and the subjects' inputs (e.g. a
+        network named in the settings): the rule lists them as inputs, so a missing one stops
+        the run before any job starts and a changed one reruns inference."""
+        return []
+
     def check(self, settings: "ExperimentSettings") -> None:
         """Raise ConfigError for settings this method cannot run with."""
 

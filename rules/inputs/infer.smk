@@ -52,7 +52,7 @@ def infer_inputs(wildcards):
     files += failed_strip_inputs(wildcards)
     return {
         "model": path(MODEL, experiment=STUDY.settings(wildcards.experiment).model_owner),
-        "files": files,
+        "files": files + STUDY.inference_files(wildcards.experiment),
     }
 
 
@@ -85,7 +85,7 @@ def chunk_inputs(experiment, dataset, subjects):
 
     def inputs(wildcards):
         per = [infer_inputs(_subject_wildcards(experiment, dataset, s)) for s in subjects]
-        return {"model": per[0]["model"], "files": [f for p in per for f in p["files"]]}
+        return {"model": per[0]["model"], "files": list(dict.fromkeys(f for p in per for f in p["files"]))}
 
     return inputs
 

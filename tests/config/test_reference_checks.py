@@ -82,3 +82,29 @@ def test_a_severity_param_must_be_a_parameter_of_the_type(demo):
         Study(cfg, base_dir=ROOT)
     cfg["artefacts"]["severity"]["ghosting"]["param"] = "num_ghosts"
     Study(cfg, base_dir=ROOT)
+
+
+@pytest.mark.parametrize("artefact, key, value, expected", [
+    ("zipper", "columns", 15, r"expected a list like the reference value \[60, 90, 120\], got 15"),
+    ("zipper", "columns", ["15", 22], r"expected a number like the reference value 60, got '15'"),
+    ("chunk_top", "size", "8", r"expected a number like the reference value 30, got '8'"),
+    ("spike", "positions", [0.4, 0.4, 0.4], r"expected a list like the reference value \[0.45, 0.45, 0.45\], got 0.4"),
+    ("bias_field", "coefficients", [0.1, 0.2, 0.3],
+     r"expected a number or a list of two numbers \(a range\) like the reference value 0.1"),
+    ("ghosting", "restore", True, r"expected a number or null like the reference value 0.01, got True"),
+])
+def test_artefact_param_values_have_the_reference_kind(demo, artefact, key, value, expected):
+    cfg = copy.deepcopy(demo)
+    cfg["artefacts"]["params"][artefact] = {key: value}
+    with pytest.raises(ConfigError, match=rf"'artefacts\.params\.{artefact}\.{key}': {expected}"):
+        Study(cfg, base_dir=ROOT)
+
+
+def test_artefact_params_accept_what_the_implementation_takes(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["artefacts"]["params"].update({"bias_field": {"coefficients": [0.05, 0.1], "order": 2},
+                                       "ghosting": {"restore": None, "intensity": 1}})
+    Study(cfg, base_dir=ROOT)
+    cfg["artefacts"]["severity"]["ghosting"]["values"] = [0.5, "2"]
+    with pytest.raises(ConfigError, match=r"'artefacts\.severity\.ghosting\.values\[1\]': expected a number"):
+        Study(cfg, base_dir=ROOT)

@@ -569,3 +569,14 @@ def test_a_mistyped_name_says_which_names_the_config_declares(demo_config):
     assert study.experiments.get("im3d") is None and "demo" in study.datasets
     copied = pickle.loads(pickle.dumps(study.datasets))
     assert copied == study.datasets and copied.kind == "dataset"
+
+
+def test_an_lpips_module_is_an_inference_input_of_autoddpm_only(demo_config):
+    """infer.lpips_model is read by every AutoDDPM inference job: rule infer lists it (a missing
+    file stops the run before it starts; a new one reruns inference); other methods read no extra file."""
+    assert Study(copy.deepcopy(demo_config), base_dir=ROOT).inference_files("autoddpm_flair") == []
+    demo_config["experiments"]["autoddpm_flair"]["infer"] = {
+        **demo_config["experiments"]["autoddpm_flair"].get("infer", {}), "lpips_model": "models/lpips.pt"}
+    study = Study(demo_config, base_dir=ROOT)
+    assert study.inference_files("autoddpm_flair") == ["models/lpips.pt"]
+    assert study.inference_files("im3d_flair_seg") == []
