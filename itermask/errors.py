@@ -59,11 +59,10 @@ class Named(dict):
     """The config's datasets, experiments or tables by name: an unknown name raises
     :class:`UnknownName` listing the known ones (``kind`` names them, ``key`` is the config key)."""
 
-    def __init__(self, kind: str = "name", key: str = "", items: object = ()) -> None:
+    def __init__(self, items: object = (), *, kind: str = "name", key: str = "") -> None:
         super().__init__(items)  # type: ignore[arg-type]
         self.kind, self.key = kind, key
 
     def __missing__(self, name: object) -> None:
         known = ", ".join(sorted(map(str, self))) or "none"
-        raise UnknownName(f"unknown {self.kind} '{name}': config '{self.key}' declares {known}")
-
+        raise UnknownName(f"unknown {self.kind} '{name}': config '{self.key}' declares or derives {known}")

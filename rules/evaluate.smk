@@ -25,7 +25,7 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=aggregate_runtime(2),  # loads each lesion subject's maps twice (test-set PSNR/SSIM ranges, then rows)
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -53,7 +53,7 @@ rule figures:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=aggregate_runtime(0.5),  # reads each scan's result.json; overlays and curves are capped
     script:
         "../workflow_scripts/figures.py"
 

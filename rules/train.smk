@@ -32,6 +32,7 @@ rule training_items:
 rule train:
     input:
         items_file=TRAIN_ITEMS,
+        files=lambda w: STUDY.method_files(w.experiment, "train"),  # e.g. AutoDDPM's LPIPS module
     output:
         model=MODEL,
         loss=LOSS_TSV,

@@ -189,6 +189,8 @@ _ALSO_ACCEPTED = {("bias_field", "coefficients"): "a list of two numbers (a rang
 def _also_accepted(name: tuple[str, str] | None, value: object) -> bool:
     if name == ("ghosting", "restore"):
         return value is None
+    if name == ("zipper", "columns"):  # no stripe
+        return isinstance(value, (list, tuple)) and not value
     if name == ("bias_field", "coefficients"):
         return isinstance(value, (list, tuple)) and len(value) == 2 and all(_kind(v) == "a number" for v in value)
     return False

@@ -69,8 +69,8 @@ class Study:
         self.resources = ResourceSettings.from_dict(config["resources"])
         self.evaluation = EvaluationSettings.from_dict(config["evaluation"])
         self.demo = DemoSettings.from_dict(config["demo"]) if "demo" in config else None
-        self.tables: dict[str, dict] = Named("table", "tables", {t["name"]: t for t in config["tables"]})
-        self.experiments: dict[str, dict] = Named("experiment", "experiments", config["experiments"])
+        self.tables: dict[str, dict] = Named({t["name"]: t for t in config["tables"]}, kind="table", key="tables")
+        self.experiments: dict[str, dict] = Named(config["experiments"], kind="experiment", key="experiments")
         self.sweeps: dict[tuple[str, str], dict[str, float]] = {}
         self._settings: dict[str, ExperimentSettings] = {}
         self._candidates: dict[str, frozenset[str]] = {}  # failed-strip candidates per dataset, for `in`
@@ -109,7 +109,7 @@ class Study:
             derived = self.failed_strip_dataset(name)
             if derived is not None:
                 out[derived] = self._failed_strip_entry(out[name])
-        return Named("dataset", "datasets", out)
+        return Named(out, kind="dataset", key="datasets")
 
     def failed_skullstrip(self, dataset: str) -> FailedSkullstripSettings:
         return FailedSkullstripSettings.from_dict(self.config["datasets"][dataset]["failed_skullstrip_set"])
@@ -196,9 +196,10 @@ class Study:
         s = self.settings(name)
         return methods.get(s.method).condition_inputs(s, condition)
 
-    def inference_files(self, name: str) -> list[str]:
-        s = self.settings(name)
-        return methods.get(s.method).inference_files(s)
+    def method_files(self, name: str, stage: str) -> list[str]:
+        """Files the method's ``stage`` ("train" or "infer") job reads besides its items."""
+        s, m = self.settings(name), methods.get(self.settings(name).method)
+        return {"train": m.training_files, "infer": m.inference_files}[stage](s)
 
     def setting(self, name: str, param: str) -> float:
         """Value of a sweepable setting (`itermask.config.sweeps.SWEEP_PARAMS`) of an experiment."""

@@ -7,8 +7,8 @@ line, in the papers' units; ``note`` flags misprints and printed labels, values 
 printed). The comparison matches cells by (row label, block key, metric): published,
 reproduced (the regenerated table's CSV, same units), difference = reproduced − published,
 left empty where the note ends a misprint's description with ``(kept as printed)``: that
-number is not in the table's units (e.g. a fraction in a percent column), so no difference
-with it means anything.
+number is not comparable (e.g. a fraction in a percent column, or a value no reading makes
+sense of), so no difference with it means anything.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def write_comparison(name: str, table_csv: str, published: str | None, out_md: s
     lines = [f"# {name}: published vs reproduced", "",
              f"Published: {source.rstrip('.')}. Reproduced: this pipeline's table {name} (same units: percent unless "
              "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value (for a "
-             "difference: also a misprint kept as printed, not in these units; its note says so).", "",
+             "difference: also a misprint kept as printed, not comparable; its note says so).", "",
              "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
     for _, r in cmp.iterrows():
         lines.append(f"| {r['row']} | {r['block']} | {METRICS[r['metric']][0] if r['metric'] in METRICS else r['metric']} "

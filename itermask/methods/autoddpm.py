@@ -64,6 +64,10 @@ class AutoDDPM(DiffusionBaseline):
         path = settings.infer["lpips_model"]
         return [] if path is None else [str(path)]
 
+    def training_files(self, settings: Any) -> list[str]:
+        """The LPIPS module when training ends with the threshold calibration (it maps with it)."""
+        return self.inference_files(settings) if self.needs_validation(settings) else []
+
     def prepare(self, ctx: Any) -> Any:
         path = ctx.settings.infer["lpips_model"]
         return None if path is None else load_lpips(path, ctx.device)

@@ -122,6 +122,11 @@ class Method:
         the run before any job starts and a changed one reruns inference."""
         return []
 
+    def training_files(self, settings: "ExperimentSettings") -> list[str]:
+        """Files a training job reads besides its items (e.g. one a calibration at the end of
+        training uses); rule train lists them as inputs, as ``inference_files`` for rule infer."""
+        return []
+
     def check(self, settings: "ExperimentSettings") -> None:
         """Raise ConfigError for settings this method cannot run with."""
 

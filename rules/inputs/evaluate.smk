@@ -24,3 +24,10 @@ def table_inputs(wildcards):
 def sensitivity_inputs(wildcards):
     members = STUDY.sweep_members(wildcards.experiment, wildcards.param)
     return {e: path(METRICS, experiment=e, kind="segmentation") for e in members}
+
+
+def aggregate_runtime(seconds_per_subject):
+    """Resource runtime (minutes) of a job that reads every inference folder of an experiment
+    (evaluate, figures): 30 minutes plus an estimate per subject, so a cohort's job is not killed
+    at a fixed limit; `set-resources` overrides it."""
+    return lambda w: 30 + int(len(STUDY.inference_subjects(w.experiment)) * seconds_per_subject // 60)

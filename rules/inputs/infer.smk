@@ -52,7 +52,7 @@ def infer_inputs(wildcards):
     files += failed_strip_inputs(wildcards)
     return {
         "model": path(MODEL, experiment=STUDY.settings(wildcards.experiment).model_owner),
-        "files": files + STUDY.inference_files(wildcards.experiment),
+        "files": files + STUDY.method_files(wildcards.experiment, "infer"),
     }
 
 

@@ -103,7 +103,7 @@ def test_artefact_param_values_have_the_reference_kind(demo, artefact, key, valu
 def test_artefact_params_accept_what_the_implementation_takes(demo):
     cfg = copy.deepcopy(demo)
     cfg["artefacts"]["params"].update({"bias_field": {"coefficients": [0.05, 0.1], "order": 2},
-                                       "ghosting": {"restore": None, "intensity": 1}})
+                                       "ghosting": {"restore": None, "intensity": 1}, "zipper": {"columns": []}})
     Study(cfg, base_dir=ROOT)
     cfg["artefacts"]["severity"]["ghosting"]["values"] = [0.5, "2"]
     with pytest.raises(ConfigError, match=r"'artefacts\.severity\.ghosting\.values\[1\]': expected a number"):

@@ -560,23 +560,29 @@ def test_a_mistyped_name_says_which_names_the_config_declares(demo_config):
     from itermask.errors import ConfigError, UnknownName
 
     study = Study(demo_config, base_dir=ROOT)
-    with pytest.raises(ConfigError, match=r"unknown dataset 'dmeo': config 'datasets' declares demo, demofailedstrip$"):
+    with pytest.raises(ConfigError, match=r"unknown dataset 'dmeo': config 'datasets' declares or derives demo, demofailedstrip$"):
         study.datasets["dmeo"]
-    with pytest.raises(UnknownName, match=r"unknown table 'itermask3d_tabel4': config 'tables' declares .*itermask3d_table4"):
+    with pytest.raises(UnknownName, match=r"unknown table 'itermask3d_tabel4': config 'tables' declares or derives .*itermask3d_table4"):
         study.tables["itermask3d_tabel4"]
     with pytest.raises(KeyError, match="unknown experiment 'im3d'"):  # still a KeyError to callers expecting one
         study.settings("im3d")
     assert study.experiments.get("im3d") is None and "demo" in study.datasets
     copied = pickle.loads(pickle.dumps(study.datasets))
     assert copied == study.datasets and copied.kind == "dataset"
+    assert type(study.tables)(study.tables) == study.tables  # a generic copy keeps the items
 
 
-def test_an_lpips_module_is_an_inference_input_of_autoddpm_only(demo_config):
-    """infer.lpips_model is read by every AutoDDPM inference job: rule infer lists it (a missing
-    file stops the run before it starts; a new one reruns inference); other methods read no extra file."""
-    assert Study(copy.deepcopy(demo_config), base_dir=ROOT).inference_files("autoddpm_flair") == []
-    demo_config["experiments"]["autoddpm_flair"]["infer"] = {
-        **demo_config["experiments"]["autoddpm_flair"].get("infer", {}), "lpips_model": "models/lpips.pt"}
-    study = Study(demo_config, base_dir=ROOT)
-    assert study.inference_files("autoddpm_flair") == ["models/lpips.pt"]
-    assert study.inference_files("im3d_flair_seg") == []
+def test_an_lpips_module_is_an_input_of_autoddpm_inference_and_calibrating_training(demo_config):
+    """infer.lpips_model is read by every AutoDDPM inference job, and by its training job when
+    training ends with the threshold calibration: rules infer and train list it (a missing file
+    stops the run before it starts; a new one reruns them); other methods read no extra file."""
+    auto = demo_config["experiments"]["autoddpm_flair"]
+    study = Study(copy.deepcopy(demo_config), base_dir=ROOT)
+    assert study.method_files("autoddpm_flair", "infer") == study.method_files("autoddpm_flair", "train") == []
+    auto["infer"] = {**auto.get("infer", {}), "lpips_model": "models/lpips.pt"}
+    study = Study(copy.deepcopy(demo_config), base_dir=ROOT)
+    assert study.method_files("autoddpm_flair", "infer") == ["models/lpips.pt"]
+    assert study.method_files("autoddpm_flair", "train") == []  # no calibration: training never loads it
+    assert study.method_files("im3d_flair_seg", "infer") == study.method_files("im3d_flair_seg", "train") == []
+    auto["infer"]["mask_threshold_val_percentile"] = 99
+    assert Study(demo_config, base_dir=ROOT).method_files("autoddpm_flair", "train") == ["models/lpips.pt"]

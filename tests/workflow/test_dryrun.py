@@ -275,3 +275,29 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     assert all("-r5" in f for f in train["im2_flair__hf_radius_5"])
     assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency", "slices2d") and "-r15" in j["output"][0]
                    for j in jobs)
+
+
+def test_a_method_file_is_an_input_of_the_jobs_that_read_it(tmp_path):
+    """AutoDDPM's infer.lpips_model (Method.inference_files / training_files) is an input of its
+    inference jobs, and of its training job when training ends with the threshold calibration;
+    a missing one stops the run at planning."""
+    import yaml
+
+    cfg = load_config(ROOT / "config.yaml")
+    lpips = tmp_path / "lpips.pt"
+    lpips.write_bytes(b"")
+    auto = cfg["experiments"]["autoddpm_flair"]
+    auto["infer"] = {**auto.get("infer", {}), "lpips_model": str(lpips), "mask_threshold_val_percentile": 99}
+    path = tmp_path / "lpips.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = _jobs(res.stdout)
+    reads = {j["rule"].split("__")[0] + ("/" + j["output"][0].split("/")[2] if j["output"] else ""): set(j["input"])
+             for j in jobs if j["rule"].split("__")[0] in ("train", "infer")}
+    assert str(lpips) in reads["train/autoddpm_flair"]
+    assert any(str(lpips) in files for rule, files in reads.items() if rule == "infer/autoddpm_flair")
+    assert not any(str(lpips) in files for rule, files in reads.items() if not rule.endswith("/autoddpm_flair"))
+    lpips.unlink()
+    res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert res.returncode != 0 and "MissingInputException" in res.stderr + res.stdout

@@ -269,7 +269,7 @@ def test_job_killed_at_time_limit_is_retried_and_resumes(slurm_cluster, tmp_path
     print(f"test B: {elapsed:.1f} s, {len(jobs)} attempts", file=sys.stderr)
 
 
-LOCAL_RULES = {"all", "qc_table", "table", "figures", "sensitivity", "training_items"}
+LOCAL_RULES = {"all", "qc_table", "table", "sensitivity", "training_items"}
 
 
 @pytest.mark.slurm
