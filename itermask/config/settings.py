@@ -97,7 +97,8 @@ class ExperimentSettings:
 
     def for_inference(self) -> "ExperimentSettings":
         """What an inference job reads: no test sets or table label. Rule infer's params are this
-        view, so renaming a row or adding a test set to ``detect``/``segment`` reruns no inference."""
+        view, so renaming a row reruns no inference, and a test set added to ``detect`` /
+        ``segment`` runs only its new subjects (with one subject per job; README)."""
         return replace(self, label="", detect=(), segment=())
 
     @classmethod
