@@ -62,19 +62,20 @@ def tangent_derivative(t: np.ndarray, a: float, b: float) -> np.ndarray:
     return a * b / np.cos(b * np.asarray(t, dtype=float)) ** 2
 
 
+def number_or_nan(v: Any) -> float:
+    """``float(v)``, or NaN for None and non-numbers (a result.json ``fit`` value may be null)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def fitted_line(fit: Mapping[str, Any] | None, t: np.ndarray | Sequence[float]) -> np.ndarray | None:
     """The fit that chose tau, for drawing: ``a tan(b t)`` at ``t`` (NaN from just before the pole
     on), or None when tau came from the smoothed derivative (``branch`` "derivative") or the fit
     has no finite ``a``, ``b`` (``fit`` is :meth:`ThresholdFit.to_dict` or a result.json ``fit``)."""
     fit = fit or {}
-
-    def num(v: Any) -> float:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return float("nan")
-
-    a, b = num(fit.get("a")), num(fit.get("b"))
+    a, b = number_or_nan(fit.get("a")), number_or_nan(fit.get("b"))
     if fit.get("branch") == "derivative" or not (math.isfinite(a) and math.isfinite(b)) or b == 0:
         return None
     t = np.asarray(t, dtype=float)

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from itermask.config.conditions import LESION, NON_ANOMALY  # noqa: E402
-from itermask.core.threshold import fitted_line  # noqa: E402
+from itermask.core.threshold import fitted_line, number_or_nan  # noqa: E402
 from itermask.evaluation.figure_data import csv_beside, write_csv  # noqa: E402
 from itermask.evaluation.scans import Scan  # noqa: E402
 from itermask.io.atomic import save_figure  # noqa: E402
@@ -43,13 +43,6 @@ class Panel:
         return f"{self.scan.dataset} sub-{self.scan.subject} / {self.scan.condition}{where}"
 
 
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def _t_axis(n: int, fit: dict[str, Any], result: dict[str, Any]) -> np.ndarray:
     """t of a curve: fit ``t`` or ``percents`` when they match its length, else 1..n."""
     for t in (fit.get("t"), result.get("percents")):
@@ -73,7 +66,7 @@ def scan_panels(s: Scan) -> list[Panel]:
         for i, c in enumerate(r["curves"]):
             fit = fits[i] if i < len(fits) and isinstance(fits[i], dict) else {}
             y = _values(c or [])
-            tau = _num(fit.get("tau", taus[i] if i < len(taus) else None))
+            tau = number_or_nan(fit.get("tau", taus[i] if i < len(taus) else None))
             out.append(Panel(s, int(slices[i]) if i < len(slices) else i, _t_axis(y.size, fit, r), y, fit, tau))
         return [p for p in out if p.y.size]
     c = r.get("curve", r.get("threshold_curve"))
@@ -81,7 +74,7 @@ def scan_panels(s: Scan) -> list[Panel]:
         return []
     fit = r.get("fit") if isinstance(r.get("fit"), dict) else {}
     y = _values(c)
-    return [Panel(s, None, _t_axis(y.size, fit, r), y, fit, _num(r.get("tau")))]
+    return [Panel(s, None, _t_axis(y.size, fit, r), y, fit, number_or_nan(r.get("tau")))]
 
 
 def panels_of(scans: list[Scan], logger: logging.Logger = log) -> list[Panel]:
@@ -108,7 +101,7 @@ def curve_table(panels: list[Panel]) -> pd.DataFrame:
         for i, (t, y) in enumerate(zip(p.t, p.y)):
             rows.append([p.scan.dataset, p.scan.subject, p.scan.condition, "" if p.slice is None else p.slice,
                          t, y, np.nan if fitted is None else fitted[i], p.fit.get("branch", ""), p.tau,
-                         _num(p.fit.get("t_star"))])
+                         number_or_nan(p.fit.get("t_star"))])
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -121,7 +114,7 @@ def _draw(a: Any, p: Panel) -> None:
         a.plot(tt, np.where(np.abs(yy) < lim, yy, np.nan), "-", lw=1, label="a·tan(b·t)")
     if np.isfinite(p.tau):
         a.axhline(p.tau, color="r", lw=0.8, ls="--", label=f"τ={p.tau:.3g}")
-    t_star = _num(p.fit.get("t_star"))
+    t_star = number_or_nan(p.fit.get("t_star"))
     if np.isfinite(t_star):
         a.axvline(t_star, color="gray", lw=0.8, ls=":")
     branch = p.fit.get("branch")
