@@ -1,10 +1,8 @@
 """The study: the validated configuration and everything the workflow derives from it.
 
-`Study(config)` fills the schema's defaults into ``config`` (in place, `validate_schema`),
-checks its meaning (`itermask.config.checks`), adds the experiments of sensitivity sweeps
-(`itermask.config.sweeps`) and answers the questions the workflow asks: the frozen settings
-of each experiment (`settings`) and of each section, which subjects and conditions each
-experiment runs on, which inputs its method reads (`train_spec`, `condition_spec`).
+`Study(config)` fills the schema's defaults (`validate_schema`), checks the config's meaning
+(`itermask.config.checks`), adds the sweeps' experiments (`itermask.config.sweeps`) and answers
+the workflow's questions: each experiment's frozen settings, subjects, conditions and inputs.
 """
 from __future__ import annotations
 
@@ -112,7 +110,8 @@ class Study:
         return Named(out, kind="dataset", key="datasets")
 
     def failed_skullstrip(self, dataset: str) -> FailedSkullstripSettings:
-        return FailedSkullstripSettings.from_dict(self.config["datasets"][dataset]["failed_skullstrip_set"])
+        entries = Named(self.config["datasets"], kind="dataset", key="datasets")  # not derived ones
+        return FailedSkullstripSettings.from_dict(entries[dataset]["failed_skullstrip_set"])
 
     def failed_strip_dataset(self, dataset: str) -> str | None:
         """The derived dataset holding `dataset`'s failed-strip scans (None: no such set).
@@ -125,7 +124,10 @@ class Study:
 
     def failed_strip_candidates(self, dataset: str) -> tuple[str, ...]:
         """The set's candidates: its `subjects`, else every test_healthy subject."""
-        return self.datasets[self.failed_strip_dataset(dataset)].splits["test_healthy"]
+        derived = self.failed_strip_dataset(self.datasets[dataset].name)  # unknown: UnknownName
+        if derived is None:
+            raise ConfigError(f"dataset '{dataset}' has no failed skull-stripping set (failed_skullstrip_set.enabled)")
+        return self.datasets[derived].splits["test_healthy"]
 
     def _failed_strip_entry(self, d: Dataset) -> Dataset:
         own = self.failed_skullstrip(d.name).subjects
@@ -179,9 +181,7 @@ class Study:
     def _testsets(exp: dict, kind: str) -> tuple[str, ...]:
         """Datasets an experiment runs on for `kind` ('detect' or 'segment')."""
         value = exp[kind]
-        if value is True:
-            return (exp["dataset"],)
-        return () if value is False else tuple(value)
+        return (exp["dataset"],) if value is True else () if value is False else tuple(value)
 
     def training_settings(self, name: str) -> ExperimentSettings:
         """The settings its training job reads (``ExperimentSettings.for_training``)."""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from itermask.config.study import Study
-from itermask.errors import ConfigError
+from itermask.errors import ConfigError, UnknownName
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,15 @@ def test_failed_strip_dataset_and_candidates():
     study = Study(_config(subjects=["a5"]))
     assert study.failed_strip_candidates("adni") == ("a5",)
     assert study.datasets["adnifailedstrip"].subjects == ["a5"]
+
+
+def test_failed_strip_lookups_name_an_unknown_or_setless_dataset():
+    study = Study(_config())
+    for lookup in (study.failed_skullstrip, study.failed_strip_candidates):
+        with pytest.raises(UnknownName, match="unknown dataset 'adnii'.*adni"):
+            lookup("adnii")
+    with pytest.raises(ConfigError, match="dataset 'metal' has no failed skull-stripping set"):
+        study.failed_strip_candidates("metal")
 
 
 def test_anomalous_dataset_conditions():
