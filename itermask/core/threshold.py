@@ -132,7 +132,7 @@ def fit_tangent(t: np.ndarray, y: np.ndarray, p0: tuple[float, float] = P0) -> t
     if t.size < 3:
         return None
     b_max = 0.5 * np.pi / float(t.max()) * (1.0 - 1e-6)
-    b0 = min(max(float(p0[1]), B_MIN), 0.5 * b_max)
+    b0 = min(max(float(p0[1]), B_MIN), 0.9 * b_max)  # p0's b (0.01) unless the bound is near it: t > 141
     start = (float(p0[0]) * b0, b0)
     try:
         with warnings.catch_warnings():

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import itermask.core.threshold as threshold
 from itermask.core.threshold import ThresholdFit, fitted_line, subject_threshold
 
 T = np.arange(1, 101, dtype=float)
@@ -226,3 +227,20 @@ def test_fitted_line_is_the_tangent_before_its_pole_and_none_for_the_derivative_
     assert fitted_line(None, t) is None
     fit = subject_threshold(0.5 * np.tan(0.01 * T), gamma=0.5)  # a ThresholdFit's record draws its own model
     assert fitted_line(fit.to_dict(), T) == pytest.approx(fit.model(T))
+
+
+@pytest.mark.parametrize("t_last, b_start", [(100, 0.01), (28, 0.01), (200, 0.9 * 0.5 * math.pi / 200 * (1 - 1e-6))])
+def test_fit_starts_at_the_spec_values_a1_b001_inside_the_bound(monkeypatch, t_last, b_start):
+    """The spec's start a = 1, b = 0.01 (as (a b, b)); only a fit reaching past t = 141 starts lower."""
+    seen = []
+    real = threshold.curve_fit
+
+    def spy(f, x, y, p0, **kw):
+        seen.append(tuple(p0))
+        return real(f, x, y, p0=p0, **kw)
+
+    monkeypatch.setattr(threshold, "curve_fit", spy)
+    t = np.arange(1.0, t_last + 1)
+    a, b = threshold.fit_tangent(t, 0.2 * np.tan(0.005 * t))
+    assert seen == [pytest.approx((b_start, b_start))]
+    assert (a, b) == (pytest.approx(0.2, rel=1e-4), pytest.approx(0.005, rel=1e-4))

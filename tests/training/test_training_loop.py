@@ -19,7 +19,7 @@ from itermask.io.device import resolve_device
 from itermask.io.nifti import save_nifti
 from itermask.methods import get as get_method
 from itermask.training.data import Samples, epoch_order, make_batch, total_steps
-from itermask.training.loop import check_train_settings, ema_update, in_layout, new_state, train_experiment
+from itermask.training.loop import check_train_settings, ema_update, in_layout, new_state, optimise, train_experiment
 from itermask.training.precision import Precision, pick_precision
 
 torch.set_num_threads(1)
@@ -426,3 +426,28 @@ def test_calibrate_known_answer_with_a_constant_network(method, shape, seed):
     # other masks (another seed's) give another tau: the comparison above depends on the masks
     other = np.stack([training_mask(brain[i], mask_rng(mask_seed + 1, i, 0, True)) & brain[i] for i in range(n)])
     assert np.percentile((x[:, 0][other] - 0.5) ** 2, 80) != pytest.approx(out["tau"], rel=1e-5)
+
+
+def test_3d_learning_rate_is_1e3_then_1e4_from_60_percent_of_the_steps():
+    """The schema's 3D defaults (ref): Adam at 1e-3, one drop to 1e-4 from 60 % of training on."""
+    s = experiment_settings("itermask3d", train={"steps": 10}).train
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    state = new_state({"masked": net}, s, 10, torch.device("cpu"), pick_precision("cpu"), "masked")
+    assert isinstance(state.optimizers["masked"], torch.optim.Adam)
+    used = []
+    for _ in range(10):
+        used.append(state.optimizers["masked"].param_groups[0]["lr"])
+        optimise(state, {"masked": net(torch.ones(1, 2)).pow(2).sum()}, s, "masked", "test")
+    assert used == pytest.approx([1e-3] * 6 + [1e-4] * 4)
+
+
+def test_rotation_draws_each_sample_with_probability_rot90_p():
+    """RandRotate90(prob=0.1) per sample: about 10 % of 1,200 sample draws are turned."""
+    data = _toy_samples()
+    settings = experiment_settings("itermask3d", train={"steps": 400, "batch_size": 3, "rot90_p": 0.1})
+    turned = 0
+    for step in range(400):  # batch = all 3 samples: step = epoch
+        x = make_batch(data, step, settings.train, 0, lambda br, i, e: {})["image"]
+        turned += sum(not torch.equal(x[b], data.image[i]) for b, i in enumerate(epoch_order(0, step, 3)))
+    assert 90 <= turned <= 150
