@@ -26,7 +26,7 @@ from typing import Any
 
 from itermask.errors import ConfigError, InputError
 from itermask.methods._diffusion_method import DiffusionBaseline
-from itermask.methods.ddpm import resampling_text, steps
+from itermask.methods.ddpm import schedule_text, steps
 
 
 def scaled_residual(x: Any, x_hat: Any, percentile: float) -> Any:
@@ -81,8 +81,8 @@ class AutoDDPM(DiffusionBaseline):
                     f"{self.threshold_text(settings, cfg['mask_threshold_no_lpips'])}")
         else:
             mask = f"{pct}, × LPIPS, > {self.threshold_text(settings, cfg['mask_threshold'])}"
-        return (f"noise to t {int(cfg['noise_t'])}; mask: {mask}, dilated; RePaint from t {int(cfg['inpaint_t'])}"
-                + resampling_text(int(cfg["resample_steps"]))
+        run = schedule_text(settings)
+        return (f"noise to {run['noise']}; mask: {mask}, dilated; RePaint from {run['inpaint']}" + run["resampling"]
                 + "; map |x − x_inpainted| × the mask's map (0 outside the mask), as their code weights it")
 
     def threshold(self, ctx: Any, aux: Any) -> float:

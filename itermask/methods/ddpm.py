@@ -34,19 +34,32 @@ def steps(ctx: Any) -> dict[str, int]:
     return out
 
 
-def resampling_text(n: int) -> str:
-    """Caption text of RePaint's resampling rounds per step."""
-    return ", no resampling" if n == 1 else f", {n} resamplings per step"
+def schedule_text(settings: Any) -> dict[str, str]:
+    """Caption text of the noise levels (``noise``, ``inpaint``) and RePaint's rounds (``resampling``)
+    as they run: on a respaced schedule each level is the nearest kept step, and RePaint from the
+    first kept step is one reverse step, with no resampling."""
+    from itermask.methods._diffusion import REFERENCE_TIMESTEPS, model_step, reference_step
+
+    T, cfg = int(settings.network["timesteps"]), settings.infer
+    out, j = {}, {}
+    for key in ("noise", "inpaint"):
+        t = int(cfg[f"{key}_t"])
+        j[key] = model_step(t, T)
+        kept = reference_step(j[key], T)
+        out[key] = f"t {t}" if T == REFERENCE_TIMESTEPS else f"t {kept} ({j[key] + 1} of {T} respaced steps)"
+    n = int(cfg["resample_steps"]) if j["inpaint"] > 0 else 1
+    out["resampling"] = ", no resampling" if n == 1 else f", {n} resamplings per step"
+    return out
 
 
 class DDPM(DiffusionBaseline):
     name = "ddpm"
 
     def describe(self, settings: Any) -> str:
-        cfg = settings.infer
-        return (f"noise to t {int(cfg['noise_t'])}, initial mask |x − x̂| > "
+        cfg, run = settings.infer, schedule_text(settings)
+        return (f"noise to {run['noise']}, initial mask |x − x̂| > "
                 f"{self.threshold_text(settings, cfg['mask_threshold'])}, "
-                f"inpainting from t {int(cfg['inpaint_t'])}" + resampling_text(int(cfg["resample_steps"])))
+                f"inpainting from {run['inpaint']}" + run["resampling"])
 
     def record_extra(self, ctx: Any, aux: Any) -> dict[str, Any]:
         cfg, s = ctx.settings.infer, steps(ctx)

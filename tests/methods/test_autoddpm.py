@@ -257,3 +257,22 @@ def test_train_and_infer_seeded_per_slice(tmp_path):
     one_by_one = infer(tmp_path / "b1", model, tiny_settings("autoddpm", batch_size=1), 2)
     np.testing.assert_allclose(load(one_by_one / "lesion", "error.nii.gz"), load(out / "lesion", "error.nii.gz"),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("timesteps, noise, inpaint", [
+    (1000, "noise to t 200", "RePaint from t 50, 5 resamplings per step"),
+    (20, "noise to t 199 (4 of 20 respaced steps)", "RePaint from t 49 (1 of 20 respaced steps), no resampling"),
+])
+def test_captions_state_the_noise_levels_and_rounds_that_run(timesteps, noise, inpaint):
+    """On a respaced schedule a level is the nearest kept step; RePaint from the first one is one
+    reverse step, so the caption cannot promise the configured resamplings."""
+    import dataclasses
+
+    from itermask.config.settings import freeze, thaw
+
+    s = tiny_settings("autoddpm", noise_t=200, inpaint_t=50, resample_steps=5)
+    s = dataclasses.replace(s, network=freeze({**thaw(s.network), "timesteps": timesteps}))
+    text = methods.get("autoddpm").describe(s)
+    assert noise in text and inpaint in text
+    ddpm = methods.get("ddpm").describe(dataclasses.replace(s, method="ddpm"))
+    assert noise in ddpm and inpaint.replace("RePaint", "inpainting") in ddpm
