@@ -24,6 +24,15 @@ PUBLISHED_DIR = Path(__file__).parent / "published"
 KEYS = ["row", "block", "metric"]
 COLUMNS = KEYS + ["published", "reproduced", "difference", "note"]
 NOT_COMPARABLE = "(kept as printed)"  # a published note's mark of a misprint: no difference is computed
+#: metrics whose published values follow the reference's definition, not ours (METHOD.md §8): their
+#: difference also measures the definition; a comparison notes them per line and in its header
+DEFINITION_DIFFERS = {
+    "assd_mm": "ASSD (ours: surface distance; theirs: ITK's average Hausdorff distance over all voxels)",
+    "auroc_voxel": "AUC (ours: inside the brain; theirs: background included)",
+    "precision": "Prec (ours: an empty prediction left out of the mean; theirs: counted as 100 %, our Prec (ref))",
+    "fnr80": "FNR80 (the reference's formula differs)", "fnr90": "FNR90 (the reference's formula differs)",
+}
+DIFFERS_NOTE = "definition differs"
 
 
 def published_csv(name: str) -> Path:
@@ -68,7 +77,16 @@ def compare(published: pd.DataFrame, reproduced: pd.DataFrame) -> pd.DataFrame:
     merged["note"] = merged["note"].fillna("")
     comparable = ~merged["note"].str.contains(NOT_COMPARABLE, regex=False)
     merged["difference"] = (merged["reproduced"] - merged["published"]).where(comparable)
+    differs = merged["metric"].isin(list(DEFINITION_DIFFERS)) & merged["published"].notna()
+    merged.loc[differs, "note"] = merged.loc[differs, "note"].map(lambda n: f"{n}; {DIFFERS_NOTE}" if n else DIFFERS_NOTE)
     return merged[COLUMNS].reset_index(drop=True)
+
+
+def _differs_text(cmp: pd.DataFrame) -> str:
+    """Header sentence naming the compared metrics whose definitions differ (none: empty)."""
+    found = [DEFINITION_DIFFERS[m] for m in DEFINITION_DIFFERS if (cmp["note"].str.contains(DIFFERS_NOTE)
+                                                                   & (cmp["metric"] == m)).any()]
+    return f" Definitions that differ ({DIFFERS_NOTE}): {'; '.join(found)}." if found else ""
 
 
 def _fmt(v: Any) -> str:
@@ -91,7 +109,8 @@ def write_comparison(name: str, table_csv: str, published: str | None, out_md: s
     lines = [f"# {name}: published vs reproduced", "",
              f"Published: {source.rstrip('.')}. Reproduced: this pipeline's table {name} (same units: percent unless "
              "PSNR dB, ASSD mm, SSIM fraction). Difference = reproduced − published; – = no value (for a "
-             "difference: also a misprint kept as printed, not comparable; its note says so).", "",
+             "difference: also a misprint kept as printed, not comparable; its note says so)."
+             + _differs_text(cmp), "",
              "| Row | Block | Metric | Published | Reproduced | Difference | Note |", "|---|---|---|---|---|---|---|"]
     for _, r in cmp.iterrows():
         lines.append(f"| {r['row']} | {r['block']} | {METRICS[r['metric']][0] if r['metric'] in METRICS else r['metric']} "

@@ -140,7 +140,8 @@ def test_comparison_of_known_published_and_reproduced_csv(tmp_path):
     cmp = compare(read_published(pub), long).set_index(["row", "block", "metric"])
     assert cmp.loc[("A", "b1", "dice"), "difference"] == pytest.approx(-9.5)
     assert cmp.loc[("A", "b1", "precision"), "difference"] == pytest.approx(81.0)
-    assert cmp.loc[("A", "b1", "precision"), "note"] == "likely misprint"
+    assert cmp.loc[("A", "b1", "precision"), "note"] == "likely misprint; definition differs"  # empty prediction rule
+    assert cmp.loc[("A", "b1", "dice"), "note"] == ""
     assert pd.isna(cmp.loc[("A", "b1", "sensitivity"), "difference"])  # a fraction kept as printed: no gap
     assert cmp.loc[("A", "b1", "sensitivity"), ["published", "reproduced"]].tolist() == [0.5, 90.0]
     assert pd.isna(cmp.loc[("C", "b1", "dice"), "reproduced"])  # published only
@@ -148,6 +149,8 @@ def test_comparison_of_known_published_and_reproduced_csv(tmp_path):
     md = tmp_path / "vs.md"
     write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"), {})
     assert "Paper X, Table 9" in md.read_text() and "| A | b1 | DSC | 80.0 | 70.5 | -9.5 |" in md.read_text()
+    assert "Definitions that differ (definition differs): Prec (ours: an empty prediction" in md.read_text()
+    assert "ASSD (ours" not in md.read_text()  # only the compared metrics are named
     # our row 'C (ours)' is the paper's 'C': compared under the paper's label
     repro.write_text("row,grey,protocol,b1:dice\nC (ours),False,paper,52.0\n")
     out = write_comparison("t", str(repro), str(pub), str(md), str(tmp_path / "vs.csv"), {"C (ours)": "C"})
