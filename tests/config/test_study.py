@@ -75,6 +75,15 @@ def _ext_dataset(tmp_path, **entry):
             "brain_mask": {"method": "stripped"}, "role": "test_healthy", **entry}
 
 
+def test_brain_mask_defaults_to_deepbet(demo_config, tmp_path):
+    """METHOD.md §1.2: deepbet unless the dataset says otherwise."""
+    entry = _ext_dataset(tmp_path)
+    del entry["brain_mask"]
+    demo_config["datasets"]["ext"] = entry
+    d = Study(demo_config, base_dir=ROOT).datasets["ext"]
+    assert d.mask_method == "deepbet" and demo_config["datasets"]["ext"]["brain_mask"] == {"method": "deepbet"}
+
+
 def test_glob_role_finds_subjects(demo_config, tmp_path):
     for s in ("b2", "a1"):
         (tmp_path / f"sub-{s}_FLAIR.nii.gz").write_bytes(b"")
