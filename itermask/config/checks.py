@@ -1,11 +1,12 @@
 """Checks of meaning that the schema cannot express: references between sections, shared
 models, sequences of test datasets, fixed thresholds, 2D attention resolutions, the honest
-threshold's source, the names a table block or an artefact parameter refers to."""
+threshold's source, the kinds of artefact parameters; tables: `itermask.config.table_checks`."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from itermask.config.conditions import FAILED_SKULLSTRIP, RESERVED
+from itermask.config.conditions import RESERVED
+from itermask.config.table_checks import check_table_references
 from itermask.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -210,39 +211,6 @@ def _check_param_kind(where: str, value: object, reference: object, name: tuple[
             raise ConfigError(f"{where}: expected a non-empty list like the reference value {reference!r}")
         for item in value:  # type: ignore[union-attr]
             _check_param_kind(where, item, reference[0])
-
-
-def _block_choices(study: "Study") -> tuple[list[str], list[str]]:
-    """(test datasets, detection anomalies) a table block may name: the config's datasets and the
-    derived failed-strip sets; the artefact conditions (types and severity levels), the failed
-    skull-stripping condition where a set makes it, the user anomalies and 'all' (= null)."""
-    cfg_datasets = study.config["datasets"]
-    derived = [d for d in map(study.failed_strip_dataset, cfg_datasets) if d is not None]
-    anomalies = [*study.artefact_conditions(), *([FAILED_SKULLSTRIP] if derived else []),
-                 *(e["anomaly"] for e in cfg_datasets.values() if e.get("anomaly")), "all"]
-    return [*cfg_datasets, *derived], list(dict.fromkeys(anomalies))
-
-
-def check_table_references(study: "Study") -> None:
-    """Each table block's ``dataset`` and (detection) ``anomaly``, and the table's ``published``
-    CSV, exist: a wrong name would leave the cells, or the comparison, silently empty."""
-    from itermask.evaluation.published import PUBLISHED_DIR, published_csv
-
-    datasets, anomalies = _block_choices(study)
-    for spec in study.config["tables"]:
-        where = f"config key 'tables' ({spec['name']})"
-        for block in spec["blocks"]:
-            here = f"{where}, block '{block['key']}'"
-            if block["dataset"] is not None and block["dataset"] not in datasets:
-                raise ConfigError(f"{here}: dataset '{block['dataset']}' is not a dataset ({', '.join(datasets)})")
-            if spec["kind"] == "detection" and block["anomaly"] is not None and block["anomaly"] not in anomalies:
-                raise ConfigError(f"{here}: anomaly '{block['anomaly']}' is not a detection condition "
-                                  f"({', '.join(anomalies)})")
-        stem = spec["published"]
-        if stem is not None and not published_csv(stem).is_file():
-            known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.csv"))
-            raise ConfigError(f"{where}, key 'published': '{stem}' is not a published table in {PUBLISHED_DIR.name}/ "
-                              f"({', '.join(known)}; null: none)")
 
 
 def _needs_validation(study: "Study", name: str) -> bool:

@@ -108,3 +108,20 @@ def test_artefact_params_accept_what_the_implementation_takes(demo):
     cfg["artefacts"]["severity"]["ghosting"]["values"] = [0.5, "2"]
     with pytest.raises(ConfigError, match=r"'artefacts\.severity\.ghosting\.values\[1\]': expected a number"):
         Study(cfg, base_dir=ROOT)
+
+
+def test_a_block_without_dataset_must_not_pool_two_test_sets(demo, tmp_path):
+    """METHOD.md §7: one cell per (experiment, test dataset)."""
+    cfg = copy.deepcopy(demo)
+    for seq in ("FLAIR", "T2w"):
+        (tmp_path / f"sub-e1_{seq}.nii.gz").write_bytes(b"")
+    cfg["datasets"]["ext"] = {"pattern": str(tmp_path / "sub-{subject}_{sequence}.nii.gz"),
+                              "sequences": ["FLAIR", "T2w"], "role": "test_healthy"}
+    table = _table(cfg, "itermask3d_table1_synthetic_artefact_detection")
+    table["blocks"][0]["dataset"] = None
+    Study(cfg, base_dir=ROOT)  # each row's experiment detects on one test set: that one
+    cfg["experiments"]["im3d_flair"]["detect"] = ["demo", "ext"]
+    with pytest.raises(ConfigError, match=rf"'tables' \({DETECTION}\), block 'other_sequence': no 'dataset', but "
+                                          r"experiment 'im3d_flair' has 2 test sets to detect \(demo, ext\); "
+                                          r"name the block's dataset"):
+        Study(cfg, base_dir=ROOT)
