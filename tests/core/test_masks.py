@@ -321,3 +321,72 @@ def test_mask_2d_patch_centre_spread_is_the_blob_unit(monkeypatch, n):
         dev = np.concatenate(dev).astype(float)
         assert dev.shape[0] > 500
         assert np.sqrt(np.mean(dev**2)) == pytest.approx(unit, rel=0.1)
+
+
+# ----------------------------------------------------------------------------- Sigma's rotation and rho (METHOD.md §4)
+
+
+def test_random_covariance_eigenframe_is_a_uniform_rotation():
+    """Sigma = R diag(lambda) R^T with R uniform on SO(3): the leading eigenvector points in a
+    uniformly random direction. Mean v v^T = I/3 alone would not tell (axis-aligned eigenvectors,
+    R = I, give I/3 as well); on the uniform sphere every |v_i| is also ~U(0, 1) (Archimedes),
+    whereas R = I gives |v_i| in {0, 1} and a rotation about one axis only gives |v_z| in {0, 1}."""
+    rng = np.random.default_rng(30)
+    covs = np.array([random_covariance_3d(rng) for _ in range(3000)])
+    _, vecs = np.linalg.eigh(covs)
+    v = vecs[:, :, -1]  # eigenvector of the largest eigenvalue, (n, 3)
+    np.testing.assert_allclose(np.einsum("ni,nj->ij", v, v) / len(v), np.eye(3) / 3, atol=0.03)
+    a = np.abs(v)
+    grid = np.linspace(0.0, 1.0, 11)
+    for i in range(3):  # empirical CDF of |v_i| against U(0, 1): KS distance (1 % critical value 0.03)
+        ecdf = np.searchsorted(np.sort(a[:, i]), grid, side="right") / len(a)
+        assert np.max(np.abs(ecdf - grid)) < 0.04, i
+    # and Sigma is far from diagonal most of the time: |corr(i, j)| > 0.1 in ~63 % of the draws
+    d = np.sqrt(np.einsum("nii->ni", covs))
+    corr = covs / (d[:, :, None] * d[:, None, :])
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert np.mean(np.abs(corr[:, i, j]) > 0.1) > 0.55, (i, j)
+        assert np.mean(corr[:, i, j] < 0) == pytest.approx(0.5, abs=0.05), (i, j)
+
+
+def test_mask_3d_blob_covariance_is_rotated(monkeypatch):
+    """The covariance training_mask_3d hands to the blob sampler is a rotated one (not diagonal),
+    with eigenvalues in k^2 [0.3, 10] (k = box size / 192)."""
+    calls = _record_calls(monkeypatch, "gaussian_blob_cells")
+    brain = np.ones((24, 24, 24), dtype=bool)
+    rng = np.random.default_rng(31)
+    for _ in range(150):
+        training_mask_3d(brain, rng, factor=2)
+    covs = np.array([args[2] for args, _, _ in calls]) / (24 / 192) ** 2
+    assert covs.shape == (150, 3, 3)
+    eig = np.linalg.eigvalsh(covs)
+    assert eig.min() >= 0.3 - 1e-9 and eig.max() <= 10.0 + 1e-9
+    d = np.sqrt(np.einsum("nii->ni", covs))
+    corr = np.abs(covs / (d[:, :, None] * d[:, None, :]))[:, [0, 0, 1], [1, 2, 2]]
+    assert np.mean(corr > 0.1) > 0.5 and corr.max() > 0.6  # rotated: ~63 % and ~0.85
+
+
+def test_mask_2d_correlation_is_uniform_on_minus_one_one(monkeypatch):
+    """2D blob: c11, c22 ~ U(0.3, 10) (in blob units) and rho = c12 / sqrt(c11 c22) ~ U(-1, 1):
+    negative about half the time, |rho| reaching close to 1 on both sides. Read from the
+    covariance handed to the density sampler (diagonal + 1e-6 unit^2 regularisation)."""
+    calls = _record_calls(monkeypatch, "sample_density_pixels")
+    brain = disc(24)
+    unit = 10.0 * 24 / 240  # fine scale (coarse_p=0): blob unit 10 s px, s = 24 / 240
+    rng = np.random.default_rng(32)
+    for _ in range(2000):
+        training_mask_2d(brain, rng, coarse_p=0.0)
+    covs = np.array([args[2] for args, _, _ in calls]) / unit**2
+    assert covs.shape == (2000, 2, 2)
+    c11, c22 = covs[:, 0, 0] - 1e-6, covs[:, 1, 1] - 1e-6
+    for c in (c11, c22):
+        assert c.min() >= 0.3 - 1e-9 and c.max() <= 10.0 + 1e-9
+        assert np.mean(c) == pytest.approx(5.15, abs=0.2)
+    np.testing.assert_allclose(covs[:, 0, 1], covs[:, 1, 0], rtol=0, atol=0)
+    rho = covs[:, 0, 1] / np.sqrt(c11 * c22)
+    assert np.all(np.abs(rho) <= 1.0 + 1e-9)
+    assert np.mean(rho < 0) == pytest.approx(0.5, abs=0.04)  # binomial SE 0.011
+    assert rho.min() < -0.97 and rho.max() > 0.97
+    grid = np.linspace(-1.0, 1.0, 21)
+    ecdf = np.searchsorted(np.sort(rho), grid, side="right") / len(rho)
+    assert np.max(np.abs(ecdf - (grid + 1) / 2)) < 0.04  # KS distance to U(-1, 1) (1 % critical 0.036)
