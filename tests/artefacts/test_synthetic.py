@@ -113,6 +113,26 @@ def test_bias_field_equals_torchio_with_same_seed():
     np.testing.assert_allclose(out, det, atol=1e-5)
 
 
+def test_motion_equals_torchio_with_same_seed():
+    """RandomMotion(degrees, translation, num_transforms) drawn under torch.manual_seed(torch_seed),
+    identity affine when none is given; the recorded draws replay with the deterministic Motion."""
+    x, brain = _volume()
+    params = {"degrees": 8.0, "translation": 6.0, "num_transforms": 2}
+    out, rec = art.apply_artefact("motion", x, brain, params, np.random.default_rng(7))
+    assert rec["torch_seed"] == int(np.random.default_rng(7).integers(0, 2**31))  # the seed's documented draw
+    torch.manual_seed(rec["torch_seed"])
+    ref = tio.RandomMotion(degrees=8.0, translation=6.0, num_transforms=2)(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    assert not np.allclose(out, x, atol=1e-3)
+    args = rec["sampled"]["torchio_history"][0]["arguments"]
+    degrees, translation, times = (args[k]["image"] for k in ("degrees", "translation", "times"))
+    assert np.shape(degrees) == np.shape(translation) == (2, 3) and len(times) == 2
+    assert np.all(np.abs(degrees) <= 8.0) and np.all(np.abs(translation) <= 6.0)
+    det = tio.Motion(degrees=np.array(degrees), translation=np.array(translation), times=np.array(times),
+                     image_interpolation="linear")(_tio(x))["image"].data[0].numpy()
+    np.testing.assert_allclose(out, det, atol=1e-5)
+
+
 def test_determinism_and_seed_dependence():
     x, brain = _volume()
     a, ra = art.apply_artefact("motion", x, brain, {"num_transforms": 1}, np.random.default_rng(7))
@@ -142,11 +162,62 @@ def test_derive_seed_pinned_values():
 
 def test_unknown_params_and_types_rejected():
     x, brain = _volume()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"artefact 'spike' has no parameter 'intensty' \(known: \['intensity', "
+                                         r"'positions'\]\)"):
         art.apply_artefact("spike", x, brain, {"intensty": 2}, np.random.default_rng(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unknown artefact type 'nonsense', expected one of \['chunk_top', "):
         art.apply_artefact("nonsense", x, brain, {}, np.random.default_rng(0))
     assert art.base_type("kspace_noise-s2") == "kspace_noise"
+
+
+def test_other_sequence_is_the_other_volume_exactly():
+    """``other_sequence``: the condition's volume is the subject's other sequence, unchanged."""
+    x, brain = _volume()
+    other = np.random.default_rng(9).normal(3.0, 2.0, size=x.shape).astype(np.float64)  # cast to float32
+    out, rec = art.apply_artefact("other_sequence", x, brain, {}, np.random.default_rng(0), other=other)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    np.testing.assert_array_equal(out, other.astype(np.float32))
+    assert not np.shares_memory(out, other)
+    assert rec["type"] == "other_sequence" and rec["params"] == {} and rec["sampled"] == {}
+    assert rec["changed_fraction_in_brain"] == 1.0
+    with pytest.raises(ValueError, match="artefact 'other_sequence' needs the other sequence's volume"):
+        art.apply_artefact("other_sequence", x, brain, {}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"other sequence shape \(24, 20, 17\) differs from the volume's "
+                                         r"\(24, 20, 18\)"):
+        art.apply_artefact("other_sequence", x, brain, {}, np.random.default_rng(0), other=other[:, :, :17])
+
+
+def test_other_sequence_stage_reads_the_other_image(tmp_path):
+    """The stage (`make_artefact`) loads ``other_image_path`` on the image's grid; without it, or
+    on another grid, a clear InputError naming the subject."""
+    from itermask.errors import InputError
+
+    x, brain = _volume(shape=(12, 12, 12))
+    other = np.random.default_rng(9).normal(size=x.shape).astype(np.float32)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    for name, arr, a in (("img", x, aff), ("other", other, aff), ("shifted", other, np.diag([3.0, 3.0, 3.0, 1.0])),
+                         ("small", other[:, :, :10], aff)):
+        nib.save(nib.Nifti1Image(arr, a), tmp_path / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), tmp_path / "brain.nii.gz")
+
+    def make(other_path, folder):
+        outs = [tmp_path / folder / "other_sequence" / n for n in ("image.nii.gz", "hf.nii.gz", "params.json")]
+        art.make_artefact(str(tmp_path / "img.nii.gz"), str(tmp_path / "brain.nii.gz"), *map(str, outs),
+                          artefact="other_sequence", params={}, seed=0, hf_radius=3,
+                          other_image_path=other_path, dataset="demo", subject="d11")
+        return outs
+
+    outs = make(str(tmp_path / "other.nii.gz"), "ok")
+    np.testing.assert_array_equal(np.asarray(nib.load(outs[0]).dataobj), other)
+    assert json.loads(outs[2].read_text())["inputs"]["other_image"] == str(tmp_path / "other.nii.gz")
+    with pytest.raises(InputError, match="subject 'd11'.*artefact 'other_sequence' needs other_image_path"):
+        make(None, "none")
+    with pytest.raises(InputError, match=r"shifted\.nii\.gz': affine differs from its image's affine"):
+        make(str(tmp_path / "shifted.nii.gz"), "shifted")
+    with pytest.raises(InputError, match=r"small\.nii\.gz': shape \(12, 12, 10\) differs from its image's shape "
+                                         r"\(12, 12, 12\)"):
+        make(str(tmp_path / "small.nii.gz"), "small")
+    assert not any((tmp_path / f).exists() for f in ("none", "shifted", "small"))  # nothing written
 
 
 def test_make_artefact_stage(tmp_path):

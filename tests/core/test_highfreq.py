@@ -87,7 +87,7 @@ def test_torch_matches_numpy_batched(shape, ndim):
 
 
 def test_torch_rejects_too_few_dims():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"cannot take a 2D spectrum of a tensor with shape \(5,\)"):
         high_frequency_torch(torch.zeros(5), radius=3, ndim=2)
 
 

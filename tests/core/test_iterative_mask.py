@@ -49,7 +49,7 @@ def test_brain_quantile_matches_numpy_inverted_cdf_with_different_brain_sizes():
 def test_phase_a_percents():
     assert phase_a_percents(5) == tuple(float(v) for v in range(5, 101, 5))
     assert len(phase_a_percents(1)) == 100
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="step_percent must divide 100, got 7"):
         phase_a_percents(7)
     # a coarse start, then the reference's 1 % steps from fine_from on
     assert phase_a_percents(5, 90) == (*(float(v) for v in range(5, 91, 5)), *(float(v) for v in range(91, 101)))

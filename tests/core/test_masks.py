@@ -94,7 +94,8 @@ def test_choose_factor_probabilities():
     draws = np.array([choose_factor(rng) for _ in range(4000)])
     for factor, prob in ((4, 0.5), (2, 0.25), (8, 0.25)):
         assert np.mean(draws == factor) == pytest.approx(prob, abs=0.03)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"scales must be \(factor >= 1, probability >= 0\) pairs summing to 1, "
+                                         r"got \(\(4, 0\.5\), \(2, 0\.2\)\)"):
         choose_factor(rng, ((4, 0.5), (2, 0.2)))
 
 

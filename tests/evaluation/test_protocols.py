@@ -27,7 +27,7 @@ def test_honest_threshold_is_hand_quantile():
     lo = int(np.floor(pos))
     hand = pooled[lo] + (pos - lo) * (pooled[lo + 1] - pooled[lo])
     assert P.honest_threshold(val, 0.05) == pytest.approx(hand)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no healthy validation voxels to set the honest threshold"):
         P.honest_threshold([], 0.05)
 
 
@@ -82,6 +82,46 @@ def test_paper_threshold_maximises_mean_dice():
     assert per_image >= r["mean_dice"] - 1e-12
 
 
+def test_paper_candidates_reach_the_upper_tail():
+    """Only the dense upper-tail quantiles solve this: 10^5 normal voxels with errors evenly in
+    [0, 0.99995] and 5 lesion voxels in [0.99996, 1] (range [0, 1], so normalised = raw). The even
+    grid's 0.99 and 1.0 miss the gap; of the levels 1 - 10^(-5 + 0.05 k) only k = 13 lands in it:
+    position (N - 1) * (1 - 10^-4.35) = 99999.53... lies between the largest normal error
+    (sorted index 99999) and the smallest lesion error, so θ interpolates linearly between them."""
+    normal = np.linspace(0.0, 0.99995, 100_000)
+    lesion = np.linspace(0.99996, 1.0, 5)
+    e = np.r_[normal, lesion]
+    g = np.r_[np.zeros(normal.size, bool), np.ones(lesion.size, bool)]
+    r = P.paper_threshold([e], [g])
+    assert r["mean_dice"] == 1.0 and r["min"] == 0.0 and r["max"] == 1.0
+    assert normal.max() <= r["theta"] < lesion.min()
+    pos = (e.size - 1) * (1 - 10**-4.35)
+    frac = pos - np.floor(pos)
+    assert np.floor(pos) == normal.size - 1 and 0 < frac < 1
+    hand = normal[-1] + frac * (lesion[0] - normal[-1])
+    assert r["theta"] == pytest.approx(hand, abs=2e-7)  # the pooled errors are float32
+    assert _dice(e > r["theta"], g) == 1.0
+
+
+def test_paper_threshold_subsamples_the_candidate_pool():
+    """``max_pool``: candidate quantiles come from every ceil(size / max_pool)-th pooled voxel.
+    Errors 0..9, the lesion is the voxel at 9; with n = 2 the candidates are the normalised 0 and 1
+    and the pool's quantile at level 1 - 1e-5 (linear interpolation), computed by hand:
+    - no subsampling (max_pool >= 10): pool 0..9, position 9 (1 - 1e-5) -> 8 + 0.99991 = 8.99991:
+      only the lesion voxel is above it, Dice 1;
+    - max_pool 5, stride 2: pool 0, 2, 4, 6, 8, position 4 (1 - 1e-5) -> 6 + 2 * 0.99996 = 7.99992:
+      voxels 8 and 9 above it, Dice 2/3 (θ = 0: Dice 2/10; θ = 9: nothing predicted, Dice 0);
+    - max_pool 4, stride 3 (not 2, which would leave 5 > 4 voxels): pool 0, 3, 6, 9, position
+      3 (1 - 1e-5) -> 6 + 3 * 0.99997 = 8.99991, Dice 1."""
+    e = np.arange(10, dtype=float)
+    g = e == 9
+    for max_pool, theta, dice in ((10, 8.99991, 1.0), (5, 7.99992, 2 / 3), (4, 8.99991, 1.0)):
+        r = P.paper_threshold([e], [g], n=2, max_pool=max_pool)
+        assert r["theta"] == pytest.approx(theta, abs=1e-6), max_pool
+        assert r["mean_dice"] == pytest.approx(dice), max_pool
+        assert _dice(e > r["theta"], g) == pytest.approx(dice)
+
+
 def test_labelled_threshold_separates_validation_lesions():
     """Honest θ from a labelled validation split: lesion errors 2-3, normal tissue 0-1 on both
     validation subjects -> a θ in between (mean Dice 1), the paper search run on them."""
@@ -94,7 +134,16 @@ def test_labelled_threshold_separates_validation_lesions():
     theta = P.labelled_threshold(errors, labels)
     assert 1.0 <= theta < 2.0
     assert all(_dice(e > theta, g) == 1.0 for e, g in zip(errors, labels))
-    assert theta == P.paper_threshold(errors, labels)["theta"]
+    normal = np.concatenate([e[~g] for e, g in zip(errors, labels)])
+    lesion = np.concatenate([e[g] for e, g in zip(errors, labels)])
+    assert normal.max() <= theta < lesion.min()  # θ separates the pooled validation voxels
+    # by hand: errors 0 and 1 (normal), 3 (lesion) on two subjects; pooled min-max range [0, 3].
+    # Every θ in [1, 3) gives Dice 1 on both ('>' is strict) and the lowest candidate reaching it
+    # is the pooled normalised error 1/3 itself (a quantile of the tied ones), i.e. raw θ = 1: the
+    # largest normal error, in raw units (not the normalised 1/3), not a θ higher in the gap
+    e = np.array([0, 0, 0, 0, 1, 1, 1, 1, 3, 3], float)
+    theta = P.labelled_threshold([e, e.copy()], [e == 3, e == 3])
+    assert theta == pytest.approx(1.0, abs=1e-6) and theta >= 1.0
     with pytest.raises(ValueError, match="no labelled validation subjects"):
         P.labelled_threshold([], [])
 

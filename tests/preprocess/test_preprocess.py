@@ -1,6 +1,7 @@
 """Preprocessing (METHOD.md §1): pure functions against known answers, then the stage functions."""
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 from pathlib import Path
@@ -44,7 +45,8 @@ from itermask.preprocess.slices2d import (
 )
 
 torch.set_num_threads(1)
-TEMPLATE = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/pydeface/data/mean_reg2mean.nii.gz"
+# the pydeface mean head template, wherever the installed package lives (any venv, any Python)
+TEMPLATE = Path(str(importlib.resources.files("pydeface") / "data" / "mean_reg2mean.nii.gz"))
 
 
 def oblique_affine(perm_flip: np.ndarray, zooms, angles_deg=(8.0, -5.0, 12.0), offset=(10.0, -20.0, 30.0)) -> np.ndarray:

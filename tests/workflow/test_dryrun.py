@@ -209,8 +209,40 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     )
     assert res.returncode == 0, res.stderr + res.stdout
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
-    assert any(study.settings(e).infer.get("threshold") == "fixed" for e in study.experiments)
-    assert "rule fixed_tau" not in res.stdout
+    fixed = {e for e in study.experiments if study.settings(e).infer.get("threshold") == "fixed"}
+    assert fixed  # the case that once formed a self-dependent group (im3d_fixed)
+    jobs = _grouped_jobs(res.stdout)
+    # the profile's groups are formed (so the packing above was exercised) ...
+    assert {j["group"] for j in jobs} - {None} == set(components)
+    infer = [j for j in jobs if j["rule"] == "infer"]
+    assert infer and all(j["group"] == "inference" for j in infer)
+    # ... the fixed-tau runs among them, reading their model (its calibration) and no other job's output
+    model_of = {e: study.settings(e).model_owner for e in fixed}
+    fixed_jobs = [j for j in infer if j["output"][0].split("/")[2] in fixed]
+    assert {j["output"][0].split("/")[2] for j in fixed_jobs} == fixed
+    for j in fixed_jobs:
+        assert f"{study.results}/models/{model_of[j['output'][0].split('/')[2]]}/model.pt" in j["input"]
+    # no inference waits for another: no infer job reads a file an infer job writes
+    inferred = {f for j in infer for f in j["output"]}
+    assert not any(f == d or f.startswith(d + "/") for j in infer for f in j["input"] for d in inferred)
+
+
+def _grouped_jobs(stdout: str) -> list[dict[str, object]]:
+    """`_jobs` with each job's group: the name of the "Group job <name>" block it is listed in
+    (a group's jobs are indented under that line), None for a job outside any group."""
+    jobs, group = [], None
+    for raw in stdout.splitlines():
+        line = raw.strip()
+        if "Group job " in line:
+            group = line.split("Group job ")[1].split()[0]
+        elif line.startswith(("rule ", "localrule ")):
+            in_group = raw[:1].isspace() and group is not None
+            group = group if in_group else None
+            jobs.append({"rule": line.split()[1].rstrip(":"), "input": [], "output": [], "group": group})
+        elif jobs and line.startswith(("input:", "output:")):
+            key, _, files = line.partition(": ")
+            jobs[-1][key.rstrip(":")] = [f.strip() for f in files.split(",") if f.strip()]
+    return jobs
 
 
 def _table_inputs(stdout: str, name: str) -> set[str]:
