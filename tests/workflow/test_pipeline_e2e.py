@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import run_snakemake
+from conftest import ROOT, SNAKEMAKE, TINY, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +96,71 @@ def test_training_learns_and_lesions_have_higher_error(tiny_run):
         brain = np.asarray(nib.load(d / "brainmask.nii.gz").dataobj) > 0
         ratios.append(err[lab & brain].mean() / err[brain & ~lab].mean())
     assert min(ratios) > 1.0, ratios
+
+
+def _snakemake_with(workdir: Path, configfile: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """conftest.run_snakemake with another config file (run_snakemake always passes tiny.yaml)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(configfile), "--cores", "2", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_rules_for_a_non_default_hf_radius_run(tiny_run, tmp_path):
+    """Rules high_frequency, slices2d and artefact_high_frequency (HF images and 2D slices at a
+    radius other than preprocess.hf_radius / preprocess.slices2d.hf_radius, 15 in tiny.yaml) run
+    for real on a copy of the tiny run with two hf_radius sweeps at 10, and write the known answers."""
+    from itermask.core.highfreq import high_frequency
+
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)  # the session's run stays as it is
+    config = yaml.safe_load(TINY.read_text())
+    config["sweeps"] = config["sweeps"] + [
+        {"experiment": "im3d", "param": "hf_radius", "values": [10]},
+        {"experiment": "im2", "param": "hf_radius", "values": [10]},
+    ]
+    configfile = tmp_path / "tiny_hf10.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    pre, art = "results_tiny/preproc/tiny/sub-t01", "results_tiny/artefacts/tiny/FLAIR/sub-t05/ghosting"
+    targets = {  # t01: a training subject; t05: a healthy test subject with artefacts
+        "high_frequency": f"{pre}/FLAIR_hf-r10.nii.gz",
+        "slices2d": f"{pre}/FLAIR_slices2d-r10.npz",
+        "artefact_high_frequency": f"{art}/image_hf-r10.nii.gz",
+    }
+    upstream = [work / f for f in (f"{pre}/FLAIR.nii.gz", f"{pre}/FLAIR_hf-r15.nii.gz",
+                                   f"{pre}/FLAIR_slices2d-r15.npz", f"{art}/image.nii.gz")]
+    mtimes = [p.stat().st_mtime_ns for p in upstream]
+    args = (*targets.values(), "--rerun-triggers", "mtime")  # targets first: the option takes several values
+
+    dry = _snakemake_with(work, configfile, "-n", *args)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = re.findall(r"^(?:local)?rule (\w+):\n(?:\s+\w+: .*\n)*?\s+output: (.+)$", dry.stdout, flags=re.M)
+    assert sorted(planned) == sorted(targets.items()), planned  # one job each, nothing upstream
+
+    res = _snakemake_with(work, configfile, *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [p.stat().st_mtime_ns for p in upstream] == mtimes  # no upstream job reran
+
+    def volume(rel: str) -> np.ndarray:
+        return np.asarray(nib.load(work / rel).dataobj)
+
+    for image, hf in ((f"{pre}/FLAIR.nii.gz", targets["high_frequency"]),
+                      (f"{art}/image.nii.gz", targets["artefact_high_frequency"])):
+        out = volume(hf)
+        assert out.dtype == np.float32 and out.shape == (32, 32, 32)
+        np.testing.assert_allclose(out, high_frequency(volume(image).astype(np.float32), radius=10), atol=1e-6)
+    for r10, r15 in ((targets["high_frequency"], f"{pre}/FLAIR_hf-r15.nii.gz"),
+                     (targets["artefact_high_frequency"], f"{art}/image_hf-r15.nii.gz")):
+        assert not np.allclose(volume(r10), volume(r15), atol=1e-3), r10
+
+    r10, r15 = np.load(work / targets["slices2d"]), np.load(work / f"{pre}/FLAIR_slices2d-r15.npz")
+    assert set(r10.files) == set(r15.files)
+    assert str(r10["role"]) == "train" and r10["image"].shape[0] > 0
+    for key in set(r10.files) - {"hf"}:  # the same slices, geometry and masks
+        np.testing.assert_array_equal(r10[key], r15[key], err_msg=key)
+    # the HF channel: the 2D HF of each stored slice at radius 10 (torch, complex64, in the rule)
+    expected = np.stack([high_frequency(s, radius=10) for s in r10["image"]])
+    assert r10["hf"].dtype == np.float32
+    np.testing.assert_allclose(r10["hf"], expected, atol=1e-5 * np.abs(expected).max())
+    assert not np.allclose(r10["hf"], r15["hf"], atol=1e-3)
