@@ -13,10 +13,10 @@ TINY = ROOT / "tests/configs/tiny.yaml"
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1500, configfile: Path = TINY) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(TINY), "--cores", "2", *args],
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(configfile), "--cores", "2", *args],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
     )
 

@@ -84,8 +84,8 @@ def compare(published: pd.DataFrame, reproduced: pd.DataFrame) -> pd.DataFrame:
 
 def _differs_text(cmp: pd.DataFrame) -> str:
     """Header sentence naming the compared metrics whose definitions differ (none: empty)."""
-    found = [DEFINITION_DIFFERS[m] for m in DEFINITION_DIFFERS if (cmp["note"].str.contains(DIFFERS_NOTE)
-                                                                   & (cmp["metric"] == m)).any()]
+    noted = set(cmp.loc[cmp["note"].str.contains(DIFFERS_NOTE, regex=False), "metric"])
+    found = [text for metric, text in DEFINITION_DIFFERS.items() if metric in noted]
     return f" Definitions that differ ({DIFFERS_NOTE}): {'; '.join(found)}." if found else ""
 
 

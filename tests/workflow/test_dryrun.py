@@ -211,7 +211,7 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     study = Study(load_config(ROOT / "tests" / "configs" / "tiny.yaml"), base_dir=ROOT)
     fixed = {e for e in study.experiments if study.settings(e).infer.get("threshold") == "fixed"}
     assert fixed  # the case that once formed a self-dependent group (im3d_fixed)
-    jobs = _grouped_jobs(res.stdout)
+    jobs = _jobs(res.stdout)
     # the profile's groups are formed (so the packing above was exercised) ...
     assert {j["group"] for j in jobs} - {None} == set(components)
     infer = [j for j in jobs if j["rule"] == "infer"]
@@ -227,24 +227,6 @@ def test_cluster_groups_never_depend_on_themselves(tmp_path, hash_seed):
     assert not any(f == d or f.startswith(d + "/") for j in infer for f in j["input"] for d in inferred)
 
 
-def _grouped_jobs(stdout: str) -> list[dict[str, object]]:
-    """`_jobs` with each job's group: the name of the "Group job <name>" block it is listed in
-    (a group's jobs are indented under that line), None for a job outside any group."""
-    jobs, group = [], None
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if "Group job " in line:
-            group = line.split("Group job ")[1].split()[0]
-        elif line.startswith(("rule ", "localrule ")):
-            in_group = raw[:1].isspace() and group is not None
-            group = group if in_group else None
-            jobs.append({"rule": line.split()[1].rstrip(":"), "input": [], "output": [], "group": group})
-        elif jobs and line.startswith(("input:", "output:")):
-            key, _, files = line.partition(": ")
-            jobs[-1][key.rstrip(":")] = [f.strip() for f in files.split(",") if f.strip()]
-    return jobs
-
-
 def _table_inputs(stdout: str, name: str) -> set[str]:
     """The files the dry-run's job of table ``name`` reads."""
     (job,) = [j for j in _jobs(stdout) if j["rule"] == "table" and any(f"/tables/{name}.md" in f for f in j["output"])]
@@ -252,11 +234,16 @@ def _table_inputs(stdout: str, name: str) -> set[str]:
 
 
 def _jobs(stdout: str) -> list[dict[str, object]]:
-    """(rule, inputs, outputs) of every job block of a dry-run listing."""
-    jobs, job = [], None
-    for line in (raw.strip() for raw in stdout.splitlines()):  # group jobs' blocks are indented
-        if line.startswith(("rule ", "localrule ")):
-            job = {"rule": line.split()[1].rstrip(":"), "input": [], "output": []}
+    """(rule, inputs, outputs, group) of every job block of a dry-run listing; group: the name of
+    the "Group job <name>" block the job is indented under, None for a job outside any group."""
+    jobs, job, group = [], None, None
+    for raw in stdout.splitlines():
+        line = raw.strip()
+        if "Group job " in line:
+            group = line.split("Group job ")[1].split()[0]
+        elif line.startswith(("rule ", "localrule ")):
+            group = group if raw[:1].isspace() else None  # a group's jobs are indented under it
+            job = {"rule": line.split()[1].rstrip(":"), "input": [], "output": [], "group": group}
             jobs.append(job)
         elif job is not None and line.startswith(("input:", "output:")):
             key, _, files = line.partition(": ")

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, TINY, run_snakemake
+from conftest import TINY, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -98,15 +95,6 @@ def test_training_learns_and_lesions_have_higher_error(tiny_run):
     assert min(ratios) > 1.0, ratios
 
 
-def _snakemake_with(workdir: Path, configfile: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """conftest.run_snakemake with another config file (run_snakemake always passes tiny.yaml)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--configfile", str(configfile), "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
 def test_rules_for_a_non_default_hf_radius_run(tiny_run, tmp_path):
     """Rules high_frequency, slices2d and artefact_high_frequency (HF images and 2D slices at a
     radius other than preprocess.hf_radius / preprocess.slices2d.hf_radius, 15 in tiny.yaml) run
@@ -133,12 +121,12 @@ def test_rules_for_a_non_default_hf_radius_run(tiny_run, tmp_path):
     mtimes = [p.stat().st_mtime_ns for p in upstream]
     args = (*targets.values(), "--rerun-triggers", "mtime")  # targets first: the option takes several values
 
-    dry = _snakemake_with(work, configfile, "-n", *args)
+    dry = run_snakemake(work, "-n", *args, timeout=600, configfile=configfile)
     assert dry.returncode == 0, dry.stderr[-3000:]
     planned = re.findall(r"^(?:local)?rule (\w+):\n(?:\s+\w+: .*\n)*?\s+output: (.+)$", dry.stdout, flags=re.M)
     assert sorted(planned) == sorted(targets.items()), planned  # one job each, nothing upstream
 
-    res = _snakemake_with(work, configfile, *args)
+    res = run_snakemake(work, *args, timeout=600, configfile=configfile)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in upstream] == mtimes  # no upstream job reran
 
