@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.model_input import compose_input  # noqa: E402
 from itermask.errors import ConfigError  # noqa: E402
-from itermask.io.device import cuda_autocast_dtype, resolve_device  # noqa: E402
+from itermask.io.device import autocast_dtype, precision_label, resolve_device  # noqa: E402
 
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 
@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in ref.parameters())
     print(f"device {device}, volume {s}^3, channels {channels} ({n_params / 1e6:.2f} M parameters), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    amp_dtype = cuda_autocast_dtype() if cuda else torch.float16
-    print(f"(b): autocast {str(amp_dtype).split('.')[-1] + ' on' if cuda else 'off (CPU)'} (the pipeline's), "
+    amp = autocast_dtype(device.type) is not None  # the pipeline's (config precision: auto)
+    amp_dtype = autocast_dtype(device.type) or torch.float16
+    print(f"(b): {precision_label(device.type, True)} (the pipeline's), "
           f"compile {args.compile}, "
           f"channels_last_3d {args.channels_last}, lockstep batch {batch}")
     print(f"timings: median of {args.repeats} (forward, training step) and {args.inference_repeats} "
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             ref(x1)
 
     def fwd_opt():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=cuda):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             opt_net(xb)
 
     ta, ma = timed(fwd_ref, device, args.repeats)
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     ref.train()
     opt_net.train()
     ta, ma = timed(train_step(ref, s, device, False), device, args.repeats)
-    tb, mb = timed(train_step(opt_net, s, device, cuda, amp_dtype), device, args.repeats)
+    tb, mb = timed(train_step(opt_net, s, device, amp, amp_dtype), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()

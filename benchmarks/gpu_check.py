@@ -190,20 +190,21 @@ def run_tiny_pipeline(cores: int, timeout: int) -> None:
 # -- 4. reference-equivalent loop against the optimised path ---------------------------------
 def compare(device: torch.device, size: int, channels: list[int], step: float, phase_b: int, batch: int,
             compile_net: bool, repeats: int) -> None:
-    from itermask.io.device import cuda_autocast_dtype
+    from itermask.io.device import autocast_dtype, precision_label
 
     cuda = device.type == "cuda"
-    dtype = cuda_autocast_dtype() if cuda else torch.float16  # the pipeline's autocast dtype
+    amp = autocast_dtype(device.type) is not None  # the pipeline's (config precision: auto)
+    dtype = autocast_dtype(device.type) or torch.float16
     ref = build_model(channels, device).eval()
     fast = build_model(channels, device).eval()
     fast.load_state_dict(ref.state_dict())
     fast = ChannelsLast(fast)
     if compile_net:
-        fast, compile_net = compiled_or_eager(fast, size, batch, device, dtype)
+        fast, compile_net = compiled_or_eager(fast, size, batch, device, dtype, amp)
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
     print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}; "
-          f"(b): lockstep batch {batch}, autocast {str(dtype).split('.')[-1] if cuda else 'off (CPU)'} "
+          f"(b): lockstep batch {batch}, {precision_label(device.type, True)} "
           f"(the pipeline's), channels_last_3d, torch.compile {'on' if compile_net else 'off'}")
     rows = []
     x1, xb = torch.randn(1, 2, size, size, size, device=device), torch.randn(batch, 2, size, size, size, device=device)
@@ -215,14 +216,14 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
         return run
 
     ta, ma = timed(forward(ref, x1, False), device, repeats)
-    tb, mb = timed(forward(fast, xb, cuda), device, repeats)
+    tb, mb = timed(forward(fast, xb, amp), device, repeats)
     rows.append(("forward", "per volume", ta, ma, tb / batch, mb and mb / batch))
 
     weights = {k: v.clone() for k, v in ref.state_dict().items()}
     ref.train()
     fast.train()
     ta, ma = timed(train_step(ref, size, device, False, dtype), device, repeats)
-    tb, mb = timed(train_step(fast, size, device, cuda, dtype), device, repeats)
+    tb, mb = timed(train_step(fast, size, device, amp, dtype), device, repeats)
     rows.append(("training step", "batch 2 (GiB per step)", ta, ma, tb, mb))
     for net in (ref, fast):  # the training steps changed them: full inference with the same network
         net.zero_grad(set_to_none=True)
@@ -239,7 +240,7 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     def ours() -> None:
         run_itermask3d(fast, [t[0] for t in subjects], [t[1] for t in subjects], [t[2] for t in subjects],
                        list(range(batch)), percents=percents, choose_tau=lambda c: (1.0, None), tol=-1.0,
-                       max_iterations=phase_b, batch_size=batch, device=device, amp=cuda)
+                       max_iterations=phase_b, batch_size=batch, device=device, amp=amp)
 
     tb, mb = timed(ours, device, 1)
     n_fwd = len(percents) + phase_b
@@ -248,8 +249,8 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     print_table(rows, cuda)
 
 
-def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.device, dtype: torch.dtype
-                      ) -> tuple[nn.Module, bool]:
+def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.device, dtype: torch.dtype,
+                      amp: bool) -> tuple[nn.Module, bool]:
     """``torch.compile(net, dynamic=False)`` if a compiled forward (at the lockstep ``batch``,
     the shape (b) runs) and training step run here (they compile on first use, which needs a
     working Triton/C toolchain); else ``net`` eager, with the reason. Static shapes: two graphs
@@ -257,10 +258,10 @@ def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.devic
     compiled = torch.compile(net, dynamic=False)
     state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
             compiled.eval()(torch.randn(batch, 2, size, size, size, device=device))
         compiled.train()
-        train_step(compiled, size, device, device.type == "cuda", dtype)()
+        train_step(compiled, size, device, amp, dtype)()
         compiled.eval()
         ok = True
     except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from itermask.config.settings import ExperimentSettings  # noqa: E402
 from itermask.inference.stage import Run, infer_runs  # noqa: E402
-from itermask.io.workflow import device_of, rule_context  # noqa: E402
+from itermask.io.workflow import amp_of, device_of, rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as log:
@@ -14,6 +14,7 @@ with rule_context(smk) as log:
         [Run(**run) for run in smk.params.runs],
         ExperimentSettings.from_dict(smk.params.settings),
         device=device_of(smk),
+        amp=amp_of(smk),
         field_of_view_mm=smk.params.field_of_view_mm,
         log=log.info,
     )

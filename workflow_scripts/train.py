@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from itermask.config.settings import ExperimentSettings  # noqa: E402
-from itermask.io.workflow import device_of, rule_context  # noqa: E402
+from itermask.io.workflow import amp_of, device_of, rule_context  # noqa: E402
 from itermask.training.items import read_items  # noqa: E402
 from itermask.training.loop import train_experiment  # noqa: E402
 
@@ -18,6 +18,7 @@ with rule_context(smk) as log:
         out_loss_png=smk.output.png,
         checkpoint_dir=smk.params.checkpoint_dir,
         device=device_of(smk),
+        amp=amp_of(smk),
         channels_last=smk.params.channels_last,
         log=log.info,
     )

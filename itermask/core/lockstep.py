@@ -28,18 +28,17 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from itermask.io.device import cuda_autocast_dtype
+from itermask.io.device import autocast
 
 
 # ----------------------------------------------------------------------------------------
 # Small batched building blocks
 # ----------------------------------------------------------------------------------------
 def reconstruct(model: nn.Module, inp: torch.Tensor, *, amp: bool = True) -> torch.Tensor:
-    """Run ``model`` without gradients (on CUDA when ``amp``: autocast at the dtype training and
-    calibration use, ``cuda_autocast_dtype``); float32 out."""
-    use_amp = amp and inp.device.type == "cuda"
-    dtype = cuda_autocast_dtype() if use_amp else torch.float32
-    with torch.inference_mode(), torch.autocast(device_type=inp.device.type, dtype=dtype, enabled=use_amp):
+    """Run ``model`` without gradients (when ``amp``, under autocast at the dtype training and
+    calibration use: ``autocast_dtype``, bf16 on CUDA and on CPUs with bf16 in hardware);
+    float32 out."""
+    with torch.inference_mode(), autocast(inp.device.type, amp):
         out = model(inp)
     return out.float()
 

@@ -79,8 +79,9 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
     networks, meta = load_trained(model_path, dev)
     prev = read_previous(folder, meta, model_path)
     method = methods.get(meta["method"])
-    ctx = InferenceContext(settings=None, meta=meta, device=dev, seed=lambda *k: 0, model_path=str(model_path),
-                           log=log, field_of_view_mm=prev.get("field_of_view_mm"), condition=lambda key: key)
+    ctx = InferenceContext(settings=None, meta=meta, device=dev, amp=bool(prev.get("amp", True)),  # the run's
+                           seed=lambda *k: 0, model_path=str(model_path), log=log,
+                           field_of_view_mm=prev.get("field_of_view_mm"), condition=lambda key: key)
     t0 = time.perf_counter()
     out, info = method.rethreshold(networks, prev, tau, ctx)
     out_path = folder / name

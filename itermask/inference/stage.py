@@ -23,7 +23,7 @@ from itermask.errors import InputError
 from itermask.inference.model import load_trained
 from itermask.inference.outputs import write_condition
 from itermask.io.atomic import atomic_dir
-from itermask.io.device import resolve_device
+from itermask.io.device import precision_label, resolve_device
 from itermask.io.samples import read_item
 from itermask.io.seeds import keyed_seed
 from itermask.methods.base import InferenceContext
@@ -53,6 +53,7 @@ def infer_subject(
     dataset: str,
     subject: str,
     device: str,
+    amp: bool,
     field_of_view_mm: float,
     log: Callable[[str], Any],
 ) -> None:
@@ -62,7 +63,7 @@ def infer_subject(
     ``{"slices"}``), as the method's ``condition_inputs`` declared them; ``field_of_view_mm``:
     the 2D field of view (config ``preprocess.slices2d``) of a 2D model run on volumes.
     """
-    infer_runs(model_path, [Run(dataset, subject, conditions, out_dir)], settings, device=device,
+    infer_runs(model_path, [Run(dataset, subject, conditions, out_dir)], settings, device=device, amp=amp,
                field_of_view_mm=field_of_view_mm, log=log)
 
 
@@ -72,6 +73,7 @@ def infer_runs(
     settings: ExperimentSettings,
     *,
     device: str,
+    amp: bool,
     field_of_view_mm: float,
     log: Callable[[str], Any],
 ) -> None:
@@ -94,12 +96,13 @@ def infer_runs(
         run, cond = keys[key]
         return condition_seed(settings.seed, run.dataset, run.subject, cond, *more)
 
-    ctx = InferenceContext(settings=settings, meta=meta, device=dev, model_path=str(model_path), log=log,
+    ctx = InferenceContext(settings=settings, meta=meta, device=dev, amp=amp, model_path=str(model_path), log=log,
                            field_of_view_mm=field_of_view_mm, seed=seed, condition=lambda key: keys[key][1])
     outputs = method.infer(networks, inputs, ctx)
     for run in runs:
         common = {"method": settings.method, "variant": settings.variant, "model": str(model_path),
-                  "device": str(dev), "base_seed": settings.seed, "dataset": run.dataset, "subject": run.subject,
+                  "device": str(dev), "amp": amp, "precision": precision_label(dev.type, amp),
+                  "base_seed": settings.seed, "dataset": run.dataset, "subject": run.subject,
                   "hf_radius": meta.get("hf_radius")}
         with atomic_dir(run.out_dir) as tmp:
             for key, out in outputs.items():

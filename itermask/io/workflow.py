@@ -104,3 +104,8 @@ def device_of(smk: Any) -> str:
     from itermask.io.device import resolve_device
 
     return str(resolve_device(smk.config["device"]))  # filled by the schema
+
+
+def amp_of(smk: Any) -> bool:
+    """Autocast on (config ``precision: auto``, ``itermask.io.device.autocast_dtype``) or off (fp32)."""
+    return smk.config["precision"] != "fp32"  # filled by the schema

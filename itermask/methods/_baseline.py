@@ -143,12 +143,15 @@ def backbone(n: Mapping[str, Any]) -> Any:
                          skip_connections=bool(n["skip_connections"]))
 
 
-def reconstruct(net: Any, images: np.ndarray, batch_size: int, device: Any) -> np.ndarray:
-    """The network's reconstruction of ``images`` (n, *spatial), in batches, as float32."""
+def reconstruct(net: Any, images: np.ndarray, batch_size: int, device: Any, amp: bool) -> np.ndarray:
+    """The network's reconstruction of ``images`` (n, *spatial), in batches (under ``autocast``
+    when ``amp``), as float32."""
     import torch
 
+    from itermask.io.device import autocast
+
     out = np.empty(images.shape, np.float32)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(torch.device(device).type, amp):
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], np.float32))[:, None]
             out[start:start + len(x)] = net(x.to(device))[:, 0].float().cpu().numpy()
@@ -166,7 +169,7 @@ def _volume_output(net: Any, v: Any, score: str, ctx: InferenceContext) -> Condi
     if any(n % SPATIAL_DIVISOR for n in v.image.shape):
         raise InputError(f"volume shape {v.image.shape} is not divisible by {SPATIAL_DIVISOR} (set preprocess.box)",
                          path=v.paths["image"])
-    recon = reconstruct(net, v.image[None], 1, ctx.device)[0]
+    recon = reconstruct(net, v.image[None], 1, ctx.device, ctx.amp)[0]
     error = squared_error(v.image, recon, v.brain)
     record = {"kind": "3d", "inputs": v.paths, **detection_scores(error, None, v.brain, score)}
     return ConditionOutput({"recon": recon, "error": error, "brainmask": v.brain, "label": v.label}, v.affine, record)
@@ -191,7 +194,7 @@ def _slices_output(net: Any, s: Any, batch_size: int, score: str, ctx: Inference
     size = _model_size(ctx)
     if s.image.shape[1:] != (size, size):
         raise InputError(f"slices are {s.image.shape[1:]}, the model expects {size}x{size}", path=s.paths["slices"])
-    recon = reconstruct(net, s.image, batch_size, ctx.device)
+    recon = reconstruct(net, s.image, batch_size, ctx.device, ctx.amp)
     error = squared_error(s.image, recon, s.brain)
     per_slice = [detection_scores(error[i], None, s.brain[i], score)["scores"] for i in range(len(error))]
     record = {"kind": "2d", "inputs": s.paths, "slices": s.index.tolist(), "role": s.role,
@@ -218,7 +221,7 @@ def _slicewise_output(net: Any, v: Any, batch_size: int, score: str, ctx: Infere
         raise InputError("no 2D field of view (preprocess.slices2d.field_of_view_mm) to run on a volume",
                          path=v.paths["image"])
     sl = volume_to_slices(v, _model_size(ctx), int(ctx.meta["hf_radius"]), float(ctx.field_of_view_mm))
-    recon = reconstruct(net, sl["image"], batch_size, ctx.device)
+    recon = reconstruct(net, sl["image"], batch_size, ctx.device, ctx.amp)
     error = squared_error(sl["image"], recon, sl["brain"])
     res = [SimpleNamespace(recon=torch.from_numpy(r), error=torch.from_numpy(e), mask=torch.zeros(e.shape, dtype=bool))
            for r, e in zip(recon, error)]

@@ -151,7 +151,7 @@ class DiffusionBaseline(Method):
         (``_diffusion_threshold.calibrate``)."""
         from itermask.methods._diffusion_threshold import calibrate
 
-        return calibrate(self, settings, networks, val, device, log)
+        return calibrate(self, settings, networks, val, device, precision, log)
 
     def mask_threshold(self, ctx: Any, configured: float) -> float:
         """The initial mask's threshold: the calibrated one, or ``configured``."""
@@ -200,13 +200,14 @@ class DiffusionBaseline(Method):
         generator per slice; returns recon, map (0 outside the brain) and per-slice statistics."""
         import torch
 
+        from itermask.io.device import autocast
         from itermask.methods._diffusion import SliceNoise, make_scheduler
 
         sched = make_scheduler(int(ctx.meta["network"]["timesteps"]))
         recon, error = np.empty(images.shape, np.float32), np.empty(images.shape, np.float32)
         stats: dict[str, list[float]] = {}
         bs = int(ctx.settings.infer["batch_size"])
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(ctx.device.type, ctx.amp):
             for s in range(0, len(images), bs):
                 x = torch.from_numpy(np.ascontiguousarray(images[s:s + bs], np.float32))[:, None].to(ctx.device)
                 b = torch.from_numpy(np.ascontiguousarray(brains[s:s + bs], bool))[:, None].to(ctx.device)

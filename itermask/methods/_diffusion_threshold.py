@@ -18,7 +18,7 @@ import numpy as np
 from itermask.errors import ConfigError
 
 
-def calibrate(method: Any, settings: Any, networks: Mapping[str, Any], val: Any, device: Any,
+def calibrate(method: Any, settings: Any, networks: Mapping[str, Any], val: Any, device: Any, precision: Any,
               log: Callable[[str], Any]) -> dict[str, Any]:
     """``{"mask_threshold_calibration": {percentile, value, pixels, slices}}``, or {} when the
     setting is off; ``val``: the healthy validation samples (image (n, 1, H, W), brain (n, H, W))."""
@@ -30,12 +30,14 @@ def calibrate(method: Any, settings: Any, networks: Mapping[str, Any], val: Any,
     pct = settings.infer["mask_threshold_val_percentile"]
     if pct is None:
         return {}
-    net, ctx = networks["net"], SimpleNamespace(settings=settings, device=device, meta={"network": dict(settings.network)})
+    net = networks["net"]
+    ctx = SimpleNamespace(settings=settings, device=device, amp=precision.amp,
+                          meta={"network": dict(settings.network)})
     sched, aux = make_scheduler(int(settings.network["timesteps"])), method.prepare(ctx)
     values, bs, was_training = [], int(settings.infer["batch_size"]), net.training
     net.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision.forward_context(device.type):  # inference's precision
             for s in range(0, len(val), bs):
                 x = val.image[s:s + bs].to(device)
                 seeds = [keyed_seed(settings.seed, method.name, "calibration", i) for i in range(s, s + len(x))]

@@ -139,7 +139,7 @@ def validation_errors(model: Any, variant: str, data: Any, seed: int, batch_size
                 x = data.image[idx].to(device)
                 hf = None if data.hf is None else data.hf[idx].to(device)
                 inp = compose_input(x, hf, mask, variant, generator=gen)
-                with precision.context(device.type):
+                with precision.forward_context(device.type):  # inference's precision
                     out = model(inp)
                 err = (out.float() - x) ** 2
                 total += float(err.sum())

@@ -73,7 +73,7 @@ def split(results: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:
 
 
 def subject_taus(model: Any, pieces: Sequence[tuple], cfg: Mapping[str, Any], *, variant: str,
-                 device: Any) -> list[list[Any]]:
+                 device: Any, amp: bool) -> list[list[Any]]:
     """Phase A on the slices of several inputs in one lockstep pool; results
     (``Result3D``: ``tau``, ``tau_info``, ``curve``) per input."""
     from itermask.core.iterative_mask_2d import phase_a_taus
@@ -84,7 +84,7 @@ def subject_taus(model: Any, pieces: Sequence[tuple], cfg: Mapping[str, Any], *,
     (images, hfs, brains), seeds, sizes = pool(pieces)
     res = phase_a_taus(model, images, hfs, brains, [derive_seed(s, PHASE_A_SEED_KEY) for s in seeds],
                        percents=phase_a_schedule(cfg), choose_tau=chooser(cfg), variant=variant,
-                       batch_size=int(cfg["batch_size"]), device=device)
+                       batch_size=int(cfg["batch_size"]), device=device, amp=amp)
     return split(res, sizes)
 
 

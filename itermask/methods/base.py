@@ -79,6 +79,8 @@ class InferenceContext:
     settings: "ExperimentSettings"
     meta: Mapping[str, Any]
     device: "torch.device"
+    #: autocast on (config ``precision: auto``; ``itermask.io.device.autocast``) or off (fp32)
+    amp: bool
     seed: Callable[..., int]  # seed(key, *more keys) -> int, from io.seeds
     model_path: str
     log: Callable[[str], Any]

@@ -117,10 +117,10 @@ class IterMask2(Method):
         arrays = [p["arrays"] for p in pieces.values()]
         own = cfg["threshold"] == "subject" and not im.single_step(ctx.settings.variant)
         phase_a = subject.subject_taus(networks["masked"], arrays, cfg, variant=im.input_variant(ctx.settings.variant),
-                                       device=ctx.device) if own else [[] for _ in arrays]
+                                       device=ctx.device, amp=ctx.amp) if own else [[] for _ in arrays]
         taus = [[r.tau for r in a] for a in phase_a] if own else [tau] * len(arrays)
         results = run_pooled(networks, arrays, tau=taus, variant=ctx.settings.variant, params=params,
-                             device=ctx.device)
+                             device=ctx.device, amp=ctx.amp)
         out = {}
         for (name, piece), res, a in zip(pieces.items(), results, phase_a):
             mode = "single_step" if im.single_step(ctx.settings.variant) else "calibration"
@@ -149,7 +149,7 @@ class IterMask2(Method):
         params = {"first_percentile": float(previous["first_step_percentile"]), "tol": float(previous["tol"]),
                   "max_iterations": int(previous["max_iterations"]), "batch_size": int(previous["batch_size"])}
         (res,) = run_pooled(networks, [piece["arrays"]], tau=tau, variant=previous["variant"], params=params,
-                            device=ctx.device)
+                            device=ctx.device, amp=ctx.amp)
         info = {"iterations": [q.iterations for q in res], "converged": [q.converged for q in res]}
         return _output(inp, piece, res, {}, previous["score_name"]), info
 
@@ -173,7 +173,7 @@ def _add_oracle(out: ConditionOutput, networks: Mapping[str, Any], inp: Any, pie
     best = oracle_2d(networks["first"], networks["masked"], *(torch.from_numpy(a) for a in
                      (inp.image, inp.hf, inp.brain, label)), seeds, tau=tau, first_percentiles=firsts,
                      factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device,
-                     tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]))
+                     tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), amp=ctx.amp)
     out.arrays["mask_oracle"] = np.moveaxis(np.stack([b.mask.numpy() for b in best]), 0, -1)
     out.record["oracle"] = {"uses_test_labels": True, "base_tau": tau, "tau_factors": factors,
                             "first_step_percentiles": firsts, "seeds": seeds,
@@ -253,7 +253,7 @@ def _output(inp: Any, piece: dict[str, Any], res: list[Any], record: dict[str, A
 
 
 def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float | list[Any], variant: str,
-               params: Mapping[str, Any], device: Any) -> list[list[Any]]:
+               params: Mapping[str, Any], device: Any, amp: bool) -> list[list[Any]]:
     """IterMask2 on the slices of several inputs in one lockstep pool; results split per input.
     ``tau``: one for every slice, or per input one tau or a list of per-slice taus."""
     from itermask.core.iterative_mask_2d import run_itermask2
@@ -266,7 +266,7 @@ def run_pooled(networks: Mapping[str, Any], pieces: list[tuple], *, tau: float |
     (images, hfs, brains), seeds, sizes = subject.pool(pieces)
     res = run_itermask2(networks["first"], networks["masked"], images, hfs, brains, seeds, tau=taus,
                         variant=im.input_variant(variant), device=device, single_step=im.single_step(variant),
-                        **params)
+                        amp=amp, **params)
     return subject.split(res, sizes)
 
 

@@ -110,7 +110,7 @@ class IterMask3D(Method):
         results = run_volumes(networks["masked"], [inputs[n] for n in names], seeds, variant=s.variant,
                               percents=plan["percents"], choose_tau=plan["choose_tau"], tol=float(cfg["tol"]),
                               max_iterations=plan["max_iterations"], batch_size=int(cfg["batch_size"]),
-                              device=ctx.device, phase_b_noise=cfg["phase_b_noise"])
+                              device=ctx.device, amp=ctx.amp, phase_b_noise=cfg["phase_b_noise"])
         out = {}
         for name, seed, r in zip(names, seeds, results):
             v = inputs[name]
@@ -147,7 +147,7 @@ class IterMask3D(Method):
         (r,) = run_volumes(networks["masked"], [vol], [int(previous["seed"])], variant=previous["variant"],
                            percents=(), choose_tau=lambda _c: (tau, None), tol=float(previous["tol"]),
                            max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device,
-                           phase_b_noise=previous.get("phase_b_noise", "fresh"))
+                           amp=ctx.amp, phase_b_noise=previous.get("phase_b_noise", "fresh"))
         info = {"iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged}
         return _output(r, vol, {}, previous["score_name"]), info
 
@@ -196,7 +196,7 @@ def _add_oracle(out: ConditionOutput, model: Any, v: Any, tau: float, ctx: Infer
     best = oracle_3d(model, *(torch.from_numpy(a) for a in (v.image, hf, v.brain, v.label)), seed, tau=tau,
                      factors=factors, variant=im.input_variant(ctx.settings.variant), device=ctx.device,
                      tol=float(ctx.settings.infer["tol"]), max_iterations=int(ctx.settings.infer["max_iterations"]),
-                     fixed_noise=ctx.settings.infer["phase_b_noise"] == "fixed")
+                     fixed_noise=ctx.settings.infer["phase_b_noise"] == "fixed", amp=ctx.amp)
     out.arrays["mask_oracle"] = best.mask.numpy()
     out.record["oracle"] = {"uses_test_labels": True, "tau": best.tau, "iteration": best.iteration,
                             "dice": best.dice, "tau_factors": factors, "base_tau": tau, "seed": seed,
@@ -219,7 +219,7 @@ def _plot(path: Any, *, r: Any, fit: dict, mode: str, y_limit: float) -> None:
 
 
 def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, percents: tuple[float, ...],
-                choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any,
+                choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any, amp: bool,
                 phase_b_noise: str = "fixed") -> list[Any]:
     """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches."""
     import torch
@@ -236,7 +236,7 @@ def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, 
     return run_itermask3d(
         model, [torch.from_numpy(v.image) for v in vols], hfs, [torch.from_numpy(v.brain) for v in vols], seeds,
         percents=percents, choose_tau=choose_tau, variant=im.input_variant(variant), tol=tol,
-        max_iterations=max_iterations, batch_size=batch_size, device=device, phase_b_noise=phase_b_noise,
+        max_iterations=max_iterations, batch_size=batch_size, device=device, amp=amp, phase_b_noise=phase_b_noise,
     )
 
 

@@ -23,7 +23,7 @@ from itermask import methods
 from itermask.config.settings import ExperimentSettings, TrainSettings
 from itermask.core.networks import check_divisible, count_parameters, save_models
 from itermask.errors import ConfigError, InputError
-from itermask.io.device import resolve_device
+from itermask.io.device import precision_labels, resolve_device
 from itermask.io.seeds import derive_seed
 from itermask.training.checkpoint import (checkpoint_folder, config_hash, data_fingerprint, load_checkpoint,
                                           load_scaler, rng_states, save_checkpoint, set_rng_states)
@@ -153,6 +153,7 @@ def train_experiment(
     out_loss_png: str,
     checkpoint_dir: str,
     device: str,
+    amp: bool,
     log: Callable[[str], Any],
     channels_last: bool,
     max_steps_this_run: int | None = None,
@@ -162,15 +163,16 @@ def train_experiment(
     ``checkpoint_dir`` is the experiment's checkpoint root; checkpoints go to its sub-folder
     named by the config hash (``checkpoint.checkpoint_folder``).
     ``max_steps_this_run`` (testing hook) stops after that many steps of this run without
-    writing outputs, as if the job had been killed. ``channels_last``: 3D convolution weights and
-    5-D batch tensors in the channels-last (NDHWC) memory layout (``in_layout``).
+    writing outputs, as if the job had been killed. ``amp``: config ``precision`` (``pick_precision``).
+    ``channels_last``: 3D weights and 5-D batches channels-last (NDHWC; ``in_layout``).
     """
     method = methods.get(settings.method)
     method.check(settings)
     data, val = load_data(method, settings, train_items, val_items)
     check_train_settings(settings.train, data.spatial)
     dev = resolve_device(device)
-    precision = pick_precision(dev.type)
+    precision = pick_precision(dev.type, amp)
+    labels = precision_labels(dev.type, amp)
     net_meta = build_networks(method, settings, data.spatial)
     n_steps = total_steps(settings.train, len(data))
     train = {k: v for k, v in asdict(settings.train).items() if k != "checkpoint_every"}
@@ -186,7 +188,7 @@ def train_experiment(
     name = f"{settings.method}/{settings.variant}"
     log(f"[{name}] {len(data)} training samples {data.spatial}, {len(val) if val else 0} validation; "
         f"{n_steps} steps of batch {settings.train.batch_size}; device {dev} "
-        f"({'autocast ' + str(precision.dtype).replace('torch.', '') if precision.autocast else 'fp32'}); "
+        f"({labels['precision']}; forward passes {labels['forward_precision']}); "
         f"{count_parameters(models[method.primary_network])} parameters per model")
     finished = run_steps(method, settings, state, data, val, n_steps, dev, precision, chash, checkpoint_dir,
                          log, max_steps_this_run, layout)
@@ -195,7 +197,7 @@ def train_experiment(
     meta = {"method": settings.method, "variant": settings.variant, "spatial_dims": method.spatial_dims,
             "image_shape": list(data.spatial), "hf_radius": settings.hf_radius, **net_meta, "steps": n_steps,
             "seed": settings.seed, "config_hash": chash, "train": asdict(settings.train),
-            "weights": "ema" if state.emas else "final"}
+            "weights": "ema" if state.emas else "final", **labels}
     meta.update(method.finish_training(settings, state.final, val, dev, precision, log))
     write_loss_tsv(out_loss_tsv, state.history)
     plot_losses(out_loss_png, state.history, name)

@@ -7,28 +7,35 @@ from typing import Iterator
 
 import torch
 
-from itermask.io.device import cuda_autocast_dtype
+from itermask.io.device import autocast, autocast_dtype
 
 
 @dataclass(frozen=True)
 class Precision:
-    """Mixed-precision choice: autocast on/off, its dtype, and whether a GradScaler is needed."""
+    """Mixed-precision choice of training steps: autocast on/off, its dtype, whether a
+    GradScaler is needed; ``amp`` (config ``precision``) also sets the forward passes'."""
 
     autocast: bool
     dtype: torch.dtype
     scaler: bool
+    amp: bool = True
 
     def context(self, device_type: str) -> torch.autocast:
-        """The autocast context of this choice on ``device_type``."""
+        """The autocast context of training steps on ``device_type``."""
         return torch.autocast(device_type, dtype=self.dtype, enabled=self.autocast)
 
+    def forward_context(self, device_type: str) -> torch.autocast:
+        """The autocast context of forward passes (calibration), as inference's (``io.device.autocast``)."""
+        return autocast(device_type, self.amp)
 
-def pick_precision(device_type: str, bf16_supported: bool | None = None) -> Precision:
-    """Autocast (bf16 where supported, else fp16 + GradScaler) on CUDA; plain fp32 elsewhere."""
-    if device_type != "cuda":
-        return Precision(False, torch.float32, False)
-    dtype = cuda_autocast_dtype(bf16_supported)
-    return Precision(True, dtype, dtype == torch.float16)
+
+def pick_precision(device_type: str, amp: bool = True, bf16_supported: bool | None = None) -> Precision:
+    """Training steps autocast at ``autocast_dtype(..., training=True)`` (``amp``: config
+    ``precision``), a GradScaler only for fp16 on CUDA; plain fp32 where that dtype is None."""
+    dtype = autocast_dtype(device_type, amp, training=True, bf16_supported=bf16_supported)
+    if dtype is None:
+        return Precision(False, torch.float32, False, amp)
+    return Precision(True, dtype, dtype == torch.float16 and device_type == "cuda", amp)
 
 
 @contextmanager

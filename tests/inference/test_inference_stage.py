@@ -59,7 +59,42 @@ def _fake_loader(monkeypatch, models, meta):
 
 def infer(model, conditions, settings, out):
     inference.infer_subject(model, conditions, settings, str(out), dataset="ds", subject=out.name.replace("sub-", ""),
-                            device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+                            device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
+
+
+def test_inference_records_its_precision_and_rethreshold_reuses_it(tmp_path, monkeypatch):
+    """precision auto on a CPU with bf16: the reconstructions autocast (bf16) and result.json says
+    so; a re-threshold of that run keeps its setting (bf16 where the machine has it, else fp32)."""
+    from itermask.core import lockstep
+    from itermask.io import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return x[:, :1] * 1.0
+
+    _fake_loader(monkeypatch, {"masked": Probe()}, {"method": "itermask3d", "variant": "full", "hf_radius": 15,
+                                                    "spatial_dims": 3})
+    cond, _, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 50, "max_iterations": 2})
+    out = tmp_path / "sub-01"
+    inference.infer_subject("model.pt", {"lesion": cond}, cfg, str(out), dataset="ds", subject="01", device="cpu",
+                            amp=True, field_of_view_mm=FOV, log=lambda m: None)
+    res = json.loads((out / "lesion" / "result.json").read_text())
+    assert res["amp"] is True and res["precision"] == "autocast bfloat16"
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)  # another machine: fp32 there
+    rethreshold("model.pt", str(out / "lesion"), 1.0, device="cpu")
+    assert seen and set(seen) == {None}
+    seen.clear()
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    rethreshold("model.pt", str(out / "lesion"), 1.0, device="cpu")
+    assert seen and set(seen) == {torch.bfloat16}
+    assert lockstep.autocast is device.autocast  # one autocast for every stage
 
 
 def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatch):
@@ -88,6 +123,7 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
         assert (folder / "curve.png").stat().st_size > 1000
         res = json.loads((folder / "result.json").read_text())
         assert res["kind"] == "3d" and res["threshold"] == "subject" and res["iterations_a"] == 20
+        assert res["amp"] is False and res["precision"] == "fp32"  # infer(): config precision fp32
         assert len(res["curve"]) == 20 and res["percents"][-1] == 100.0
         assert res["tau"] == res["fit"]["tau"] == res["subject_tau"]
         # known answer: tau is subject_threshold of the recorded curve with the configured settings
@@ -390,7 +426,7 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     cfg = experiment_settings("itermask3d", infer={"step_percent": 10, "max_iterations": 3})
     for folder in ("a/sub-01", "b/elsewhere"):
         inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(tmp_path / folder), dataset="ds", subject="01",
-                                device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+                                device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
     ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
     assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
     assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()
@@ -455,10 +491,10 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
     # s1's labelled scan is a validation one (val_lesion): same inputs, no per-image-best oracle
     runs = [inference.Run("ds", f"s{k}", {("lesion", "val_lesion")[k]: c, "healthy": {**c, "label": None}},
                           str(tmp_path / "joint" / f"sub-s{k}")) for k, c in enumerate(conds)]
-    inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+    inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
     for k, run in enumerate(runs):
         inference.infer_subject(str(tmp_path / "m.pt"), run.conditions, s3, str(tmp_path / "alone" / f"sub-s{k}"),
-                                dataset="ds", subject=f"s{k}", device="cpu", field_of_view_mm=FOV, log=lambda m: None)
+                                dataset="ds", subject=f"s{k}", device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
         for cond in run.conditions:
             joint, alone = (tmp_path / w / f"sub-s{k}" / cond for w in ("joint", "alone"))
             rj, ra = (json.loads((p / "result.json").read_text()) for p in (joint, alone))

@@ -48,13 +48,63 @@ def test_workflow_scripts_get_a_resolved_name():
         device_of(_Smk("tpu"))
 
 
-def test_one_autocast_dtype_for_every_cuda_stage():
-    from itermask.io.device import cuda_autocast_dtype
+def test_one_autocast_dtype_per_device_for_every_stage():
+    from itermask.io.device import autocast_dtype, precision_label
     from itermask.training.precision import pick_precision
 
-    assert cuda_autocast_dtype(True) == torch.bfloat16 and cuda_autocast_dtype(False) == torch.float16
-    for bf16 in (True, False):
-        assert pick_precision("cuda", bf16).dtype == cuda_autocast_dtype(bf16)
+    assert autocast_dtype("cuda", bf16_supported=True) == torch.bfloat16
+    assert autocast_dtype("cuda", bf16_supported=False) == torch.float16
+    assert autocast_dtype("cpu", bf16_supported=True) == torch.bfloat16  # forward passes
+    assert autocast_dtype("cpu", bf16_supported=False) is None  # emulated bf16 is slower than fp32
+    assert autocast_dtype("cpu", training=True, bf16_supported=True) is None  # CPU training steps: fp32
+    for device in ("cpu", "cuda"):
+        assert autocast_dtype(device, False, bf16_supported=True) is None  # config precision: fp32
+        for bf16 in (True, False):
+            p = pick_precision(device, True, bf16)
+            assert (p.dtype if p.autocast else None) == autocast_dtype(device, training=True, bf16_supported=bf16)
+    assert pick_precision("cuda", True, True).dtype == autocast_dtype("cuda", bf16_supported=True)  # one for all
+    assert precision_label("cpu", False) == "fp32" and precision_label("cpu", True, training=True) == "fp32"
+    assert precision_label("cuda", True) == ("autocast bfloat16" if torch.cuda.is_bf16_supported() else
+                                             "autocast float16")
+
+
+def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from itermask.io import device
+
+    for avx512_bf16, amx, want in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert device.cpu_has_native_bf16() is want
+        assert device.autocast_dtype("cpu") == (torch.bfloat16 if want else None)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the private query
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert device.cpu_has_native_bf16() is False
+
+
+def test_cpu_inference_reconstructs_at_the_calibrations_precision(monkeypatch):
+    """On a CPU with bf16, the calibration after training (``Precision.forward_context``) and
+    inference (``lockstep.reconstruct``) autocast alike, training steps do not; ``amp=False``
+    (config precision: fp32) runs fp32."""
+    from itermask.core.lockstep import reconstruct
+    from itermask.io import device
+    from itermask.training.precision import pick_precision
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return torch.nn.functional.linear(x, torch.eye(4))
+
+    out = reconstruct(Probe(), torch.zeros(1, 1, 4, 4))
+    assert out.dtype == torch.float32  # float32 out, whatever ran inside
+    reconstruct(Probe(), torch.zeros(1, 1, 4, 4), amp=False)
+    precision = pick_precision("cpu")
+    for context in (precision.forward_context("cpu"), precision.context("cpu")):
+        with context:
+            Probe()(torch.zeros(1, 4))
+    assert seen == [torch.bfloat16, None, torch.bfloat16, None]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

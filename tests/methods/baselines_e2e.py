@@ -80,7 +80,7 @@ def train(tmp_path: Path, settings, dims: int, out: str = "m", **kw) -> tuple[Pa
     logs: list[str] = []
     kw.setdefault("channels_last", False)
     train_experiment(settings, items[:2], items[2:], out_model=str(o / "model.pt"), out_loss_tsv=str(o / "loss.tsv"),
-                     out_loss_png=str(o / "loss.png"), checkpoint_dir=str(o / "ckpt"), device="cpu",
+                     out_loss_png=str(o / "loss.png"), checkpoint_dir=str(o / "ckpt"), device="cpu", amp=False,
                      log=logs.append, **kw)
     return o / "model.pt", logs
 
@@ -94,7 +94,7 @@ def infer(tmp_path: Path, model: Path, settings, dims: int) -> Path:
     conditions = {"healthy": {k: v for k, v in healthy.items() if k != "subject"},
                   "lesion": {k: v for k, v in lesion.items() if k != "subject"}}
     out = tmp_path / "infer" / "sub-x"
-    infer_subject(str(model), conditions, settings, str(out), dataset="toy", subject="x", device="cpu",
+    infer_subject(str(model), conditions, settings, str(out), dataset="toy", subject="x", device="cpu", amp=False,
                   field_of_view_mm=float(N), log=lambda m: None)
     return out
 

@@ -26,7 +26,7 @@ def _with_infer(s, infer):
 
 def context(settings, timesteps: int = 20, scale: float = 3.0):
     """What `anomaly` reads of the inference context."""
-    return SimpleNamespace(settings=settings, device=torch.device("cpu"),
+    return SimpleNamespace(settings=settings, device=torch.device("cpu"), amp=False,
                            meta={"network": {"timesteps": timesteps, "data_scale": scale}})
 
 

@@ -157,7 +157,7 @@ def test_train_then_infer_without_the_intermediate(tmp_path, dims):
     items = [make(tmp_path, f"s{i}", rng) for i in range(3)]
     out, logs = tmp_path / "m", []
     train_experiment(s, items[:2], items[2:], out_model=str(out / "model.pt"), out_loss_tsv=str(out / "loss.tsv"),
-                     out_loss_png=str(out / "loss.png"), checkpoint_dir=str(out / "ckpt"), device="cpu",
+                     out_loss_png=str(out / "loss.png"), checkpoint_dir=str(out / "ckpt"), device="cpu", amp=False,
                      channels_last=False, log=logs.append)
     header = (out / "loss.tsv").read_text().splitlines()[0].split("\t")
     assert {"loss", "loss_backward", "val_loss", "val_loss_backward", "val_loss_cycle"} <= set(header)
@@ -172,7 +172,7 @@ def test_train_then_infer_without_the_intermediate(tmp_path, dims):
             (tmp_path / path).unlink()
     conditions = {c: {k: v for k, v in i.items() if k != "subject"} for c, i in (("healthy", healthy), ("lesion", lesion))}
     folder = tmp_path / "infer"
-    infer_subject(str(out / "model.pt"), conditions, s, str(folder), dataset="toy", subject="x", device="cpu",
+    infer_subject(str(out / "model.pt"), conditions, s, str(folder), dataset="toy", subject="x", device="cpu", amp=False,
                   field_of_view_mm=float(N), log=lambda m: None)
     for cond in ("healthy", "lesion"):
         r = result(folder / cond)

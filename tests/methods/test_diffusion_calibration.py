@@ -16,6 +16,7 @@ from diffusion_support import context, predicting_x0, tiny_settings
 from itermask import methods
 from itermask.errors import ConfigError
 from itermask.methods._diffusion import SliceNoise, make_scheduler
+from itermask.training.precision import pick_precision
 
 
 class _Val(SimpleNamespace):
@@ -55,7 +56,8 @@ def test_calibration_known_answer_and_use(method, extra):
     m, sched = methods.get(method), make_scheduler(20)
     s = tiny_settings(method, noise_t=0, inpaint_t=0, mask_threshold_val_percentile=90.0, batch_size=2, **extra)
     v = _val()
-    meta = m.finish_training(s, {"net": _zero_net(sched)}, v, torch.device("cpu"), None, lambda msg: None)
+    meta = m.finish_training(s, {"net": _zero_net(sched)}, v, torch.device("cpu"), pick_precision("cpu", False),
+                             lambda msg: None)
     expected = float(np.percentile(v.image[:, 0].numpy()[v.brain], 90))
     cal = meta["mask_threshold_calibration"]
     assert cal == {"percentile": 90.0, "value": pytest.approx(expected, rel=1e-6), "pixels": int(v.brain.sum()),

@@ -60,7 +60,7 @@ def test_itermask2_no_spatial_experiment_runs_no_masked_iteration(tmp_path, monk
     monkeypatch.setattr(stage, "load_trained", lambda p, d: (nets, meta))
     cfg = experiment_settings("itermask2", "no_spatial", hf_radius=3, model_from=True)
     stage.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(tmp_path / "o"), dataset="ds",
-                        subject="01", device="cpu", field_of_view_mm=240.0, log=lambda m: None)
+                        subject="01", device="cpu", amp=False, field_of_view_mm=240.0, log=lambda m: None)
     import json
 
     res = json.loads((tmp_path / "o" / "lesion" / "result.json").read_text())

@@ -72,6 +72,7 @@ def make_items_2d(folder: Path, n: int, seed: int = 0, slices: int = 4) -> list[
 def run(method, variant, train, val, cfg, out: Path, seed: int = 0, **kw):
     logs: list[str] = []
     kw.setdefault("device", "cpu")
+    kw.setdefault("amp", False)  # fp32: the known answers hold on any CPU
     kw.setdefault("channels_last", False)
     settings = experiment_settings(method, variant, seed=seed, training=True, **cfg)  # what rule train passes
     train_experiment(
@@ -234,7 +235,7 @@ def test_resume_with_an_empty_saved_scaler_state_into_an_enabled_scaler():
     """A checkpoint from CPU (or bf16: scaler disabled, empty state) resumed where fp16 needs a
     scaler, and the reverse: TrainState.load skips the scaler state instead of failing."""
     s = experiment_settings("itermask3d", train={"steps": 2}).train
-    cpu, fp16 = pick_precision("cpu"), Precision(False, torch.float32, True)  # fp16's scaler, on CPU
+    cpu, fp16 = pick_precision("cpu", False), Precision(False, torch.float32, True)  # fp16's scaler, on CPU
 
     def state(precision):
         torch.manual_seed(0)
@@ -270,9 +271,10 @@ def test_loss_decreases_on_smooth_volumes(tmp_path):
 
 
 def test_pick_precision():
-    assert pick_precision("cpu") == pick_precision("cpu", True)
-    p = pick_precision("cpu")
-    assert not p.autocast and p.dtype == torch.float32 and not p.scaler
+    for device, amp, bf16 in (("cpu", True, True), ("cpu", True, False), ("cpu", False, True), ("cuda", False, True),
+                              ("cuda", False, False)):
+        p = pick_precision(device, amp, bf16_supported=bf16)  # training steps on CPU, or precision fp32
+        assert not p.autocast and p.dtype == torch.float32 and not p.scaler and p.amp == amp, (device, amp, bf16)
     p = pick_precision("cuda", bf16_supported=True)
     assert p.autocast and p.dtype == torch.bfloat16 and not p.scaler
     p = pick_precision("cuda", bf16_supported=False)
@@ -372,13 +374,13 @@ def test_training_stores_the_calibration_of_its_saved_masked_network(tmp_path):
     settings = experiment_settings("itermask2", "full", seed=0, training=True, **cfg)
     val = load_samples(items[1:], "slices", dataset=settings.dataset)
     want = calibrate("itermask2", settings, models["masked"], "full", val, torch.device("cpu"),
-                     pick_precision("cpu"), lambda _: None)["calibration"]
+                     pick_precision("cpu", False), lambda _: None)["calibration"]  # run() trains fp32
     assert cal["n_voxels"] == want["n_voxels"] and cal["n_samples"] == want["n_samples"] == 3
     assert cal["tau"] == pytest.approx(want["tau"], rel=1e-6)
     np.testing.assert_allclose(cal["quantiles"], want["quantiles"], rtol=1e-6)
     # the first network's errors give another calibration: the comparison depends on the network
     first = calibrate("itermask2", settings, models["first"], "hf_only", val, torch.device("cpu"),
-                      pick_precision("cpu"), lambda _: None)["calibration"]
+                      pick_precision("cpu", False), lambda _: None)["calibration"]
     assert first["tau"] != pytest.approx(cal["tau"], rel=1e-6)
 
 
@@ -434,7 +436,7 @@ def test_calibrate_known_answer_with_a_constant_network(method, shape, seed):
     x = rng.normal(size=(n, 1, *shape)).astype(np.float32)
     data = Samples(torch.from_numpy(x), torch.from_numpy(x), brain, [f"s{i}" for i in range(n)])
     settings = experiment_settings(method, seed=seed, infer={"tau_percentile": 80, "batch_size": 2})
-    out = calibrate(method, settings, _Constant(0.5), "full", data, torch.device("cpu"), pick_precision("cpu"),
+    out = calibrate(method, settings, _Constant(0.5), "full", data, torch.device("cpu"), pick_precision("cpu", False),
                     lambda _: None)["calibration"]
 
     mask_seed = derive_seed(seed, 4) % (2**32)
@@ -455,7 +457,7 @@ def test_3d_learning_rate_is_1e3_then_1e4_from_60_percent_of_the_steps():
     s = experiment_settings("itermask3d", train={"steps": 10}).train
     torch.manual_seed(0)
     net = torch.nn.Linear(2, 1)
-    state = new_state({"masked": net}, s, 10, torch.device("cpu"), pick_precision("cpu"), "masked")
+    state = new_state({"masked": net}, s, 10, torch.device("cpu"), pick_precision("cpu", False), "masked")
     assert isinstance(state.optimizers["masked"], torch.optim.Adam)
     used = []
     for _ in range(10):
