@@ -73,6 +73,7 @@ def precision_label(device_type: str, amp: bool, *, training: bool = False) -> s
     dtype = autocast_dtype(device_type, amp, training=training)
     return "fp32" if dtype is None else "autocast " + str(dtype).removeprefix("torch.")
 
+
 def precision_labels(device_type: str, amp: bool) -> dict[str, str]:
     """``{"precision": training steps', "forward_precision": calibration's and inference's}``
     (``precision_label``): the training log and the model file."""

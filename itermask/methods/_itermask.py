@@ -112,8 +112,10 @@ def losses(networks: Mapping[str, Any], variants: Mapping[str, str], batch: Mapp
 
 
 def validation_errors(model: Any, variant: str, data: Any, seed: int, batch_size: int, device: Any,
-                      precision: Any, collect_mask_errors: bool = False) -> tuple[float, np.ndarray | None]:
-    """Whole-image MSE on ``data`` with fixed seeded masks and noise (model in eval mode).
+                      precision: Any, collect_mask_errors: bool = False,
+                      as_inference: bool = False) -> tuple[float, np.ndarray | None]:
+    """Whole-image MSE on ``data`` with fixed seeded masks and noise (model in eval mode), at
+    the training steps' precision or, ``as_inference`` (calibration), at inference's.
 
     With ``collect_mask_errors``, also the squared errors of all masked pixels/voxels.
     """
@@ -139,7 +141,7 @@ def validation_errors(model: Any, variant: str, data: Any, seed: int, batch_size
                 x = data.image[idx].to(device)
                 hf = None if data.hf is None else data.hf[idx].to(device)
                 inp = compose_input(x, hf, mask, variant, generator=gen)
-                with precision.forward_context(device.type):  # inference's precision
+                with (precision.forward_context if as_inference else precision.context)(device.type):
                     out = model(inp)
                 err = (out.float() - x) ** 2
                 total += float(err.sum())
@@ -166,7 +168,7 @@ def calibrate(name: str, settings: Any, model: Any, variant: str, val: Any, devi
     at every integer percentile (another tau_percentile then needs no retraining)."""
     pct = float(settings.infer["tau_percentile"])
     _, errs = validation_errors(model, variant, val, settings.seed, int(settings.infer["batch_size"]), device,
-                                precision, True)
+                                precision, True, as_inference=True)
     if errs.size == 0:
         raise InputError("no masked validation voxels to calibrate tau", dataset=settings.dataset)
     tau = float(np.percentile(errs, pct))

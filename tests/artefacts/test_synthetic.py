@@ -242,6 +242,37 @@ def test_make_artefact_stage(tmp_path):
     assert rec["torchio_version"] == tio.__version__
 
 
+def test_make_artefacts_stage_writes_each_condition_to_its_folder(tmp_path):
+    """The rule's stage: each condition of ``specs`` goes to the outputs in its own folder, equal
+    to ``make_artefact`` of that condition alone; outputs that do not match are refused."""
+    x, brain = _volume(shape=(16, 16, 16))
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    img, bm = str(tmp_path / "img.nii.gz"), str(tmp_path / "brain.nii.gz")
+    nib.save(nib.Nifti1Image(x, aff), img)
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), bm)
+    specs = {"spike": ("spike", {"intensity": 1.0}), "zipper": ("zipper", {"columns": [3, 9], "width": 1})}
+    outs = {n: [tmp_path / "all" / n / f for f in ("image.nii.gz", "hf.nii.gz", "params.json")] for n in specs}
+    kw = dict(seed=3, hf_radius=3, other_image_path=None, dataset="demo", subject="d11")
+    logged = []
+    art.make_artefacts(img, bm, specs, *([str(outs[n][k]) for n in specs] for k in range(3)),
+                       log=lambda *a: logged.append(a[1]), **kw)
+    assert logged == ["spike", "zipper"]
+    for name, (kind, params) in specs.items():
+        alone = [tmp_path / "alone" / name / f for f in ("image.nii.gz", "hf.nii.gz", "params.json")]
+        art.make_artefact(img, bm, *map(str, alone), artefact=name, params=params, **kw)
+        for a, b in zip(outs[name][:2], alone[:2]):
+            np.testing.assert_array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
+        assert json.loads(outs[name][2].read_text())["type"] == kind
+    assert not np.array_equal(np.asarray(nib.load(outs["spike"][0]).dataobj),
+                              np.asarray(nib.load(outs["zipper"][0]).dataobj))
+    swapped = [[str(outs[n][k]) for n in ("zipper", "spike")] for k in range(3)]
+    with pytest.raises(ValueError, match="is not the folder of artefact 'spike'"):
+        art.make_artefacts(img, bm, specs, *swapped, **kw)
+    with pytest.raises(ValueError, match="one image, HF and JSON output per artefact condition"):
+        art.make_artefacts(img, bm, specs, [str(outs["spike"][0])], [str(outs["spike"][1])],
+                           [str(outs["spike"][2])], **kw)
+
+
 def test_severity_levels_share_their_types_random_draws(tmp_path):
     """A sweep varies one parameter (METHOD.md §2): k-space noise at two amplitudes is the same
     draw scaled, not two different noises."""

@@ -167,6 +167,28 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
 
 
+@pytest.mark.parametrize("content, message", [
+    (None, "no result.json: not an inference condition folder"),
+    ("[1, 2]", "result.json does not hold an inference record"),
+    ('{"method": "itermask3d", "inputs": {"image": "gone.nii.gz"}}', "input of the original run not found"),
+])
+def test_rethreshold_refuses_a_folder_it_cannot_rerun(tmp_path, content, message):
+    """``read_previous``: the condition folder's result.json must exist, hold a record and name
+    inputs that still exist; each failure names the file (damaged JSON, another method's model:
+    tests/test_cli.py)."""
+    folder = tmp_path / "lesion"
+    folder.mkdir()
+    if content is not None:
+        (folder / "result.json").write_text(content)
+    with pytest.raises(InputError, match=message) as err:
+        rethreshold_module.read_previous(folder, {"method": "itermask3d"}, "m.pt")
+    assert str(folder) in str(err.value) or "gone.nii.gz" in str(err.value)
+    image = tmp_path / "image.nii.gz"
+    image.write_bytes(b"")
+    (folder / "result.json").write_text(json.dumps({"method": "itermask3d", "inputs": {"image": str(image)}}))
+    assert rethreshold_module.read_previous(folder, {"method": "itermask3d"}, "m.pt")["inputs"]["image"] == str(image)
+
+
 def test_subject_tau_follows_the_configured_threshold_settings(tmp_path, monkeypatch):
     """Each run's tau is subject_threshold of its own recorded curve with that run's gamma, y_limit,
     r2_min and k_fallback; the settings reach it (the fit's k*, branch and n_fit change with them)."""

@@ -452,6 +452,32 @@ def test_calibrate_known_answer_with_a_constant_network(method, shape, seed):
     assert np.percentile((x[:, 0][other] - 0.5) ** 2, 80) != pytest.approx(out["tau"], rel=1e-5)
 
 
+def test_calibration_runs_at_inferences_precision_and_the_validation_loss_at_trainings(monkeypatch):
+    """On a CPU with bf16 (precision auto): the calibrated tau comes from bf16 forward passes, as
+    inference's reconstructions do, while the validation loss follows the fp32 training steps."""
+    from itermask.io import device
+    from itermask.methods._itermask import calibrate, validation_losses
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    seen = []
+
+    class Probe(_Constant):
+        def forward(self, inp):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return super().forward(inp)
+
+    brain = np.repeat(sphere((16, 16, 16), 6.4)[None], 2, 0)
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 1, 16, 16, 16)).astype(np.float32))
+    data = Samples(x, x, brain, ["s0", "s1"])
+    settings = experiment_settings("itermask3d", infer={"tau_percentile": 80, "batch_size": 2})
+    precision = pick_precision("cpu")
+    assert not precision.autocast  # CPU training steps: fp32
+    calibrate("itermask3d", settings, Probe(0.5), "full", data, torch.device("cpu"), precision, lambda _: None)
+    assert seen == [torch.bfloat16]
+    validation_losses({"masked": Probe(0.5)}, {"masked": "full"}, data, 0, 2, torch.device("cpu"), precision, "masked")
+    assert seen == [torch.bfloat16, None]
+
+
 def test_3d_learning_rate_is_1e3_then_1e4_from_60_percent_of_the_steps():
     """The schema's 3D defaults (ref): Adam at 1e-3, one drop to 1e-4 from 60 % of training on."""
     s = experiment_settings("itermask3d", train={"steps": 10}).train
