@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     amp = autocast_dtype(device.type) is not None  # the pipeline's (config precision: auto)
     amp_dtype = autocast_dtype(device.type) or torch.float16
-    print(f"(b): {precision_label(device.type, True)} (the pipeline's), "
+    print(f"(b): forward {precision_label(device.type, True)}, training step "
+          f"{precision_label(device.type, True, training=True)} (the pipeline's), "
           f"compile {args.compile}, "
           f"channels_last_3d {args.channels_last}, lockstep batch {batch}")
     print(f"timings: median of {args.repeats} (forward, training step) and {args.inference_repeats} "
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     ref.train()
     opt_net.train()
     ta, ma = timed(train_step(ref, s, device, False), device, args.repeats)
-    tb, mb = timed(train_step(opt_net, s, device, amp, amp_dtype), device, args.repeats)
+    train_amp = autocast_dtype(device.type, training=True) is not None  # CPU training steps: fp32
+    tb, mb = timed(train_step(opt_net, s, device, train_amp, amp_dtype), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()

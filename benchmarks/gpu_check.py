@@ -204,7 +204,8 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
     print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}; "
-          f"(b): lockstep batch {batch}, {precision_label(device.type, True)} "
+          f"(b): lockstep batch {batch}, forward {precision_label(device.type, True)}, training step "
+          f"{precision_label(device.type, True, training=True)} "
           f"(the pipeline's), channels_last_3d, torch.compile {'on' if compile_net else 'off'}")
     rows = []
     x1, xb = torch.randn(1, 2, size, size, size, device=device), torch.randn(batch, 2, size, size, size, device=device)
@@ -223,7 +224,8 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     ref.train()
     fast.train()
     ta, ma = timed(train_step(ref, size, device, False, dtype), device, repeats)
-    tb, mb = timed(train_step(fast, size, device, amp, dtype), device, repeats)
+    train_amp = autocast_dtype(device.type, training=True) is not None  # CPU training steps: fp32
+    tb, mb = timed(train_step(fast, size, device, train_amp, dtype), device, repeats)
     rows.append(("training step", "batch 2 (GiB per step)", ta, ma, tb, mb))
     for net in (ref, fast):  # the training steps changed them: full inference with the same network
         net.zero_grad(set_to_none=True)
@@ -255,13 +257,15 @@ def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.devic
     the shape (b) runs) and training step run here (they compile on first use, which needs a
     working Triton/C toolchain); else ``net`` eager, with the reason. Static shapes: two graphs
     (inference, training), none recompiled for another batch size."""
+    from itermask.io.device import autocast_dtype
+
     compiled = torch.compile(net, dynamic=False)
     state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
             compiled.eval()(torch.randn(batch, 2, size, size, size, device=device))
         compiled.train()
-        train_step(compiled, size, device, amp, dtype)()
+        train_step(compiled, size, device, autocast_dtype(device.type, training=True) is not None, dtype)()
         compiled.eval()
         ok = True
     except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager
