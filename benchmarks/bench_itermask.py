@@ -4,7 +4,8 @@ Side by side:
   (a) reference-style: fp32, eager, batch 1, one subject after the other, the phase-A
       threshold computed on the host with NumPy each iteration (as a straightforward loop does);
   (b) optimised: ``itermask.core.iterative_mask_3d.run_itermask3d``: subjects in lockstep batches, per-subject
-      quantiles on the device, autocast on CUDA (the pipeline's dtype: bf16 where supported), optionally ``--compile``
+      quantiles on the device, the pipeline's precision (``precision: auto``: bf16 forward passes on CUDA and
+      on CPUs with bf16; training steps autocast on CUDA only), optionally ``--compile``
       (torch.compile) and ``--channels-last`` (channels_last_3d).
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
@@ -35,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.model_input import compose_input  # noqa: E402
 from itermask.errors import ConfigError  # noqa: E402
-from itermask.io.device import autocast_dtype, precision_label, resolve_device  # noqa: E402
+from itermask.io.device import autocast, precision_label, resolve_device  # noqa: E402
+from itermask.training.precision import Precision, pick_precision  # noqa: E402
 
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 
@@ -86,18 +88,18 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
     return float(np.median(times)), peak
 
 
-def train_step(net: nn.Module, size: int, device: torch.device, amp: bool,
-               dtype: torch.dtype = torch.float16) -> Callable[[], None]:
+def train_step(net: nn.Module, size: int, device: torch.device, precision: Precision) -> Callable[[], None]:
     """One training step of ``net`` (batch 2 of random size^3 volumes, MSE, Adam), as a
-    callable; autocast at ``dtype`` when ``amp`` (GradScaler for float16)."""
+    callable, at ``precision`` (the pipeline's: ``pick_precision``; ``pick_precision(device.type,
+    False)`` for fp32)."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
     inp = torch.randn(2, 2, size, size, size, device=device)
     tgt = torch.randn(2, 1, size, size, size, device=device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with precision.context(device.type):
             loss = nn.functional.mse_loss(net(inp).float(), tgt)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -188,8 +190,6 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in ref.parameters())
     print(f"device {device}, volume {s}^3, channels {channels} ({n_params / 1e6:.2f} M parameters), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    amp = autocast_dtype(device.type) is not None  # the pipeline's (config precision: auto)
-    amp_dtype = autocast_dtype(device.type) or torch.float16
     print(f"(b): forward {precision_label(device.type, True)}, training step "
           f"{precision_label(device.type, True, training=True)} (the pipeline's), "
           f"compile {args.compile}, "
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             ref(x1)
 
     def fwd_opt():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with torch.inference_mode(), autocast(device.type):  # the pipeline's (config precision: auto)
             opt_net(xb)
 
     ta, ma = timed(fwd_ref, device, args.repeats)
@@ -217,9 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     # training step (batch 2, MSE, Adam), per step
     ref.train()
     opt_net.train()
-    ta, ma = timed(train_step(ref, s, device, False), device, args.repeats)
-    train_amp = autocast_dtype(device.type, training=True) is not None  # CPU training steps: fp32
-    tb, mb = timed(train_step(opt_net, s, device, train_amp, amp_dtype), device, args.repeats)
+    ta, ma = timed(train_step(ref, s, device, pick_precision(device.type, False)), device, args.repeats)
+    tb, mb = timed(train_step(opt_net, s, device, pick_precision(device.type)), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()

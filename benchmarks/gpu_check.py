@@ -47,6 +47,7 @@ from bench_itermask import (  # noqa: E402
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
 from itermask.core.lockstep import make_generator, sample_noise  # noqa: E402
+from itermask.training.precision import pick_precision  # noqa: E402
 
 FAILURES: list[str] = []
 
@@ -190,17 +191,15 @@ def run_tiny_pipeline(cores: int, timeout: int) -> None:
 # -- 4. reference-equivalent loop against the optimised path ---------------------------------
 def compare(device: torch.device, size: int, channels: list[int], step: float, phase_b: int, batch: int,
             compile_net: bool, repeats: int) -> None:
-    from itermask.io.device import autocast_dtype, precision_label
+    from itermask.io.device import autocast, precision_label
 
     cuda = device.type == "cuda"
-    amp = autocast_dtype(device.type) is not None  # the pipeline's (config precision: auto)
-    dtype = autocast_dtype(device.type) or torch.float16
     ref = build_model(channels, device).eval()
     fast = build_model(channels, device).eval()
     fast.load_state_dict(ref.state_dict())
     fast = ChannelsLast(fast)
     if compile_net:
-        fast, compile_net = compiled_or_eager(fast, size, batch, device, dtype, amp)
+        fast, compile_net = compiled_or_eager(fast, size, batch, device)
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
     print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}; "
@@ -212,20 +211,19 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
 
     def forward(net: nn.Module, x: torch.Tensor, amp: bool) -> Callable[[], None]:
         def run() -> None:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
+            with torch.inference_mode(), autocast(device.type, amp):  # amp: the pipeline's (precision auto)
                 net(x)
         return run
 
     ta, ma = timed(forward(ref, x1, False), device, repeats)
-    tb, mb = timed(forward(fast, xb, amp), device, repeats)
+    tb, mb = timed(forward(fast, xb, True), device, repeats)
     rows.append(("forward", "per volume", ta, ma, tb / batch, mb and mb / batch))
 
     weights = {k: v.clone() for k, v in ref.state_dict().items()}
     ref.train()
     fast.train()
-    ta, ma = timed(train_step(ref, size, device, False, dtype), device, repeats)
-    train_amp = autocast_dtype(device.type, training=True) is not None  # CPU training steps: fp32
-    tb, mb = timed(train_step(fast, size, device, train_amp, dtype), device, repeats)
+    ta, ma = timed(train_step(ref, size, device, pick_precision(device.type, False)), device, repeats)
+    tb, mb = timed(train_step(fast, size, device, pick_precision(device.type)), device, repeats)
     rows.append(("training step", "batch 2 (GiB per step)", ta, ma, tb, mb))
     for net in (ref, fast):  # the training steps changed them: full inference with the same network
         net.zero_grad(set_to_none=True)
@@ -242,7 +240,7 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     def ours() -> None:
         run_itermask3d(fast, [t[0] for t in subjects], [t[1] for t in subjects], [t[2] for t in subjects],
                        list(range(batch)), percents=percents, choose_tau=lambda c: (1.0, None), tol=-1.0,
-                       max_iterations=phase_b, batch_size=batch, device=device, amp=amp)
+                       max_iterations=phase_b, batch_size=batch, device=device, amp=True)
 
     tb, mb = timed(ours, device, 1)
     n_fwd = len(percents) + phase_b
@@ -251,21 +249,20 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     print_table(rows, cuda)
 
 
-def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.device, dtype: torch.dtype,
-                      amp: bool) -> tuple[nn.Module, bool]:
+def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.device) -> tuple[nn.Module, bool]:
     """``torch.compile(net, dynamic=False)`` if a compiled forward (at the lockstep ``batch``,
     the shape (b) runs) and training step run here (they compile on first use, which needs a
     working Triton/C toolchain); else ``net`` eager, with the reason. Static shapes: two graphs
     (inference, training), none recompiled for another batch size."""
-    from itermask.io.device import autocast_dtype
+    from itermask.io.device import autocast
 
     compiled = torch.compile(net, dynamic=False)
     state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with torch.inference_mode(), autocast(device.type):
             compiled.eval()(torch.randn(batch, 2, size, size, size, device=device))
         compiled.train()
-        train_step(compiled, size, device, autocast_dtype(device.type, training=True) is not None, dtype)()
+        train_step(compiled, size, device, pick_precision(device.type))()
         compiled.eval()
         ok = True
     except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager

@@ -64,7 +64,7 @@ def test_a_compile_failure_falls_back_to_eager_with_the_weights_unchanged(monkey
             raise RuntimeError("no C compiler\nmore detail")
 
     monkeypatch.setattr(gc.torch, "compile", Broken)
-    out, compiled = gc.compiled_or_eager(net, 32, 2, torch.device("cpu"), torch.float16, False)
+    out, compiled = gc.compiled_or_eager(net, 32, 2, torch.device("cpu"))
     assert out is net and compiled is False and not net.training
     assert "torch.compile failed here (RuntimeError: no C compiler); (b) runs eager" in capsys.readouterr().out
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
@@ -82,7 +82,7 @@ def test_a_working_compile_is_probed_without_changing_the_weights(monkeypatch):
         return m
 
     monkeypatch.setattr(gc.torch, "compile", fake_compile)
-    out, compiled = gc.compiled_or_eager(net, 32, 3, torch.device("cpu"), torch.float16, False)
+    out, compiled = gc.compiled_or_eager(net, 32, 3, torch.device("cpu"))
     assert out is net and compiled is True and not net.training
     assert calls == [{"dynamic": False}] and batches[0] == 3  # static shapes, probed at the lockstep batch
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
