@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-from itermask.io.workflow import rule_context  # noqa: E402
+from itermask.io.workflow import amp_of, rule_context  # noqa: E402
 from itermask.preprocess.preprocess_subject import (  # noqa: E402
     PreprocessParams, RawFiles, SliceParams, SubjectOutputs, preprocess_subject,
 )
@@ -22,7 +22,7 @@ with rule_context(smk) as logger:
             qc_png=smk.output.qc_png, qc_json=smk.output.qc_json, label=getattr(smk.output, "label", None),
             slices={q: getattr(smk.output, f"slices_{q}") for q in sequences if hasattr(smk.output, f"slices_{q}")},
         ),
-        PreprocessParams(**smk.params.settings, device=smk.params.device, slices=slices),  # Study.skullstrip_device
+        PreprocessParams(**smk.params.settings, device=smk.params.device, amp=amp_of(smk), slices=slices),  # Study.skullstrip_device
         dataset=smk.params.dataset,
         subject=smk.wildcards.subject,
         logger=logger,

@@ -94,12 +94,13 @@ def select_subjects(agreement: Mapping[str, float], n_subjects: int) -> list[tup
 def make_subject_masks(
     image_path: str | Path, deepbet_path: str | Path, out_masks: Mapping[str, str | Path],
     out_outlier: str | Path, out_json: str | Path, *, dataset: str, subject: str,
-    device: str, hd_bet_mode: str, hd_bet_tta: bool, template_spacing_mm: float,
+    device: str, amp: bool, hd_bet_mode: str, hd_bet_tta: bool, template_spacing_mm: float,
 ) -> None:
     """Stage (one subject): HD-BET and template masks of the raw image (``out_masks`` by tool),
     their agreement with deepbet's ``deepbet_path`` (``out_json``), the outlying mask
     (``out_outlier``, in the raw image's on-disk orientation). The tool masks are on the image's
-    RAS-canonical grid, as rule brain_mask's.
+    RAS-canonical grid, as rule brain_mask's. HD-BET runs on ``device``, autocast with ``amp``
+    (config ``precision``).
     """
     from itermask.artefacts.template_mask import template_brain_mask
     from itermask.preprocess.hd_bet import hd_bet_mask
@@ -109,7 +110,7 @@ def make_subject_masks(
     deepbet = load_nifti(deepbet_path, allow_empty=True, **ctx)
     check_same_grid(deepbet, img, path=deepbet_path, **ctx)
     masks = {"deepbet": np.asanyarray(deepbet.dataobj) > 0}
-    for tool, run in (("hd_bet", lambda: hd_bet_mask(img, device=device, mode=hd_bet_mode, tta=hd_bet_tta)),
+    for tool, run in (("hd_bet", lambda: hd_bet_mask(img, device=device, mode=hd_bet_mode, tta=hd_bet_tta, amp=amp)),
                       ("template", lambda: template_brain_mask(img, spacing_mm=template_spacing_mm))):
         try:
             masks[tool] = run()

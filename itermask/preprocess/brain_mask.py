@@ -30,11 +30,12 @@ def make_brain_mask(
     dataset: str,
     subject: str,
     device: str,
+    amp: bool,
 ) -> None:
     """Native-resolution brain mask (RAS, uint8, on the reoriented image's grid).
 
-    ``method``: "deepbet" (skull-strip), "stripped" (image != 0), "pattern" (binarise the
-    mask file ``mask_path`` > 0; it must share the image's grid).
+    ``method``: "deepbet" (skull-strip on ``device``, autocast with ``amp``), "stripped"
+    (image != 0), "pattern" (binarise the mask file ``mask_path`` > 0; it must share the image's grid).
     """
     ctx = dict(dataset=dataset, subject=subject)
     if method not in MASK_METHODS:
@@ -44,7 +45,7 @@ def make_brain_mask(
         from itermask.preprocess.skullstrip import deepbet_mask
 
         try:
-            mask = deepbet_mask(img, device=device)
+            mask = deepbet_mask(img, device=device, amp=amp)
         except ValueError as exc:
             raise InputError(str(exc), path=image_path, **ctx) from exc
     elif method == "stripped":

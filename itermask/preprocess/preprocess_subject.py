@@ -66,7 +66,7 @@ class SliceParams:
 @dataclass(frozen=True, kw_only=True)
 class PreprocessParams:
     """The settings the job uses (``preprocess`` section, the dataset's ``brain_mask``, the
-    resolved ``device`` of the skull-stripper)."""
+    resolved ``device`` of the skull-stripper and its autocast ``amp``: config ``precision``)."""
 
     mask_method: str
     mask_sequence: str
@@ -77,6 +77,7 @@ class PreprocessParams:
     background: str | float
     hf_radius: int
     device: str
+    amp: bool
     slices: SliceParams | None = None  # needed when SubjectOutputs.slices names a sequence
 
 
@@ -105,7 +106,8 @@ def preprocess_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, 
         logger.warning("%s", warning)
     logger.info("inputs checked; brain mask (%s) from %s", p.mask_method, p.mask_sequence)
     image = raw.images[p.mask_sequence]
-    make_brain_mask(image, out.native_mask, method=p.mask_method, mask_path=raw.mask, device=p.device, **ids)
+    make_brain_mask(image, out.native_mask, method=p.mask_method, mask_path=raw.mask, device=p.device,
+                    amp=p.amp, **ids)
     resample_mask(out.native_mask, out.grid, spacing_mm=p.spacing_mm, box=list(p.box), **ids)
     qc_skullstrip(image, out.native_mask, out.qc, **ids)
     for sequence, path in raw.images.items():

@@ -73,7 +73,7 @@ def head(tmp_path):
 def _run(tmp_path, image, deepbet, subject="s1"):
     outs = {t: tmp_path / f"{subject}_mask-{t}.nii.gz" for t in ("hd_bet", "template")}
     make_subject_masks(image, deepbet, outs, tmp_path / f"{subject}_outlier.nii.gz", tmp_path / f"{subject}.json",
-                       dataset="demo", subject=subject, device="cpu", hd_bet_mode="fast", hd_bet_tta=False,
+                       dataset="demo", subject=subject, device="cpu", amp=True, hd_bet_mode="fast", hd_bet_tta=False,
                        template_spacing_mm=3.0)
     return outs
 
@@ -84,15 +84,15 @@ def test_make_subject_masks_writes_tools_agreement_and_outlier(tmp_path, head, m
 
     seen = {}
 
-    def fake_hd_bet(img, *, device, mode, tta):
-        seen.update(device=device, mode=mode, tta=tta, shape=img.shape, ras=nib.aff2axcodes(img.affine))
+    def fake_hd_bet(img, *, device, mode, tta, amp):
+        seen.update(device=device, mode=mode, tta=tta, amp=amp, shape=img.shape, ras=nib.aff2axcodes(img.affine))
         return _cube(1, 10, RAS_SHAPE)
 
     monkeypatch.setattr(hb, "hd_bet_mask", fake_hd_bet)
     monkeypatch.setattr(tm, "template_brain_mask", lambda img, *, spacing_mm: _cube(5, 15, RAS_SHAPE))
     image, deepbet = head
     outs = _run(tmp_path, image, deepbet)
-    assert seen == {"device": "cpu", "mode": "fast", "tta": False, "shape": RAS_SHAPE, "ras": ("R", "A", "S")}
+    assert seen == {"device": "cpu", "mode": "fast", "tta": False, "amp": True, "shape": RAS_SHAPE, "ras": ("R", "A", "S")}
     record = json.loads((tmp_path / "s1.json").read_text())
     assert record["outlier"] == "template" and record["subject"] == "s1" and record["dataset"] == "demo"
     assert record["dice"]["deepbet|hd_bet"] == pytest.approx(2 * 900 / 1900)
@@ -193,7 +193,7 @@ def demo_head(tmp_path):
     assert nib.aff2axcodes(nib.load(str(image)).affine) != ("R", "A", "S")
     img = load_nifti(image)
     deepbet = tmp_path / "s1_native_brainmask.nii.gz"
-    save_nifti(deepbet_mask(img, device="cpu"), img.affine, deepbet, dtype=np.uint8)
+    save_nifti(deepbet_mask(img, device="cpu", amp=True), img.affine, deepbet, dtype=np.uint8)
     return image, deepbet
 
 
@@ -210,7 +210,7 @@ def test_make_subject_masks_real_tools_on_demo_head(tmp_path, demo_head):
     torch.set_num_threads(2)  # the test machine's cores; other test modules pin 1 at import
     try:
         make_subject_masks(image, deepbet, outs, tmp_path / "s1_outlier.nii.gz", tmp_path / "s1.json",
-                           dataset="demo", subject="s1", device="cpu", hd_bet_mode="fast", hd_bet_tta=False,
+                           dataset="demo", subject="s1", device="cpu", amp=True, hd_bet_mode="fast", hd_bet_tta=False,
                            template_spacing_mm=REAL_SPACING_MM)
     finally:
         torch.set_num_threads(n)

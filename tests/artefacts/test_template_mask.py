@@ -43,7 +43,7 @@ def heads(tmp_path_factory):
     assert np.array_equal(np.asanyarray(raw.dataobj), sub.images["T1w"])  # the same subject
     truth = nib.as_closest_canonical(nib.Nifti1Image(sub.brain_mask.astype(np.uint8), raw.affine))
     truth = np.asanyarray(truth.dataobj) > 0
-    bet = deepbet_mask(img, device="cpu")
+    bet = deepbet_mask(img, device="cpu", amp=True)
     torch.set_num_threads(n)
     s1 = dict(image=path, img=img, truth=truth, deepbet=bet,
               truth_path=root / "s1_truth.nii.gz", deepbet_path=root / "s1_native_brainmask.nii.gz")

@@ -84,7 +84,7 @@ def test_bad_image_for_brain_mask(tmp_path, kind, problem):
     bad = write_bad(tmp_path, kind)
     out = tmp_path / "out"
     with pytest.raises(InputError) as exc:
-        pp.make_brain_mask(bad, out / "native_brainmask.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
+        pp.make_brain_mask(bad, out / "native_brainmask.nii.gz", method="stripped", mask_path=None, device="cpu", amp=True, **IDS)
     assert_error(exc, bad, problem)
     assert_nothing_written(out)
 
@@ -159,7 +159,7 @@ def test_pattern_mask_missing(tmp_path):
     missing = tmp_path / "mask_missing.nii.gz"
     out = tmp_path / "out"
     with pytest.raises(InputError) as exc:
-        pp.make_brain_mask(image, out / "m.nii.gz", method="pattern", mask_path=missing, device="cpu", **IDS)
+        pp.make_brain_mask(image, out / "m.nii.gz", method="pattern", mask_path=missing, device="cpu", amp=True, **IDS)
     assert_error(exc, missing, "does not exist")
     assert_nothing_written(out)
 
@@ -174,7 +174,7 @@ def test_failure_after_writing_starts_leaves_no_temp_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(nib, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
+        pp.make_brain_mask(image, out / "m.nii.gz", method="stripped", mask_path=None, device="cpu", amp=True, **IDS)
     assert_nothing_written(out)
 
 

@@ -24,6 +24,7 @@ pp = SimpleNamespace(  # the stage functions, each in the module named after its
     qc_subject=qc.qc_subject, qc_table=qc.qc_table,
 )
 from itermask.core.highfreq import high_frequency
+from itermask.io.device import autocast_dtype
 from itermask.io.nifti import load_nifti
 from itermask.preprocess.normalise import iterative_zscore
 from itermask.preprocess.qc import intensity_stats, subject_stats
@@ -360,7 +361,7 @@ def test_stages_end_to_end(tmp_path):
     out = tmp_path / "preproc"
     ids = dict(dataset="demo", subject="s01")
     pp.make_brain_mask(paths["T1w"], out / "native_brainmask.nii.gz", method="stripped", mask_path=None, device="cpu",
-                       **ids)
+                       amp=True, **ids)
     native = nib.load(out / "native_brainmask.nii.gz")
     assert nib.aff2axcodes(native.affine) == ("R", "A", "S") and native.get_data_dtype() == np.uint8
     np.testing.assert_allclose(native.affine, ras_aff, atol=1e-5)
@@ -449,14 +450,14 @@ def test_pattern_mask(tmp_path):
     nib.save(nib.Nifti1Image(img, aff), tmp_path / "img.nii.gz")
     nib.save(nib.Nifti1Image(m, aff), tmp_path / "m.nii.gz")
     pp.make_brain_mask(tmp_path / "img.nii.gz", tmp_path / "out.nii.gz", method="pattern",
-                       mask_path=tmp_path / "m.nii.gz", device="cpu", dataset="d", subject="s")
+                       mask_path=tmp_path / "m.nii.gz", device="cpu", amp=True, dataset="d", subject="s")
     out = nib.load(tmp_path / "out.nii.gz")
     assert nib.aff2axcodes(out.affine) == ("R", "A", "S")
     np.testing.assert_array_equal(np.asanyarray(out.dataobj), (m[::-1] > 0).astype(np.uint8))
     nib.save(nib.Nifti1Image(m, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "bad.nii.gz")
     with pytest.raises(InputError, match="affine differs"):
         pp.make_brain_mask(tmp_path / "img.nii.gz", tmp_path / "out2.nii.gz", method="pattern",
-                           mask_path=tmp_path / "bad.nii.gz", device="cpu", dataset="d", subject="s")
+                           mask_path=tmp_path / "bad.nii.gz", device="cpu", amp=True, dataset="d", subject="s")
     assert not (tmp_path / "out2.nii.gz").exists()
 
 
@@ -466,7 +467,7 @@ def test_deepbet_on_template_head(tmp_path):
     nib.save(head, tmp_path / "head.nii.gz")
     t0 = time.perf_counter()
     pp.make_brain_mask(tmp_path / "head.nii.gz", tmp_path / "mask.nii.gz", method="deepbet", mask_path=None,
-                       dataset="demo", subject="template", device="cpu")
+                       dataset="demo", subject="template", device="cpu", amp=True)
     elapsed = time.perf_counter() - t0
     mask_img = nib.load(tmp_path / "mask.nii.gz")
     mask = np.asanyarray(mask_img.dataobj) > 0
@@ -480,3 +481,14 @@ def test_deepbet_on_template_head(tmp_path):
     # the brain sits in the upper part of the head
     assert np.argwhere(mask)[:, 2].mean() > np.argwhere(head_mask)[:, 2].mean()
     print(f"deepbet on a {head.shape} 2 mm head: {elapsed:.1f} s, {volume_ml:.0f} ml")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(autocast_dtype("cpu") is None, reason="this CPU has no bf16 in hardware: deepbet runs fp32 here")
+def test_deepbet_autocast_mask_matches_fp32():
+    """precision auto (bf16 forward passes on this CPU) against fp32 on the mean head at 3 mm: the same brain."""
+    from itermask.preprocess.skullstrip import deepbet_mask
+
+    head = resample_to_spacing(nib.load(TEMPLATE), 3.0, "linear")
+    auto, fp32 = (deepbet_mask(head, device="cpu", amp=amp) for amp in (True, False))
+    assert 2.0 * np.count_nonzero(auto & fp32) / (np.count_nonzero(auto) + np.count_nonzero(fp32)) > 0.995  # 0.9998 on a demo head

@@ -28,7 +28,7 @@ from test_preprocess import synthetic_subject
 SEQUENCES = ("T1w", "FLAIR")
 PARAMS = PreprocessParams(mask_method="stripped", mask_sequence="T1w", spacing_mm=3.0, box=[32, 32, 32],
                           zscore_repeats=3, zscore_clip_sd=3.0, background="min", hf_radius=5,
-                          device="cpu")
+                          device="cpu", amp=True)
 SLICES = dict(size=16, field_of_view_mm=120.0, train_range_fraction=(0.3, 0.7), hf_radius=3)
 
 
@@ -67,7 +67,7 @@ def test_one_job_writes_what_the_separate_stages_wrote(tmp_path):
     assert set(report["images"]) == set(SEQUENCES) and report["label"]["values"] == [0, 2]
     # the stages one by one, as the separate rules ran them: the same arrays
     ref = tmp_path / "stages"
-    make_brain_mask(paths["T1w"], ref / "native.nii.gz", method="stripped", mask_path=None, device="cpu", **IDS)
+    make_brain_mask(paths["T1w"], ref / "native.nii.gz", method="stripped", mask_path=None, device="cpu", amp=True, **IDS)
     resample_mask(ref / "native.nii.gz", ref / "grid.nii.gz", spacing_mm=3.0, box=[32, 32, 32], **IDS)
     grid = nib.load(out.grid)
     assert grid.shape == (32, 32, 32)
