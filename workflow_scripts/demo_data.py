@@ -16,4 +16,5 @@ with rule_context(smk):
         voxel_size_mm=smk.params.voxel_size_mm,
         lesion_volumes_ml=smk.params.lesion_volumes_ml,
         seed=smk.params.seed,
+        workers=smk.threads,
     )

@@ -19,6 +19,7 @@ from itermask.errors import ConfigError
 PATTERN = "{root}/sub-{{subject}}/anat/sub-{{subject}}_{{sequence}}.nii.gz"
 LABEL = "{root}/sub-{{subject}}/anat/sub-{{subject}}_label-lesion_mask.nii.gz"
 SEQS = ["T1w", "FLAIR"]
+DEMO4_SPLITS = {"train": ["h1"], "val_lesion": ["v1"], "test_lesion": ["l1", "l2"]}
 
 
 def _patterns(root: Path) -> tuple[str, str]:
@@ -26,12 +27,13 @@ def _patterns(root: Path) -> tuple[str, str]:
 
 
 def _generate(pattern: str, label: str, splits: dict, sequences: list[str], *, voxel_size_mm: float,
-              lesion_volumes_ml=(8.0, 25.0), seed: int = 0) -> list[Path]:
+              lesion_volumes_ml=(8.0, 25.0), seed: int = 0, workers: int = 1) -> list[Path]:
     """generate_demo with every subject's files named by the patterns (labels: the lesion splits)."""
     images = {s: {q: pattern.format(subject=s, sequence=q) for q in sequences} for ids in splits.values() for s in ids}
     labels = {s: label.format(subject=s) for split in ("val_lesion", "test_lesion") for s in splits.get(split, [])}
     return demo.generate_demo(splits, images, labels, str(demo.dataset_root(pattern) / "participants.tsv"),
-                              voxel_size_mm=voxel_size_mm, lesion_volumes_ml=lesion_volumes_ml, seed=seed)
+                              voxel_size_mm=voxel_size_mm, lesion_volumes_ml=lesion_volumes_ml, seed=seed,
+                              workers=workers)
 
 
 def _load(path: Path) -> nib.Nifti1Image:
@@ -48,11 +50,12 @@ def _threads():
 
 @pytest.fixture(scope="module")
 def demo4(tmp_path_factory):
-    """A 4 mm demo: one healthy training subject, one labelled validation and two test lesion subjects."""
+    """A 4 mm demo: one healthy training subject, one labelled validation and two test lesion
+    subjects, generated serially (workers=1)."""
     root = tmp_path_factory.mktemp("demo4") / "data" / "demo"
     pattern, label = _patterns(root)
-    splits = {"train": ["h1"], "val_lesion": ["v1"], "test_lesion": ["l1", "l2"]}
-    written = _generate(pattern, label, splits, SEQS, voxel_size_mm=4.0, lesion_volumes_ml=[8.0, 25.0], seed=0)
+    written = _generate(pattern, label, DEMO4_SPLITS, SEQS, voxel_size_mm=4.0, lesion_volumes_ml=[8.0, 25.0], seed=0,
+                        workers=1)
     return root, pattern, label, written
 
 
@@ -102,6 +105,40 @@ def test_native_orientation_grid_and_units(demo4):
         assert np.abs(rot).max() < 0.9999
     lab = _load(Path(label.format(subject="l1")))
     assert lab.get_data_dtype() == np.uint8 and lab.shape == ref.shape
+
+
+def test_workers_write_the_same_files_as_a_serial_run(demo4, tmp_path):
+    """workers=2 (threads) writes the same arrays, affines, labels and participants.tsv as workers=1."""
+    root, pattern, label, written = demo4
+    root2 = tmp_path / "data" / "demo"
+    pattern2, label2 = _patterns(root2)
+    written2 = _generate(pattern2, label2, DEMO4_SPLITS, SEQS, voxel_size_mm=4.0, lesion_volumes_ml=[8.0, 25.0],
+                         seed=0, workers=2)
+    assert [p.relative_to(root2) for p in written2] == [p.relative_to(root) for p in written]  # same order
+    assert (root2 / "participants.tsv").read_text() == (root / "participants.tsv").read_text()
+    for path, path2 in zip(written, written2):
+        if path.name.endswith(".nii.gz"):
+            a, b = _load(path), _load(path2)
+            assert a.get_data_dtype() == b.get_data_dtype() and np.array_equal(a.affine, b.affine)
+            assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)), path.name
+
+
+def test_an_error_of_a_worker_propagates(tmp_path, monkeypatch):
+    """A subject that fails in a worker thread fails the stage with its own error."""
+    synthesize = demo.synthesize_subject
+
+    def failing(anatomy, subject, *args, **kwargs):
+        if subject == "b2":
+            raise RuntimeError("synthesis of b2 failed")
+        return synthesize(anatomy, subject, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "synthesize_subject", failing)
+    pattern, label = _patterns(tmp_path)
+    with pytest.raises(RuntimeError, match="b2 failed"):
+        _generate(pattern, label, {"train": ["b1", "b2", "b3"]}, ["T1w"], voxel_size_mm=6.0, workers=2)
+    assert not (tmp_path / "participants.tsv").exists()
+    with pytest.raises(ValueError, match="workers"):
+        _generate(pattern, label, {"train": ["b1"]}, ["T1w"], voxel_size_mm=6.0, workers=0)
 
 
 def test_head_looks_like_an_unstripped_scan():
