@@ -1,7 +1,7 @@
 """Skull-stripping with deepbet (METHOD.md §1.2); its weights ship inside the wheel (offline).
 
 Its networks run under ``itermask.io.device.autocast`` (config ``precision``): bf16 on CUDA and
-on CPUs with bf16 in hardware, 1.5x faster per head on this project's CPU (4.0 against 2.6 s at
+on CPUs with bf16 in hardware, 1.5x faster per head on this project's CPU (3.9 against 2.6 s at
 2 mm), with masks of Dice 0.9998 to fp32's; deepbet writes the probabilities into an fp32 array.
 
 deepbet thresholds its probability map, keeps the largest connected component and fills
