@@ -15,6 +15,8 @@ import warnings
 import nibabel as nib
 import numpy as np
 
+from itermask.io.device import autocast, resolve_device
+
 
 @functools.lru_cache(maxsize=2)
 def _brain_extraction(no_gpu: bool):
@@ -31,8 +33,6 @@ def deepbet_mask(img: nib.Nifti1Image, device: str = "cpu", threshold: float = 0
     ``device``: "cpu", "cuda" or "auto"; ``amp``: autocast the networks (config ``precision``
     auto) or not (fp32). Raises ValueError when deepbet finds no brain.
     """
-    from itermask.io.device import autocast, resolve_device
-
     device_type = resolve_device(device).type
     bet = _brain_extraction(device_type != "cuda")
     data = np.asarray(img.dataobj, dtype=np.float32)
