@@ -79,13 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", choices=["auto", "fp32"], default="auto", help="config precision (default auto)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    amp = args.precision != "fp32"  # as the pipeline reads the config (itermask.io.workflow.amp_of)
     if args.child:
-        child(args.size, args.subjects[0], args.step, args.precision != "fp32")
+        child(args.size, args.subjects[0], args.step, amp)
         return
     sys.path.insert(0, str(ROOT))
     from itermask.io.device import precision_label
 
-    print(f"forward passes: {precision_label('cpu', args.precision != 'fp32')} (precision {args.precision})")
+    print(f"forward passes: {precision_label('cpu', amp)} (precision {args.precision})")
     print("GiB/subject = (total peak - baseline) / subjects; baseline = peak after imports and the network")
     print(f"{'size':>6}{'subjects':>10}{'total peak GiB':>16}{'baseline GiB':>14}{'GiB/subject':>13}{'seconds':>9}")
     for n in args.subjects:
