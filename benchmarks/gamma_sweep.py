@@ -78,13 +78,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fine-from", type=float, default=None,
                     help="phase A: from this %% on, steps of --fine-step (default: the experiment's schedule)")
     ap.add_argument("--fine-step", type=float, default=None, help="phase A's step (%%) from --fine-from to 100")
+    ap.add_argument("--r2-min", type=float, default=None,
+                    help="the tangent fit's R^2 below which the smoothed derivative is used (default: the experiment's)")
+    ap.add_argument("--phase-b-start", choices=["brain", "tau_mask"], default=None,
+                    help="where phase B starts for the gamma rules (default: the experiment's infer.phase_b_start)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     study = Study(load_config(args.config), base_dir=ROOT)
     settings = study.settings(args.experiment)
-    cfg = settings.infer
+    cfg = dict(settings.infer)
+    if args.r2_min is not None:
+        cfg["r2_min"] = args.r2_min
     if settings.method != "itermask3d":
         raise SystemExit(f"gamma_sweep: experiment '{args.experiment}' uses method '{settings.method}', not itermask3d")
     if single_step(settings.variant):
@@ -120,20 +126,31 @@ def main(argv: list[str] | None = None) -> None:
           + ("; labelled validation " + " ".join(f"{s}:{int(lab.sum())}" for s, lab in zip(names[n:nl], label[n:]))
              if nl > n else ""))
 
-    def phase_b(taus: list[float]) -> list:
+    start = args.phase_b_start or cfg["phase_b_start"]
+
+    def phase_b(taus: list[float], gamma: float | None) -> list:
+        """Phase B at each subject's tau; from phase A's tau mask (phase A run again with the same
+        noise draws) when a gamma rule's run starts there, else from the whole brain."""
+        if gamma is not None and start == "tau_mask":
+            return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=t,
+                                   choose_tau=chooser({**cfg, "gamma": gamma}, t), variant=variant,
+                                   tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), amp=False,
+                                   phase_b_noise=cfg["phase_b_noise"], phase_b_start=start)[0]
+                    for i in range(len(taus))]
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
                                choose_tau=lambda _c, tau=tau: (tau, None), variant=variant, tol=float(cfg["tol"]),
                                max_iterations=int(cfg["max_iterations"]), amp=False,
                                phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
 
-    rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g}, t)(np.asarray(c, dtype=np.float64))[0] for c in curves])
+    rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g}, t)(np.asarray(c, dtype=np.float64))[0] for c in curves], g)
              for g in args.gammas]  # the pipeline's rule at each gamma
-    rules += [(f"fixed tau {tau:g}", [tau] * len(folders)) for tau in args.taus]
-    for name, taus in rules:
-        results = phase_b(taus)
+    rules += [(f"fixed tau {tau:g}", [tau] * len(folders), None) for tau in args.taus]
+    print(f"phase B starts from {'the tau mask (gamma rules)' if start == 'tau_mask' else 'the whole brain'}")
+    for name, taus, gamma in rules:
+        results = phase_b(taus, gamma)
         scores = [dice(r.mask, lab) for r, lab in zip(results[:n], label)]
         print(f"{name}: mean Dice {np.mean(scores):.3f} | "
-              + " ".join(f"{s}:{d:.2f}(tau {tau:.3g})" for s, d, tau in zip(args.subjects, scores, taus)), flush=True)
+              + " ".join(f"{s}:{d:.2f}(tau {r.tau:.3g})" for s, d, r in zip(args.subjects, scores, results)), flush=True)
         if args.val:
             theta = honest_threshold([r.error[b].numpy() for r, b in zip(results[nl:], brain[nl:])], fpr)
             _print_honest("honest", theta, results, brain, label, args.subjects)

@@ -42,6 +42,8 @@ class Subject3D(Sample):
     changes: list[float] = field(default_factory=list)
     converged: bool = False
     noise_b: torch.Tensor | None = None  # phase B's one noise draw (phase_b_noise "fixed")
+    masks_a: list[np.ndarray] = field(default_factory=list)  # phase-A masks, bit-packed on the host
+    start_b: torch.Tensor | None = None  # phase B's first mask (None: the whole brain)
 
 
 @dataclass
@@ -95,11 +97,13 @@ def _itermask3d_step(
     max_iterations: int,
     amp: bool,
     fixed_noise_b: bool,
+    keep_masks: bool,
 ) -> None:
     subs: list[Subject3D] = batch  # type: ignore[assignment]
-    for s in subs:  # a subject entering phase B restarts from the whole brain
+    for s in subs:  # a subject entering phase B restarts from the whole brain (or its tau mask)
         if s.phase == "B" and s.iterations_b == 0:
-            s.mask = s.brain.clone()
+            s.mask = s.brain.clone() if s.start_b is None else s.start_b.to(s.brain.device)
+            s.start_b = None
     x, hf, brain, mask = (stack(subs, n) for n in ("x", "hf", "brain", "mask"))
     noise = None if variant == "hf_only" else _noise(subs, x.shape[1:], x.device, fixed_noise_b)
     x_hat = reconstruct(model, compose_input(x, hf, mask, variant, noise=noise), amp=amp)
@@ -116,10 +120,14 @@ def _itermask3d_step(
             s = subs[i]
             s.curve.append(float(thr_list[j]))
             s.mask = new_masks[j : j + 1]
+            if keep_masks:
+                s.masks_a.append(np.packbits(s.mask.cpu().numpy().ravel()))
             s.iterations_a += 1
             if s.iterations_a == len(s.percents):
                 s.tau, s.tau_info = choose_tau(np.asarray(s.curve, dtype=np.float64))
-                s.phase = "B"  # phase B starts (from the whole brain) at this subject's next step
+                s.start_b = _tau_mask(s) if keep_masks else None
+                s.masks_a = []
+                s.phase = "B"  # phase B starts (whole brain or tau mask) at this subject's next step
 
     ib = [i for i, s in enumerate(subs) if s.phase == "B" and i not in ia]
     if ib:
@@ -136,6 +144,15 @@ def _itermask3d_step(
             s.converged = changes[j] < tol
             if s.converged or s.iterations_b >= max_iterations:
                 s.phase, s.done = "done", True
+
+
+def _tau_mask(s: Subject3D) -> torch.Tensor | None:
+    """Phase A's mask at k* (``tau_info.k``), M_k* = [e > T_k*], when tau is that curve point; else None."""
+    k = getattr(s.tau_info, "k", None)
+    if k is None or not 0 <= k < len(s.masks_a) or float(s.tau) != float(s.curve[k]):
+        return None
+    bits = np.unpackbits(s.masks_a[k], count=s.brain.numel()).astype(bool)
+    return torch.from_numpy(bits).reshape(s.brain.shape)
 
 
 def _noise(subs: list[Subject3D], shape: Sequence[int], device: torch.device, fixed_b: bool) -> torch.Tensor:
@@ -168,6 +185,15 @@ def _subject(x: torch.Tensor, hf: torch.Tensor, brain: torch.Tensor, seed: int, 
     return s
 
 
+def _check_options(phase_b_noise: str, phase_b_start: str, max_iterations: int) -> None:
+    if phase_b_noise not in ("fixed", "fresh"):
+        raise ValueError(f"phase_b_noise must be 'fixed' or 'fresh', got {phase_b_noise!r}")
+    if phase_b_start not in ("brain", "tau_mask"):
+        raise ValueError(f"phase_b_start must be 'brain' or 'tau_mask', got {phase_b_start!r}")
+    if max_iterations < 1:
+        raise ValueError("max_iterations must be >= 1")
+
+
 def run_itermask3d(
     model: nn.Module,
     images: Sequence[torch.Tensor],
@@ -184,12 +210,13 @@ def run_itermask3d(
     device: torch.device | str = "cpu",
     amp: bool = True,
     phase_b_noise: str = "fixed",
+    phase_b_start: str = "brain",
 ) -> list[Result3D]:
     """IterMask3D for several subjects in lockstep (each tensor of shape (*spatial)).
 
     Phase A (``percents`` non-empty): M_0 = brain; iteration i reconstructs with M_{i-1} and
     sets T_i = ``brain_quantile``(e, percents[i]), M_i = [e > T_i] & brain. Then
-    ``choose_tau(curve)`` gives tau. Phase B restarts from M = brain: M <- [e > tau] & brain
+    ``choose_tau(curve)`` gives tau. Phase B restarts from M = brain (or M_k*, below): M <- [e > tau] & brain
     (recomputed from e each time, so the mask can shrink or grow back) until the phase-B
     change < ``tol`` or ``max_iterations`` steps (``max_iterations=1`` is the single-step
     "-spatial" ablation). With empty ``percents`` phase A is skipped and ``choose_tau`` is
@@ -197,19 +224,21 @@ def run_itermask3d(
     ``variant`` is the network input (model_input.compose_input). Phase A draws noise from a
     generator seeded with ``seeds[k]``, phase B from one seeded with ``seeds[k] + 1``:
     ``phase_b_noise`` "fixed" draws phase B's noise once and reuses it at every iteration,
-    "fresh" draws it anew at every iteration.
+    "fresh" draws it anew at every iteration. ``phase_b_start`` "tau_mask" starts phase B from
+    phase A's mask at k* (M_k* = [e > tau], the reference's ``best_threshold_mask``; phase A's
+    masks are kept bit-packed on the host until tau is chosen) instead of the whole brain
+    ("brain", the reference's default); when tau is not the curve's value at ``tau_info.k``
+    (a fixed tau, no phase A) phase B starts from the whole brain either way.
     """
-    if phase_b_noise not in ("fixed", "fresh"):
-        raise ValueError(f"phase_b_noise must be 'fixed' or 'fresh', got {phase_b_noise!r}")
+    _check_options(phase_b_noise, phase_b_start, max_iterations)
     device = torch.device(device)
-    if max_iterations < 1:
-        raise ValueError("max_iterations must be >= 1")
     subjects = [_subject(x, hf, brain, seed, percents, choose_tau, device)
                 for x, hf, brain, seed in zip(images, hfs, brains, seeds, strict=True)]
 
     def step(batch: list[Sample]) -> None:
         _itermask3d_step(batch, model=model, variant=variant, choose_tau=choose_tau, tol=tol,
-                         max_iterations=max_iterations, amp=amp, fixed_noise_b=phase_b_noise == "fixed")
+                         max_iterations=max_iterations, amp=amp, fixed_noise_b=phase_b_noise == "fixed",
+                         keep_masks=phase_b_start == "tau_mask")
 
     model.eval()
     run_lockstep(subjects, step, batch_size=batch_size, device=device)

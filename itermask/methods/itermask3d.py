@@ -66,7 +66,9 @@ class IterMask3D(Method):
         parts.append(im.describe_threshold(cfg))
         if cfg["threshold"] == "fixed" and not cfg["fixed_phase_a"]:
             parts.append("no phase A")
-        parts.append(f"phase B from the whole brain, noise drawn {'once' if cfg['phase_b_noise'] == 'fixed' else 'per iteration'}, "
+        start = "phase A's mask at k*" if cfg["phase_b_start"] == "tau_mask" and cfg["threshold"] == "subject" \
+            else "the whole brain"
+        parts.append(f"phase B from {start}, noise drawn {'once' if cfg['phase_b_noise'] == 'fixed' else 'per iteration'}, "
                      + im.describe_stop(cfg))
         return "; ".join(parts)
 
@@ -110,7 +112,8 @@ class IterMask3D(Method):
         results = run_volumes(networks["masked"], [inputs[n] for n in names], seeds, variant=s.variant,
                               percents=plan["percents"], choose_tau=plan["choose_tau"], tol=float(cfg["tol"]),
                               max_iterations=plan["max_iterations"], batch_size=int(cfg["batch_size"]),
-                              device=ctx.device, amp=ctx.amp, phase_b_noise=cfg["phase_b_noise"])
+                              device=ctx.device, amp=ctx.amp, phase_b_noise=cfg["phase_b_noise"],
+                              phase_b_start=cfg["phase_b_start"])
         out = {}
         for name, seed, r in zip(names, seeds, results):
             v = inputs[name]
@@ -123,7 +126,7 @@ class IterMask3D(Method):
                 "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
                 "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
                 "tol": float(cfg["tol"]),
-                "phase_b_noise": cfg["phase_b_noise"],
+                "phase_b_noise": cfg["phase_b_noise"], "phase_b_start": cfg["phase_b_start"],
                 "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
                 "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
             }  # no wall time here: the same config and seed give the same file (the log has the time)
@@ -220,7 +223,7 @@ def _plot(path: Any, *, r: Any, fit: dict, mode: str, y_limit: float) -> None:
 
 def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, percents: tuple[float, ...],
                 choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any, amp: bool,
-                phase_b_noise: str = "fixed") -> list[Any]:
+                phase_b_noise: str = "fixed", phase_b_start: str = "brain") -> list[Any]:
     """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches."""
     import torch
 
@@ -237,6 +240,7 @@ def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, 
         model, [torch.from_numpy(v.image) for v in vols], hfs, [torch.from_numpy(v.brain) for v in vols], seeds,
         percents=percents, choose_tau=choose_tau, variant=im.input_variant(variant), tol=tol,
         max_iterations=max_iterations, batch_size=batch_size, device=device, amp=amp, phase_b_noise=phase_b_noise,
+        phase_b_start=phase_b_start,
     )
 
 

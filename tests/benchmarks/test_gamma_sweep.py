@@ -155,3 +155,22 @@ def test_gamma_sweep_refuses_a_model_of_another_method(tmp_path):
         gamma_sweep.main(["--model", str(tmp_path / "other.pt"), "--preproc", str(tmp_path), "--subjects", "a",
                           "--experiment", "im3d_flair_seg", "--gammas", "1"])
     assert str(exc.value.code).startswith("gamma_sweep: ")
+
+
+def test_gamma_sweep_phase_b_from_the_tau_mask_reruns_the_same_phase_a(tmp_path, capsys):
+    """--phase-b-start tau_mask runs phase A again per gamma with the same noise seeds: each subject
+    gets the tau of the whole-brain start's curve; --r2-min is accepted (a smoke run)."""
+    _tiny_study(tmp_path)
+    common = ["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
+              "--experiment", "im3d_flair_seg", "--gammas", "0.5", "3"]
+    taus = {}
+    for start in ("brain", "tau_mask"):
+        gamma_sweep.main(common + ["--phase-b-start", start])
+        out = capsys.readouterr().out.splitlines()
+        assert out[1] == ("phase B starts from the tau mask (gamma rules)" if start == "tau_mask"
+                          else "phase B starts from the whole brain")
+        taus[start] = [re.findall(r"\(tau ([^)]+)\)", ln) for ln in out if ln.startswith("gamma ")]
+        assert len(taus[start]) == 2 and all(len(t) == 2 for t in taus[start])
+    assert taus["tau_mask"] == taus["brain"]
+    gamma_sweep.main(common + ["--r2-min", "0"])
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]) == 2

@@ -56,6 +56,7 @@ MAPPED = [
     (im3.run_itermask3d, "max_iterations", "method_defaults.itermask3d.infer.max_iterations"),
     (im3.run_itermask3d, "batch_size", "method_defaults.itermask3d.infer.batch_size"),
     (im3.run_itermask3d, "phase_b_noise", "method_defaults.itermask3d.infer.phase_b_noise"),
+    (im3.run_itermask3d, "phase_b_start", "method_defaults.itermask3d.infer.phase_b_start"),
     (im3.run_itermask3d, "variant", "experiments.itermask3d.variant"),
     (im2.run_itermask2, "tol", "method_defaults.itermask2.infer.tol"),
     (im2.run_itermask2, "max_iterations", "method_defaults.itermask2.infer.max_iterations"),

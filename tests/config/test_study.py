@@ -456,7 +456,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
     assert md["itermask3d"]["infer"] == {
         "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
-        "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
+        "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
         "batch_size": 1, "score": "mask_size", "oracle_tau_factors": []}
     assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0,
                                         "r2_min": 0.85, "k_fallback": "first",
@@ -487,7 +487,7 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
     assert dict(im3d.infer) == {"step_percent": 5, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
-                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed",
+                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
                                 "batch_size": 4, "score": "mask_size", "oracle_tau_factors": ()}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64

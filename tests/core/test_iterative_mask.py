@@ -166,6 +166,52 @@ def test_phase_b_fixed_noise_is_a_fixed_point_iteration_fresh_noise_is_not():
         run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="other", **kw)
 
 
+def test_phase_b_start_tau_mask_keeps_a_lesion_the_whole_brain_start_loses():
+    """The lesion's error is high only in a small-mask context (under 20 % of the brain masked).
+    Phase A reaches that context and its mask at k* holds the lesion; phase B restarted from the
+    whole brain sees the lesion's low large-mask error, below tau, and drops it for good (an
+    unmasked voxel is copied). Started from M_k* (the reference's best_threshold_mask) it keeps it."""
+    from types import SimpleNamespace
+
+    brain = ball((15.5, 15.5, 15.5), 13)
+    x = brain * 1.0
+    hf = x + 9.0
+    lesion = cube((12, 12, 12), (16, 16, 16)) & brain  # 64 voxels
+    normal = brain & ~lesion
+    rank = torch.zeros((S, S, S))
+    rank[normal] = (torch.randperm(int(normal.sum()), generator=torch.Generator().manual_seed(0)) + 1.0)
+    ramp = rank / float(normal.sum())  # normal-tissue error when masked: distinct values in (0, 1]
+    small = int(0.2 * brain.sum())
+
+    def rule(x_, h_, masked):
+        lesion_err = 4.0 if int(masked.sum()) < small else 0.95
+        err = torch.where(lesion, torch.tensor(lesion_err), ramp) * masked
+        return x_ + err.sqrt()
+
+    model = Oracle([(hf, x, x)], rule)
+    percents = phase_a_percents(5, 90)
+    k = percents.index(99.0)
+
+    def at_99(curve):
+        return float(curve[k]), SimpleNamespace(k=k)
+
+    kw = dict(percents=percents, tol=0.01, max_iterations=10)
+    (whole,) = run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, **kw)
+    (from_k,) = run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="tau_mask", **kw)
+    assert whole.tau == from_k.tau and 0.95 < from_k.tau < 1.0  # the 99 % point: among the top ramp values
+    assert not (whole.mask & lesion).any()
+    assert bool((from_k.mask & lesion).sum() == lesion.sum()) and from_k.converged
+    # phase B's first change is relative to M_k* (lesion + top normal voxels, 1 % of the brain)
+    n_k = math.floor(int(brain.sum()) * 0.01)
+    assert from_k.changes[0] == pytest.approx(abs(int(from_k.mask.sum()) - n_k) / n_k, abs=2 / n_k)
+    # a tau that is not the curve's value at k* (e.g. a fixed tau): phase B from the whole brain
+    (fixed,) = run_itermask3d(model, [x], [hf], [brain], [0], phase_b_start="tau_mask", **{
+        **kw, "choose_tau": lambda c: (float(c[k]) + 1e-3, SimpleNamespace(k=k))})
+    assert not (fixed.mask & lesion).any()
+    with pytest.raises(ValueError, match="phase_b_start"):
+        run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="other", **kw)
+
+
 def test_single_step_no_spatial():
     x, hf, brain, h, anomaly = cube_subject(4, (8, 8, 8), (14, 14, 14))
     model = Oracle([(hf, x, h)], inpaint_rule)

@@ -49,7 +49,7 @@ def test_demo_config_dry_run(tmp_path):
     # for the others), the derived dataset's subjects included
     demo = study.datasets["demo"]
     labelled = len(demo.splits["val_lesion"]) + len(demo.splits["test_lesion"])
-    assert counts["preprocess_labelled__demo"] == labelled == 12
+    assert counts["preprocess_labelled__demo"] == labelled == 16
     assert counts["preprocess_subject__demo"] == len(demo.subjects) - labelled
     assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
     assert "preprocess_labelled__demofailedstrip" not in counts
