@@ -126,7 +126,8 @@ class IterMask3D(Method):
                 "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
                 "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
                 "tol": float(cfg["tol"]),
-                "phase_b_noise": cfg["phase_b_noise"], "phase_b_start": cfg["phase_b_start"],
+                "phase_b_noise": cfg["phase_b_noise"],
+                "phase_b_start": cfg["phase_b_start"] if fit is not None and plan["mode"] == "subject" else "brain",
                 "max_iterations": plan["max_iterations"], "iterations_a": r.iterations_a,
                 "iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged,
             }  # no wall time here: the same config and seed give the same file (the log has the time)

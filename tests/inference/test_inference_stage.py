@@ -527,3 +527,22 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
             np.testing.assert_allclose(nib.load(str(joint / "error.nii.gz")).get_fdata(),
                                        nib.load(str(alone / "error.nii.gz")).get_fdata(), rtol=1e-4, atol=1e-6)
     assert {p.name for p in (tmp_path / "joint").iterdir()} == {"sub-s0", "sub-s1"}
+
+
+def test_phase_b_start_reaches_the_run_and_is_recorded(tmp_path, monkeypatch):
+    """infer.phase_b_start tau_mask: the result.json and the method's description say phase B
+    started from phase A's mask at k* (subject tau); a fixed tau starts from the whole brain."""
+    from itermask.methods.itermask3d import METHOD
+
+    c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
+                 {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3,
+                  "calibration": {"tau": 1.0, "percentile": 80, "quantile_percentiles": [80], "quantiles": [1.0]}})
+    for threshold, recorded, text in (("subject", "tau_mask", "phase B from phase A's mask at k*"),
+                                      ("fixed", "brain", "phase B from the whole brain")):
+        cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10, "batch_size": 1,
+                                                       "threshold": threshold, "phase_b_start": "tau_mask"})
+        infer("model.pt", {"lesion": c1}, cfg, tmp_path / threshold / "sub-01")
+        res = json.loads((tmp_path / threshold / "sub-01" / "lesion" / "result.json").read_text())
+        assert res["phase_b_start"] == recorded and res["threshold"] == threshold
+        assert text in METHOD.describe(cfg)
