@@ -48,8 +48,8 @@ from itermask.evaluation.protocols import (
     binarise, honest_threshold, labelled_threshold, paper_threshold, per_image_best_threshold,
 )
 from itermask.evaluation.reference_metrics import ReferenceRanges, precision_ref, reference_quality, reference_ranges
-from itermask.evaluation.scans import (Scan, brain_error, convergence, discover, input_image, load, primary_score,
-                                       tau_at_first_point)
+from itermask.evaluation.scans import (Scan, brain_error, convergence, discover, inpainting_mask_fraction, input_image,
+                                       load, primary_score, tau_at_first_point)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SEGMENTATION_COLUMNS = [
     "experiment", "dataset", "subject", "protocol", "threshold", "dice", "sensitivity", "precision",
     "jaccard", "assd_mm", "auroc_voxel", "psnr", "ssim", "lesion_voxels", "size_class",
     "precision_ref", "psnr_ref", "ssim_ref", "oracle", "threshold_source", "converged", "iterations",
-    "tau_at_first_point",
+    "tau_at_first_point", "inpainting_mask_fraction",
 ]
 HONEST_SOURCES = ("healthy_fpr", "labelled_val")
 
@@ -182,7 +182,8 @@ def _subject_rows(
         rows.append({"experiment": experiment, "dataset": s.dataset, "subject": s.subject, "protocol": name,
                      "threshold": theta, **m, **quality, "precision_ref": precision_ref(pred, label),
                      "oracle": oracle, "threshold_source": sources.get(name, ""),
-                     "converged": converged, "iterations": iterations, "tau_at_first_point": first})
+                     "converged": converged, "iterations": iterations, "tau_at_first_point": first,
+                     "inpainting_mask_fraction": inpainting_mask_fraction(s)})
     return rows
 
 

@@ -44,6 +44,8 @@ class Row:
     left_out: dict[str, set[str]] = field(default_factory=dict)  # block dataset -> subjects without a result
     left_out_reasons: set[str] = field(default_factory=set)
     scans: dict[str, tuple[int, int]] = field(default_factory=dict)  # detection block -> (anomalous, healthy) scans
+    # (experiment, block dataset) -> (mean fraction of the brain, scans) of a diffusion baseline's inpainting mask
+    inpainting: dict[tuple[str, str | None], tuple[float, int]] = field(default_factory=dict)
 
 
 def read_tsv(path: str) -> pd.DataFrame:
@@ -97,6 +99,14 @@ def _convergence(df: pd.DataFrame) -> tuple[int, int, int, int, int, int] | None
         return None
     lo, hi = (int(its.min()), int(its.max())) if not its.empty else (0, 0)
     return int((conv > 0.5).sum()), int(conv.size), lo, hi, int((first > 0.5).sum()), int(first.size)
+
+
+def _inpainting(df: pd.DataFrame) -> tuple[float, int] | None:
+    """(mean, scans) of evaluate.py's ``inpainting_mask_fraction`` column; None without values."""
+    if "inpainting_mask_fraction" not in df:
+        return None
+    frac = pd.to_numeric(df["inpainting_mask_fraction"], errors="coerce").dropna()
+    return (float(frac.mean()), int(frac.size)) if not frac.empty else None
 
 
 def _detection_scans(scores: pd.DataFrame, block: dict) -> pd.DataFrame:
@@ -162,6 +172,9 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 conv = _convergence(_block_rows(seg, row.protocol, block))
                 if conv is not None:
                     row.convergence[(exp, block["dataset"])] = conv
+                inpainting = _inpainting(_block_rows(seg, row.protocol, block))
+                if inpainting is not None:
+                    row.inpainting[(exp, block["dataset"])] = inpainting
                 if "threshold_source" in seg:
                     found = seg.loc[seg["protocol"] == row.protocol, "threshold_source"].dropna().astype(str)
                     row.threshold_sources |= {f for f in found if f}

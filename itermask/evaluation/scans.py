@@ -150,6 +150,21 @@ def convergence(scan: Scan) -> tuple[float, float]:
     return float(bool(conv)), float(r.get("iterations_b", float("nan")))
 
 
+#: result.json keys of a diffusion baseline's inpainting mask (mean fraction of the brain over its slices)
+MASK_FRACTION_KEYS = ("mean_mask_fraction", "mean_initial_mask_fraction")  # AutoDDPM, DDPM
+
+
+def inpainting_mask_fraction(scan: Scan) -> float:
+    """The fraction of the brain a diffusion baseline inpainted (result.json: AutoDDPM's
+    ``mean_mask_fraction``, DDPM's ``mean_initial_mask_fraction``, means over the scan's slices);
+    NaN for other methods and scans without slices."""
+    for key in MASK_FRACTION_KEYS:
+        value = scan.result.get(key)
+        if value is not None:
+            return float(value)
+    return float("nan")
+
+
 def tau_at_first_point(scan: Scan) -> float:
     """1.0 when a subject-specific tau came from the phase-A curve's first point (k* = 0: the
     slope already exceeds gamma there, or never does with the ``first`` fallback), so nearly

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from itermask.evaluation.layout import SIZE_METRICS, Cell, Row, best_flags, build, wide_frame
 from itermask.evaluation.published import read_published, write_comparison
+from itermask.evaluation.run_captions import convergence_text, inpainting_text
 from itermask.evaluation.spec import DEFINITIONS, METRICS
 from itermask.io.atomic import write_table, write_text
 
@@ -57,35 +58,6 @@ def _protocol_text(protocol: str, rows: list[Row]) -> str:
     sources = sorted({f for r in rows if r.protocol == protocol for f in r.threshold_sources})
     if protocol == "honest" and sources:
         text += ": " + "; ".join(HONEST_TEXT.get(f, f) for f in sources)
-    return text
-
-
-def _convergence_text(rows: list[Row], unit: str = "subjects") -> str:
-    """How many subjects' iterative masks converged (change < tol before the iteration cap), per
-    white row, and how many subject-specific taus came from the phase-A curve's first point;
-    rows that share an experiment (other thresholds of the same run) said once."""
-    seen: set = set()
-    texts, any_first = [], False
-    for row in rows:
-        new = {key: v for key, v in row.convergence.items() if key not in seen}
-        if row.grey or not new:
-            continue
-        seen |= set(new)
-        k, n = sum(v[0] for v in new.values()), sum(v[1] for v in new.values())
-        lo, hi = min(v[2] for v in new.values()), max(v[3] for v in new.values())
-        its = f"{lo}–{hi}" if lo != hi else f"{hi}"
-        note = "" if k == n else ("; all stopped at the cap" if k == 0 else f"; {n - k} stopped at the cap")
-        first, fitted = sum(v[4] for v in new.values()), sum(v[5] for v in new.values())
-        if first:
-            any_first = True
-            note += f"; τ at the phase-A curve's first point for {first} of {fitted}"
-        texts.append(f"{row.label} {k}/{n} ({its} iterations{note})")
-    if not texts:
-        return ""
-    text = f"Iterative masks converged (change < tol before the cap), {unit}: " + "; ".join(texts) + "."
-    if any_first:
-        text += (" (τ at the curve's first point: its slope already exceeds γ there, or never does, so nearly "
-                 "the whole brain stays masked.)")
     return text
 
 
@@ -179,10 +151,8 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
             sources = sorted({o for r in grey for o in r.oracle}) or ["none evaluated yet"]
             parts.append("Grey rows (†): per-image best, an oracle that uses the test labels: "
                          + "; ".join(ORACLE_TEXT.get(o, o) for o in sources) + ".")
-        conv = _convergence_text(rows)
-        if conv:
-            parts.append(conv)
-        parts += [t for t in (_subjects_text(rows), _left_out_text(rows)) if t]
+        parts += [t for t in (convergence_text(rows), inpainting_text(rows), _subjects_text(rows),
+                              _left_out_text(rows)) if t]
         parts.append("Bold: the best white row of a column among the rows of its protocol, counting only cells "
                      "defined for all n subjects.")
     else:
@@ -191,7 +161,7 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
         if anomalies:
             labels = {b["key"]: b["label"] or b["key"] for b in spec["blocks"]}
             parts.append("Anomalies: " + "; ".join(f"{labels[k]}: {t}" for k, t in anomalies.items()) + ".")
-        conv = _convergence_text(rows, "test scans of the table")
+        conv = convergence_text(rows, "test scans of the table")
         if conv:
             parts.append(conv)
     defs = list(dict.fromkeys(DEFINITIONS[m] for m in spec["metrics"]))

@@ -367,3 +367,25 @@ def test_sensitivity_stage_uses_the_primary_protocol(tmp_path):
     with pytest.raises(InputError, match="protocol 'paper'"):  # no finite Dice under the primary protocol
         sensitivity_stage(tsvs, {"r10": 10, "r15": 15}, "hf_radius", str(tmp_path / "none.png"), protocols=["paper"])
     assert not (tmp_path / "none.png").exists()
+
+
+def test_segmentation_rows_carry_a_diffusion_baselines_inpainting_fraction(tmp_path):
+    """result.json's mean_mask_fraction (AutoDDPM) / mean_initial_mask_fraction (DDPM) becomes the
+    segmentation.tsv column inpainting_mask_fraction on every protocol's row; NaN without one."""
+    rng = np.random.default_rng(1)
+    brain = np.zeros(SHAPE, bool)
+    brain[2:14, 2:14, 1:11] = True
+    label = np.zeros(SHAPE, bool)
+    label[5:9, 5:9, 4:7] = True
+    dirs = []
+    for subj, extra in (("b", {"mean_mask_fraction": 0.7}), ("c", {"mean_initial_mask_fraction": 0.25}), ("d", None)):
+        x = rng.normal(size=SHAPE).astype(np.float32)
+        _write_condition(tmp_path / subj / "lesion", x, np.where(label, x - 2.0, x), brain, label, extra=extra)
+        dirs.append(("demo", subj, str(tmp_path / subj)))
+    out = [str(tmp_path / "m" / n) for n in ("segmentation.tsv", "detection.tsv", "scores.tsv")]
+    evaluate_experiment("exp", dirs, *out, protocols=["paper"], honest_source="healthy_fpr", honest_fpr=0.02,
+                        size_bins=[70, 100], pooled_anomalies=[])
+    seg = pd.read_csv(out[0], sep="\t")
+    frac = seg.groupby("subject")["inpainting_mask_fraction"].agg(["min", "max"])
+    assert frac.loc["b"].tolist() == [0.7, 0.7] and frac.loc["c"].tolist() == [0.25, 0.25]
+    assert seg.loc[seg["subject"] == "d", "inpainting_mask_fraction"].isna().all()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from itermask.evaluation.scans import Scan, convergence, tau_at_first_point
+from itermask.evaluation.scans import Scan, convergence, inpainting_mask_fraction, tau_at_first_point
 
 
 def _scan(**result):
@@ -48,3 +48,10 @@ def test_tau_at_first_point_of_subject_specific_taus(result, expected):
 ])
 def test_tau_at_first_point_is_undefined_without_a_subject_tau(result):
     assert math.isnan(tau_at_first_point(_scan(**result)))
+
+
+def test_inpainting_mask_fraction_of_the_diffusion_baselines():
+    assert inpainting_mask_fraction(_scan(mean_mask_fraction=0.78)) == 0.78             # AutoDDPM
+    assert inpainting_mask_fraction(_scan(mean_initial_mask_fraction=0.4)) == 0.4       # DDPM
+    assert math.isnan(inpainting_mask_fraction(_scan(kind="3d")))                       # other methods
+    assert math.isnan(inpainting_mask_fraction(_scan(mean_mask_fraction=None)))         # no slices
