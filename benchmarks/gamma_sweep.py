@@ -62,6 +62,18 @@ def load(folder: Path, name: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(nib.load(folder / name).dataobj, dtype=np.float32))
 
 
+def load_subjects(folders: list[Path], sequence: str, hf_radius: int, variant: str,
+                  n_labelled: int) -> tuple[list[torch.Tensor], ...]:
+    """Images, HF images at the model's radius (zeros for a no_freq network, which never sees
+    one: no file read), brain masks, and the labels of the first ``n_labelled`` folders."""
+    x = [load(f, f"{sequence}.nii.gz") for f in folders]
+    hf = [torch.zeros_like(v) if variant == "no_freq" else load(f, f"{sequence}_hf-r{hf_radius}.nii.gz")
+          for f, v in zip(folders, x)]
+    brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
+    label = [load(f, "label.nii.gz") > 0 for f in folders[:n_labelled]]
+    return x, hf, brain, label
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a trained itermask3d model file")
@@ -109,12 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     n, nl = len(args.subjects), len(args.subjects) + len(args.val_lesion)
     names = list(args.subjects) + list(args.val_lesion) + list(args.val)  # labelled first, then healthy
     folders = [Path(args.preproc) / f"sub-{s}" for s in names]
-    x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
-    hf_name = f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz"
-    hf = [torch.zeros_like(v) if variant == "no_freq" else load(f, hf_name)  # a no_freq network never sees HF
-          for f, v in zip(folders, x)]
-    brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
-    label = [load(f, "label.nii.gz") > 0 for f in folders[:nl]]
+    x, hf, brain, label = load_subjects(folders, settings.sequence, meta["hf_radius"], variant, nl)
     seeds = [args.seed_offset + k for k in range(len(folders))]
     t = np.asarray(schedule(cfg, args.fine_from, args.fine_step))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gamma_sweep import dice, load  # noqa: E402
+from gamma_sweep import dice, load_subjects  # noqa: E402
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
@@ -85,11 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     nets, meta = load_trained(args.model, "cpu")
     variant = input_variant(settings.variant)
     folders = [Path(args.preproc) / f"sub-{s}" for s in args.subjects]
-    x = [load(f, f"{settings.sequence}.nii.gz") for f in folders]
-    hf = [torch.zeros_like(v) if variant == "no_freq" else load(f, f"{settings.sequence}_hf-r{meta['hf_radius']}.nii.gz")
-          for f, v in zip(folders, x)]
-    brain = [load(f, "brainmask.nii.gz") > 0 for f in folders]
-    label = [load(f, "label.nii.gz") > 0 for f in folders]
+    x, hf, brain, label = load_subjects(folders, settings.sequence, meta["hf_radius"], variant, len(folders))
     voxel_ml = [float(np.prod(nib.load(f / "label.nii.gz").header.get_zooms()[:3])) / 1000 for f in folders]
     groups = size_groups([float(lab.sum()) * v for lab, v in zip(label, voxel_ml)],
                          list(study.config["demo"]["lesion_volumes_ml"]))

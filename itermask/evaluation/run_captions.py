@@ -2,20 +2,29 @@
 masks converged, and how much of the brain a diffusion baseline inpainted."""
 from __future__ import annotations
 
+from typing import Iterator
+
 from itermask.evaluation.layout import Row
+
+
+def _white_rows_once(rows: list[Row], attr: str) -> Iterator[tuple[Row, dict]]:
+    """(row, its entries of ``attr`` not said by an earlier row) for the white rows with any: rows
+    that share an experiment and block (other thresholds of the same run) say it once."""
+    seen: set = set()
+    for row in rows:
+        new = {key: v for key, v in getattr(row, attr).items() if key not in seen}
+        if row.grey or not new:
+            continue
+        seen |= set(new)
+        yield row, new
 
 
 def convergence_text(rows: list[Row], unit: str = "subjects") -> str:
     """How many subjects' iterative masks converged (change < tol before the iteration cap), per
     white row, and how many subject-specific taus came from the phase-A curve's first point;
     rows that share an experiment (other thresholds of the same run) said once."""
-    seen: set = set()
     texts, any_first = [], False
-    for row in rows:
-        new = {key: v for key, v in row.convergence.items() if key not in seen}
-        if row.grey or not new:
-            continue
-        seen |= set(new)
+    for row, new in _white_rows_once(rows, "convergence"):
         k, n = sum(v[0] for v in new.values()), sum(v[1] for v in new.values())
         lo, hi = min(v[2] for v in new.values()), max(v[3] for v in new.values())
         its = f"{lo}–{hi}" if lo != hi else f"{hi}"
@@ -37,13 +46,8 @@ def convergence_text(rows: list[Row], unit: str = "subjects") -> str:
 def inpainting_text(rows: list[Row]) -> str:
     """How much of the brain each white diffusion row inpainted (mean over its test scans; rows of
     the same experiment said once)."""
-    seen: set = set()
     texts = []
-    for row in rows:
-        new = {key: v for key, v in row.inpainting.items() if key not in seen}
-        if row.grey or not new:
-            continue
-        seen |= set(new)
+    for row, new in _white_rows_once(rows, "inpainting"):
         n = sum(v[1] for v in new.values())
         mean = sum(v[0] * v[1] for v in new.values()) / n
         texts.append(f"{row.label} {100 * mean:.0f} % ({n} scans)")
