@@ -125,7 +125,7 @@ def _itermask3d_step(
             s.iterations_a += 1
             if s.iterations_a == len(s.percents):
                 s.tau, s.tau_info = choose_tau(np.asarray(s.curve, dtype=np.float64))
-                s.start_b = _tau_mask(s) if keep_masks else None
+                s.start_b = _tau_mask(s)  # None without kept masks
                 s.masks_a = []
                 s.phase = "B"  # phase B starts (whole brain or tau mask) at this subject's next step
 

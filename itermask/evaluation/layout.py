@@ -169,10 +169,11 @@ def build(spec: dict[str, Any], metrics: dict[str, list[str]]) -> list[Row]:
                 if not gone.empty:
                     row.left_out.setdefault(str(block["dataset"]), set()).update(gone["subject"].astype(str))
                     row.left_out_reasons |= set(gone["threshold_source"].dropna().astype(str))
-                conv = _convergence(_block_rows(seg, row.protocol, block))
+                own = _block_rows(seg, row.protocol, block)
+                conv = _convergence(own)
                 if conv is not None:
                     row.convergence[(exp, block["dataset"])] = conv
-                inpainting = _inpainting(_block_rows(seg, row.protocol, block))
+                inpainting = _inpainting(own)
                 if inpainting is not None:
                     row.inpainting[(exp, block["dataset"])] = inpainting
                 if "threshold_source" in seg:
