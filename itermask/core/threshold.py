@@ -29,6 +29,12 @@ brain voxels, so ``T`` grows with ``t``). From it:
 Units: the derivative is in curve units per ``t`` unit, and ``gamma`` is compared with it.
 With ``t`` in percent of the brain (``1..100``, or ``5, 10, .., 100`` for a coarser phase A)
 the reference ``gamma = 0.01`` (detection) / ``0.05`` (3D segmentation) applies unchanged.
+``scale_at`` (not the reference's; default None = curve units): steps 1-4 run on the curve
+divided by its value at ``t = scale_at`` (linear interpolation; e.g. 50: the subject's median
+phase-A error), so ``gamma`` and ``y_limit`` are multiples of that value and the same ``gamma``
+suits scans or models whose errors differ by a factor; ``tau`` stays in curve units.
+``ThresholdFit.scale`` records the divisor (1 without ``scale_at``, or when that value is not
+positive); ``a``, ``b``, ``derivative`` and ``gamma`` are in the scaled units.
 
 Degenerate input: a curve or ``t`` that is not 1-D, has fewer than 2 points, contains NaN/inf,
 or ``t`` that is not strictly increasing and positive raises ``ValueError``. A flat curve is
@@ -99,6 +105,7 @@ class ThresholdFit:
     t: tuple[float, ...]
     derivative: tuple[float, ...]
     fallback: str | None = None
+    scale: float = 1.0
 
     def model(self, t: np.ndarray | Sequence[float]) -> np.ndarray:
         """The fitted tangent curve at `t` (all nan when the fit failed)."""
@@ -200,13 +207,18 @@ def subject_threshold(
     r2_fraction: float = 0.8,
     window: int = 5,
     no_exceed: str = "first",
+    scale_at: float | None = None,
 ) -> ThresholdFit:
     """Subject-specific threshold tau from the phase-A curve (algorithm in the module docstring)."""
-    y, x = _validate(curve, t)
+    measured, x = _validate(curve, t)
     if not math.isfinite(gamma):
         raise ValueError(f"gamma must be finite, got {gamma}")
     if no_exceed not in NO_EXCEED:
         raise ValueError(f"no_exceed must be one of {', '.join(NO_EXCEED)}, got '{no_exceed}'")
+    scale = 1.0 if scale_at is None else float(np.interp(scale_at, x, measured))
+    if not (math.isfinite(scale) and scale > 0):
+        scale = 1.0
+    y = measured / scale
 
     above = np.flatnonzero(y > y_limit)
     n_fit = int(above[0]) if above.size else int(y.size)
@@ -227,7 +239,7 @@ def subject_threshold(
     exceed = np.flatnonzero(deriv > gamma)
     k = int(exceed[0]) if exceed.size else NO_EXCEED[no_exceed](y.size)
     return ThresholdFit(
-        tau=float(y[k]),
+        tau=float(measured[k]),
         k=k,
         t_star=float(x[k]),
         a=a,
@@ -239,4 +251,5 @@ def subject_threshold(
         t=tuple(float(v) for v in x),
         derivative=tuple(float(v) for v in deriv),
         fallback=None if exceed.size else no_exceed,
+        scale=scale,
     )

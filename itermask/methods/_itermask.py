@@ -34,6 +34,14 @@ def describe_fixed_tau(cfg: Mapping[str, Any]) -> str:
     return f"τ = the {float(cfg['tau_percentile']):g}th percentile of the healthy validation errors inside training masks"
 
 
+def threshold_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``subject_threshold``'s settings from an experiment's ``infer`` (gamma, y_limit, r2_min,
+    k_fallback, curve_scale_percent)."""
+    scale_at = cfg["curve_scale_percent"]
+    return {"gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]), "r2_min": float(cfg["r2_min"]),
+            "no_exceed": cfg["k_fallback"], "scale_at": None if scale_at is None else float(scale_at)}
+
+
 def describe_threshold(cfg: Mapping[str, Any]) -> str:
     """Caption text of where an IterMask run's tau comes from (METHOD.md §6), from its ``infer``."""
     if cfg["threshold"] == "fixed":
@@ -41,6 +49,9 @@ def describe_threshold(cfg: Mapping[str, Any]) -> str:
     steps = f"{float(cfg['step_percent']):g} % steps"
     if cfg["fine_from_percent"] is not None:
         steps += f", 1 % steps from {float(cfg['fine_from_percent']):g} %"
+    if cfg["curve_scale_percent"] is not None:
+        steps += (f"; the curve divided by its value at {float(cfg['curve_scale_percent']):g} % "
+                  "(γ and y-limit in those units)")
     return (f"subject-specific τ from phase A in {steps}: tangent fit below y-limit {float(cfg['y_limit']):g} "
             f"(derivative branch if R² < {float(cfg['r2_min']):g}), γ {float(cfg['gamma']):g}, "
             f"k* fallback '{cfg['k_fallback']}'")

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from itermask.errors import ConfigError
-from itermask.methods._itermask import phase_a_schedule
+from itermask.methods._itermask import phase_a_schedule, threshold_options
 
 PHASE_A_SEED_KEY = 1
 #: fit entries left out of result.json: ``t`` is ``percents`` (stored once), the derivative
@@ -39,15 +39,16 @@ def check(cfg: Mapping[str, Any], single_step: bool) -> None:
 
 
 def chooser(cfg: Mapping[str, Any], percents: Sequence[float] | None = None) -> Any:
-    """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback;
-    ``percents``: the phase-A schedule the curve was recorded on (default: the experiment's)."""
+    """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback,
+    curve_scale_percent; ``percents``: the phase-A schedule the curve was recorded on (default:
+    the experiment's)."""
     from itermask.core.threshold import subject_threshold
 
     t = np.asarray(phase_a_schedule(cfg) if percents is None else percents, dtype=float)
+    options = threshold_options(cfg)
 
     def choose(curve: np.ndarray) -> tuple[float, Any]:
-        fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),
-                                r2_min=float(cfg["r2_min"]), t=t, no_exceed=cfg["k_fallback"])
+        fit = subject_threshold(curve, t=t, **options)
         return fit.tau, fit
 
     return choose
@@ -97,6 +98,7 @@ def record(phase_a: Sequence[Any], kind: str, cfg: Mapping[str, Any], calibratio
            "k_fallback_slices": sum(r.tau_info.fallback is not None for r in phase_a),
            "calibration_tau": calibration_tau, "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
            "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
+           "curve_scale_percent": cfg["curve_scale_percent"],
            "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
            "percents": list(phase_a_schedule(cfg)),
            "phase_a_seed_rule": f"derive_seed(slice seed, {PHASE_A_SEED_KEY})"}

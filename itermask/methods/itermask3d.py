@@ -124,6 +124,7 @@ class IterMask3D(Method):
                 "k_star": None if fit is None else fit["k"], "tau": r.tau, "threshold": plan["mode"],
                 "fixed_tau_source": plan["source"], "gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]),
                 "r2_min": float(cfg["r2_min"]), "k_fallback": cfg["k_fallback"],
+                "curve_scale_percent": cfg["curve_scale_percent"],
                 "step_percent": float(cfg["step_percent"]), "fine_from_percent": cfg["fine_from_percent"],
                 "tol": float(cfg["tol"]),
                 "phase_b_noise": cfg["phase_b_noise"],
@@ -175,9 +176,10 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
                 "choose_tau": lambda _curve: (tau, None)}
     t_arr = np.asarray(im.phase_a_schedule(cfg))
 
+    options = im.threshold_options(cfg)
+
     def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
-        fit = subject_threshold(curve, float(cfg["gamma"]), y_limit=float(cfg["y_limit"]),
-                                r2_min=float(cfg["r2_min"]), t=t_arr, no_exceed=cfg["k_fallback"])
+        fit = subject_threshold(curve, t=t_arr, **options)
         return (fit.tau if tau is None else tau), fit
 
     return {"mode": cfg["threshold"], "source": source, "percents": tuple(t_arr), "choose_tau": choose_tau,

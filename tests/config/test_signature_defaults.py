@@ -51,6 +51,8 @@ MAPPED = [
     (subject_threshold, "r2_min", "method_defaults.itermask2.infer.r2_min"),
     (subject_threshold, "no_exceed", "method_defaults.itermask3d.infer.k_fallback"),
     (subject_threshold, "no_exceed", "method_defaults.itermask2.infer.k_fallback"),
+    (subject_threshold, "scale_at", "method_defaults.itermask3d.infer.curve_scale_percent"),
+    (subject_threshold, "scale_at", "method_defaults.itermask2.infer.curve_scale_percent"),
     (im3.phase_a_percents, "fine_from", "method_defaults.itermask3d.infer.fine_from_percent"),
     (im3.run_itermask3d, "tol", "method_defaults.itermask3d.infer.tol"),
     (im3.run_itermask3d, "max_iterations", "method_defaults.itermask3d.infer.max_iterations"),

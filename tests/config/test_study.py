@@ -456,10 +456,10 @@ def test_validation_fills_defaults_of_a_minimal_config():
         "checkpoint_every": 1000, "ema": 0.9999, "ema_warmup": True}
     assert md["itermask3d"]["infer"] == {
         "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85, "k_fallback": "first",
-        "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
+        "curve_scale_percent": None, "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain", "tau_percentile": 80, "tol": 0.01, "max_iterations": 30,
         "batch_size": 1, "score": "mask_size", "oracle_tau_factors": []}
     assert md["itermask2"]["infer"] == {"threshold": "fixed", "step_percent": 1, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0,
-                                        "r2_min": 0.85, "k_fallback": "first",
+                                        "r2_min": 0.85, "k_fallback": "first", "curve_scale_percent": None,
                                         "tau_percentile": 80, "first_step_percentile": 40, "tol": 0.01,
                                         "max_iterations": 30, "batch_size": 64, "score": "mask_size",
                                         "oracle_tau_factors": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
@@ -487,10 +487,13 @@ def test_filled_demo_config_keeps_todays_effective_settings(demo_config):
     assert im2.train.optimizer == "adamw" and im2.train.ema == 0.999 and im2.train.lr_drop_at is None
     assert im2.train.rot90_p == 0 and im2.train.rot90_axes == (0, 1)
     assert dict(im3d.infer) == {"step_percent": 5, "fine_from_percent": None, "gamma": 0.01, "y_limit": 10.0, "r2_min": 0.85,
-                                "k_fallback": "first", "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain",
+                                "k_fallback": "first", "curve_scale_percent": None, "threshold": "subject", "fixed_tau": None, "fixed_phase_a": True, "phase_b_noise": "fixed", "phase_b_start": "brain",
                                 "tau_percentile": 80, "tol": 0.01, "max_iterations": 20,
                                 "batch_size": 4, "score": "mask_size", "oracle_tau_factors": ()}
     assert dict(im2.infer)["tau_percentile"] == 80 and im2.infer["batch_size"] == 64
+    seg, nofreq = study.settings("im3d_flair_seg").infer, study.settings("im3d_flair_nofreq").infer
+    assert (seg["gamma"], seg["y_limit"], seg["curve_scale_percent"], seg["fine_from_percent"]) == (10, 50, 50, 90)
+    assert dict(nofreq) == dict(seg)  # Table 5's -freq row runs the same rule
     assert im3d.network["residual"] == "avgpool" and im2.network["num_heads"] == 1
     assert im2.network["middle_attention"] is True and im2.network["num_res_blocks"] == 1
     assert study.evaluation.protocols == ("honest", "paper", "per_image_best")
