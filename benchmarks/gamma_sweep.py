@@ -14,7 +14,9 @@ the validation errors' (1 - honest_fpr) quantile, as the pipeline's evaluation d
 ``val_lesion`` split) it prints the ``labelled_val`` honest protocol: the theta of best mean Dice
 on those subjects, applied to the others. ``--seed-offset`` moves every subject's noise seed (the
 subjects get offset, offset + 1, ...): rerun with a few offsets to see how much a result hangs on
-the noise draws. ``--fine-from`` and ``--fine-step`` replace the experiment's phase-A tail (e.g.
+the noise draws. ``--curve-scale-percent`` and ``--y-limit`` replace the
+experiment's curve scale and y-limit (``--curve-scale-percent none --gammas 2 2.5 --y-limit 10``: the rule in error
+units). ``--fine-from`` and ``--fine-step`` replace the experiment's phase-A tail (e.g.
 ``--fine-from 95 --fine-step 0.5``: 5 % steps to 95 %, then 0.5 % steps): how the curve's
 resolution where it turns upwards moves tau. With
 ``--taus`` it also runs phase B at each of these fixed taus (the same tau for every subject): how
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fine-step", type=float, default=None, help="phase A's step (%%) from --fine-from to 100")
     ap.add_argument("--r2-min", type=float, default=None,
                     help="the tangent fit's R^2 below which the smoothed derivative is used (default: the experiment's)")
+    ap.add_argument("--curve-scale-percent", default=None,
+                    help="replace infer.curve_scale_percent: a percent (gamma and y_limit in units of the curve's "
+                         "value there) or 'none' (error units, the reference's)")
+    ap.add_argument("--y-limit", type=float, default=None, help="replace infer.y_limit (in the curve's units)")
     ap.add_argument("--phase-b-start", choices=["brain", "tau_mask"], default=None,
                     help="where phase B starts for the gamma rules (default: the experiment's infer.phase_b_start)")
     ap.add_argument("--threads", type=int, default=1)
@@ -103,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = dict(settings.infer)
     if args.r2_min is not None:
         cfg["r2_min"] = args.r2_min
+    if args.curve_scale_percent is not None:
+        cfg["curve_scale_percent"] = None if args.curve_scale_percent == "none" else float(args.curve_scale_percent)
+    if args.y_limit is not None:
+        cfg["y_limit"] = args.y_limit
     if settings.method != "itermask3d":
         raise SystemExit(f"gamma_sweep: experiment '{args.experiment}' uses method '{settings.method}', not itermask3d")
     if single_step(settings.variant):

@@ -79,14 +79,17 @@ def number_or_nan(v: Any) -> float:
 def fitted_line(fit: Mapping[str, Any] | None, t: np.ndarray | Sequence[float]) -> np.ndarray | None:
     """The fit that chose tau, for drawing: ``a tan(b t)`` at ``t`` (NaN from just before the pole
     on), or None when tau came from the smoothed derivative (``branch`` "derivative") or the fit
-    has no finite ``a``, ``b`` (``fit`` is :meth:`ThresholdFit.to_dict` or a result.json ``fit``)."""
+    has no finite ``a``, ``b`` (``fit`` is :meth:`ThresholdFit.to_dict` or a result.json ``fit``).
+    In curve units: a fit made on a scaled curve (``scale``, module docstring) is multiplied back."""
     fit = fit or {}
     a, b = number_or_nan(fit.get("a")), number_or_nan(fit.get("b"))
     if fit.get("branch") == "derivative" or not (math.isfinite(a) and math.isfinite(b)) or b == 0:
         return None
     t = np.asarray(t, dtype=float)
+    scale = number_or_nan(fit.get("scale", 1.0))
     with np.errstate(all="ignore"):
-        return np.where(np.abs(b * t) < POLE, tangent_model(t, a, b), np.nan)
+        line = np.where(np.abs(b * t) < POLE, tangent_model(t, a, b), np.nan)
+    return line * (scale if math.isfinite(scale) else 1.0)
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,8 @@ class ThresholdFit:
     scale: float = 1.0
 
     def model(self, t: np.ndarray | Sequence[float]) -> np.ndarray:
-        """The fitted tangent curve at `t` (all nan when the fit failed)."""
-        return tangent_model(np.asarray(t, dtype=float), self.a, self.b)
+        """The fitted tangent curve at `t`, in curve units (all nan when the fit failed)."""
+        return tangent_model(np.asarray(t, dtype=float), self.a, self.b) * self.scale
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: nan/inf become None, tuples become lists."""

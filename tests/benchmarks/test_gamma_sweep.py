@@ -159,7 +159,8 @@ def test_gamma_sweep_refuses_a_model_of_another_method(tmp_path):
 
 def test_gamma_sweep_phase_b_from_the_tau_mask_reruns_the_same_phase_a(tmp_path, capsys):
     """--phase-b-start tau_mask runs phase A again per gamma with the same noise seeds: each subject
-    gets the tau of the whole-brain start's curve; --r2-min is accepted (a smoke run)."""
+    gets the tau of the whole-brain start's curve; --r2-min, --curve-scale-percent and --y-limit are
+    accepted (smoke runs)."""
     _tiny_study(tmp_path)
     common = ["--model", str(tmp_path / "model.pt"), "--preproc", str(tmp_path), "--subjects", "a", "b",
               "--experiment", "im3d_flair_seg", "--gammas", "0.5", "3"]
@@ -172,5 +173,7 @@ def test_gamma_sweep_phase_b_from_the_tau_mask_reruns_the_same_phase_a(tmp_path,
         taus[start] = [re.findall(r"\(tau ([^)]+)\)", ln) for ln in out if ln.startswith("gamma ")]
         assert len(taus[start]) == 2 and all(len(t) == 2 for t in taus[start])
     assert taus["tau_mask"] == taus["brain"]
-    gamma_sweep.main(common + ["--r2-min", "0"])
-    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]) == 2
+    for extra in (["--r2-min", "0"], ["--curve-scale-percent", "none", "--y-limit", "10"],
+                  ["--curve-scale-percent", "50", "--y-limit", "50"]):
+        gamma_sweep.main(common + extra)
+        assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]) == 2

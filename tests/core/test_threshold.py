@@ -244,3 +244,43 @@ def test_fit_starts_at_the_spec_values_a1_b001_inside_the_bound(monkeypatch, t_l
     a, b = threshold.fit_tangent(t, 0.2 * np.tan(0.005 * t))
     assert seen == [pytest.approx((b_start, b_start))]
     assert (a, b) == (pytest.approx(0.2, rel=1e-4), pytest.approx(0.005, rel=1e-4))
+
+
+@pytest.mark.parametrize("factor", [0.2, 7.0])
+def test_scale_at_makes_the_rule_blind_to_the_curve_scale(factor):
+    """With ``scale_at`` the rule sees the curve divided by its value there: a scan whose errors are
+    all ``factor`` times larger gets the same k* and a tau ``factor`` times larger. The reference's
+    rule (error units) moves k* with the scale."""
+    a, b = 0.05, 0.014
+    curve = a * np.tan(b * T)
+    at50 = a * math.tan(b * 50)
+    gamma = 0.02 / at50  # in units of T_50: the same crossing as 0.02 in curve units
+    expected_t = math.floor(first_t_over_gamma(a, b, 0.02)) + 1
+    base = subject_threshold(curve, gamma=gamma, y_limit=10.0 / at50, scale_at=50)
+    assert base.scale == pytest.approx(at50, rel=1e-12)
+    assert base.t_star == expected_t and base.tau == pytest.approx(curve[expected_t - 1], rel=1e-12)
+    scaled = subject_threshold(factor * curve, gamma=gamma, y_limit=10.0 / at50, scale_at=50)
+    assert scaled.k == base.k and scaled.tau == pytest.approx(factor * base.tau, rel=1e-12)
+    assert scaled.scale == pytest.approx(factor * at50, rel=1e-12)
+    assert scaled.a == pytest.approx(base.a, rel=1e-6) and scaled.b == pytest.approx(base.b, rel=1e-6)
+    ref_base = subject_threshold(curve, gamma=0.02)
+    ref_scaled = subject_threshold(factor * curve, gamma=0.02)
+    assert ref_base.t_star == expected_t and ref_scaled.k != ref_base.k
+
+
+def test_scale_at_interpolates_between_percents_and_ignores_a_non_positive_value():
+    t = np.array([20.0, 40.0, 60.0, 80.0, 100.0])
+    curve = np.array([1.0, 2.0, 4.0, 8.0, 30.0])
+    fit = subject_threshold(curve, gamma=1.0, t=t, scale_at=50)
+    assert fit.scale == pytest.approx(3.0)  # halfway between 2 (40 %) and 4 (60 %)
+    assert subject_threshold(curve, gamma=1.0, t=t).scale == 1.0
+    flat = subject_threshold(np.zeros(5), gamma=1.0, t=t, scale_at=50)  # a zero curve: no division
+    assert flat.scale == 1.0 and flat.tau == 0.0
+
+
+def test_fitted_line_and_model_of_a_scaled_fit_are_in_curve_units():
+    curve = 3.0 * 0.05 * np.tan(0.014 * T)
+    fit = subject_threshold(curve, gamma=0.01, scale_at=50)
+    assert fit.branch == "tangent" and fit.scale == pytest.approx(curve[49])
+    np.testing.assert_allclose(fit.model(T[:60]), curve[:60], rtol=1e-6)
+    np.testing.assert_allclose(fitted_line(fit.to_dict(), T[:60]), curve[:60], rtol=1e-6)

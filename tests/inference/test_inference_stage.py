@@ -546,3 +546,24 @@ def test_phase_b_start_reaches_the_run_and_is_recorded(tmp_path, monkeypatch):
         res = json.loads((tmp_path / threshold / "sub-01" / "lesion" / "result.json").read_text())
         assert res["phase_b_start"] == recorded and res["threshold"] == threshold
         assert text in METHOD.describe(cfg)
+
+
+def test_curve_scale_percent_reaches_the_rule_and_is_recorded(tmp_path, monkeypatch):
+    """infer.curve_scale_percent: the subject tau comes from the curve divided by its value at that
+    percent (the fit records the divisor), result.json and the method's description say so."""
+    from itermask.core.threshold import subject_threshold
+    from itermask.methods.itermask3d import METHOD
+
+    c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
+                 {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10, "batch_size": 1,
+                                                   "gamma": 0.5, "y_limit": 40.0, "curve_scale_percent": 50})
+    infer("model.pt", {"lesion": c1}, cfg, tmp_path / "sub-01")
+    res = json.loads((tmp_path / "sub-01" / "lesion" / "result.json").read_text())
+    curve, t = np.asarray(res["curve"]), np.asarray(res["percents"])
+    assert res["curve_scale_percent"] == 50 and res["fit"]["scale"] == pytest.approx(curve[t == 50][0])
+    expected = subject_threshold(curve / curve[t == 50][0], gamma=0.5, y_limit=40.0, t=t)
+    assert res["k_star"] == expected.k and res["tau"] == pytest.approx(curve[expected.k])
+    assert subject_threshold(curve, gamma=0.5, y_limit=40.0, t=t).k != expected.k  # the scale matters here
+    assert "the curve divided by its value at 50 %" in METHOD.describe(cfg)
