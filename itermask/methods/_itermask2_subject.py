@@ -3,7 +3,7 @@
 (``itermask.core.iterative_mask_2d.phase_a_taus``) runs with the masked network from M_0 = the
 slice's brain in steps of ``step_percent`` % and records the threshold curve; its fit
 (``itermask.core.threshold.subject_threshold`` with ``gamma``, ``y_limit``, ``r2_min``,
-``k_fallback``) gives the slice's tau. IterMask2's own procedure then runs with that tau in
+``k_fallback``, ``curve_scale_percent``) gives the slice's tau. IterMask2's own procedure then runs with that tau in
 place of the calibration tau (first step with the first-iteration network at
 ``first_step_percentile``, then the masked iterations until the shrink < ``tol``).
 

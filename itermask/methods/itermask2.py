@@ -16,7 +16,7 @@ Settings (schema ``method_defaults.itermask2``): network ``channels``, ``attenti
 ``dropout``, ``num_res_blocks``, ``num_heads``, ``middle_attention``; infer
 ``threshold`` (``fixed`` | ``subject``), ``tau_percentile``, ``first_step_percentile``, ``tol``,
 ``max_iterations``, ``batch_size``, ``score``, ``lesion_input``; for ``subject`` also
-``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``.
+``step_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``, ``curve_scale_percent``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ this ran phase A and one phase-B step.
 
 Settings (schema ``method_defaults.itermask3d``): network ``channels``, ``dropout``,
 ``residual``; infer ``step_percent``, ``fine_from_percent``, ``gamma``, ``y_limit``, ``r2_min``, ``k_fallback``,
-``threshold`` (``subject`` | ``fixed``), ``fixed_tau``, ``tau_percentile``, ``tol``,
+``curve_scale_percent``, ``threshold`` (``subject`` | ``fixed``), ``fixed_tau``, ``tau_percentile``, ``tol``,
 ``max_iterations``, ``batch_size``, ``score``.
 """
 from __future__ import annotations
