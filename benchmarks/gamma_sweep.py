@@ -23,7 +23,9 @@ resolution where it turns upwards moves tau. With
 far the subject-specific rule's tau is from the tau the error maps would need. The network gets
 the experiment's input (``no_freq``: no HF image, none read), as the pipeline's inference does; a
 single-step experiment (``no_spatial``: no phase A, so no tau to sweep), another method, or a model
-of the other input variant is refused (exit 1). Asserts nothing.
+of the other input variant is refused (exit 1). The forward passes follow the config's ``precision``
+as the pipeline's inference does (``auto``: bf16 on a CPU with bf16 in hardware; ``--precision fp32``
+replaces it): the threshold curves, and so the rule's tau, move with the precision. Asserts nothing.
 
     .venv/bin/python benchmarks/gamma_sweep.py --model results/models/im3d_flair_seg/model.pt \\
         --preproc /tmp/tune/results/preproc/demo --subjects v01 v02 v03 v04 v05 v06 v07 v08 \\
@@ -64,6 +66,14 @@ def load(folder: Path, name: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(nib.load(folder / name).dataobj, dtype=np.float32))
 
 
+def forward_amp(config: dict, precision: str | None) -> bool:
+    """Autocast on the forward passes as the pipeline's inference has it (``precision: auto``:
+    bf16 on a CPU with bf16 in hardware, ``itermask.io.device.autocast_dtype``), unless
+    ``precision`` (``auto`` | ``fp32``) replaces the config's: tau chosen here then applies to the
+    reconstructions the pipeline makes."""
+    return (config["precision"] if precision is None else precision) != "fp32"
+
+
 def load_subjects(folders: list[Path], sequence: str, hf_radius: int, variant: str,
                   n_labelled: int) -> tuple[list[torch.Tensor], ...]:
     """Images, HF images at the model's radius (zeros for a no_freq network, which never sees
@@ -94,23 +104,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fine-step", type=float, default=None, help="phase A's step (%%) from --fine-from to 100")
     ap.add_argument("--r2-min", type=float, default=None,
                     help="the tangent fit's R^2 below which the smoothed derivative is used (default: the experiment's)")
-    ap.add_argument("--curve-scale-percent", default=None,
+    ap.add_argument("--curve-scale-percent", default=None, type=lambda v: "none" if v == "none" else float(v),
                     help="replace infer.curve_scale_percent: a percent (gamma and y_limit in units of the curve's "
                          "value there) or 'none' (error units, the reference's)")
     ap.add_argument("--y-limit", type=float, default=None, help="replace infer.y_limit (in the curve's units)")
     ap.add_argument("--phase-b-start", choices=["brain", "tau_mask"], default=None,
                     help="where phase B starts for the gamma rules (default: the experiment's infer.phase_b_start)")
+    ap.add_argument("--precision", choices=["auto", "fp32"], default=None,
+                    help="forward passes: the config's precision unless given (auto: bf16 where the CPU has it)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     study = Study(load_config(args.config), base_dir=ROOT)
+    amp = forward_amp(study.config, args.precision)
     settings = study.settings(args.experiment)
     cfg = dict(settings.infer)
     if args.r2_min is not None:
         cfg["r2_min"] = args.r2_min
     if args.curve_scale_percent is not None:
-        cfg["curve_scale_percent"] = None if args.curve_scale_percent == "none" else float(args.curve_scale_percent)
+        cfg["curve_scale_percent"] = None if args.curve_scale_percent == "none" else args.curve_scale_percent
     if args.y_limit is not None:
         cfg["y_limit"] = args.y_limit
     if settings.method != "itermask3d":
@@ -135,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [args.seed_offset + k for k in range(len(folders))]
     t = np.asarray(schedule(cfg, args.fine_from, args.fine_step))
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
-                                              variant=variant, max_iterations=1, batch_size=len(x), amp=False)]
+                                              variant=variant, max_iterations=1, batch_size=len(x), amp=amp)]
     hf_text = "no HF input" if variant == "no_freq" else f"HF radius {meta['hf_radius']}"
     print(f"{args.experiment}: {hf_text}, phase A {len(t)} iterations "
           f"({t[0]:g} .. {t[-1]:g} %); lesion voxels "
@@ -151,12 +164,12 @@ def main(argv: list[str] | None = None) -> None:
         if gamma is not None and start == "tau_mask":
             return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=t,
                                    choose_tau=chooser({**cfg, "gamma": gamma}, t), variant=variant,
-                                   tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), amp=False,
+                                   tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), amp=amp,
                                    phase_b_noise=cfg["phase_b_noise"], phase_b_start=start)[0]
                     for i in range(len(taus))]
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
                                choose_tau=lambda _c, tau=tau: (tau, None), variant=variant, tol=float(cfg["tol"]),
-                               max_iterations=int(cfg["max_iterations"]), amp=False,
+                               max_iterations=int(cfg["max_iterations"]), amp=amp,
                                phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
 
     rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g}, t)(np.asarray(c, dtype=np.float64))[0] for c in curves], g)

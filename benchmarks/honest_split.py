@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gamma_sweep import dice, load_subjects  # noqa: E402
+from gamma_sweep import dice, forward_amp, load_subjects  # noqa: E402
 
 from itermask.config.study import Study, load_config  # noqa: E402
 from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--val", nargs="*", default=[], help="a fixed validation set, printed beside the draws")
     ap.add_argument("--seed-offset", type=int, default=0, help="subject k's noise seed is offset + k")
+    ap.add_argument("--precision", choices=["auto", "fp32"], default=None,
+                    help="forward passes: the config's precision unless given (auto: bf16 where the CPU has it)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     t = np.asarray(phase_a_schedule(cfg))
     results = run_itermask3d(nets["masked"], x, hf, brain, [args.seed_offset + k for k in range(len(x))],
                              percents=t, choose_tau=chooser(cfg, t), variant=variant, tol=float(cfg["tol"]),
-                             max_iterations=int(cfg["max_iterations"]), batch_size=4, amp=False,
+                             max_iterations=int(cfg["max_iterations"]), batch_size=4, amp=forward_amp(study.config, args.precision),
                              phase_b_noise=cfg["phase_b_noise"], phase_b_start=cfg["phase_b_start"])
     errors = [r.error.numpy() for r in results]
     labels, brains = [lab.numpy() for lab in label], [b.numpy() for b in brain]

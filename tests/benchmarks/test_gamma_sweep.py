@@ -177,3 +177,11 @@ def test_gamma_sweep_phase_b_from_the_tau_mask_reruns_the_same_phase_a(tmp_path,
                   ["--curve-scale-percent", "50", "--y-limit", "50"]):
         gamma_sweep.main(common + extra)
         assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gamma ")]) == 2
+
+
+def test_forward_amp_follows_the_config_precision_unless_replaced():
+    """The sweep's forward passes are the pipeline's (config ``precision``) unless --precision says."""
+    assert gamma_sweep.forward_amp({"precision": "auto"}, None) is True
+    assert gamma_sweep.forward_amp({"precision": "fp32"}, None) is False
+    assert gamma_sweep.forward_amp({"precision": "auto"}, "fp32") is False
+    assert gamma_sweep.forward_amp({"precision": "fp32"}, "auto") is True
