@@ -32,3 +32,16 @@ def test_curve_png_draws_the_fit_only_when_it_chose_tau(tmp_path, drawn, branch,
     for labels in drawn[0]:
         assert any(label.startswith("fit 0.5·tan") for label in labels) is fit_drawn
         assert "threshold curve $T$" in labels
+
+
+def test_curve_png_of_a_scaled_fit_is_in_curve_units(tmp_path, drawn, monkeypatch):
+    """A fit on the curve divided by ``scale`` is drawn, labelled and y-limited in curve units."""
+    lines = {}
+    real_plot = plots.fitted_line
+    monkeypatch.setattr(plots, "fitted_line", lambda fit, t: lines.setdefault("fit", real_plot(fit, t)))
+    curve = 4.0 * 0.5 * np.tan(0.012 * T)
+    fit = {"a": 0.5, "b": 0.012, "branch": "tangent", "r2": 0.99, "t_star": 60.0, "scale": 4.0}
+    plots.threshold_curve_plot(tmp_path / "curve.png", T, curve, fit, 1.2, "subject", 10.0)
+    np.testing.assert_allclose(lines["fit"], 2.0 * np.tan(0.012 * np.linspace(T[0], T[-1], 400)), rtol=1e-9)
+    assert any(label.startswith("fit 2·tan") for label in drawn[0][0])
+    assert "fit y-limit 40 (10 × 4)" in drawn[0][1]
