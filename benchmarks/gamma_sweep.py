@@ -54,7 +54,7 @@ from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
 from itermask.evaluation.protocols import binarise, honest_threshold, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import check_model_variant, input_variant, phase_a_schedule, single_step  # noqa: E402
-from itermask.methods._itermask2_subject import chooser  # noqa: E402
+from itermask.methods._itermask import chooser  # noqa: E402
 
 
 def dice(pred: torch.Tensor | np.ndarray, label: torch.Tensor) -> float:

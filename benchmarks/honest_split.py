@@ -36,7 +36,7 @@ from itermask.core.iterative_mask_3d import run_itermask3d  # noqa: E402
 from itermask.evaluation.protocols import binarise, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
 from itermask.methods._itermask import input_variant, phase_a_schedule  # noqa: E402
-from itermask.methods._itermask2_subject import chooser  # noqa: E402
+from itermask.methods._itermask import chooser  # noqa: E402
 
 
 def size_groups(volumes_ml: list[float], sizes_ml: list[float]) -> list[int]:

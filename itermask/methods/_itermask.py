@@ -16,7 +16,7 @@ the calibrated tau (`single_step`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -34,12 +34,22 @@ def describe_fixed_tau(cfg: Mapping[str, Any]) -> str:
     return f"τ = the {float(cfg['tau_percentile']):g}th percentile of the healthy validation errors inside training masks"
 
 
-def threshold_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``subject_threshold``'s settings from an experiment's ``infer`` (gamma, y_limit, r2_min,
-    k_fallback, curve_scale_percent)."""
+def chooser(cfg: Mapping[str, Any], percents: Sequence[float] | None = None) -> Any:
+    """curve -> (tau, ThresholdFit): the subject-specific rule (``core.threshold.subject_threshold``)
+    with the experiment's gamma, y_limit, r2_min, k_fallback, curve_scale_percent; ``percents``:
+    the phase-A schedule the curve was recorded on (default: the experiment's)."""
+    from itermask.core.threshold import subject_threshold
+
+    t = np.asarray(phase_a_schedule(cfg) if percents is None else percents, dtype=float)
     scale_at = cfg["curve_scale_percent"]
-    return {"gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]), "r2_min": float(cfg["r2_min"]),
-            "no_exceed": cfg["k_fallback"], "scale_at": None if scale_at is None else float(scale_at)}
+    options = {"gamma": float(cfg["gamma"]), "y_limit": float(cfg["y_limit"]), "r2_min": float(cfg["r2_min"]),
+               "no_exceed": cfg["k_fallback"], "scale_at": None if scale_at is None else float(scale_at)}
+
+    def choose(curve: np.ndarray) -> tuple[float, Any]:
+        fit = subject_threshold(curve, t=t, **options)
+        return fit.tau, fit
+
+    return choose
 
 
 def describe_threshold(cfg: Mapping[str, Any]) -> str:

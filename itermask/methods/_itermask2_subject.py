@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from itermask.errors import ConfigError
-from itermask.methods._itermask import phase_a_schedule, threshold_options
+from itermask.methods._itermask import chooser, phase_a_schedule
 
 PHASE_A_SEED_KEY = 1
 #: fit entries left out of result.json: ``t`` is ``percents`` (stored once), the derivative
@@ -36,22 +36,6 @@ def check(cfg: Mapping[str, Any], single_step: bool) -> None:
         raise ConfigError("infer.threshold 'subject' needs IterMask2's masked iterations; variant no_spatial "
                           "(-spatial) has none: use threshold 'fixed'")
     phase_a_schedule(cfg)
-
-
-def chooser(cfg: Mapping[str, Any], percents: Sequence[float] | None = None) -> Any:
-    """curve -> (tau, ThresholdFit) with the experiment's gamma, y_limit, r2_min, k_fallback,
-    curve_scale_percent; ``percents``: the phase-A schedule the curve was recorded on (default:
-    the experiment's)."""
-    from itermask.core.threshold import subject_threshold
-
-    t = np.asarray(phase_a_schedule(cfg) if percents is None else percents, dtype=float)
-    options = threshold_options(cfg)
-
-    def choose(curve: np.ndarray) -> tuple[float, Any]:
-        fit = subject_threshold(curve, t=t, **options)
-        return fit.tau, fit
-
-    return choose
 
 
 def pool(pieces: Sequence[tuple]) -> tuple[list[Any], list[int], list[int]]:

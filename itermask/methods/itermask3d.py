@@ -160,7 +160,6 @@ class IterMask3D(Method):
 def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
     """Where tau comes from and how many iterations run (module docstring): ``mode`` subject |
     fixed (phase A still runs, so the subject tau is recorded beside) | single_step (-spatial)."""
-    from itermask.core.threshold import subject_threshold
     from itermask.inference.tau import fixed_tau
 
     cfg = s.infer
@@ -175,12 +174,11 @@ def _plan(s: Any, ctx: InferenceContext) -> dict[str, Any]:
         return {"mode": "fixed", "source": source, "percents": (), "max_iterations": int(cfg["max_iterations"]),
                 "choose_tau": lambda _curve: (tau, None)}
     t_arr = np.asarray(im.phase_a_schedule(cfg))
-
-    options = im.threshold_options(cfg)
+    choose = im.chooser(cfg, t_arr)
 
     def choose_tau(curve: np.ndarray) -> tuple[float, Any]:
-        fit = subject_threshold(curve, t=t_arr, **options)
-        return (fit.tau if tau is None else tau), fit
+        subject_tau, fit = choose(curve)
+        return (subject_tau if tau is None else tau), fit
 
     return {"mode": cfg["threshold"], "source": source, "percents": tuple(t_arr), "choose_tau": choose_tau,
             "max_iterations": int(cfg["max_iterations"])}
