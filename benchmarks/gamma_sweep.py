@@ -53,6 +53,7 @@ from itermask.errors import InputError  # noqa: E402
 from itermask.evaluation.metrics import overlap_metrics  # noqa: E402
 from itermask.evaluation.protocols import binarise, honest_threshold, labelled_threshold  # noqa: E402
 from itermask.inference.model import load_trained  # noqa: E402
+from itermask.io.workflow import config_amp  # noqa: E402
 from itermask.methods._itermask import check_model_variant, input_variant, phase_a_schedule, single_step  # noqa: E402
 from itermask.methods._itermask import chooser  # noqa: E402
 
@@ -71,7 +72,7 @@ def forward_amp(config: dict, precision: str | None) -> bool:
     bf16 on a CPU with bf16 in hardware, ``itermask.io.device.autocast_dtype``), unless
     ``precision`` (``auto`` | ``fp32``) replaces the config's: tau chosen here then applies to the
     reconstructions the pipeline makes."""
-    return (config["precision"] if precision is None else precision) != "fp32"
+    return config_amp(config if precision is None else {"precision": precision})
 
 
 def load_subjects(folders: list[Path], sequence: str, hf_radius: int, variant: str,

@@ -106,6 +106,11 @@ def device_of(smk: Any) -> str:
     return str(resolve_device(smk.config["device"]))  # filled by the schema
 
 
-def amp_of(smk: Any) -> bool:
+def config_amp(config: Any) -> bool:
     """Autocast on (config ``precision: auto``, ``itermask.io.device.autocast_dtype``) or off (fp32)."""
-    return smk.config["precision"] != "fp32"  # filled by the schema
+    return config["precision"] != "fp32"  # filled by the schema
+
+
+def amp_of(smk: Any) -> bool:
+    """:func:`config_amp` of the rule's config."""
+    return config_amp(smk.config)
