@@ -49,12 +49,21 @@ def test_2d_oracle_searches_first_step_percentiles_and_taus():
     x3, hf3, brain3, h3, anomaly3 = cube_subject(4, (9, 9, 9), (16, 16, 16))
     sl = [(t[:, :, 10:12].permute(2, 0, 1)) for t in (x3, hf3, brain3, h3, anomaly3)]
     x, hf, brain, h, anomaly = sl
-    model = Oracle([(hf[k], x[k], h[k]) for k in range(2)], rule)
-    best = oracle_2d(model, model, x, hf, brain, anomaly, [1, 2], tau=1.0, first_percentiles=[10, 60],
-                     factors=[1.0, 100.0], variant="full", device="cpu", tol=0.01, max_iterations=10)
-    for k, b in enumerate(best):
-        assert b.iteration == 1 and b.tau == 1.0 and b.first_step_percentile == 10.0  # ties: the first
+
+    def search(first_percentiles):
+        model = Oracle([(hf[k], x[k], h[k]) for k in range(2)], rule)
+        return oracle_2d(model, model, x, hf, brain, anomaly, [1, 2], tau=1.0, first_percentiles=first_percentiles,
+                         factors=[1.0, 100.0], variant="full", device="cpu", tol=0.01, max_iterations=10)
+
+    # the 99th-percentile first step keeps too little of the anomaly (best Dice 0.15, its first
+    # step); searching 10 after it finds the anomaly at the first masked iteration
+    assert all(b.first_step_percentile == 99.0 and b.iteration == 0 and b.dice < 0.2 for b in search([99]))
+    for k, b in enumerate(search([99, 10])):
+        assert b.iteration == 1 and b.tau == 1.0 and b.first_step_percentile == 10.0
         assert b.dice == float(dice(b.mask[None, None], anomaly[k][None, None])) > 0.95
+    # 10 and 60 both find it (Dice 1): ties keep the one listed first
+    assert all(b.first_step_percentile == 10.0 for b in search([10, 60]))
+    assert all(b.first_step_percentile == 60.0 for b in search([60, 10]))
 
 
 class NoisyInpainter(torch.nn.Module):

@@ -167,6 +167,36 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
 
 
+class _FillPassThrough(nn.Module):
+    """Returns its image channel: x where visible, the fill noise where masked, so every
+    reconstruction (and mask) depends on the noise draws."""
+
+    def forward(self, inp):
+        return inp[:, :1] * 1.0
+
+
+def test_rethreshold_replays_the_runs_own_noise(tmp_path, monkeypatch):
+    """At the run's tau, re-thresholding gives back the run's mask only because phase B is rerun
+    on the run's seed: with a network whose output is the fill noise, another seed in
+    result.json gives another mask."""
+    cond, _, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
+    _fake_loader(monkeypatch, {"masked": _FillPassThrough()},
+                 {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
+    cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10})
+    out = tmp_path / "sub-01"
+    infer("model.pt", {"lesion": cond}, cfg, out)
+    folder = out / "lesion"
+    res = json.loads((folder / "result.json").read_text())
+    mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
+    brain = nib.load(cond["brain"]).get_fdata() > 0
+    assert 0 < mask.sum() < brain.sum()
+    same = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_same.nii.gz", log=print)
+    np.testing.assert_array_equal(nib.load(str(same)).get_fdata() > 0, mask)
+    (folder / "result.json").write_text(json.dumps({**res, "seed": res["seed"] + 1}))
+    other = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_other.nii.gz", log=print)
+    assert ((nib.load(str(other)).get_fdata() > 0) != mask).any()
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no result.json: not an inference condition folder"),
     ("[1, 2]", "result.json does not hold an inference record"),
@@ -530,22 +560,29 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
 
 
 def test_phase_b_start_reaches_the_run_and_is_recorded(tmp_path, monkeypatch):
-    """infer.phase_b_start tau_mask: the result.json and the method's description say phase B
-    started from phase A's mask at k* (subject tau); a fixed tau starts from the whole brain."""
+    """infer.phase_b_start tau_mask: phase B starts from phase A's mask at k* (subject tau; on this
+    subject that mask is already phase B's fixed point: one step, no change), result.json and the
+    method's description say so; from the whole brain (``brain``, or any fixed tau) phase B takes
+    a second step after its first mask changes most of the brain."""
     from itermask.methods.itermask3d import METHOD
 
     c1, e1, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
     _fake_loader(monkeypatch, {"masked": Oracle([e1], inpaint_rule)},
                  {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3,
                   "calibration": {"tau": 1.0, "percentile": 80, "quantile_percentiles": [80], "quantiles": [1.0]}})
-    for threshold, recorded, text in (("subject", "tau_mask", "phase B from phase A's mask at k*"),
-                                      ("fixed", "brain", "phase B from the whole brain")):
+    runs = (("subject", "tau_mask", "tau_mask", "phase B from phase A's mask at k*", 1),
+            ("subject", "brain", "brain", "phase B from the whole brain", 2),
+            ("fixed", "tau_mask", "brain", "phase B from the whole brain", 2))
+    for threshold, start, recorded, text, steps in runs:
         cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10, "batch_size": 1,
-                                                       "threshold": threshold, "phase_b_start": "tau_mask"})
-        infer("model.pt", {"lesion": c1}, cfg, tmp_path / threshold / "sub-01")
-        res = json.loads((tmp_path / threshold / "sub-01" / "lesion" / "result.json").read_text())
+                                                       "threshold": threshold, "phase_b_start": start})
+        out = tmp_path / f"{threshold}-{start}" / "sub-01"
+        infer("model.pt", {"lesion": c1}, cfg, out)
+        res = json.loads((out / "lesion" / "result.json").read_text())
         assert res["phase_b_start"] == recorded and res["threshold"] == threshold
         assert text in METHOD.describe(cfg)
+        assert res["iterations_b"] == steps and res["phase_b_changes"][-1] == 0.0, (threshold, start)
+        assert (res["phase_b_changes"][0] > 0.5) == (steps == 2), res["phase_b_changes"]
 
 
 def test_curve_scale_percent_reaches_the_rule_and_is_recorded(tmp_path, monkeypatch):

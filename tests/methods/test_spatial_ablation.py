@@ -67,3 +67,53 @@ def test_itermask2_no_spatial_experiment_runs_no_masked_iteration(tmp_path, monk
     assert nets["masked"].calls == 0 and res["threshold"] == "single_step" and res["iterations"] == [0, 0]
     want = int(((x ** 2 > 0.5) & brain).sum())
     assert res["scores"]["mask_size_voxels"] == want
+
+
+class Recording3d(nn.Module):
+    """Reconstruction = 0 everywhere; records every input batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, inp):
+        self.inputs.append(inp.clone())
+        return torch.zeros_like(inp[:, :1])
+
+
+def test_itermask3d_no_spatial_experiment_is_one_whole_brain_reconstruction(tmp_path, monkeypatch):
+    """3D -spatial: one forward pass with the whole brain masked (the image channel is fill noise
+    in the brain, x outside; the HF channel is the HF image), its error thresholded once at the
+    calibrated tau: mask = (x - recon)^2 > tau in the brain."""
+    import json
+
+    import nibabel as nib
+    from support import experiment_settings
+
+    from itermask.inference import stage
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((16, 16, 16), generator=g)
+    hf = 0.3 * torch.randn((16, 16, 16), generator=g)
+    brain = torch.zeros((16, 16, 16), dtype=torch.bool)
+    brain[2:10, 3:9, 2:11] = True
+    files = {}
+    for name, arr in (("image", x.numpy()), ("hf", hf.numpy()), ("brain", brain.numpy().astype(np.uint8))):
+        files[name] = str(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(arr, np.eye(4)), files[name])
+    net = Recording3d()
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
+            "calibration": {"tau": 0.5, "percentile": 80.0}}
+    monkeypatch.setattr(stage, "load_trained", lambda p, d: ({"masked": net}, meta))
+    cfg = experiment_settings("itermask3d", "no_spatial", hf_radius=3, model_from=True)
+    stage.infer_subject("m.pt", {"lesion": {**files, "label": None}}, cfg, str(tmp_path / "o"), dataset="ds",
+                        subject="01", device="cpu", amp=False, field_of_view_mm=24.0, log=lambda m: None)
+    assert len(net.inputs) == 1 and net.inputs[0].shape == (1, 2, 16, 16, 16)
+    image, guide = net.inputs[0][0, 0], net.inputs[0][0, 1]
+    assert torch.equal(image[~brain], x[~brain]) and not torch.isclose(image[brain], x[brain]).any()
+    torch.testing.assert_close(guide, hf)
+    folder = tmp_path / "o" / "lesion"
+    res = json.loads((folder / "result.json").read_text())
+    assert res["threshold"] == "single_step" and res["tau"] == 0.5 and res["iterations_b"] == 1
+    mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
+    np.testing.assert_array_equal(mask, ((x ** 2 > 0.5) & brain).numpy())
