@@ -485,10 +485,27 @@ def test_deepbet_on_template_head(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(autocast_dtype("cpu") is None, reason="this CPU has no bf16 in hardware: deepbet runs fp32 here")
-def test_deepbet_autocast_mask_matches_fp32():
-    """precision auto (bf16 forward passes on this CPU) against fp32 on the mean head at 3 mm: the same brain."""
+def test_deepbet_autocast_mask_matches_fp32(monkeypatch):
+    """precision auto (bf16 forward passes on this CPU) against fp32 on the mean head at 3 mm: the same brain.
+
+    A spy on deepbet's ``BrainExtraction.run_model`` (where both networks run) records the CPU
+    autocast state at call time, so the test fails if skullstrip stops autocasting (amp=True
+    would then run fp32 too and the Dice check alone could not tell)."""
+    from deepbet import BrainExtraction
+
     from itermask.preprocess.skullstrip import deepbet_mask
 
+    seen: list[tuple[bool, torch.dtype]] = []
+    real_run_model = BrainExtraction.run_model
+
+    def spy(self, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real_run_model(self, *args, **kwargs)
+
+    monkeypatch.setattr(BrainExtraction, "run_model", spy)
     head = resample_to_spacing(nib.load(TEMPLATE), 3.0, "linear")
-    auto, fp32 = (deepbet_mask(head, device="cpu", amp=amp) for amp in (True, False))
+    auto = deepbet_mask(head, device="cpu", amp=True)
+    assert seen == [(True, torch.bfloat16)], seen  # the networks ran under bf16 autocast
+    fp32 = deepbet_mask(head, device="cpu", amp=False)
+    assert len(seen) == 2 and seen[1][0] is False, seen  # and without autocast for fp32
     assert 2.0 * np.count_nonzero(auto & fp32) / (np.count_nonzero(auto) + np.count_nonzero(fp32)) > 0.995  # 0.9998 on a demo head
