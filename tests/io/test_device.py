@@ -7,10 +7,14 @@ from itermask.errors import ConfigError
 from itermask.io.workflow import device_of
 
 
-def test_auto_picks_cuda_only_when_available():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert resolve_device().type == expected
+def test_auto_picks_cuda_only_when_available(monkeypatch):
+    # names only: torch.device("cuda") creates no tensor, so this runs on CPU-only machines too
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    assert resolve_device().type == "cpu"
 
 
 def test_named_devices():
@@ -41,14 +45,17 @@ class _Smk:
         self.config = {} if device is None else {"device": device}
 
 
-def test_workflow_scripts_get_a_resolved_name():
+def test_workflow_scripts_get_a_resolved_name(monkeypatch):
     assert device_of(_Smk("cpu")) == "cpu"
-    assert device_of(_Smk("auto")) == str(resolve_device("auto"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_of(_Smk("auto")) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_of(_Smk("auto")) == "cpu"
     with pytest.raises(ConfigError):
         device_of(_Smk("tpu"))
 
 
-def test_one_autocast_dtype_per_device_for_every_stage():
+def test_one_autocast_dtype_per_device_for_every_stage(monkeypatch):
     from itermask.io.device import autocast_dtype, precision_label
     from itermask.training.precision import pick_precision
 
@@ -64,8 +71,16 @@ def test_one_autocast_dtype_per_device_for_every_stage():
             assert (p.dtype if p.autocast else None) == autocast_dtype(device, training=True, bf16_supported=bf16)
     assert pick_precision("cuda", True, True).dtype == autocast_dtype("cuda", bf16_supported=True)  # one for all
     assert precision_label("cpu", False) == "fp32" and precision_label("cpu", True, training=True) == "fp32"
-    assert precision_label("cuda", True) == ("autocast bfloat16" if torch.cuda.is_bf16_supported() else
-                                             "autocast float16")
+    # the GPU's bf16 support decides the CUDA dtype (queried by name only: no CUDA tensor is made)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype("cuda") == torch.bfloat16
+    assert precision_label("cuda", True) == "autocast bfloat16"
+    assert precision_label("cuda", True, training=True) == "autocast bfloat16"
+    assert precision_label("cuda", False) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype("cuda") == torch.float16
+    assert precision_label("cuda", True) == "autocast float16"
+    assert precision_label("cuda", True, training=True) == "autocast float16"
 
 
 def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch):
