@@ -43,6 +43,14 @@ class Oracle(nn.Module):
         return torch.cat(outs)
 
 
+class FillPassThrough(nn.Module):
+    """Returns its image channel: x outside the mask, the fill noise inside (error = (x - noise)^2),
+    so every reconstruction and mask depends on the noise draws."""
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return inp[:, :1]
+
+
 def ball(center, radius, shape=(S, S, S)) -> torch.Tensor:
     grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
     return sum((g - c) ** 2 for g, c in zip(grids, center)) <= radius**2

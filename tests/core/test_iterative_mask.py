@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from inference_fakes import S, Oracle, ball, cube, cube_subject, dice, inpaint_rule
+from inference_fakes import S, FillPassThrough, Oracle, ball, cube, cube_subject, dice, inpaint_rule
 
 from itermask.core.iterative_mask_2d import run_itermask2
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d
@@ -142,13 +142,6 @@ def test_phase_b_can_expand_and_stops_by_its_rule():
         (r3,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
                                tol=tol, max_iterations=10)
         assert r3.iterations_b == steps and r3.converged
-
-
-class FillPassThrough(nn.Module):
-    """Returns its image channel: x outside the mask, the fill noise inside (error = (x - noise)^2)."""
-
-    def forward(self, inp):
-        return inp[:, :1]
 
 
 def test_phase_b_fixed_noise_is_a_fixed_point_iteration_fresh_noise_is_not():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from inference_fakes import S, Oracle, cube_subject, dice, inpaint_rule
+from inference_fakes import S, FillPassThrough, Oracle, cube_subject, dice, inpaint_rule
 from support import experiment_settings
 
 from itermask.core.threshold import subject_threshold
@@ -167,20 +167,12 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
     assert (lesion / "mask.nii.gz").read_bytes() == orig_bytes
 
 
-class _FillPassThrough(nn.Module):
-    """Returns its image channel: x where visible, the fill noise where masked, so every
-    reconstruction (and mask) depends on the noise draws."""
-
-    def forward(self, inp):
-        return inp[:, :1] * 1.0
-
-
 def test_rethreshold_replays_the_runs_own_noise(tmp_path, monkeypatch):
     """At the run's tau, re-thresholding gives back the run's mask only because phase B is rerun
     on the run's seed: with a network whose output is the fill noise, another seed in
     result.json gives another mask."""
     cond, _, _ = _subject_files(tmp_path, 7, (9, 9, 9), (16, 16, 16))
-    _fake_loader(monkeypatch, {"masked": _FillPassThrough()},
+    _fake_loader(monkeypatch, {"masked": FillPassThrough()},
                  {"method": "itermask3d", "variant": "full", "hf_radius": 15, "spatial_dims": 3})
     cfg = experiment_settings("itermask3d", infer={"step_percent": 5, "max_iterations": 10})
     out = tmp_path / "sub-01"
@@ -190,10 +182,10 @@ def test_rethreshold_replays_the_runs_own_noise(tmp_path, monkeypatch):
     mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
     brain = nib.load(cond["brain"]).get_fdata() > 0
     assert 0 < mask.sum() < brain.sum()
-    same = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_same.nii.gz", log=print)
+    same = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_same.nii.gz", log=lambda m: None)
     np.testing.assert_array_equal(nib.load(str(same)).get_fdata() > 0, mask)
     (folder / "result.json").write_text(json.dumps({**res, "seed": res["seed"] + 1}))
-    other = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_other.nii.gz", log=print)
+    other = rethreshold("model.pt", str(folder), res["tau"], device="cpu", out_name="mask_other.nii.gz", log=lambda m: None)
     assert ((nib.load(str(other)).get_fdata() > 0) != mask).any()
 
 
