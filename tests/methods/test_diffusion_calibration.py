@@ -7,9 +7,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from scipy import ndimage
 import pytest
 import torch
+from scipy import ndimage
 
 from baselines_e2e import infer, result, train
 from diffusion_support import context, predicting_x0, tiny_settings
