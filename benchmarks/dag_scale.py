@@ -5,7 +5,10 @@ T1w and FLAIR; 70 % train, 10 % val, 10 % healthy test, 10 % lesioned test with 
 config with two experiments on FLAIR, one ``itermask3d`` (detect + segment, two synthetic
 artefact types) and one ``itermask2`` (segment), then times ``snakemake -n`` on it and prints
 wall and CPU seconds (CPU seconds vary less on a shared machine), the peak RSS of the Snakemake
-process and the number of jobs. Asserts nothing.
+process and the number of jobs. Then it times the plan one cluster job makes before it runs:
+the SLURM executor starts each job as ``snakemake --target-jobs <rule>:<wildcards>``, which
+parses the workflow and reads the config again on the node (``one job s``, one subject's
+preprocessing job). Asserts nothing.
 
     .venv/bin/python benchmarks/dag_scale.py                    # N = 100, 1000, 10000
     .venv/bin/python benchmarks/dag_scale.py -n 1000 --profile /tmp/dag.prof
@@ -93,10 +96,19 @@ def job_count(stdout: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def dry_run(folder: Path, config: Path, snakefile: Path = ROOT / "Snakefile") -> tuple[float, float, float, int | None, str]:
-    """(wall seconds, CPU seconds, peak RSS MB of the Snakemake process, jobs, output) of `snakemake -n`."""
+def one_job(n: int, bare: bool = False) -> str:
+    """The --target-jobs spec of the first subject's preprocessing job (a cluster job's own plan)."""
+    rule = "preprocess_subject" if bare else "preprocess_subject__big"
+    return f"{rule}:subject={split_subjects(n)['train'][0]}"
+
+
+def dry_run(folder: Path, config: Path, snakefile: Path = ROOT / "Snakefile",
+            target_job: str | None = None) -> tuple[float, float, float, int | None, str]:
+    """(wall seconds, CPU seconds, peak RSS MB of the Snakemake process, jobs, output) of `snakemake -n`,
+    of the whole study or, with ``target_job``, of that one job as a cluster job plans it."""
     env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}:{os.environ['PATH']}")
     cmd = [str(SNAKEMAKE), "-s", str(snakefile), "--configfile", str(config), "--cores", "2", "-n", "--quiet", "rules"]
+    cmd += ["--target-jobs", target_job] if target_job else []
     out, err = folder / "dry_run.out", folder / "dry_run.err"
     with open(out, "w") as fo, open(err, "w") as fe:
         t0 = time.perf_counter()
@@ -136,15 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.profile and len(args.subjects) != 1:
         ap.error("--profile takes one N")
-    print(f"{'subjects':>9}{'jobs':>9}{'dry-run s':>11}{'CPU s':>9}{'peak RSS MB':>13}")
+    print(f"{'subjects':>9}{'jobs':>9}{'dry-run s':>11}{'CPU s':>9}{'peak RSS MB':>13}{'one job s':>11}")
     for n in args.subjects:
         folder = Path(tempfile.mkdtemp(prefix=f"dag_scale_{n}_"))
         config = write_study(folder, n)
         if args.profile:
             profile(folder, config, args.profile.resolve())
             return
-        wall, cpu, rss, jobs, _ = dry_run(folder, config, BARE if args.bare else ROOT / "Snakefile")
-        print(f"{n:>9}{jobs if jobs is not None else '?':>9}{wall:>11.1f}{cpu:>9.1f}{rss:>13.0f}", flush=True)
+        snakefile = BARE if args.bare else ROOT / "Snakefile"
+        wall, cpu, rss, jobs, _ = dry_run(folder, config, snakefile)
+        one = dry_run(folder, config, snakefile, one_job(n, args.bare))[0]
+        print(f"{n:>9}{jobs if jobs is not None else '?':>9}{wall:>11.1f}{cpu:>9.1f}{rss:>13.0f}{one:>11.1f}", flush=True)
         if args.keep:
             print(f"  kept {folder}")
         else:

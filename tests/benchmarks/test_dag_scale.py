@@ -58,3 +58,11 @@ def test_bare_rules_plan_the_pipelines_jobs(tmp_path):
     assert counts == _rule_counts(pipeline)
     # one preprocessing job per subject: the 2 lesioned subjects' labelled rule, the others' own
     assert (counts["preprocess_subject"], counts["preprocess_labelled"]) == (18, 2)
+
+
+def test_one_job_plans_that_job_alone(tmp_path):
+    """The per-job column plans exactly the one preprocessing job a cluster job runs, in both workflows."""
+    config = dag_scale.write_study(tmp_path, 20)
+    for snakefile, bare in ((dag_scale.ROOT / "Snakefile", False), (dag_scale.BARE, True)):
+        *_, jobs, out = dag_scale.dry_run(tmp_path, config, snakefile, dag_scale.one_job(20, bare))
+        assert jobs == 1 and _rule_counts(out)["preprocess_subject"] == 1
