@@ -51,6 +51,12 @@ DEFINITIONS = {
     "fpr80": "FPR80/FPR90 = lowest FPR at TPR ≥ 80/90 % (%)",
     "fnr80": ("FNR80/FNR90 = lowest FNR at TNR ≥ 80/90 % (%; the reference's FNR formula differs)"),
 }
+#: metrics whose value depends on the intensity units of the reconstructed image, and what the caption says
+UNIT_DEPENDENT = ("psnr_ref", "ssim", "ssim_ref")
+UNITS_TEXT = ("PSNR (ref), SSIM and SSIM (ref) depend on the intensity units a model reconstructs in (PSNR "
+              "does not: it scales with the data range): z-scores for 3D models; for 2D models, run slice-wise "
+              "on volumes too, the slices' scaling (background −3, 90th brain percentile +3). Compare them "
+              "between rows of the same kind")
 DEFINITIONS["dice_medium"] = DEFINITIONS["dice_large"] = DEFINITIONS["dice_small"]
 DEFINITIONS["auprc"] = DEFINITIONS["auroc"]
 DEFINITIONS["fpr90"], DEFINITIONS["fnr90"] = DEFINITIONS["fpr80"], DEFINITIONS["fnr80"]

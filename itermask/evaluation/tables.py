@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from itermask.evaluation.layout import SIZE_METRICS, Cell, Row, best_flags, build, wide_frame
 from itermask.evaluation.published import read_published, write_comparison
 from itermask.evaluation.run_captions import convergence_text, inpainting_text
-from itermask.evaluation.spec import DEFINITIONS, METRICS
+from itermask.evaluation.spec import DEFINITIONS, METRICS, UNIT_DEPENDENT, UNITS_TEXT
 from itermask.io.atomic import write_table, write_text
 
 PROTOCOL_TEXT = {
@@ -166,6 +166,8 @@ def caption(spec: dict[str, Any], rows: list[Row], context: Mapping[str, Any] | 
             parts.append(conv)
     defs = list(dict.fromkeys(DEFINITIONS[m] for m in spec["metrics"]))
     parts.append("Metrics: " + "; ".join(defs) + ".")
+    if set(spec["metrics"]) & set(UNIT_DEPENDENT):
+        parts.append(UNITS_TEXT + ".")
     for row in spec["rows"]:
         for key, reason in row["absent"].items():
             parts.append(f"– {row['label']} / {key}: {reason}.")

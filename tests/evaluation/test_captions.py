@@ -91,6 +91,17 @@ def test_caption_names_rows_beyond_and_missing_from_the_paper_and_the_size_bins(
     assert "not in the paper" not in caption(spec, [], None, paper_rows=None)  # no published table: no claim
 
 
+def test_caption_warns_where_a_metric_depends_on_the_intensity_units():
+    """PSNR (ref) and the SSIMs differ between z-scored volumes and 2D-scaled slices; PSNR does not."""
+    def text(metrics):
+        return caption(_spec(name="t", kind="segmentation", protocol="paper", metrics=metrics,
+                             blocks=[{"key": "b", "dataset": "demo"}], rows=[{"label": "A", "experiment": "x"}]), [])
+
+    for metric in ("psnr_ref", "ssim", "ssim_ref"):
+        assert "depend on the intensity units" in text(["dice", metric])
+    assert "depend on the intensity units" not in text(["dice", "psnr", "assd_mm"])
+
+
 def test_settings_caption_groups_rows_with_one_text_and_skips_grey_rows():
     from itermask.evaluation.layout import Row
 
