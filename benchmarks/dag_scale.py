@@ -109,7 +109,8 @@ def dry_run(folder: Path, config: Path, snakefile: Path = ROOT / "Snakefile",
     env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}:{os.environ['PATH']}")
     cmd = [str(SNAKEMAKE), "-s", str(snakefile), "--configfile", str(config), "--cores", "2", "-n", "--quiet", "rules"]
     cmd += ["--target-jobs", target_job] if target_job else []
-    out, err = folder / "dry_run.out", folder / "dry_run.err"
+    stem = "one_job" if target_job else "dry_run"  # --keep keeps both outputs
+    out, err = folder / f"{stem}.out", folder / f"{stem}.err"
     with open(out, "w") as fo, open(err, "w") as fe:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=fo, stderr=fe)
