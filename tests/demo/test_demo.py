@@ -229,9 +229,9 @@ def test_lesion_size_location_and_contrast(ml):
     from scipy.ndimage import binary_dilation
 
     ring = binary_dilation(lab) & ~lab & (sub.tissue["wm"] > 0.5)
-    if ring.any():
-        f = sub.images["FLAIR"].astype(float)
-        assert f[wm].mean() < f[ring].mean() < f[lab].mean()
+    assert ring.any()
+    f = sub.images["FLAIR"].astype(float)
+    assert f[wm].mean() < f[ring].mean() < f[lab].mean()
 
 
 def test_bad_arguments(tmp_path):

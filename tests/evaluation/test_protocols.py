@@ -77,9 +77,10 @@ def test_paper_threshold_maximises_mean_dice():
     brute = max(np.mean([_dice(e > lo + c * (hi - lo), g) for e, g in zip(errors, labels)]) for c in cand)
     assert r["mean_dice"] == pytest.approx(brute)
     assert np.mean([_dice(e > r["theta"], g) for e, g in zip(errors, labels)]) == pytest.approx(brute)
-    # a single shared threshold cannot be perfect for both scales, per-image can do better
+    # one shared threshold cannot fit both scales; each image's own threshold does far better
+    # (0.88 against 0.64 here)
     per_image = np.mean([P.per_image_best_threshold(e, g)["dice"] for e, g in zip(errors, labels)])
-    assert per_image >= r["mean_dice"] - 1e-12
+    assert per_image > r["mean_dice"] + 0.15
 
 
 def test_paper_candidates_reach_the_upper_tail():

@@ -26,14 +26,11 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _read_only(folder: Path) -> None:
-    """Make `folder` read-only for this process (a read-only mount as root: root ignores modes)."""
-    if os.geteuid() == 0:
-        res = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True)
-        if res.returncode:
-            pytest.skip("cannot remount read-only here")
-    else:
-        folder.chmod(0o555)
+def _read_only(mount: Path) -> None:
+    """Remount the `small_tmpfs` mount read-only (root ignores file modes, so a mode cannot do it)."""
+    res = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True)
+    if res.returncode:
+        pytest.skip("cannot remount read-only here")
 
 
 def test_writable_folder_passes_and_keeps_no_probe(tmp_path):

@@ -483,8 +483,38 @@ def test_deepbet_on_template_head(tmp_path):
     print(f"deepbet on a {head.shape} 2 mm head: {elapsed:.1f} s, {volume_ml:.0f} ml")
 
 
+class _Recorded(Exception):
+    """Stops deepbet once the spy has recorded the autocast state (no network runs)."""
+
+
+def test_deepbet_mask_autocasts_its_networks_only_when_asked(monkeypatch):
+    """On any CPU (the hardware query patched to say bf16): deepbet's networks are entered under
+    bf16 autocast with amp, and without autocast for fp32. The spy on ``BrainExtraction.run_model``
+    (where both networks run) stops the run there, so no network runs (emulated bf16 takes minutes
+    on a CPU without it; the mask check below needs bf16 hardware)."""
+    from deepbet import BrainExtraction
+
+    from itermask.io import device
+    from itermask.preprocess.skullstrip import deepbet_mask
+
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def spy(self, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        raise _Recorded
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(BrainExtraction, "run_model", spy)
+    head = resample_to_spacing(nib.load(TEMPLATE), 6.0, "linear")
+    for amp in (True, False):
+        with pytest.raises(_Recorded):
+            deepbet_mask(head, device="cpu", amp=amp)
+    assert seen[0] == (True, torch.bfloat16) and seen[1][0] is False and len(seen) == 2, seen
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(autocast_dtype("cpu") is None, reason="this CPU has no bf16 in hardware: deepbet runs fp32 here")
+@pytest.mark.skipif(autocast_dtype("cpu", True) is None,
+                    reason="this CPU has no bf16 in hardware: deepbet runs fp32 here (emulated bf16: minutes)")
 def test_deepbet_autocast_mask_matches_fp32(monkeypatch):
     """precision auto (bf16 forward passes on this CPU) against fp32 on the mean head at 3 mm: the same brain.
 

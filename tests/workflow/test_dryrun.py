@@ -307,16 +307,19 @@ def test_a_method_file_is_an_input_of_the_jobs_that_read_it(tmp_path):
     lpips.write_bytes(b"")
     auto = cfg["experiments"]["autoddpm_flair"]
     auto["infer"] = {**auto.get("infer", {}), "lpips_model": str(lpips), "mask_threshold_val_percentile": 99}
+    cfg["resources"]["infer_subjects_per_job"] = 1  # one inference job per subject, as on a cluster
     path = tmp_path / "lpips.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stderr + res.stdout
     jobs = _jobs(res.stdout)
-    reads = {j["rule"].split("__")[0] + ("/" + j["output"][0].split("/")[2] if j["output"] else ""): set(j["input"])
-             for j in jobs if j["rule"].split("__")[0] in ("train", "infer")}
-    assert str(lpips) in reads["train/autoddpm_flair"]
-    assert any(str(lpips) in files for rule, files in reads.items() if rule == "infer/autoddpm_flair")
-    assert not any(str(lpips) in files for rule, files in reads.items() if not rule.endswith("/autoddpm_flair"))
+    reads = [(j["rule"].split("__")[0] + ("/" + j["output"][0].split("/")[2] if j["output"] else ""), set(j["input"]))
+             for j in jobs if j["rule"].split("__")[0] in ("train", "infer")]  # one entry per job
+    own = [files for key, files in reads if key.endswith("/autoddpm_flair")]
+    assert [key for key, _ in reads].count("train/autoddpm_flair") == 1
+    assert [key for key, _ in reads].count("infer/autoddpm_flair") > 1  # one per subject
+    assert all(str(lpips) in files for files in own)
+    assert not any(str(lpips) in files for key, files in reads if not key.endswith("/autoddpm_flair"))
     lpips.unlink()
     res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
     assert res.returncode != 0 and "MissingInputException" in res.stderr + res.stdout
