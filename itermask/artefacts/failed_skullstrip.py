@@ -100,7 +100,8 @@ def make_subject_masks(
     their agreement with deepbet's ``deepbet_path`` (``out_json``), the outlying mask
     (``out_outlier``, in the raw image's on-disk orientation). The tool masks are on the image's
     RAS-canonical grid, as rule brain_mask's. HD-BET runs on ``device``, autocast with ``amp``
-    (config ``precision``).
+    (config ``precision``). A tool failing on the image raises InputError naming the subject; an
+    install problem (HD-BET model files missing: RuntimeError) is raised as it is.
     """
     from itermask.artefacts.template_mask import template_brain_mask
     from itermask.preprocess.hd_bet import hd_bet_mask
@@ -110,11 +111,16 @@ def make_subject_masks(
     deepbet = load_nifti(deepbet_path, allow_empty=True, **ctx)
     check_same_grid(deepbet, img, path=deepbet_path, **ctx)
     masks = {"deepbet": np.asanyarray(deepbet.dataobj) > 0}
-    for tool, run in (("hd_bet", lambda: hd_bet_mask(img, device=device, mode=hd_bet_mode, tta=hd_bet_tta, amp=amp)),
-                      ("template", lambda: template_brain_mask(img, spacing_mm=template_spacing_mm))):
+    # What each tool raises for an image it cannot strip, reported as the subject's InputError.
+    # HD-BET's RuntimeErrors (model files missing from the install, a torch/CUDA error) are not
+    # the image's fault and pass through as they are; the template's come from antsRegistration.
+    for tool, run, image_errors in (
+            ("hd_bet", lambda: hd_bet_mask(img, device=device, mode=hd_bet_mode, tta=hd_bet_tta, amp=amp),
+             (ValueError,)),
+            ("template", lambda: template_brain_mask(img, spacing_mm=template_spacing_mm), (RuntimeError, ValueError))):
         try:
             masks[tool] = run()
-        except (RuntimeError, ValueError) as exc:  # antsRegistration exit status, no head found
+        except image_errors as exc:  # no head found, antsRegistration exit status
             raise InputError(f"{tool} skull-stripping failed ({exc})", path=image_path, **ctx) from exc
         save_nifti(masks[tool], img.affine, out_masks[tool], dtype=np.uint8)
     try:

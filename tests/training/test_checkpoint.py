@@ -1,6 +1,6 @@
 """itermask.training.checkpoint: safe loading (weights_only), generator states round-trip,
-checkpoints of another configuration refused, truncated files fall back, data fingerprint,
-scaler states across device types."""
+checkpoints of another configuration refused, truncated files fall back, unreadable ones stop
+training (never a silent restart), data fingerprint, scaler states across device types."""
 from __future__ import annotations
 
 import os
@@ -49,8 +49,63 @@ def test_a_checkpoint_holding_code_is_never_unpickled(tmp_path):
 
     torch.save({"config_hash": "h", "x": Boom()}, tmp_path / "latest.pt")
     logs = []
-    assert load_checkpoint(tmp_path, "h", logs.append) is None
+    with pytest.raises(InputError, match="no readable checkpoint.*UnpicklingError"):
+        load_checkpoint(tmp_path, "h", logs.append)
     assert "unreadable" in logs[0]
+
+
+def test_a_truncated_latest_resumes_from_a_good_previous(tmp_path):
+    """A zip checkpoint cut short (OSError or RuntimeError from torch.load) falls back to previous.pt."""
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 1, "w": torch.ones(1000)})
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 2, "w": torch.ones(1000)})
+    data = (tmp_path / "latest.pt").read_bytes()
+    for cut in (len(data) - 5, len(data) // 2, 10):
+        (tmp_path / "latest.pt").write_bytes(data[:cut])
+        logs = []
+        assert load_checkpoint(tmp_path, "h", logs.append)["step"] == 1
+        assert len(logs) == 1 and str(tmp_path / "latest.pt") in logs[0] and "trying the previous one" in logs[0]
+
+
+def test_unreadable_checkpoints_stop_training_instead_of_restarting(tmp_path):
+    """Files there but none readable: InputError naming each (a restart would overwrite them)."""
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 2})
+    latest, previous = tmp_path / "latest.pt", tmp_path / "previous.pt"
+    latest.write_bytes(latest.read_bytes()[:40])
+    previous.write_bytes(bytes(range(256)) * 8)  # random bytes, not a checkpoint
+    before = latest.read_bytes(), previous.read_bytes()
+    with pytest.raises(InputError) as e:
+        load_checkpoint(tmp_path, "h", lambda _: None)
+    msg = str(e.value)
+    assert str(latest) in msg and str(previous) in msg and "delete" in msg and "afresh" in msg
+    assert e.value.path == str(tmp_path)
+    assert (latest.read_bytes(), previous.read_bytes()) == before  # both left as they were
+    previous.unlink()  # an unreadable latest alone is refused too
+    with pytest.raises(InputError, match="no readable checkpoint") as e:
+        load_checkpoint(tmp_path, "h", lambda _: None)
+    assert str(latest) in str(e.value) and str(previous) not in str(e.value)
+    latest.write_bytes(b"")  # an empty file: EOFError with no message
+    with pytest.raises(InputError, match="EOFError"):
+        load_checkpoint(tmp_path, "h", lambda _: None)
+
+
+def test_only_unreadable_files_are_skipped_other_errors_propagate(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 2})
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(torch, "load", no_memory)
+    with pytest.raises(MemoryError):  # not taken for a corrupt file, not reported as one
+        load_checkpoint(tmp_path, "h", lambda _: None)
+
+
+def test_no_checkpoint_files_is_a_fresh_start(tmp_path):
+    logs = []
+    assert load_checkpoint(tmp_path, "h", logs.append) is None
+    assert load_checkpoint(tmp_path / "missing", "h", logs.append) is None
+    assert logs == []
 
 
 def test_a_checkpoint_of_another_configuration_is_refused_not_overwritten(tmp_path):
