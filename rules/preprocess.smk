@@ -129,6 +129,8 @@ rule qc_table:
             caption="../report/captions/qc_table.rst",
             category="Quality control",
         ),
+    params:
+        subjects=lambda w: list(dataset_of(w).subjects),  # in the order of the input files
     log:
         f"{R}/logs/qc_table/{{dataset}}.log",
     conda:

@@ -8,4 +8,4 @@ from itermask.io.workflow import rule_context  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with rule_context(smk):
-    qc_table(list(smk.input), smk.output[0])
+    qc_table(dict(zip(smk.params.subjects, smk.input)), smk.output[0], dataset=smk.wildcards.dataset)

@@ -27,7 +27,9 @@ Healthy validation scans (condition ``val``) and labelled validation scans (cond
 2D results (result.json ``kind`` = ``2d``) are (H, W, n) stacks of slices: surfaces, ASSD and
 SSIM are computed per slice in-plane (slice axis 2), spacing from the NIfTI header. Slice-wise
 IterMask2 results on volumes (``slicewise``) are evaluated as volumes, against ``input2d.nii.gz``
-(the input in the 2D model's scaled units) for PSNR/SSIM.
+(the input in the 2D model's scaled units) for PSNR/SSIM. A file evaluation needs (a lesion subject's
+label, the input image, a score) that is missing, unreadable or off the error map's grid is an
+InputError naming the dataset, subject and file: no subject leaves a table, no cell turns NaN.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import pandas as pd
 
 from itermask.config.conditions import LESION, VAL, VAL_LESION
 from itermask.io.atomic import write_table
-from itermask.errors import InputError
+from itermask.errors import ConfigError, InputError
 from itermask.evaluation.detection import DETECTION_COLUMNS, SCORE_COLUMNS, detection_rows, score_rows
 from itermask.evaluation.metrics import healthy_tissue_quality, overlap_metrics, segmentation_metrics
 from itermask.evaluation.spec import LEFT_OUT
@@ -49,7 +51,7 @@ from itermask.evaluation.protocols import (
 )
 from itermask.evaluation.reference_metrics import ReferenceRanges, precision_ref, reference_quality, reference_ranges
 from itermask.evaluation.scans import (Scan, brain_error, convergence, discover, inpainting_mask_fraction, input_image,
-                                       load, primary_score, tau_at_first_point)
+                                       load, load_on_grid, primary_score, tau_at_first_point)
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,22 @@ ORACLE_MASK = "mask_oracle.nii.gz"  # IterMask's own per-image best iteration/ta
 
 
 def _with_labels(scans: list[Scan]) -> list[Scan]:
-    lesion = []
+    """The labelled scans (lesion subjects the method did not leave out): each must have its
+    ``label.nii.gz`` (inference writes the subject's label, which the config requires of lesion
+    splits), else InputError: a subject is never dropped from the tables silently."""
     for s in scans:
         if not (s.folder / "label.nii.gz").exists():
-            log.warning("%s/%s: lesion condition without label.nii.gz; no segmentation metrics", s.dataset, s.subject)
-            continue
-        lesion.append(s)
-    return lesion
+            raise InputError(f"condition '{s.condition}' of a lesion subject has no label.nii.gz: no segmentation "
+                             "metrics without it", path=s.folder / "label.nii.gz", **s.ctx())
+    return scans
+
+
+def _kept_validation(scans: Sequence[Scan]) -> list[Scan]:
+    """Labelled validation scans the method did not leave out (those have no slice; logged)."""
+    for s in (s for s in scans if s.result.get("left_out_reason")):
+        log.warning("%s/%s: val_lesion scan left out by the method (%s): not in the labelled honest threshold",
+                    s.dataset, s.subject, s.result["left_out_reason"])
+    return [s for s in scans if not s.result.get("left_out_reason")]
 
 
 def _honest_theta(experiment: str, val_scans: list[Scan], honest_fpr: float) -> float:
@@ -84,7 +95,13 @@ def _honest_theta(experiment: str, val_scans: list[Scan], honest_fpr: float) -> 
     for s in val_scans:
         e, b, _ = brain_error(s)
         val.append(e[b])
-    return honest_threshold(val, honest_fpr)
+    try:
+        return honest_threshold(val, honest_fpr)
+    except ValueError as exc:
+        if not 0.0 < float(honest_fpr) < 1.0:
+            raise ConfigError(f"experiment '{experiment}': evaluation.honest_fpr: {exc}") from exc
+        raise InputError(f"experiment '{experiment}': {exc} (healthy validation scans, condition 'val')",
+                         dataset=", ".join(dict.fromkeys(s.dataset for s in val_scans))) from exc
 
 
 def _labelled_theta(experiment: str, dataset: str, scans: list[Scan]) -> float:
@@ -93,13 +110,17 @@ def _labelled_theta(experiment: str, dataset: str, scans: list[Scan]) -> float:
     if not own:
         raise InputError(f"experiment '{experiment}': honest_source 'labelled_val' needs labelled validation "
                          f"scans (condition 'val_lesion') of dataset '{dataset}', none found")
-    return labelled_threshold(*zip(*(_brain_vectors(s) for s in own)))
+    try:
+        return labelled_threshold(*zip(*(_brain_vectors(s) for s in own)))
+    except ValueError as exc:
+        raise InputError(f"experiment '{experiment}': honest threshold from the labelled validation scans "
+                         f"(condition 'val_lesion'): {exc}", dataset=dataset) from exc
 
 
 def _brain_vectors(s: Scan) -> tuple[np.ndarray, np.ndarray]:
     """(error, label) of a labelled scan's brain voxels."""
     error, brain, _ = brain_error(s)
-    return error[brain], load(s, "label.nii.gz", np.uint8)[0][brain] > 0
+    return error[brain], load_on_grid(s, "label.nii.gz", error.shape, np.uint8)[brain] > 0
 
 
 def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float, str]:
@@ -110,7 +131,7 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
     its final mask, IterMask3D's phase B thresholds the whole brain). Other methods: the best
     threshold of the image's error map."""
     if (s.folder / ORACLE_MASK).exists():
-        mask = (load(s, ORACLE_MASK, np.uint8)[0] > 0) & brain
+        mask = (load_on_grid(s, ORACLE_MASK, error.shape, np.uint8) > 0) & brain
         entry = s.result.get("oracle")
         tau = entry.get("tau") if isinstance(entry, dict) else None
         tau = float(tau) if tau is not None else float("nan")
@@ -118,7 +139,7 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
         if final_tau is not None and np.isfinite(float(final_tau)):
             region = brain
             if s.is_2d and (s.folder / "mask.nii.gz").exists():  # IterMask2: M_{k+1} = M_k & [e > tau]
-                region = brain & (load(s, "mask.nii.gz", np.uint8)[0] > 0)
+                region = brain & (load_on_grid(s, "mask.nii.gz", error.shape, np.uint8) > 0)
             candidates = np.where(region, error, -np.inf)  # outside the region never predicted, still scored
             best = per_image_best_threshold(candidates[brain], label[brain], theta_min=float(final_tau))
             raised = binarise(error, region, best["theta"])
@@ -129,26 +150,41 @@ def _oracle(s: Scan, error: np.ndarray, brain: np.ndarray, label: np.ndarray) ->
     return binarise(error, brain, theta), theta, "error_map"
 
 
-def _dataset_thresholds(scans: list[Scan], protocols: list[str], honest: float | None) -> dict[str, float]:
+def _dataset_thresholds(experiment: str, dataset: str, scans: list[Scan], protocols: list[str],
+                        honest: float | None) -> dict[str, float]:
     """Thresholds shared by the subjects of one test dataset (honest, paper)."""
     out = {}
     if "honest" in protocols:
         out["honest"] = honest
     if "paper" in protocols:
         errors, labels = zip(*(_brain_vectors(s) for s in scans))
-        out["paper"] = paper_threshold(errors, labels)["theta"]
+        try:
+            out["paper"] = paper_threshold(errors, labels)["theta"]
+        except ValueError as exc:
+            raise InputError(f"experiment '{experiment}': protocol 'paper' on the test lesion subjects: {exc}",
+                             dataset=dataset) from exc
     return out
+
+
+def _input(s: Scan, shape: tuple[int, ...]) -> np.ndarray:
+    """The scan's input image for PSNR/SSIM: every method's record names it (``scans.input_image``),
+    so a record without one is an error, never a NaN cell."""
+    image = input_image(s, shape)
+    if image is None:
+        raise InputError(f"result.json of condition '{s.condition}' names no input image (inputs.image or "
+                         "inputs.slices) and the folder has no image.nii.gz: PSNR/SSIM need it",
+                         path=s.folder / "result.json", **s.ctx())
+    return image
 
 
 def _reference_ranges(scans: list[Scan]) -> ReferenceRanges:
     """One test set's constants of the reference PSNR and SSIM (``reference_metrics``)."""
     def items():
-        for s in scans:  # the brain mask alone: the error map is checked where it is scored
+        for s in scans:  # the brain mask's grid: the error map is checked against it where it is scored
             brain = load(s, "brainmask.nii.gz", np.uint8)[0] > 0
-            image = input_image(s, brain.shape)
-            if image is not None:
-                label = load(s, "label.nii.gz", np.uint8)[0] > 0
-                yield image, load(s, "recon.nii.gz")[0], brain, brain & ~label
+            label = load_on_grid(s, "label.nii.gz", brain.shape, np.uint8, "brain mask") > 0
+            recon = load_on_grid(s, "recon.nii.gz", brain.shape, what="brain mask")
+            yield _input(s, brain.shape), recon, brain, brain & ~label
     return reference_ranges(items())
 
 
@@ -157,21 +193,22 @@ def _subject_rows(
     sources: dict[str, str], ranges: ReferenceRanges,
 ) -> list[dict[str, Any]]:
     error, brain, img = brain_error(s)
-    label = load(s, "label.nii.gz", np.uint8)[0] > 0
-    recon = load(s, "recon.nii.gz")[0]
+    label = load_on_grid(s, "label.nii.gz", error.shape, np.uint8) > 0
+    recon = load_on_grid(s, "recon.nii.gz", error.shape)
     slice_axis = 2 if s.is_2d else None
     spacing = [float(z) for z in img.header.get_zooms()[:3]]
-    image = input_image(s, error.shape)
-    if image is None:
-        quality = {k: float("nan") for k in ("psnr", "ssim", "psnr_ref", "ssim_ref")}
-    else:
-        quality = {**healthy_tissue_quality(image, recon, brain, label, slice_axis=slice_axis),
-                   **reference_quality(image, recon, brain & ~label, ranges, slice_axis=slice_axis)}
+    image = _input(s, error.shape)
+    quality = {**healthy_tissue_quality(image, recon, brain, label, slice_axis=slice_axis),
+               **reference_quality(image, recon, brain & ~label, ranges, slice_axis=slice_axis)}
     preds = {name: (binarise(error, brain, theta), theta, "") for name, theta in shared.items()}
     if "per_image_best" in protocols:
-        preds["per_image_best"] = _oracle(s, error, brain, label)
+        try:
+            preds["per_image_best"] = _oracle(s, error, brain, label)
+        except ValueError as exc:
+            raise InputError(f"experiment '{experiment}': protocol 'per_image_best': {exc}",
+                             path=s.folder / "brainmask.nii.gz", **s.ctx()) from exc
     if (s.folder / "mask.nii.gz").exists():  # methods without a binary mask (AE, DAE) have no such row
-        preds["iterative_mask"] = ((load(s, "mask.nii.gz", np.uint8)[0] > 0) & brain,
+        preds["iterative_mask"] = ((load_on_grid(s, "mask.nii.gz", error.shape, np.uint8) > 0) & brain,
                                    float(s.result.get("tau", float("nan"))), "")
     converged, iterations = convergence(s)
     first = tau_at_first_point(s)
@@ -211,13 +248,13 @@ def _segmentation_rows(
         return rows
     by_fpr = "honest" in protocols and honest_source == "healthy_fpr"
     honest = _honest_theta(experiment, val_scans, honest_fpr) if by_fpr else None
-    labelled = _with_labels(list(labelled_val_scans))
+    labelled = _with_labels(_kept_validation(labelled_val_scans))
     sources = {"honest": honest_source, "paper": "test_labels"}
     for dataset in dict.fromkeys(s.dataset for s in lesion):
         group = [s for s in lesion if s.dataset == dataset]
         if "honest" in protocols and not by_fpr:
             honest = _labelled_theta(experiment, dataset, labelled)
-        shared = _dataset_thresholds(group, protocols, honest)
+        shared = _dataset_thresholds(experiment, dataset, group, protocols, honest)
         ranges = _reference_ranges(group)
         for s in group:
             rows += _subject_rows(experiment, s, shared, protocols, size_bins, sources, ranges)

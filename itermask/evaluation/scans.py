@@ -5,7 +5,6 @@ scores evaluation reads from it.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,8 +13,6 @@ import nibabel as nib
 import numpy as np
 
 from itermask.errors import InputError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,52 +54,91 @@ def discover(runs: Sequence[tuple[str, str, str | Path]]) -> list[Scan]:
     return scans
 
 
-def load(scan: Scan, name: str, dtype: type = np.float32) -> tuple[np.ndarray, nib.Nifti1Image]:
-    path = scan.folder / name
+def read_nifti(scan: Scan, path: Path, dtype: type = np.float32) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A NIfTI file of the scan as (array, image); InputError naming the scan and file if it is
+    missing or unreadable."""
     if not path.exists():
-        raise InputError(f"missing {name} in condition '{scan.condition}'", path=path, **scan.ctx())
-    img = nib.load(str(path))
-    return np.asarray(img.dataobj, dtype=dtype), img
+        raise InputError(f"missing {path.name} in condition '{scan.condition}'", path=path, **scan.ctx())
+    try:
+        img = nib.load(str(path))
+        return np.asarray(img.dataobj, dtype=dtype), img
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(f"cannot read NIfTI file ({type(exc).__name__}: {exc})", path=path, **scan.ctx()) from exc
+
+
+def load(scan: Scan, name: str, dtype: type = np.float32) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """The condition's file ``name`` (``read_nifti``)."""
+    return read_nifti(scan, scan.folder / name, dtype)
+
+
+def check_grid(scan: Scan, arr: np.ndarray, path: Path, shape: tuple[int, ...], what: str = "error map") -> np.ndarray:
+    """``arr`` (read from ``path``) if it has the result grid's ``shape``, else InputError."""
+    if arr.shape != tuple(shape):
+        raise InputError(f"shape {arr.shape} differs from the {what}'s shape {tuple(shape)}", path=path, **scan.ctx())
+    return arr
+
+
+def load_on_grid(scan: Scan, name: str, shape: tuple[int, ...], dtype: type = np.float32,
+                 what: str = "error map") -> np.ndarray:
+    """The condition's file ``name`` as an array of ``shape``, the grid of ``what`` (InputError otherwise)."""
+    return check_grid(scan, load(scan, name, dtype)[0], scan.folder / name, shape, what)
 
 
 def brain_error(scan: Scan) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
     error, img = load(scan, "error.nii.gz")
-    brain, _ = load(scan, "brainmask.nii.gz", np.uint8)
-    if brain.shape != error.shape:
-        raise InputError(f"brainmask shape {brain.shape} differs from error map {error.shape}",
-                         path=scan.folder / "brainmask.nii.gz", **scan.ctx())
+    brain = load_on_grid(scan, "brainmask.nii.gz", error.shape, np.uint8)
     if not np.all(np.isfinite(error)):
         raise InputError("error map contains NaN/Inf", path=scan.folder / "error.nii.gz", **scan.ctx())
     return error, brain > 0, img
 
 
-def input_image(scan: Scan, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The model's input image on the result grid and in the result's units, first found of:
-    ``input2d.nii.gz`` (slice-wise IterMask2: scaled input), ``image.nii.gz`` in the condition
-    folder, ``result["inputs"]["image"]`` (a NIfTI of the same shape), ``result["inputs"]["slices"]``
-    (a slices2d ``.npz``: rows whose ``index`` are result.json's ``slices``). None (logged) if none."""
+def expected_input(scan: Scan) -> Path | None:
+    """The file holding the model's input on the result grid and in the result's units, decided
+    from the record: ``input2d.nii.gz`` for slice-wise runs (``kind`` = ``slicewise``: the input in
+    the 2D model's scaled units), else ``image.nii.gz`` in the condition folder where there is one,
+    else result.json's ``inputs``: ``slices`` (a slices2d ``.npz``) of 2D stacks, ``image`` of
+    volumes. None when the record names no input (every method's record does)."""
+    if scan.result.get("kind") == "slicewise":
+        return scan.folder / "input2d.nii.gz"
+    own = scan.folder / "image.nii.gz"
+    if own.exists():
+        return own
     inputs = scan.result.get("inputs") or {}
-    candidates = [scan.folder / "input2d.nii.gz", scan.folder / "image.nii.gz"]
-    candidates += [Path(inputs[k]) for k in ("image", "slices") if inputs.get(k)]
-    for path in candidates:
-        if not path.exists():
-            continue
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                images, index = z["image"], z["index"]
-            wanted = [int(s) for s in scan.result.get("slices", [])]
-            rows = [int(np.flatnonzero(index == s)[0]) for s in wanted if np.any(index == s)]
-            if len(rows) == len(wanted) and rows:
-                arr = np.moveaxis(images[rows], 0, -1).astype(np.float32)
-                if arr.shape == shape:
-                    return arr
-            continue
-        arr = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
-        if arr.shape == shape:
-            return arr
-    log.warning("%s/%s/%s: no input image on the result grid; PSNR/SSIM set to NaN",
-                scan.dataset, scan.subject, scan.condition)
-    return None
+    key = "slices" if scan.is_2d else "image"
+    return Path(inputs[key]) if isinstance(inputs, dict) and inputs.get(key) else None
+
+
+def _slices_stack(scan: Scan, path: Path) -> np.ndarray:
+    """The rows of a slices2d file that result.json's ``slices`` name, as an (H, W, n) stack."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, index = np.asarray(z["image"]), np.asarray(z["index"])
+    except Exception as exc:
+        raise InputError(f"cannot read slices file ({type(exc).__name__}: {exc})", path=path, **scan.ctx()) from exc
+    wanted = [int(s) for s in scan.result.get("slices", [])]
+    if not wanted:
+        raise InputError("result.json names no 'slices' of its 2D stack", path=scan.folder / "result.json",
+                         **scan.ctx())
+    missing = [s for s in wanted if not np.any(index == s)]
+    if missing:
+        raise InputError(f"slices file lacks the result's slices {missing} (has {index.tolist()})",
+                         path=path, **scan.ctx())
+    rows = [int(np.flatnonzero(index == s)[0]) for s in wanted]
+    return np.moveaxis(images[rows], 0, -1).astype(np.float32)
+
+
+def input_image(scan: Scan, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The model's input image (``expected_input``) on the result grid (``shape``); None when
+    the record names none; InputError naming the file when it is missing, unreadable, lacks
+    the result's slices or is off the grid."""
+    path = expected_input(scan)
+    if path is None:
+        return None
+    if not path.exists():
+        raise InputError(f"input image of condition '{scan.condition}' not found (PSNR/SSIM need it)",
+                         path=path, **scan.ctx())
+    arr = _slices_stack(scan, path) if path.suffix == ".npz" else read_nifti(scan, path)[0]
+    return check_grid(scan, arr, path, shape, "result grid")
 
 
 # result.json "score_name" -> the key of its "scores" dict holding the same value
@@ -112,7 +148,9 @@ NOT_SCORES = ("brain_voxels",)
 
 def scan_scores(scan: Scan) -> dict[str, float]:
     """Detection scores of a scan: the primary ``score`` under ``score_name`` plus every other
-    entry of the ``scores`` dict (counts that are not scores, e.g. brain_voxels, left out)."""
+    entry of the ``scores`` dict (counts that are not scores, e.g. brain_voxels, left out).
+    InputError naming result.json without a ``score``, unless the method left the subject out
+    (``left_out_reason``: no slice, so no score; the segmentation table counts it)."""
     r = scan.result
     out: dict[str, float] = {}
     name = str(r.get("score_name", "score"))
@@ -127,9 +165,10 @@ def scan_scores(scan: Scan) -> dict[str, float]:
             if k in NOT_SCORES or v is None or k == SCORE_ALIASES.get(name) or k in out:
                 continue
             out[str(k)] = float(v)
-    if not out:
-        log.warning("%s/%s/%s: result.json has no 'score'; scan left out of the scores",
-                    scan.dataset, scan.subject, scan.condition)
+    numeric = isinstance(score, dict) or (isinstance(score, (int, float)) and bool(np.isfinite(score)))
+    if not numeric and not r.get("left_out_reason"):
+        raise InputError(f"result.json of condition '{scan.condition}' has no finite 'score' (got {score!r}): "
+                         "the scan cannot enter the detection scores", path=scan.folder / "result.json", **scan.ctx())
     return out
 
 

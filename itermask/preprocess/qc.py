@@ -97,9 +97,26 @@ def flatten_stats(record: Mapping) -> dict:
     return row
 
 
-def qc_table(json_paths: Sequence[str | Path], out_tsv: str | Path) -> None:
-    """Write one TSV row per subject QC JSON (columns: union of all subjects' keys)."""
-    rows = [flatten_stats(json.loads(Path(p).read_text())) for p in json_paths]
+def read_qc_record(path: str | Path, *, dataset: str | None = None, subject: str | None = None) -> dict:
+    """One subject's QC JSON (``qc_subject``'s record); InputError naming the file (and the
+    subject and dataset where known) when it cannot be read or holds no record."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the subject's QC statistics ({exc})", path=path, dataset=dataset,
+                         subject=subject) from exc
+    if not isinstance(record, dict):
+        raise InputError("the subject's QC statistics file holds no JSON object", path=path, dataset=dataset,
+                         subject=subject)
+    return record
+
+
+def qc_table(json_paths: Sequence[str | Path] | Mapping[str, str | Path], out_tsv: str | Path, *,
+             dataset: str | None = None) -> None:
+    """Write one TSV row per subject QC JSON (columns: union of all subjects' keys).
+    ``json_paths``: the files, or subject -> file (then an unreadable file's error names its subject)."""
+    items = json_paths.items() if isinstance(json_paths, Mapping) else ((None, p) for p in json_paths)
+    rows = [flatten_stats(read_qc_record(p, dataset=dataset, subject=s)) for s, p in items]
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
