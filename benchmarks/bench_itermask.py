@@ -42,13 +42,29 @@ from itermask.training.precision import Precision, pick_precision  # noqa: E402
 SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 
 
+def itermask3d_defaults() -> dict:
+    """The schema's ``method_defaults.itermask3d`` (network, train, infer): what an experiment that
+    sets nothing runs with (the package's functions carry no defaults of their own)."""
+    from itermask.config.schema import FillingValidator, load_schema
+
+    config: dict = {}
+    list(FillingValidator(load_schema()).iter_errors(config))  # fills the defaults; the errors do not matter
+    return config["method_defaults"]["itermask3d"]
+
+
+#: phase B's settings of (b) (the schema's): ``run_itermask3d`` takes every setting
+PHASE_B = {k: itermask3d_defaults()["infer"][k] for k in ("phase_b_noise", "phase_b_start")}
+
+
 def build_model(channels: list[int], device: torch.device) -> nn.Module:
+    """The reference 3D UNet (the schema's network settings) with encoder widths ``channels``."""
     try:
         from itermask.core.networks import build_network
     except ImportError as exc:  # pragma: no cover - only while the package is incomplete
         raise SystemExit(f"itermask.core.networks.build_network is not available ({exc}); cannot benchmark") from exc
     torch.manual_seed(0)
-    return build_network("itermask3d", 2, {"channels": channels}).to(device)
+    network = {**itermask3d_defaults()["network"], "channels": channels}
+    return build_network("itermask3d", 2, network).to(device)
 
 
 class ChannelsLast(nn.Module):
@@ -207,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             ref(x1)
 
     def fwd_opt():
-        with torch.inference_mode(), autocast(device.type):  # the pipeline's (config precision: auto)
+        with torch.inference_mode(), autocast(device.type, True):  # the pipeline's (config precision: auto)
             opt_net(xb)
 
     ta, ma = timed(fwd_ref, device, args.repeats)
@@ -218,14 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     ref.train()
     opt_net.train()
     ta, ma = timed(train_step(ref, s, device, pick_precision(device.type, False)), device, args.repeats)
-    tb, mb = timed(train_step(opt_net, s, device, pick_precision(device.type)), device, args.repeats)
+    tb, mb = timed(train_step(opt_net, s, device, pick_precision(device.type, True)), device, args.repeats)
     rows.append(("training step", "batch 2", ta, ma, tb, mb))
     ref.eval()
     opt_net.eval()
 
     # full iterative inference, per subject
     subjects = make_subjects(args.subjects, s)
-    percents = phase_a_percents(args.step)
+    percents = phase_a_percents(args.step, fine_from=None)
     tau = 1.0
     ta, ma = timed(lambda: reference_loop(ref, subjects, percents, tau, args.phase_b, device), device,
                    args.inference_repeats)
@@ -233,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     def ours() -> None:
         run_itermask3d(opt_net, [t[0] for t in subjects], [t[1] for t in subjects], [t[2] for t in subjects],
                        list(range(len(subjects))), percents=percents, choose_tau=lambda c: (tau, None),
-                       tol=-1.0, max_iterations=args.phase_b, batch_size=batch, device=device, amp=True)
+                       variant="full", tol=-1.0, max_iterations=args.phase_b, batch_size=batch, device=device,
+                       amp=True, **PHASE_B)
 
     tb, mb = timed(ours, device, args.inference_repeats)
     n_fwd = len(percents) + args.phase_b

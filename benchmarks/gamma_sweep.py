@@ -148,8 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     x, hf, brain, label = load_subjects(folders, settings.sequence, meta["hf_radius"], variant, nl)
     seeds = [args.seed_offset + k for k in range(len(folders))]
     t = np.asarray(schedule(cfg, args.fine_from, args.fine_step))
+    # phase A only: its one phase-B step (tau 0, from the whole brain) is not used
     curves = [r.curve for r in run_itermask3d(net, x, hf, brain, seeds, percents=t, choose_tau=lambda c: (0.0, None),
-                                              variant=variant, max_iterations=1, batch_size=len(x), amp=amp)]
+                                              variant=variant, tol=float(cfg["tol"]), max_iterations=1,
+                                              batch_size=len(x), device="cpu", amp=amp,
+                                              phase_b_noise=cfg["phase_b_noise"], phase_b_start="brain")]
     hf_text = "no HF input" if variant == "no_freq" else f"HF radius {meta['hf_radius']}"
     print(f"{args.experiment}: {hf_text}, phase A {len(t)} iterations "
           f"({t[0]:g} .. {t[-1]:g} %); lesion voxels "
@@ -165,13 +168,14 @@ def main(argv: list[str] | None = None) -> None:
         if gamma is not None and start == "tau_mask":
             return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=t,
                                    choose_tau=chooser({**cfg, "gamma": gamma}, t), variant=variant,
-                                   tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), amp=amp,
-                                   phase_b_noise=cfg["phase_b_noise"], phase_b_start=start)[0]
+                                   tol=float(cfg["tol"]), max_iterations=int(cfg["max_iterations"]), batch_size=1,
+                                   device="cpu", amp=amp, phase_b_noise=cfg["phase_b_noise"], phase_b_start=start)[0]
                     for i in range(len(taus))]
         return [run_itermask3d(net, [x[i]], [hf[i]], [brain[i]], [seeds[i]], percents=(),
                                choose_tau=lambda _c, tau=tau: (tau, None), variant=variant, tol=float(cfg["tol"]),
-                               max_iterations=int(cfg["max_iterations"]), amp=amp,
-                               phase_b_noise=cfg["phase_b_noise"])[0] for i, tau in enumerate(taus)]
+                               max_iterations=int(cfg["max_iterations"]), batch_size=1, device="cpu", amp=amp,
+                               phase_b_noise=cfg["phase_b_noise"], phase_b_start="brain")[0]
+                for i, tau in enumerate(taus)]
 
     rules = [(f"gamma {g:g}", [chooser({**cfg, "gamma": g}, t)(np.asarray(c, dtype=np.float64))[0] for c in curves], g)
              for g in args.gammas]  # the pipeline's rule at each gamma
@@ -198,7 +202,8 @@ def schedule(cfg: dict, fine_from: float | None, fine_step: float | None) -> tup
     start = cfg["fine_from_percent"] if fine_from is None else fine_from
     if start is None:
         raise SystemExit("--fine-step needs --fine-from (the experiment has no infer.fine_from_percent)")
-    return phase_a_percents(float(cfg["step_percent"]), start, 1.0 if fine_step is None else fine_step)
+    return phase_a_percents(float(cfg["step_percent"]), fine_from=start,
+                            fine_step=1.0 if fine_step is None else fine_step)
 
 
 def _print_honest(name: str, theta: float, results: list, brain: list, label: list, subjects: list[str]) -> None:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_itermask import (  # noqa: E402
-    ChannelsLast, build_model, make_subjects, reference_loop, sync, timed, train_step,
+    PHASE_B, ChannelsLast, build_model, make_subjects, reference_loop, sync, timed, train_step,
 )
 
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d  # noqa: E402
@@ -138,8 +138,8 @@ def block_checks(device: torch.device, size: int, channels: list[int]) -> None:
     def lockstep() -> str:
         net.eval()
         subjects = make_subjects(2, size)
-        args = dict(percents=phase_a_percents(50.0), choose_tau=lambda c: (float(c[0]), None), tol=0.01,
-                    max_iterations=2, device=device, amp=False)
+        args = dict(percents=phase_a_percents(50.0, fine_from=None), choose_tau=lambda c: (float(c[0]), None),
+                    variant="full", tol=0.01, max_iterations=2, device=device, amp=False, **PHASE_B)
         one = [run_itermask3d(net, [s[0]], [s[1]], [s[2]], [k], batch_size=1, **args)[0]
                for k, s in enumerate(subjects)]
         both = run_itermask3d(net, *[[s[i] for s in subjects] for i in range(3)], [0, 1], batch_size=2, **args)
@@ -223,7 +223,7 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     ref.train()
     fast.train()
     ta, ma = timed(train_step(ref, size, device, pick_precision(device.type, False)), device, repeats)
-    tb, mb = timed(train_step(fast, size, device, pick_precision(device.type)), device, repeats)
+    tb, mb = timed(train_step(fast, size, device, pick_precision(device.type, True)), device, repeats)
     rows.append(("training step", "batch 2 (GiB per step)", ta, ma, tb, mb))
     for net in (ref, fast):  # the training steps changed them: full inference with the same network
         net.zero_grad(set_to_none=True)
@@ -233,14 +233,14 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
 
     n_ref = max(1, min(2, batch))
     subjects = make_subjects(batch, size)
-    percents = phase_a_percents(step)
+    percents = phase_a_percents(step, fine_from=None)
     # the forward above warmed the reference network up; (b) warms up (compile, autotuning) once
     ta, ma = timed(lambda: reference_loop(ref, subjects[:n_ref], percents, 1.0, phase_b, device), device, 1, False)
 
     def ours() -> None:
         run_itermask3d(fast, [t[0] for t in subjects], [t[1] for t in subjects], [t[2] for t in subjects],
-                       list(range(batch)), percents=percents, choose_tau=lambda c: (1.0, None), tol=-1.0,
-                       max_iterations=phase_b, batch_size=batch, device=device, amp=True)
+                       list(range(batch)), percents=percents, choose_tau=lambda c: (1.0, None), variant="full",
+                       tol=-1.0, max_iterations=phase_b, batch_size=batch, device=device, amp=True, **PHASE_B)
 
     tb, mb = timed(ours, device, 1)
     n_fwd = len(percents) + phase_b
@@ -259,10 +259,10 @@ def compiled_or_eager(net: nn.Module, size: int, batch: int, device: torch.devic
     compiled = torch.compile(net, dynamic=False)
     state = {k: v.clone() for k, v in net.state_dict().items()}  # the probe's training step changes them
     try:
-        with torch.inference_mode(), autocast(device.type):
+        with torch.inference_mode(), autocast(device.type, True):  # (b)'s precision: the pipeline's auto
             compiled.eval()(torch.randn(batch, 2, size, size, size, device=device))
         compiled.train()
-        train_step(compiled, size, device, pick_precision(device.type))()
+        train_step(compiled, size, device, pick_precision(device.type, True))()
         compiled.eval()
         ok = True
     except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     t = np.asarray(phase_a_schedule(cfg))
     results = run_itermask3d(nets["masked"], x, hf, brain, [args.seed_offset + k for k in range(len(x))],
                              percents=t, choose_tau=chooser(cfg, t), variant=variant, tol=float(cfg["tol"]),
-                             max_iterations=int(cfg["max_iterations"]), batch_size=4,
+                             max_iterations=int(cfg["max_iterations"]), batch_size=4, device="cpu",
                              amp=forward_amp(study.config, args.precision),
                              phase_b_noise=cfg["phase_b_noise"], phase_b_start=cfg["phase_b_start"])
     errors = [r.error.numpy() for r in results]

@@ -41,7 +41,7 @@ def child(size: int, subjects: int, step: float, amp: bool) -> None:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT))
-    from bench_itermask import build_model, make_subjects
+    from bench_itermask import PHASE_B, build_model, make_subjects
     from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d
 
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
@@ -50,9 +50,9 @@ def child(size: int, subjects: int, step: float, amp: bool) -> None:
     subs = make_subjects(subjects, size)
     t0 = time.perf_counter()
     run_itermask3d(model, [s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs],
-                   list(range(subjects)), percents=phase_a_percents(step),
-                   choose_tau=lambda curve: (float(curve[-2]), None), tol=-1.0, max_iterations=1,
-                   batch_size=subjects, device="cpu", amp=amp)
+                   list(range(subjects)), percents=phase_a_percents(step, fine_from=None),
+                   choose_tau=lambda curve: (float(curve[-2]), None), variant="full", tol=-1.0, max_iterations=1,
+                   batch_size=subjects, device="cpu", amp=amp, **PHASE_B)
     print(json.dumps({"seconds": time.perf_counter() - t0, "baseline_gib": baseline}))
 
 

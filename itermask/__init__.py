@@ -4,8 +4,9 @@ Public API (imported lazily so that `import itermask.<module>` stays light):
 
 - ``high_frequency(image, radius=r)``: the high-frequency conditioning image (2D or 3D) at radius r.
 - ``training_mask(brain_mask, rng)``: a random training mask inside the brain (2D or 3D).
-- ``subject_threshold(curve, gamma, y_limit=10.0, r2_min=0.85)``: the subject-specific
-  threshold from a phase-A threshold curve (tau, k*, tangent fit, branch used).
+- ``subject_threshold(curve, gamma=, y_limit=, r2_min=, no_exceed=, scale_at=)``: the
+  subject-specific threshold from a phase-A threshold curve (tau, k*, tangent fit, branch
+  used); every setting is named (the schema holds their defaults: 0.01, 10, 0.85, "first", None).
 """
 from __future__ import annotations
 

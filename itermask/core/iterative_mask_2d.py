@@ -117,14 +117,14 @@ def run_itermask2(
     seeds: Sequence[int],
     *,
     tau: float | Sequence[float],
-    variant: str = "full",
-    first_percentile: float = 40.0,
-    tol: float = 0.01,
-    max_iterations: int = 30,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    single_step: bool = False,
+    variant: str,
+    first_percentile: float,
+    tol: float,
+    max_iterations: int,
+    batch_size: int,
+    device: torch.device | str,
+    amp: bool,
+    single_step: bool,
 ) -> list[Result2D]:
     """IterMask2 for n slices (``images``/``hfs``/``brains``: (n, H, W)) in lockstep.
 
@@ -136,7 +136,9 @@ def run_itermask2(
     last reconstruction, in the brain; the final mask is the last M.
     ``single_step`` (the ``-spatial`` ablation, METHOD.md §6): step 1 only: the error and
     reconstruction are the first-iteration model's (from the HF image alone), the mask is
-    [e_1 > tau] in the brain, and no masked iteration runs.
+    [e_1 > tau] in the brain, and no masked iteration runs. Every keyword has to be given (the
+    experiment's settings: ``first_percentile`` is ``first_step_percentile``, ``single_step``
+    follows variant ``no_spatial``; ``device``: config ``device`` resolved, ``amp``: ``precision`` auto).
     """
     device = torch.device(device)
     if len(seeds) != len(images):
@@ -178,17 +180,18 @@ def phase_a_taus(
     *,
     percents: Sequence[float],
     choose_tau: TauChooser,
-    variant: str = "full",
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
+    variant: str,
+    batch_size: int,
+    device: torch.device | str,
+    amp: bool,
 ) -> list[Result3D]:
     """The subject-specific tau of each of n slices (``images``/``hfs``/``brains``: (n, H, W)):
     IterMask3D's phase A (`run_itermask3d`, dimension-agnostic) with the masked model, M_0 =
     the slice's brain, T_i leaves the top (100 - percents[i]) % of its pixels, then
     ``choose_tau(curve)``; results' ``tau``, ``tau_info``, ``curve`` and ``percents`` are
     what counts. ``run_itermask3d`` always runs at least one phase-B step: it is capped at one
-    (1 / len(percents) of phase A's cost) and its mask and error are not used.
+    (1 / len(percents) of phase A's cost) and its mask and error are not used (so its noise and
+    start, which no setting of IterMask2 chooses, are fixed here).
     """
     if len(seeds) != len(images):
         raise ValueError(f"one seed per slice is needed: {len(seeds)} seeds for {len(images)} slices")
@@ -196,4 +199,5 @@ def phase_a_taus(
         return []
     return run_itermask3d(masked_model, list(images), list(hfs), list(brains), list(seeds), percents=percents,
                           choose_tau=choose_tau, variant=variant, tol=1.0, max_iterations=1,
-                          batch_size=batch_size, device=device, amp=amp)
+                          batch_size=batch_size, device=device, amp=amp, phase_b_noise="fixed",
+                          phase_b_start="brain")

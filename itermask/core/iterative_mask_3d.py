@@ -64,12 +64,13 @@ class Result3D:
     seconds: float
 
 
-def phase_a_percents(step_percent: float, fine_from: float | None = None,
+def phase_a_percents(step_percent: float, *, fine_from: float | None,
                      fine_step: float = 1.0) -> tuple[float, ...]:
     """Percent removed at each phase-A iteration: step, 2*step, ..., 100 (100/step iterations).
 
-    With ``fine_from``: step, 2*step, ..., fine_from, then steps of ``fine_step`` up to 100
-    (default 1 %, the reference's step) over the curve's last part, where it turns upwards.
+    With ``fine_from`` (config ``fine_from_percent``; None: none): step, 2*step, ..., fine_from,
+    then steps of ``fine_step`` up to 100 (1 %, the reference's step; no config key) over the
+    curve's last part, where it turns upwards.
     """
     n = round(100.0 / step_percent)
     if n < 1 or abs(n * step_percent - 100.0) > 1e-6:
@@ -203,14 +204,14 @@ def run_itermask3d(
     *,
     percents: Sequence[float],
     choose_tau: TauChooser,
-    variant: str = "full",
-    tol: float = 0.01,
-    max_iterations: int = 30,
-    batch_size: int = 1,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    phase_b_noise: str = "fixed",
-    phase_b_start: str = "brain",
+    variant: str,
+    tol: float,
+    max_iterations: int,
+    batch_size: int,
+    device: torch.device | str,
+    amp: bool,
+    phase_b_noise: str,
+    phase_b_start: str,
 ) -> list[Result3D]:
     """IterMask3D for several subjects in lockstep (each tensor of shape (*spatial)).
 
@@ -228,7 +229,9 @@ def run_itermask3d(
     phase A's mask at k* (M_k* = [e > tau], the reference's ``best_threshold_mask``; phase A's
     masks are kept bit-packed on the host until tau is chosen) instead of the whole brain
     ("brain", the reference's default); when tau is not the curve's value at ``tau_info.k``
-    (a fixed tau, no phase A) phase B starts from the whole brain either way.
+    (a fixed tau, no phase A) phase B starts from the whole brain either way. Every keyword has
+    to be given (the experiment's settings; ``device``: config ``device`` resolved, ``amp``:
+    config ``precision`` auto).
     """
     _check_options(phase_b_noise, phase_b_start, max_iterations)
     device = torch.device(device)

@@ -34,10 +34,10 @@ from itermask.io.device import autocast
 # ----------------------------------------------------------------------------------------
 # Small batched building blocks
 # ----------------------------------------------------------------------------------------
-def reconstruct(model: nn.Module, inp: torch.Tensor, *, amp: bool = True) -> torch.Tensor:
-    """Run ``model`` without gradients (when ``amp``, under the autocast of every forward pass,
-    calibration's too: ``io.device.autocast``, bf16 on CUDA and on CPUs with bf16 in hardware);
-    float32 out."""
+def reconstruct(model: nn.Module, inp: torch.Tensor, *, amp: bool) -> torch.Tensor:
+    """Run ``model`` without gradients (when ``amp``, config ``precision`` auto: under the
+    autocast of every forward pass, calibration's too: ``io.device.autocast``, bf16 on CUDA and
+    on CPUs with bf16 in hardware); float32 out."""
     with torch.inference_mode(), autocast(inp.device.type, amp):
         out = model(inp)
     return out.float()

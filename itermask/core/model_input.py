@@ -25,11 +25,13 @@ def compose_input(
     x: torch.Tensor,
     hf: torch.Tensor,
     mask: torch.Tensor,
-    variant: str = "full",
+    variant: str,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Build the network input from image `x`, its HF image and the binary `mask` (1 = masked).
+    """Build the network input of `variant` (the network's input, from the experiment's
+    ``variant``: ``_itermask.input_variant``) from image `x`, its HF image and the binary `mask`
+    (1 = masked).
 
     All three have shape (B, 1, *spatial). Masked voxels are replaced by N(0, 1) noise
     (`noise` if given, else drawn with `generator` on x's device).

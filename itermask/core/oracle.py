@@ -63,8 +63,9 @@ class _Best:
 def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, hf: torch.Tensor,
               brain: torch.Tensor, label: torch.Tensor, seeds: Sequence[int], *, tau: float,
               first_percentiles: Sequence[float], factors: Sequence[float], variant: str,
-              device: torch.device | str, tol: float, max_iterations: int, amp: bool = True) -> list[OracleResult]:
-    """IterMask2's oracle on n slices ((n, H, W) tensors; module docstring)."""
+              device: torch.device | str, tol: float, max_iterations: int, amp: bool) -> list[OracleResult]:
+    """IterMask2's oracle on n slices ((n, H, W) tensors; module docstring); ``amp``: config
+    ``precision`` auto, as the inference's."""
     device = torch.device(device)
     x, hf = (t.float()[:, None].to(device) for t in (x, hf))
     brain, label = (t.bool()[:, None].to(device) for t in (brain, label))
@@ -94,9 +95,10 @@ def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, 
 
 def oracle_3d(model: nn.Module, x: torch.Tensor, hf: torch.Tensor, brain: torch.Tensor, label: torch.Tensor,
               seed: int, *, tau: float, factors: Sequence[float], variant: str, device: torch.device | str,
-              tol: float, max_iterations: int, fixed_noise: bool = True, amp: bool = True) -> OracleResult:
+              tol: float, max_iterations: int, fixed_noise: bool, amp: bool) -> OracleResult:
     """IterMask3D's oracle on one volume ((*spatial) tensors; module docstring). ``fixed_noise``:
-    one noise draw reused at every iteration (phase B's ``phase_b_noise`` "fixed"), else fresh."""
+    one noise draw reused at every iteration (config ``phase_b_noise`` "fixed"), else fresh;
+    ``amp``: config ``precision`` auto, as the inference's."""
     device = torch.device(device)
     x, hf = (t.float()[None, None].to(device) for t in (x, hf))
     brain, label = (t.bool()[None, None].to(device) for t in (brain, label))

@@ -29,10 +29,11 @@ brain voxels, so ``T`` grows with ``t``). From it:
 Units: the derivative is in curve units per ``t`` unit, and ``gamma`` is compared with it.
 With ``t`` in percent of the brain (``1..100``, or ``5, 10, .., 100`` for a coarser phase A)
 the reference ``gamma = 0.01`` (detection) / ``0.05`` (3D segmentation) applies unchanged.
-``scale_at`` (not the reference's; default None = curve units): steps 1-4 run on the curve
-divided by its value at ``t = scale_at`` (linear interpolation; e.g. 50: the subject's median
-phase-A error), so ``gamma`` and ``y_limit`` are multiples of that value and the same ``gamma``
-suits scans or models whose errors differ by a factor; ``tau`` stays in curve units.
+``scale_at`` (not the reference's; None, the schema's default, = curve units): steps 1-4 run
+on the curve divided by its value at ``t = scale_at`` (linear interpolation; e.g. 50: the
+subject's median phase-A error), so ``gamma`` and ``y_limit`` are multiples of that value and
+the same ``gamma`` suits scans or models whose errors differ by a factor; ``tau`` stays in curve
+units.
 ``ThresholdFit.scale`` records the divisor (1 without ``scale_at``, or when that value is not
 positive); ``a``, ``b``, ``derivative`` and ``gamma`` are in the scaled units.
 
@@ -203,16 +204,20 @@ def _validate(curve: Any, t: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def subject_threshold(
     curve: Sequence[float] | np.ndarray,
+    *,
     gamma: float,
-    y_limit: float = 10.0,
-    r2_min: float = 0.85,
+    y_limit: float,
+    r2_min: float,
+    no_exceed: str,
+    scale_at: float | None,
     t: Sequence[float] | np.ndarray | None = None,
     r2_fraction: float = 0.8,
     window: int = 5,
-    no_exceed: str = "first",
-    scale_at: float | None = None,
 ) -> ThresholdFit:
-    """Subject-specific threshold tau from the phase-A curve (algorithm in the module docstring)."""
+    """Subject-specific threshold tau from the phase-A curve (algorithm in the module docstring).
+    ``gamma``, ``y_limit``, ``r2_min``, ``no_exceed`` (``k_fallback``), ``scale_at``
+    (``curve_scale_percent``): the experiment's ``infer`` settings; ``r2_fraction``, ``window``:
+    no config key (the reference's values)."""
     measured, x = _validate(curve, t)
     if not math.isfinite(gamma):
         raise ValueError(f"gamma must be finite, got {gamma}")

@@ -18,7 +18,7 @@ def load_trained(path: str | Path, device: torch.device | str) -> tuple[dict[str
     try:
         method = methods.get(meta["method"])
         networks = method.networks_from_meta(meta)
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+    except (ConfigError, InputError, KeyError, TypeError, ValueError) as exc:  # e.g. a network setting missing
         raise InputError(f"model file's meta does not describe its networks ({type(exc).__name__}: {exc})",
                          path=path) from exc
     for key, state in states.items():

@@ -9,8 +9,9 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
-    """"auto" -> CUDA when available, else CPU; "cpu", "cuda" or "cuda:N" as named.
+def resolve_device(device: "str | torch.device") -> "torch.device":
+    """``device`` (config ``device``; the schema's default "auto"): "auto" -> CUDA when available,
+    else CPU; "cpu", "cuda" or "cuda:N" as named.
 
     Raises ConfigError for another name, or for CUDA on a machine without it.
     """
@@ -39,7 +40,7 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def autocast_dtype(device_type: str, amp: bool = True, *, training: bool = False,
+def autocast_dtype(device_type: str, amp: bool, *, training: bool = False,
                    bf16_supported: bool | None = None) -> "torch.dtype | None":
     """The autocast dtype on ``device_type`` of training steps (``training``) or of forward
     passes (calibration, inference); None for plain fp32.
@@ -81,7 +82,7 @@ def precision_labels(device_type: str, amp: bool) -> dict[str, str]:
             "forward_precision": precision_label(device_type, amp)}
 
 
-def autocast(device_type: str, amp: bool = True) -> "torch.autocast":
+def autocast(device_type: str, amp: bool) -> "torch.autocast":
     """``torch.autocast`` of forward passes (calibration, inference) at
     ``autocast_dtype(device_type, amp)``; disabled where that is None (config ``precision: fp32``
     sets ``amp`` False)."""

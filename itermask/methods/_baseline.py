@@ -9,10 +9,11 @@ binary mask: segmentation comes from thresholding E (the evaluation protocols).
 attention UNet (``AttnResUNet2D``: ``channels``, ``attention_res``, ``dropout``,
 ``num_res_blocks``, ``num_heads``, ``middle_attention``) on the 2D slices files, and on
 volumes (detection) slice-wise (``itermask.inference.slicewise``), as IterMask2 does. The
-model file's meta ``spatial_dims`` is the experiment's (the class attribute is only the
-default). A subclass sets ``skip_connections`` (False: the AE) and ``losses``; a corrupting
-method also ``corrupt`` and ``validation_corrupt``; a method of several networks (the Cyclic
-UNet's F and B, each a ``backbone``) its ``networks_from_meta`` and ``reconstructor``.
+model file's meta ``spatial_dims`` is the experiment's (``build_networks`` stores it over the
+class attribute; inference reads it there and refuses a meta without it). A subclass sets
+``skip_connections`` (False: the AE) and ``losses``; a corrupting method also ``corrupt`` and
+``validation_corrupt``; a method of several networks (the Cyclic UNet's F and B, each a
+``backbone``) its ``networks_from_meta`` and ``reconstructor``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def spatial_dims(settings: Any) -> int:
 class ReconstructionBaseline(Method):
     """A UNet that reconstructs the (possibly corrupted) image; E = (x - x_hat)^2 in the brain."""
 
-    spatial_dims = 3  # default; per experiment: network.spatial_dims (stored in the model meta)
+    spatial_dims = 3  # overridden per experiment: network.spatial_dims (stored in the model meta)
     primary_network = "net"
     skip_connections: bool = True
     network_extra: tuple[str, ...] = ()  # further network keys stored in the meta (e.g. the DAE noise)
@@ -115,7 +116,7 @@ class ReconstructionBaseline(Method):
 
         net, cfg = self.reconstructor(networks), ctx.settings.infer
         batch_size, score = int(cfg["batch_size"]), cfg["score"]
-        dims = int(ctx.meta.get("spatial_dims", self.spatial_dims))
+        dims = model_spatial_dims(ctx.meta, ctx.model_path)
         out = {}
         for name, v in inputs.items():
             if isinstance(v, Slices):
@@ -130,17 +131,26 @@ class ReconstructionBaseline(Method):
         return out
 
 
+def model_spatial_dims(meta: Mapping[str, Any], model_path: str) -> int:
+    """The model's ``spatial_dims`` (its experiment's ``network.spatial_dims``, stored in the meta
+    when training ends); InputError naming the model file when the meta lacks it."""
+    if "spatial_dims" not in meta:
+        raise InputError("model meta has no 'spatial_dims' (2 or 3): retrain the model", path=model_path)
+    return int(meta["spatial_dims"])
+
+
 def backbone(n: Mapping[str, Any]) -> Any:
     """A fresh 1-in, 1-out UNet from a meta's ``network``: the 3D residual UNet or the 2D
     attention UNet (``spatial_dims``), with or without skip connections."""
     from itermask.core.networks import AttnResUNet2D, ResUNet3D
 
-    if int(n["spatial_dims"]) == 3:
-        return ResUNet3D(1, 1, n["channels"], float(n["dropout"]), n["residual"],
-                         skip_connections=bool(n["skip_connections"]))
-    return AttnResUNet2D(1, 1, n["channels"], n["attention_res"], int(n["image_size"]), float(n["dropout"]),
-                         int(n["num_res_blocks"]), int(n["num_heads"]), bool(n["middle_attention"]),
-                         skip_connections=bool(n["skip_connections"]))
+    if int(n["spatial_dims"]) == 3:  # the baselines have no input_skip setting: the reference's UNet
+        return ResUNet3D(1, 1, channels=n["channels"], dropout=float(n["dropout"]), residual=n["residual"],
+                         input_skip=False, skip_connections=bool(n["skip_connections"]))
+    return AttnResUNet2D(1, 1, channels=n["channels"], attention_res=n["attention_res"],
+                         image_size=int(n["image_size"]), dropout=float(n["dropout"]),
+                         num_res_blocks=int(n["num_res_blocks"]), num_heads=int(n["num_heads"]),
+                         middle_attention=bool(n["middle_attention"]), skip_connections=bool(n["skip_connections"]))
 
 
 def reconstruct(net: Any, images: np.ndarray, batch_size: int, device: Any, amp: bool) -> np.ndarray:

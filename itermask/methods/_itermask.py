@@ -206,6 +206,6 @@ def phase_a_schedule(cfg: Mapping[str, Any]) -> tuple[float, ...]:
     from itermask.core.iterative_mask_3d import phase_a_percents
 
     try:
-        return phase_a_percents(float(cfg["step_percent"]), cfg["fine_from_percent"])
+        return phase_a_percents(float(cfg["step_percent"]), fine_from=cfg["fine_from_percent"])
     except ValueError as exc:
         raise ConfigError(f"infer: {exc}") from exc

@@ -144,7 +144,7 @@ class IterMask2(Method):
         from itermask.io.samples import read_item
 
         im.check_model_variant(previous["variant"], ctx.meta, ctx.model_path)
-        inp = read_item(previous["inputs"])
+        inp = read_item(previous["inputs"], dataset=previous["dataset"], subject=previous["subject"])
         piece = _piece(inp, ctx.meta, ctx, previous["condition"], seeds=[int(s) for s in previous["seeds"]])
         params = {"first_percentile": float(previous["first_step_percentile"]), "tol": float(previous["tol"]),
                   "max_iterations": int(previous["max_iterations"]), "batch_size": int(previous["batch_size"])}

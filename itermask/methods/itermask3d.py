@@ -148,11 +148,13 @@ class IterMask3D(Method):
         from itermask.io.samples import read_volume
 
         im.check_model_variant(previous["variant"], ctx.meta, ctx.model_path)
-        vol = read_volume(previous["inputs"])
+        vol = read_volume(previous["inputs"], dataset=previous["dataset"], subject=previous["subject"])
+        # no phase A here, so phase B starts from the whole brain; a record without phase_b_noise
+        # predates the setting (issue 13), when phase B drew fresh noise at every iteration
         (r,) = run_volumes(networks["masked"], [vol], [int(previous["seed"])], variant=previous["variant"],
                            percents=(), choose_tau=lambda _c: (tau, None), tol=float(previous["tol"]),
                            max_iterations=int(previous["max_iterations"]), batch_size=1, device=ctx.device,
-                           amp=ctx.amp, phase_b_noise=previous.get("phase_b_noise", "fresh"))
+                           amp=ctx.amp, phase_b_noise=previous.get("phase_b_noise", "fresh"), phase_b_start="brain")
         info = {"iterations_b": r.iterations_b, "phase_b_changes": r.changes, "converged": r.converged}
         return _output(r, vol, {}, previous["score_name"]), info
 
@@ -224,8 +226,9 @@ def _plot(path: Any, *, r: Any, fit: dict, mode: str, y_limit: float) -> None:
 
 def run_volumes(model: Any, vols: list[Any], seeds: list[int], *, variant: str, percents: tuple[float, ...],
                 choose_tau: Any, tol: float, max_iterations: int, batch_size: int, device: Any, amp: bool,
-                phase_b_noise: str = "fixed", phase_b_start: str = "brain") -> list[Any]:
-    """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches."""
+                phase_b_noise: str, phase_b_start: str) -> list[Any]:
+    """IterMask3D on volumes (``itermask.io.samples.Volume``) in lockstep batches (every keyword:
+    the experiment's setting, as ``run_itermask3d``'s)."""
     import torch
 
     from itermask.core.iterative_mask_3d import run_itermask3d

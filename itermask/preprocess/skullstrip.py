@@ -27,11 +27,12 @@ def _brain_extraction(no_gpu: bool):
         return BrainExtraction(no_gpu=no_gpu)
 
 
-def deepbet_mask(img: nib.Nifti1Image, device: str = "cpu", threshold: float = 0.5, *, amp: bool) -> np.ndarray:
+def deepbet_mask(img: nib.Nifti1Image, *, device: str, amp: bool, threshold: float = 0.5) -> np.ndarray:
     """Boolean brain mask of a head image, on the image's own voxel grid.
 
-    ``device``: "cpu", "cuda" or "auto"; ``amp``: autocast the networks (config ``precision``
-    auto) or not (fp32). Raises ValueError when deepbet finds no brain.
+    ``device``: config ``device`` ("cpu", "cuda" or "auto"); ``amp``: autocast the networks
+    (config ``precision`` auto) or not (fp32); ``threshold``: deepbet's probability threshold
+    (its own default; no config key). Raises ValueError when deepbet finds no brain.
     """
     device_type = resolve_device(device).type
     bet = _brain_extraction(device_type != "cuda")

@@ -18,7 +18,7 @@ class Precision:
     autocast: bool
     dtype: torch.dtype
     scaler: bool
-    amp: bool = True
+    amp: bool
 
     def context(self, device_type: str) -> torch.autocast:
         """The autocast context of training steps on ``device_type``."""
@@ -29,7 +29,7 @@ class Precision:
         return autocast(device_type, self.amp)
 
 
-def pick_precision(device_type: str, amp: bool = True, bf16_supported: bool | None = None) -> Precision:
+def pick_precision(device_type: str, amp: bool, bf16_supported: bool | None = None) -> Precision:
     """Training steps autocast at ``autocast_dtype(..., training=True)`` (``amp``: config
     ``precision``), a GradScaler only for fp16 on CUDA; plain fp32 where that dtype is None."""
     dtype = autocast_dtype(device_type, amp, training=True, bf16_supported=bf16_supported)

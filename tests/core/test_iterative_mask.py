@@ -14,11 +14,23 @@ from torch import nn
 
 from inference_fakes import S, FillPassThrough, Oracle, ball, cube, cube_subject, dice, inpaint_rule
 
+from support import run2d_settings, run3d_settings, threshold_options
+
 from itermask.core.iterative_mask_2d import run_itermask2
 from itermask.core.iterative_mask_3d import phase_a_percents, run_itermask3d
 from itermask.core.lockstep import brain_quantile
 
 torch.set_num_threads(1)
+
+
+# The loops take every setting (no defaults of their own): these tests run them at the schema's
+# settings on the CPU (support.run3d_settings / run2d_settings), with a test's own over them.
+def run3d(*args, **kw):
+    return run_itermask3d(*args, **run3d_settings(**kw))
+
+
+def run2d(*args, **kw):
+    return run_itermask2(*args, **run2d_settings(**kw))
 
 
 def const_tau(tau):
@@ -47,22 +59,25 @@ def test_brain_quantile_matches_numpy_inverted_cdf_with_different_brain_sizes():
 
 
 def test_phase_a_percents():
-    assert phase_a_percents(5) == tuple(float(v) for v in range(5, 101, 5))
-    assert len(phase_a_percents(1)) == 100
+    assert phase_a_percents(5, fine_from=None) == tuple(float(v) for v in range(5, 101, 5))
+    assert len(phase_a_percents(1, fine_from=None)) == 100
     with pytest.raises(ValueError, match="step_percent must divide 100, got 7"):
-        phase_a_percents(7)
+        phase_a_percents(7, fine_from=None)
     # a coarse start, then the reference's 1 % steps from fine_from on
-    assert phase_a_percents(5, 90) == (*(float(v) for v in range(5, 91, 5)), *(float(v) for v in range(91, 101)))
-    assert len(phase_a_percents(5, 90)) == 28 and phase_a_percents(10, None) == phase_a_percents(10)
+    assert phase_a_percents(5, fine_from=90) == (*(float(v) for v in range(5, 91, 5)),
+                                                 *(float(v) for v in range(91, 101)))
+    assert len(phase_a_percents(5, fine_from=90)) == 28
     for bad in (92, 100, 0, 87.5):
         with pytest.raises(ValueError, match="fine_from_percent"):
-            phase_a_percents(5, bad)
+            phase_a_percents(5, fine_from=bad)
     # a finer tail: 0.5 % steps from 95
-    assert phase_a_percents(5, 95, 0.5)[18:] == (95.0, 95.5, 96.0, 96.5, 97.0, 97.5, 98.0, 98.5, 99.0, 99.5, 100.0)
-    assert len(phase_a_percents(5, 95, 0.25)) == 39 and phase_a_percents(2.5, 87.5, 2.5) == phase_a_percents(2.5)
+    assert phase_a_percents(5, fine_from=95, fine_step=0.5)[18:] == (95.0, 95.5, 96.0, 96.5, 97.0, 97.5, 98.0,
+                                                                     98.5, 99.0, 99.5, 100.0)
+    assert len(phase_a_percents(5, fine_from=95, fine_step=0.25)) == 39
+    assert phase_a_percents(2.5, fine_from=87.5, fine_step=2.5) == phase_a_percents(2.5, fine_from=None)
     for bad_step in (0.3, 0.0, -1.0):
         with pytest.raises(ValueError, match="fine step"):
-            phase_a_percents(5, 90, bad_step)
+            phase_a_percents(5, fine_from=90, fine_step=bad_step)
 
 
 # ----------------------------------------------------------------------------------------
@@ -81,8 +96,8 @@ def test_phase_a_curve_equals_independent_quantiles_and_is_monotone():
         return 0.5, None
 
     model = Oracle([(hf, x, x)], lambda x_, h_, m: hf)
-    percents = phase_a_percents(10)
-    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=percents, choose_tau=choose,
+    percents = phase_a_percents(10, fine_from=None)
+    (r,) = run3d(model, [x], [hf], [brain], [0], percents=percents, choose_tau=choose,
                           tol=0.01, max_iterations=5)
     e = ((x - hf) ** 2)[brain].numpy()
     want = [np.quantile(e, p / 100, method="inverted_cdf") for p in percents]
@@ -98,7 +113,7 @@ def test_phase_a_curve_equals_independent_quantiles_and_is_monotone():
 def test_final_mask_concentrates_on_the_anomalous_cube():
     x, hf, brain, h, anomaly = cube_subject(3, (10, 10, 10), (17, 17, 17))
     model = Oracle([(hf, x, h)], inpaint_rule)
-    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=phase_a_percents(5),
+    (r,) = run3d(model, [x], [hf], [brain], [0], percents=phase_a_percents(5, fine_from=None),
                           choose_tau=const_tau(1.0), tol=0.01, max_iterations=10)
     assert dice(r.mask.numpy(), anomaly.numpy()) > 0.95
     assert r.converged and r.iterations_b <= 3
@@ -123,7 +138,7 @@ def test_phase_b_can_expand_and_stops_by_its_rule():
         return x_ + err
 
     model = Oracle([(hf, x, x)], rule)
-    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+    (r,) = run3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
                           tol=0.01, max_iterations=10)
     # step 1: mask = brain -> core; step 2: small mask -> core + rim (expansion); step 3: unchanged
     assert r.iterations_b == 3 and r.converged
@@ -131,7 +146,7 @@ def test_phase_b_can_expand_and_stops_by_its_rule():
     np.testing.assert_array_equal(r.mask.numpy(), (core | rim).numpy())
 
     # a cap on the iterations stops the loop without convergence
-    (r2,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+    (r2,) = run3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
                            tol=0.01, max_iterations=2)
     assert r2.iterations_b == 2 and not r2.converged
     # the change is relative to the previous mask: step 1 = |brain xor core| / |brain|
@@ -139,7 +154,7 @@ def test_phase_b_can_expand_and_stops_by_its_rule():
     assert r.changes[0] == pytest.approx((n_brain - 64) / n_brain)
     # the loop stops at the first step whose change is below tol
     for tol, steps in ((r.changes[0] + 1e-3, 1), (r.changes[0] - 1e-3, 3)):
-        (r3,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+        (r3,) = run3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
                                tol=tol, max_iterations=10)
         assert r3.iterations_b == steps and r3.converged
 
@@ -148,15 +163,15 @@ def test_phase_b_fixed_noise_is_a_fixed_point_iteration_fresh_noise_is_not():
     brain = ball((15.5, 15.5, 15.5), 13)
     x = brain * 0.5
     kw = dict(percents=(), choose_tau=const_tau(1.0), tol=0.001, max_iterations=6)
-    (fixed,) = run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], **kw)
+    (fixed,) = run3d(FillPassThrough(), [x], [x], [brain], [3], **kw)
     # iteration 2 sees the same noise in the voxels iteration 1 kept: the mask repeats exactly
     assert fixed.iterations_b == 2 and fixed.converged and fixed.changes[1] == 0.0
     assert 0 < int(fixed.mask.sum()) < int(brain.sum())
-    (fresh,) = run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="fresh", **kw)
+    (fresh,) = run3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="fresh", **kw)
     assert fresh.changes[0] == fixed.changes[0]  # the same first draw
     assert fresh.changes[1] > 0.1 and not fresh.converged  # new noise keeps about P(|x - e| > 1) of it
     with pytest.raises(ValueError, match="phase_b_noise"):
-        run_itermask3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="other", **kw)
+        run3d(FillPassThrough(), [x], [x], [brain], [3], phase_b_noise="other", **kw)
 
 
 def test_phase_b_start_tau_mask_keeps_a_lesion_the_whole_brain_start_loses():
@@ -182,15 +197,15 @@ def test_phase_b_start_tau_mask_keeps_a_lesion_the_whole_brain_start_loses():
         return x_ + err.sqrt()
 
     model = Oracle([(hf, x, x)], rule)
-    percents = phase_a_percents(5, 90)
+    percents = phase_a_percents(5, fine_from=90)
     k = percents.index(99.0)
 
     def at_99(curve):
         return float(curve[k]), SimpleNamespace(k=k)
 
     kw = dict(percents=percents, tol=0.01, max_iterations=10)
-    (whole,) = run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, **kw)
-    (from_k,) = run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="tau_mask", **kw)
+    (whole,) = run3d(model, [x], [hf], [brain], [0], choose_tau=at_99, **kw)
+    (from_k,) = run3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="tau_mask", **kw)
     assert whole.tau == from_k.tau and 0.95 < from_k.tau < 1.0  # the 99 % point: among the top ramp values
     assert not (whole.mask & lesion).any()
     assert bool((from_k.mask & lesion).sum() == lesion.sum()) and from_k.converged
@@ -198,17 +213,17 @@ def test_phase_b_start_tau_mask_keeps_a_lesion_the_whole_brain_start_loses():
     n_k = math.floor(int(brain.sum()) * 0.01)
     assert from_k.changes[0] == pytest.approx(abs(int(from_k.mask.sum()) - n_k) / n_k, abs=2 / n_k)
     # a tau that is not the curve's value at k* (e.g. a fixed tau): phase B from the whole brain
-    (fixed,) = run_itermask3d(model, [x], [hf], [brain], [0], phase_b_start="tau_mask", **{
+    (fixed,) = run3d(model, [x], [hf], [brain], [0], phase_b_start="tau_mask", **{
         **kw, "choose_tau": lambda c: (float(c[k]) + 1e-3, SimpleNamespace(k=k))})
     assert not (fixed.mask & lesion).any()
     with pytest.raises(ValueError, match="phase_b_start"):
-        run_itermask3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="other", **kw)
+        run3d(model, [x], [hf], [brain], [0], choose_tau=at_99, phase_b_start="other", **kw)
 
 
 def test_single_step_no_spatial():
     x, hf, brain, h, anomaly = cube_subject(4, (8, 8, 8), (14, 14, 14))
     model = Oracle([(hf, x, h)], inpaint_rule)
-    (r,) = run_itermask3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
+    (r,) = run3d(model, [x], [hf], [brain], [0], percents=(), choose_tau=const_tau(1.0),
                           max_iterations=1)
     assert r.iterations_b == 1
     np.testing.assert_array_equal(r.mask.numpy(), ((((x - h) ** 2) > 1.0) & brain).numpy())
@@ -235,12 +250,12 @@ def test_lockstep_equals_one_by_one():
     hfs = [torch.randn((16, 16, 16), generator=g) for _ in range(3)]
     brains = [ball((7.5, 7.5, 7.5), r, (16, 16, 16)) for r in (5, 6.5, 7.5)]
     model = TinyConv3d()
-    kw = dict(percents=phase_a_percents(10), choose_tau=lambda c: (float(c[6]), None), tol=0.05,
-              max_iterations=6)
+    kw = dict(percents=phase_a_percents(10, fine_from=None), choose_tau=lambda c: (float(c[6]), None),
+              tol=0.05, max_iterations=6)
     seeds = [11, 22, 33]
-    together = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=3, **kw)
-    pairs = run_itermask3d(model, xs, hfs, brains, seeds, batch_size=2, **kw)
-    alone = [run_itermask3d(model, [x], [f], [b], [s], batch_size=1, **kw)[0]
+    together = run3d(model, xs, hfs, brains, seeds, batch_size=3, **kw)
+    pairs = run3d(model, xs, hfs, brains, seeds, batch_size=2, **kw)
+    alone = [run3d(model, [x], [f], [b], [s], batch_size=1, **kw)[0]
              for x, f, b, s in zip(xs, hfs, brains, seeds)]
     for a, b, c in zip(together, pairs, alone):
         np.testing.assert_allclose(a.curve, c.curve, rtol=1e-5)
@@ -273,7 +288,7 @@ def test_itermask2_first_step_and_shrink_stop_rule():
     first = Oracle(entries_first, lambda x_, h_, m: h_)
     # masked model: masked pixels -> healthy image (error 4 on the anomaly), visible -> x
     masked = Oracle(entries_masked, lambda x_, h_, m: torch.where(m, h_, x_))
-    res = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, first_percentile=40, tol=0.01,
+    res = run2d(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, first_percentile=40, tol=0.01,
                         max_iterations=10, batch_size=2)
     # batch_size 2 over 3 slices: the first model sees 2 then 1; the masked model runs slices 0
     # and 1 together for their 2 steps, then slice 2 (refilled) alone for its 2
@@ -290,9 +305,9 @@ def test_itermask2_first_step_and_shrink_stop_rule():
         np.testing.assert_allclose(r.error.numpy(), (4.0 * (m1 & anomaly[k])).numpy(), rtol=1e-6)
     # a tolerance above the first shrink stops after one masked step
     big = max(r.shrinks[0] for r in res) + 0.01
-    res1 = run_itermask2(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, tol=big, max_iterations=10)
+    res1 = run2d(first, masked, x, hf, brain, [1, 2, 3], tau=1.0, tol=big, max_iterations=10)
     assert all(r.iterations == 1 and r.converged for r in res1)
-    assert masked.batch_sizes[4:] == [3]  # the default batch holds all 3 slices: one masked step
+    assert masked.batch_sizes[4:] == [3]  # the schema's batch (64) holds all 3 slices: one masked step
 
 
 
@@ -322,11 +337,11 @@ def test_itermask2_takes_one_tau_per_slice():
     first = Oracle(entries, lambda x_, h_, m: h_)
     masked = Oracle(entries, lambda x_, h_, m: torch.where(m, h_, x_))
     # error 4 (+ wobble) on the anomaly, 1e-6-scale elsewhere: tau 1 keeps it, tau 10 removes it
-    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=[1.0, 10.0], max_iterations=5)
+    res = run2d(first, masked, x, hf, brain, [1, 2], tau=[1.0, 10.0], max_iterations=5)
     np.testing.assert_array_equal(res[0].mask.numpy(), anomaly[0].numpy())
     assert not res[1].mask.any()
     with pytest.raises(ValueError, match="one tau per slice"):
-        run_itermask2(first, masked, x, hf, brain, [1, 2], tau=[1.0])
+        run2d(first, masked, x, hf, brain, [1, 2], tau=[1.0])
 
 
 def test_subject_tau_of_a_slice_lands_at_its_anomaly_fraction():
@@ -341,13 +356,14 @@ def test_subject_tau_of_a_slice_lands_at_its_anomaly_fraction():
     fractions = [1 / 6, 1 / 3]
     x, hf, brain, h, anomaly = anomaly_slices(fractions)
     masked = Oracle([(hf[k], x[k], h[k]) for k in range(2)], lambda x_, h_, m: h_)
-    percents = phase_a_percents(1)
+    percents = phase_a_percents(1, fine_from=None)
 
     def choose(curve):
-        fit = subject_threshold(curve, 0.01, t=np.asarray(percents))
+        fit = subject_threshold(curve, gamma=0.01, t=np.asarray(percents), **threshold_options())
         return fit.tau, fit
 
-    res = phase_a_taus(masked, x, hf, brain, [5, 6], percents=percents, choose_tau=choose, batch_size=2)
+    kw = {k: v for k, v in run2d_settings().items() if k in ("variant", "device", "amp")}
+    res = phase_a_taus(masked, x, hf, brain, [5, 6], percents=percents, choose_tau=choose, batch_size=2, **kw)
     n = int(brain[0].sum())
     for k, (r, f) in enumerate(zip(res, fractions)):
         assert len(r.curve) == 100 and r.tau_info.fallback is None
@@ -356,7 +372,8 @@ def test_subject_tau_of_a_slice_lands_at_its_anomaly_fraction():
         assert bool(kept[anomaly[k]].all()) and int(kept.sum()) - int(anomaly[k].sum()) <= 0.03 * n
     assert res[0].tau_info.t_star > res[1].tau_info.t_star  # the larger anomaly stops earlier
     # one lockstep pool equals each slice alone (phase-A noise from each slice's own seed)
-    alone = phase_a_taus(masked, x[1:], hf[1:], brain[1:], [6], percents=percents, choose_tau=choose)
+    alone = phase_a_taus(masked, x[1:], hf[1:], brain[1:], [6], percents=percents, choose_tau=choose,
+                         batch_size=1, **kw)
     np.testing.assert_array_equal(alone[0].curve, res[1].curve)
 
 
@@ -397,10 +414,10 @@ def test_itermask3d_feeds_the_current_mask_and_phase_b_restarts_from_the_brain()
     x = torch.randn((n, n, n), generator=g)
     hf = torch.randn((n, n, n), generator=g)
     brain = ball((5.5, 5.5, 5.5), 5, (n, n, n))
-    percents = phase_a_percents(20)
+    percents = phase_a_percents(20, fine_from=None)
     tau = 0.8
     model = MaskRecorder()
-    (r,) = run_itermask3d(model, [x], [hf], [brain], [4], percents=percents, choose_tau=const_tau(tau),
+    (r,) = run3d(model, [x], [hf], [brain], [4], percents=percents, choose_tau=const_tau(tau),
                           tol=0.0, max_iterations=3)
     n_a = len(percents)
     assert len(model.inputs) == n_a + 3 and r.iterations_a == n_a and r.iterations_b == 3
@@ -436,7 +453,7 @@ def test_itermask2_first_step_uses_the_hf_only_model_then_feeds_the_shrinking_ma
     brain[1, 2:5] = False
     tau = 0.5
     first, masked = MaskRecorder(k=0.7), MaskRecorder(k=0.5)
-    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=tau, first_percentile=40, tol=0.0,
+    res = run2d(first, masked, x, hf, brain, [1, 2], tau=tau, first_percentile=40, tol=0.0,
                         max_iterations=3, batch_size=2)
     assert len(first.inputs) == 1 and first.inputs[0].shape == (n, 1, size, size)
     torch.testing.assert_close(first.inputs[0][:, 0], hf, rtol=0, atol=0)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import torch
 
 from inference_fakes import Oracle, cube_subject, inpaint_rule
+from support import schema_amp, schema_default
 
 from itermask.core.oracle import dice, oracle_2d, oracle_3d
 
 torch.set_num_threads(1)
+
+# the oracles take every setting: the schema's precision (auto) and phase-B noise (fixed)
+AMP = schema_amp()
+FIXED_NOISE = schema_default("method_defaults.itermask3d.infer.phase_b_noise") == "fixed"
 
 
 def rule(x, h, masked):
@@ -30,7 +35,7 @@ def test_3d_oracle_keeps_the_best_iteration_of_the_raised_taus():
     # Each level iterates until the mask changes < tol: 0.01 converges at its 2nd iteration (masked
     # errors are the same, visible ones fall under 0.01), tau 1 starts at iteration 3
     best = oracle_3d(model, x, hf, brain, anomaly, 5, tau=1.0, factors=[0.01, 1.0, 100.0], variant="full",
-                     device="cpu", tol=0.01, max_iterations=10)
+                     device="cpu", tol=0.01, max_iterations=10, fixed_noise=FIXED_NOISE, amp=AMP)
     assert best.iteration == 3 and best.tau == 1.0 and best.first_step_percentile is None
     assert best.dice == float(dice(best.mask[None, None], anomaly[None, None])) > 0.95
     # levels: 0.01 (2 reconstructions), 1 (the anomaly, unchanged at the 2nd), 100 (empty, then empty again)
@@ -41,7 +46,7 @@ def test_3d_oracle_one_reconstruction_per_level_when_capped_at_one():
     x, hf, brain, h, anomaly = cube_subject(3, (9, 9, 9), (16, 16, 16))
     model = Oracle([(hf, x, h)], rule)
     best = oracle_3d(model, x, hf, brain, anomaly, 5, tau=1.0, factors=[0.01, 1.0, 100.0], variant="full",
-                     device="cpu", tol=0.01, max_iterations=1)
+                     device="cpu", tol=0.01, max_iterations=1, fixed_noise=FIXED_NOISE, amp=AMP)
     assert best.iteration == 2 and best.tau == 1.0 and len(model.batch_sizes) == 3
 
 
@@ -53,7 +58,8 @@ def test_2d_oracle_searches_first_step_percentiles_and_taus():
     def search(first_percentiles):
         model = Oracle([(hf[k], x[k], h[k]) for k in range(2)], rule)
         return oracle_2d(model, model, x, hf, brain, anomaly, [1, 2], tau=1.0, first_percentiles=first_percentiles,
-                         factors=[1.0, 100.0], variant="full", device="cpu", tol=0.01, max_iterations=10)
+                         factors=[1.0, 100.0], variant="full", device="cpu", tol=0.01, max_iterations=10,
+                         amp=AMP)
 
     # the 99th-percentile first step keeps too little of the anomaly (best Dice 0.15, its first
     # step); searching 10 after it finds the anomaly at the first masked iteration
@@ -105,7 +111,7 @@ def test_2d_oracle_slice_waiting_for_the_raise_draws_as_if_alone():
     # anomaly pixels with (3 + e)² > 4 and few others, depends on its draws
     model = NoisyInpainter([(hf[0], x[0], h[0], 1.0, d[0]), (hf[1], x[1], h[1], 1e-3, d[1])])
     kw = dict(tau=1.0, first_percentiles=[10], factors=[1e-6, 4.0], variant="full", device="cpu",
-              tol=0.01, max_iterations=6)
+              tol=0.01, max_iterations=6, amp=AMP)
     both = oracle_2d(model, model, x, hf, brain, anomaly, [11, 12], **kw)
     assert both[0].tau == 4.0  # the raised tau wins for slice 0
     for k in range(2):

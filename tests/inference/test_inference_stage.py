@@ -127,7 +127,8 @@ def test_infer_subject_3d_writes_everything_and_rethreshold(tmp_path, monkeypatc
         assert len(res["curve"]) == 20 and res["percents"][-1] == 100.0
         assert res["tau"] == res["fit"]["tau"] == res["subject_tau"]
         # known answer: tau is subject_threshold of the recorded curve with the configured settings
-        fit = subject_threshold(res["curve"], 0.01, y_limit=10.0, r2_min=0.85, t=res["percents"], no_exceed="first")
+        fit = subject_threshold(res["curve"], gamma=0.01, y_limit=10.0, r2_min=0.85, t=res["percents"],
+                                no_exceed="first", scale_at=None)
         assert res["tau"] == fit.tau and res["k_star"] == fit.k and res["fit"]["branch"] == fit.branch
         assert res["inputs"]["image"] == cond["image"]
         mask = nib.load(str(folder / "mask.nii.gz")).get_fdata() > 0
@@ -226,8 +227,8 @@ def test_subject_tau_follows_the_configured_threshold_settings(tmp_path, monkeyp
                                                        "threshold": "subject", **th})
         infer("model.pt", {"lesion": c1}, cfg, tmp_path / f"run{i}" / "sub-01")
         res = json.loads((tmp_path / f"run{i}" / "sub-01" / "lesion" / "result.json").read_text())
-        fit = subject_threshold(res["curve"], th["gamma"], y_limit=th["y_limit"], r2_min=th["r2_min"],
-                                t=res["percents"], no_exceed=th["k_fallback"])
+        fit = subject_threshold(res["curve"], gamma=th["gamma"], y_limit=th["y_limit"], r2_min=th["r2_min"],
+                                t=res["percents"], no_exceed=th["k_fallback"], scale_at=None)
         assert res["tau"] == fit.tau and res["k_star"] == fit.k, th
         assert (res["fit"]["gamma"], res["fit"]["branch"], res["fit"]["n_fit"], res["fit"]["fallback"]) == \
             (th["gamma"], fit.branch, fit.n_fit, fit.fallback), th
@@ -592,7 +593,9 @@ def test_curve_scale_percent_reaches_the_rule_and_is_recorded(tmp_path, monkeypa
     res = json.loads((tmp_path / "sub-01" / "lesion" / "result.json").read_text())
     curve, t = np.asarray(res["curve"]), np.asarray(res["percents"])
     assert res["curve_scale_percent"] == 50 and res["fit"]["scale"] == pytest.approx(curve[t == 50][0])
-    expected = subject_threshold(curve / curve[t == 50][0], gamma=0.5, y_limit=40.0, t=t)
+    rule = {"gamma": 0.5, "y_limit": 40.0, "r2_min": cfg.infer["r2_min"], "no_exceed": cfg.infer["k_fallback"],
+            "scale_at": None, "t": t}
+    expected = subject_threshold(curve / curve[t == 50][0], **rule)
     assert res["k_star"] == expected.k and res["tau"] == pytest.approx(curve[expected.k])
-    assert subject_threshold(curve, gamma=0.5, y_limit=40.0, t=t).k != expected.k  # the scale matters here
+    assert subject_threshold(curve, **rule).k != expected.k  # the scale matters here
     assert "the curve divided by its value at 50 %" in METHOD.describe(cfg)

@@ -11,10 +11,8 @@ def test_auto_picks_cuda_only_when_available(monkeypatch):
     # names only: torch.device("cuda") creates no tensor, so this runs on CPU-only machines too
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
-    assert resolve_device().type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto").type == "cpu"
-    assert resolve_device().type == "cpu"
 
 
 def test_named_devices():
@@ -59,26 +57,28 @@ def test_one_autocast_dtype_per_device_for_every_stage(monkeypatch):
     from itermask.io.device import autocast_dtype, precision_label
     from itermask.training.precision import pick_precision
 
-    assert autocast_dtype("cuda", bf16_supported=True) == torch.bfloat16
-    assert autocast_dtype("cuda", bf16_supported=False) == torch.float16
-    assert autocast_dtype("cpu", bf16_supported=True) == torch.bfloat16  # forward passes
-    assert autocast_dtype("cpu", bf16_supported=False) is None  # emulated bf16 is slower than fp32
-    assert autocast_dtype("cpu", training=True, bf16_supported=True) is None  # CPU training steps: fp32
+    # amp True: config precision auto
+    assert autocast_dtype("cuda", True, bf16_supported=True) == torch.bfloat16
+    assert autocast_dtype("cuda", True, bf16_supported=False) == torch.float16
+    assert autocast_dtype("cpu", True, bf16_supported=True) == torch.bfloat16  # forward passes
+    assert autocast_dtype("cpu", True, bf16_supported=False) is None  # emulated bf16 is slower than fp32
+    assert autocast_dtype("cpu", True, training=True, bf16_supported=True) is None  # CPU training steps: fp32
     for device in ("cpu", "cuda"):
         assert autocast_dtype(device, False, bf16_supported=True) is None  # config precision: fp32
         for bf16 in (True, False):
             p = pick_precision(device, True, bf16)
-            assert (p.dtype if p.autocast else None) == autocast_dtype(device, training=True, bf16_supported=bf16)
-    assert pick_precision("cuda", True, True).dtype == autocast_dtype("cuda", bf16_supported=True)  # one for all
+            assert (p.dtype if p.autocast else None) == autocast_dtype(device, True, training=True,
+                                                                       bf16_supported=bf16)
+    assert pick_precision("cuda", True, True).dtype == autocast_dtype("cuda", True, bf16_supported=True)  # one for all
     assert precision_label("cpu", False) == "fp32" and precision_label("cpu", True, training=True) == "fp32"
     # the GPU's bf16 support decides the CUDA dtype (queried by name only: no CUDA tensor is made)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert autocast_dtype("cuda") == torch.bfloat16
+    assert autocast_dtype("cuda", True) == torch.bfloat16
     assert precision_label("cuda", True) == "autocast bfloat16"
     assert precision_label("cuda", True, training=True) == "autocast bfloat16"
     assert precision_label("cuda", False) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert autocast_dtype("cuda") == torch.float16
+    assert autocast_dtype("cuda", True) == torch.float16
     assert precision_label("cuda", True) == "autocast float16"
     assert precision_label("cuda", True, training=True) == "autocast float16"
 
@@ -90,7 +90,7 @@ def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
         assert device.cpu_has_native_bf16() is want
-        assert device.autocast_dtype("cpu") == (torch.bfloat16 if want else None)
+        assert device.autocast_dtype("cpu", True) == (torch.bfloat16 if want else None)
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the private query
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     assert device.cpu_has_native_bf16() is False
@@ -112,10 +112,10 @@ def test_cpu_inference_reconstructs_at_the_calibrations_precision(monkeypatch):
             seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
             return torch.nn.functional.linear(x, torch.eye(4))
 
-    out = reconstruct(Probe(), torch.zeros(1, 1, 4, 4))
+    out = reconstruct(Probe(), torch.zeros(1, 1, 4, 4), amp=True)
     assert out.dtype == torch.float32  # float32 out, whatever ran inside
     reconstruct(Probe(), torch.zeros(1, 1, 4, 4), amp=False)
-    precision = pick_precision("cpu")
+    precision = pick_precision("cpu", True)
     for context in (precision.forward_context("cpu"), precision.context("cpu")):
         with context:
             Probe()(torch.zeros(1, 4))
@@ -135,5 +135,5 @@ def test_inference_reconstructs_at_the_training_precision():
             seen.append(torch.get_autocast_dtype("cuda"))
             return x
 
-    reconstruct(Probe(), torch.zeros(1, 1, 4, 4, device="cuda"))
-    assert seen == [pick_precision("cuda").dtype]
+    reconstruct(Probe(), torch.zeros(1, 1, 4, 4, device="cuda"), amp=True)
+    assert seen == [pick_precision("cuda", True).dtype]

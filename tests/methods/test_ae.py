@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from baselines_e2e import N, infer, load, result, settings_of, train
-from support import experiment_settings
+from support import experiment_settings, network_settings
 
 from itermask import methods
 from itermask.core.networks import AttnResUNet2D, ResUNet3D
@@ -20,8 +20,11 @@ torch.set_num_threads(1)
 def _nets(skip: bool) -> list[tuple[torch.nn.Module, torch.nn.Module, tuple[int, ...]]]:
     """(network, its bottleneck module, input shape): 3D residual UNet and 2D attention UNet."""
     torch.manual_seed(0)
-    n3 = ResUNet3D(1, 1, [2, 4, 4, 8, 8], 0.2, skip_connections=skip).eval()
-    n2 = AttnResUNet2D(1, 1, [4, 4, 8, 8, 8], [8], 32, 0.1, 1, skip_connections=skip).eval()
+    n3 = ResUNet3D(1, 1, **network_settings("itermask3d", channels=[2, 4, 4, 8, 8], dropout=0.2),
+                   skip_connections=skip).eval()
+    net2d = network_settings("itermask2", channels=[4, 4, 8, 8, 8], attention_res=[8], image_size=32, dropout=0.1,
+                             num_res_blocks=1)
+    n2 = AttnResUNet2D(1, 1, **net2d, skip_connections=skip).eval()
     with torch.no_grad():  # random weights everywhere (the 2D UNet zero-initialises its output layers)
         for p in [*n3.parameters(), *n2.parameters()]:
             p.normal_(0.0, 0.3)

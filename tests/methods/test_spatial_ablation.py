@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from support import run2d_settings
+
 from itermask.core.iterative_mask_2d import run_itermask2
 
 torch.set_num_threads(1)
@@ -34,14 +36,15 @@ def _slices():
 def test_2d_single_step_is_the_first_models_reconstruction_thresholded_once():
     x, hf, brain = _slices()
     first, masked = Const(torch.zeros((1, 1, 8, 8))), Const(torch.ones((1, 1, 8, 8)))
-    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, max_iterations=10, single_step=True)
+    kw = run2d_settings(max_iterations=10)  # the schema's settings but max_iterations
+    res = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, **{**kw, "single_step": True})
     assert masked.calls == 0 and first.calls == 1
     for k, r in enumerate(res):
         e1 = torch.where(brain[k], x[k] ** 2, torch.zeros(()))
         torch.testing.assert_close(r.error, e1)
         torch.testing.assert_close(r.recon, torch.zeros((8, 8)))
         assert torch.equal(r.mask, (e1 > 0.5) & brain[k]) and r.iterations == 0
-    full = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, max_iterations=10)
+    full = run_itermask2(first, masked, x, hf, brain, [1, 2], tau=0.5, **kw)  # single_step False
     assert masked.calls > 0 and not torch.equal(full[0].error, res[0].error)  # the full method differs
 
 

@@ -234,7 +234,7 @@ def test_resume_with_an_empty_saved_scaler_state_into_an_enabled_scaler():
     """A checkpoint from CPU (or bf16: scaler disabled, empty state) resumed where fp16 needs a
     scaler, and the reverse: TrainState.load skips the scaler state instead of failing."""
     s = experiment_settings("itermask3d", train={"steps": 2}).train
-    cpu, fp16 = pick_precision("cpu", False), Precision(False, torch.float32, True)  # fp16's scaler, on CPU
+    cpu, fp16 = pick_precision("cpu", False), Precision(False, torch.float32, True, True)  # fp16's scaler, on CPU
 
     def state(precision):
         torch.manual_seed(0)
@@ -274,16 +274,16 @@ def test_pick_precision(monkeypatch):
                               ("cuda", False, False)):
         p = pick_precision(device, amp, bf16_supported=bf16)  # training steps on CPU, or precision fp32
         assert not p.autocast and p.dtype == torch.float32 and not p.scaler and p.amp == amp, (device, amp, bf16)
-    p = pick_precision("cuda", bf16_supported=True)
+    p = pick_precision("cuda", True, bf16_supported=True)
     assert p.autocast and p.dtype == torch.bfloat16 and not p.scaler
-    p = pick_precision("cuda", bf16_supported=False)
+    p = pick_precision("cuda", True, bf16_supported=False)
     assert p.autocast and p.dtype == torch.float16 and p.scaler
     # without the override, the GPU's bf16 query decides (queried by name only: no CUDA tensor is made)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    p = pick_precision("cuda")
+    p = pick_precision("cuda", True)
     assert p.autocast and p.dtype == torch.bfloat16 and not p.scaler
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    p = pick_precision("cuda")
+    p = pick_precision("cuda", True)
     assert p.autocast and p.dtype == torch.float16 and p.scaler
 
 
@@ -474,7 +474,7 @@ def test_calibration_runs_at_inferences_precision_and_the_validation_loss_at_tra
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 1, 16, 16, 16)).astype(np.float32))
     data = Samples(x, x, brain, ["s0", "s1"])
     settings = experiment_settings("itermask3d", infer={"tau_percentile": 80, "batch_size": 2})
-    precision = pick_precision("cpu")
+    precision = pick_precision("cpu", True)  # config precision auto
     assert not precision.autocast  # CPU training steps: fp32
     calibrate("itermask3d", settings, Probe(0.5), "full", data, torch.device("cpu"), precision, lambda _: None)
     assert seen == [torch.bfloat16]

@@ -3,15 +3,15 @@
 - ``unet3d``: ``ResUNet3D``, the residual UNet of the IterMask3D reference (MONAI blocks,
   imported when a 3D network is built);
 - ``unet2d``: ``AttnResUNet2D``, the residual UNet with spatial self-attention of IterMask2;
-- ``build``: network settings with defaults per method, ``build_network``, ``count_parameters``;
+- ``build``: the network settings per method (every key required), ``build_network``, ``count_parameters``;
 - ``model_file``: ``save_models`` / ``read_model_file`` (state dicts + a meta dict of plain values);
 - ``shapes``: ``check_divisible``, the input-size check of both UNets.
 """
 from __future__ import annotations
 
 from itermask.core.networks.build import (
-    DEFAULTS_2D,
-    DEFAULTS_3D,
+    KEYS_2D,
+    KEYS_3D,
     METHODS,
     build_network,
     count_parameters,
@@ -24,8 +24,8 @@ from itermask.core.networks.unet3d import ResUNet3D
 
 __all__ = [
     "AttnResUNet2D",
-    "DEFAULTS_2D",
-    "DEFAULTS_3D",
+    "KEYS_2D",
+    "KEYS_3D",
     "METHODS",
     "ResUNet3D",
     "SpatialSelfAttention2D",

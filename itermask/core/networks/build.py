@@ -1,54 +1,53 @@
-"""Network settings (defaults per method) and building the network of a method."""
+"""Building the network of a method from its network settings (every key required: the schema,
+``method_defaults.<method>.network``, holds the defaults; a model file's meta stores them all)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
 from itermask.core.networks.unet2d import AttnResUNet2D
 from itermask.core.networks.unet3d import ResUNet3D
-from itermask.errors import ConfigError
+from itermask.errors import ConfigError, InputError
 
 METHODS = ("itermask3d", "itermask2")
-DEFAULTS_3D: dict[str, Any] = {"channels": [16, 32, 64, 128, 256], "dropout": 0.2, "residual": "avgpool",
-                               "input_skip": False}
-DEFAULTS_2D: dict[str, Any] = {
-    "channels": [32, 32, 64, 96, 128],
-    "attention_res": [32, 16, 8],
-    "dropout": 0.1,
-    "num_res_blocks": 2,
-    "num_heads": 1,
-    "middle_attention": True,
-    "image_size": None,
-}
+#: the network settings each method's networks are built from (their defaults: the schema's
+#: method_defaults.<method>.network; itermask2's image_size: the training slices' size in px)
+KEYS_3D = ("channels", "dropout", "residual", "input_skip")
+KEYS_2D = ("channels", "attention_res", "dropout", "num_res_blocks", "num_heads", "middle_attention", "image_size")
 
 
-def network_settings(method: str, network_cfg: dict) -> dict[str, Any]:
-    """Network settings with defaults filled in; unknown keys raise ConfigError."""
+def network_settings(method: str, network_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The network settings of ``method``, every key required: unknown keys raise ConfigError,
+    missing ones InputError (a model file's meta written without them; the study fills every
+    key from the schema)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}', expected one of {list(METHODS)}")
-    defaults = DEFAULTS_3D if method == "itermask3d" else DEFAULTS_2D
-    unknown = sorted(set(network_cfg) - set(defaults))
+    keys = KEYS_3D if method == "itermask3d" else KEYS_2D
+    unknown = sorted(set(network_cfg) - set(keys))
     if unknown:
-        raise ConfigError(f"unknown network keys for {method}: {unknown} (known: {sorted(defaults)})")
-    return {**defaults, **network_cfg}
+        raise ConfigError(f"unknown network keys for {method}: {unknown} (known: {sorted(keys)})")
+    missing = [k for k in keys if k not in network_cfg]
+    if missing:
+        raise InputError(f"{method} network settings lack {missing} (a model file written before these keys "
+                         "were stored: retrain it)")
+    return dict(network_cfg)
 
 
-def build_network(method: str, in_channels: int, network_cfg: dict) -> nn.Module:
-    """Build the network of `method` ("itermask3d" or "itermask2") with one output channel.
-
-    For itermask2, `network_cfg["image_size"]` (px of the training slices) is required: it
-    maps `attention_res` (px) to UNet levels.
-    """
+def build_network(method: str, in_channels: int, network_cfg: Mapping[str, Any]) -> nn.Module:
+    """Build the network of `method` ("itermask3d" or "itermask2") with one output channel from
+    every one of its settings (``KEYS_3D`` / ``KEYS_2D``; itermask2's ``image_size``, px of the
+    training slices, maps ``attention_res`` (px) to UNet levels)."""
     s = network_settings(method, network_cfg)
     if method == "itermask3d":
-        return ResUNet3D(in_channels, 1, s["channels"], float(s["dropout"]), s["residual"],
-                         input_skip=bool(s["input_skip"]))
+        return ResUNet3D(in_channels, 1, channels=s["channels"], dropout=float(s["dropout"]),
+                         residual=s["residual"], input_skip=bool(s["input_skip"]))
     if s["image_size"] is None:
         raise ConfigError("itermask2 network needs 'image_size' (the training slice size in px)")
     return AttnResUNet2D(
-        in_channels, 1, s["channels"], s["attention_res"], int(s["image_size"]), float(s["dropout"]),
-        int(s["num_res_blocks"]), int(s["num_heads"]), bool(s["middle_attention"]),
+        in_channels, 1, channels=s["channels"], attention_res=s["attention_res"], image_size=int(s["image_size"]),
+        dropout=float(s["dropout"]), num_res_blocks=int(s["num_res_blocks"]), num_heads=int(s["num_heads"]),
+        middle_attention=bool(s["middle_attention"]),
     )
 
 

@@ -86,20 +86,23 @@ class AttnResUNet2D(nn.Module):
     """Residual 2D UNet with self-attention at the resolutions (px) in `attention_res`.
 
     Resolutions refer to an input of `image_size` px: level l works at image_size / 2**l.
-    Input sizes must be divisible by 2 ** (len(channels) - 1).
+    Input sizes must be divisible by 2 ** (len(channels) - 1). The keyword-only arguments but
+    ``skip_connections`` are the network settings (schema ``method_defaults.itermask2.network``
+    holds their defaults; ``image_size``: the training slices' size, ``preprocess.slices2d.size``).
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int = 1,
-        channels: Sequence[int] = (32, 32, 64, 96, 128),
-        attention_res: Sequence[int] = (32, 16, 8),
-        image_size: int = 128,
-        dropout: float = 0.1,
-        num_res_blocks: int = 2,
-        num_heads: int = 1,
-        middle_attention: bool = True,
+        *,
+        channels: Sequence[int],
+        attention_res: Sequence[int],
+        image_size: int,
+        dropout: float,
+        num_res_blocks: int,
+        num_heads: int,
+        middle_attention: bool,
         skip_connections: bool = True,
     ) -> None:
         super().__init__()

@@ -67,17 +67,23 @@ class _EncoderUnit3D(nn.Module):
 
 
 class ResUNet3D(nn.Module):
-    """Residual 3D UNet; input size must be divisible by 2 ** (len(channels) - 1)."""
+    """Residual 3D UNet; input size must be divisible by 2 ** (len(channels) - 1).
+
+    ``channels``, ``dropout``, ``residual``, ``input_skip``: the network settings (schema
+    ``method_defaults.itermask3d.network`` holds their defaults); ``skip_connections`` False:
+    the AE baseline's UNet without skips.
+    """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int = 1,
-        channels: Sequence[int] = (16, 32, 64, 128, 256),
-        dropout: float = 0.2,
-        residual: str = "avgpool",
+        *,
+        channels: Sequence[int],
+        dropout: float,
+        residual: str,
+        input_skip: bool,
         skip_connections: bool = True,
-        input_skip: bool = False,
     ) -> None:
         super().__init__()
         c = [int(v) for v in channels]
