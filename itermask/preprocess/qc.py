@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib
 
@@ -97,9 +97,9 @@ def flatten_stats(record: Mapping) -> dict:
     return row
 
 
-def read_qc_record(path: str | Path, *, dataset: str | None = None, subject: str | None = None) -> dict:
-    """One subject's QC JSON (``qc_subject``'s record); InputError naming the file (and the
-    subject and dataset where known) when it cannot be read or holds no record."""
+def read_qc_record(path: str | Path, *, dataset: str, subject: str) -> dict:
+    """One subject's QC JSON (``qc_subject``'s record); InputError naming the file, subject and
+    dataset when it cannot be read or holds no record."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -111,12 +111,10 @@ def read_qc_record(path: str | Path, *, dataset: str | None = None, subject: str
     return record
 
 
-def qc_table(json_paths: Sequence[str | Path] | Mapping[str, str | Path], out_tsv: str | Path, *,
-             dataset: str | None = None) -> None:
-    """Write one TSV row per subject QC JSON (columns: union of all subjects' keys).
-    ``json_paths``: the files, or subject -> file (then an unreadable file's error names its subject)."""
-    items = json_paths.items() if isinstance(json_paths, Mapping) else ((None, p) for p in json_paths)
-    rows = [flatten_stats(read_qc_record(p, dataset=dataset, subject=s)) for s, p in items]
+def qc_table(json_paths: Mapping[str, str | Path], out_tsv: str | Path, *, dataset: str) -> None:
+    """Write one TSV row per subject QC JSON of ``dataset`` (``json_paths``: subject -> file;
+    columns: the union of all subjects' keys)."""
+    rows = [flatten_stats(read_qc_record(p, dataset=dataset, subject=s)) for s, p in json_paths.items()]
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]

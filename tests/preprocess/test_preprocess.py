@@ -434,7 +434,8 @@ def test_stages_end_to_end(tmp_path):
     assert rec["brain_volume_ml"] == pytest.approx(gmask.sum() * 0.027)
     assert rec["sequences"]["FLAIR"]["mean"] == pytest.approx(float(z[gmask].mean()), abs=1e-5)
     assert (tmp_path / "qc" / "s01.png").stat().st_size > 1000
-    pp.qc_table([tmp_path / "qc" / "s01.json", tmp_path / "qc" / "s01.json"], tmp_path / "qc" / "table.tsv")
+    pp.qc_table({"s01": tmp_path / "qc" / "s01.json", "s02": tmp_path / "qc" / "s01.json"}, tmp_path / "qc" / "table.tsv",
+                dataset="ds")
     lines = (tmp_path / "qc" / "table.tsv").read_text().splitlines()
     header = lines[0].split("\t")
     assert header[:2] == ["dataset", "subject"] and "FLAIR_p99" in header and len(lines) == 3
