@@ -45,11 +45,9 @@ SPATIAL_DIVISOR = 16  # four stride-2 levels of the 3D UNet
 def itermask3d_defaults() -> dict:
     """The schema's ``method_defaults.itermask3d`` (network, train, infer): what an experiment that
     sets nothing runs with (the package's functions carry no defaults of their own)."""
-    from itermask.config.schema import FillingValidator, load_schema
+    from itermask.config.schema import schema_defaults
 
-    config: dict = {}
-    list(FillingValidator(load_schema()).iter_errors(config))  # fills the defaults; the errors do not matter
-    return config["method_defaults"]["itermask3d"]
+    return schema_defaults()["method_defaults"]["itermask3d"]
 
 
 #: phase B's settings of (b) (the schema's): ``run_itermask3d`` takes every setting

@@ -6,7 +6,7 @@ import copy
 from functools import lru_cache
 from typing import Any
 
-from itermask.config.schema import FillingValidator, load_schema
+from itermask.config.schema import schema_defaults
 from itermask.config.settings import ExperimentSettings
 from itermask.config.study import Study
 
@@ -40,10 +40,10 @@ def experiment_settings(method: str, variant: str = "full", *, network: dict | N
 
 @lru_cache(maxsize=1)
 def _filled_schema_defaults() -> dict:
-    """A config holding every schema default (its other schema errors are irrelevant here)."""
-    config: dict = {}
-    list(FillingValidator(load_schema()).iter_errors(config))
-    return config
+    """A config holding every schema default, an experiment of each IterMask method among them
+    (so ``experiments.<method>.<key>`` paths hold their defaults too)."""
+    return schema_defaults({"preprocess": {}, "experiments": {m: {"method": m, "dataset": "d", "sequence": "FLAIR"}
+                                                              for m in ("itermask3d", "itermask2")}})
 
 
 def schema_default(path: str) -> Any:

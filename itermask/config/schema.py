@@ -46,6 +46,16 @@ def _fill_defaults(validator: Any, properties: dict, instance: Any, schema: dict
 FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
 
 
+def schema_defaults(config: dict | None = None) -> dict:
+    """``config`` (default: an empty one) with every schema default filled in, in place and
+    returned, its schema errors ignored: the settings a key left unset runs with (benchmarks and
+    tests that call the package's functions, which carry no defaults of their own)."""
+    config = {} if config is None else config
+    for _ in FillingValidator(load_schema()).iter_errors(config):  # filling happens while validating
+        pass
+    return config
+
+
 #: the schema's name patterns in words (a user reads these, not the regular expressions)
 PATTERN_WORDS = {
     "\\A[A-Za-z0-9]+\\Z": "letters A-Z, a-z and digits 0-9 only",

@@ -6,17 +6,15 @@ tests) then run with the Python value. Each parameter in MAPPED takes a config s
 schema path says which) and must be required; keyword-only unless POSITIONAL says why not. The
 other keyword defaults of these functions are listed in NOT_CONFIG, so that a new default has to
 be classified. The schema paths must exist: the schema's defaults are filled by the package's
-own machinery (load_schema + FillingValidator, as validate_schema does) into a config with one
-experiment per method.
+own machinery (``schema.schema_defaults``, through ``support.schema_default``) into a config
+with one experiment per method.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import pytest
 
-from itermask.config.schema import FillingValidator, load_schema
 from itermask.core import iterative_mask_2d as im2
 from itermask.core import iterative_mask_3d as im3
 from itermask.core.lockstep import reconstruct
@@ -32,26 +30,11 @@ from itermask.methods._baseline import model_spatial_dims
 from itermask.methods.itermask2 import run_pooled
 from itermask.methods.itermask3d import run_volumes
 from itermask.preprocess.skullstrip import deepbet_mask
+from support import schema_default
 from itermask.training.precision import Precision, pick_precision
 
 
-def _filled_config() -> dict:
-    """A config whose every schema default is filled (its other schema errors are irrelevant here)."""
-    config: dict = {"preprocess": {}, "experiments": {m: {"method": m, "dataset": "d", "sequence": "FLAIR"}
-                                                      for m in ("itermask3d", "itermask2")}}
-    list(FillingValidator(load_schema()).iter_errors(config))
-    return config
-
-
-CONFIG = _filled_config()
 I3, I2 = "method_defaults.itermask3d", "method_defaults.itermask2"
-
-
-def schema_default(path: str) -> Any:
-    node: Any = CONFIG
-    for key in path.split("."):
-        node = node[key]
-    return node
 
 
 # (function, parameter, schema path of the setting it takes)
