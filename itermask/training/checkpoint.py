@@ -27,6 +27,7 @@ from itermask.io.atomic import atomic_path
 
 CKPT_LATEST = "latest.pt"
 CKPT_PREVIOUS = "previous.pt"
+CKPT_SET_ASIDE = "latest.pt.unreadable"  # an unreadable latest.pt, moved here when previous.pt resumes
 HASH_CHARS = 16  # characters of the config hash in the folder name
 # What torch.load (weights_only, torch 2.x) raises for an unreadable file, as tried on truncated,
 # overwritten and random-byte files: a truncated zip gives OSError (EINVAL) or RuntimeError
@@ -80,7 +81,9 @@ def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[
     """Newest readable checkpoint in `checkpoint_dir`, or None when there is none (a fresh start).
 
     Files are written atomically, so an unreadable one is corrupt (or from another torch): an
-    unreadable latest falls back to the previous one; when files exist and none is readable,
+    unreadable latest falls back to the previous one and is moved aside to ``latest.pt.unreadable``
+    (kept for inspection, replacing an older one), so the next save does not rotate it onto the
+    good ``previous.pt``; when files exist and none is readable,
     InputError names them (never a silent restart, whose saves would overwrite them). A
     readable checkpoint of another configuration is refused (InputError naming both hashes):
     it is never loaded and never overwritten.
@@ -103,6 +106,10 @@ def load_checkpoint(checkpoint_dir: str | Path, config_hash: str, log: Callable[
             raise InputError(
                 f"checkpoint belongs to configuration {str(found)[:HASH_CHARS]}, this run is {config_hash[:HASH_CHARS]}; "
                 "refusing to resume from it or overwrite it (move or delete it to start fresh)", path=path)
+        if unreadable:  # resuming from previous.pt: set the unreadable latest.pt aside
+            aside = Path(checkpoint_dir) / CKPT_SET_ASIDE
+            (Path(checkpoint_dir) / CKPT_LATEST).replace(aside)
+            log(f"resuming from {path}; the unreadable latest checkpoint is kept as {aside}")
         return state
     if unreadable:
         why = "; ".join(f"{path} ({reason})" for path, reason in unreadable.items())

@@ -63,7 +63,7 @@ def test_a_truncated_latest_resumes_from_a_good_previous(tmp_path):
         (tmp_path / "latest.pt").write_bytes(data[:cut])
         logs = []
         assert load_checkpoint(tmp_path, "h", logs.append)["step"] == 1
-        assert len(logs) == 1 and str(tmp_path / "latest.pt") in logs[0] and "trying the previous one" in logs[0]
+        assert len(logs) == 2 and str(tmp_path / "latest.pt") in logs[0] and "trying the previous one" in logs[0]
 
 
 def test_unreadable_checkpoints_stop_training_instead_of_restarting(tmp_path):
@@ -166,3 +166,30 @@ def test_a_scaler_state_is_loaded_only_where_it_fits():
     disabled = torch.amp.GradScaler("cpu", enabled=False)
     assert load_scaler(disabled, saved) is False and not disabled.is_enabled()
     assert load_scaler(disabled, {}) is False
+
+
+def test_an_unreadable_latest_is_set_aside_so_saves_keep_the_good_previous(tmp_path):
+    """After a fallback the next save must not rotate the corrupt latest.pt onto previous.pt."""
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 2})
+    latest = tmp_path / "latest.pt"
+    corrupt = latest.read_bytes()[:40]
+    latest.write_bytes(corrupt)
+    logs = []
+    assert load_checkpoint(tmp_path, "h", logs.append)["step"] == 1
+    assert (tmp_path / "latest.pt.unreadable").read_bytes() == corrupt and not latest.exists()
+    assert "latest.pt.unreadable" in logs[-1]
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 3})  # resumed training saves again
+    assert torch.load(tmp_path / "previous.pt", weights_only=True)["step"] == 1
+    assert torch.load(latest, weights_only=True)["step"] == 3
+    assert load_checkpoint(tmp_path, "h", logs.append)["step"] == 3
+
+
+def test_an_unreadable_latest_stays_put_when_previous_belongs_to_another_run(tmp_path):
+    save_checkpoint(tmp_path, {"config_hash": "other", "step": 1})
+    save_checkpoint(tmp_path, {"config_hash": "other", "step": 2})
+    latest = tmp_path / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:40])
+    with pytest.raises(InputError, match="another|belongs"):
+        load_checkpoint(tmp_path, "h", lambda _: None)
+    assert latest.exists() and not (tmp_path / "latest.pt.unreadable").exists()
