@@ -89,7 +89,7 @@ def test_a_damaged_result_json_or_another_methods_model_is_one_clear_error(tmp_p
     (tmp_path / "result.json").write_text("{not json")
     with pytest.raises(InputError, match="result.json is not readable JSON"):
         rethreshold_module.read_previous(tmp_path, {"method": "itermask3d"}, "m.pt")
-    (tmp_path / "result.json").write_text('{"method": "itermask3d", "variant": "full", "inputs": {}}')
+    (tmp_path / "result.json").write_text('{"method": "itermask3d", "variant": "full", "amp": true, "inputs": {}}')
     with pytest.raises(InputError, match="the model's method 'itermask2' \\(m.pt\\) differs from the condition's "
                                          "'itermask3d'"):
         rethreshold_module.read_previous(tmp_path, {"method": "itermask2"}, "m.pt")

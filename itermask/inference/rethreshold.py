@@ -58,6 +58,9 @@ def read_previous(folder: Path, model_meta: dict[str, Any], model_path: str) -> 
         raise InputError(f"the model's method '{model_meta.get('method')}' ({model_path}) differs from the "
                          f"condition's '{prev.get('method')}': give the model of the experiment that wrote this folder",
                          path=res_path)
+    if not isinstance(prev.get("amp"), bool):  # the run's precision, replayed (written since the inference stage records it)
+        raise InputError("result.json does not record the run's precision ('amp': true or false); it was written "
+                         "by an earlier version: rerun this condition's inference", path=res_path)
     for p in (prev.get("inputs") or {}).values():
         if p and not Path(p).exists():
             raise InputError("input of the original run not found (run from the pipeline's working directory, "
@@ -79,7 +82,7 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
     networks, meta = load_trained(model_path, dev)
     prev = read_previous(folder, meta, model_path)
     method = methods.get(meta["method"])
-    ctx = InferenceContext(settings=None, meta=meta, device=dev, amp=bool(prev.get("amp", True)),  # the run's
+    ctx = InferenceContext(settings=None, meta=meta, device=dev, amp=prev["amp"],  # the run's
                            seed=lambda *k: 0, model_path=str(model_path), log=log,
                            field_of_view_mm=prev.get("field_of_view_mm"), condition=lambda key: key)
     t0 = time.perf_counter()

@@ -193,7 +193,9 @@ def test_rethreshold_replays_the_runs_own_noise(tmp_path, monkeypatch):
 @pytest.mark.parametrize("content, message", [
     (None, "no result.json: not an inference condition folder"),
     ("[1, 2]", "result.json does not hold an inference record"),
-    ('{"method": "itermask3d", "inputs": {"image": "gone.nii.gz"}}', "input of the original run not found"),
+    ('{"method": "itermask3d", "inputs": {}}', "does not record the run's precision"),
+    ('{"method": "itermask3d", "amp": "yes", "inputs": {}}', "does not record the run's precision"),
+    ('{"method": "itermask3d", "amp": false, "inputs": {"image": "gone.nii.gz"}}', "input of the original run not found"),
 ])
 def test_rethreshold_refuses_a_folder_it_cannot_rerun(tmp_path, content, message):
     """``read_previous``: the condition folder's result.json must exist, hold a record and name
@@ -208,7 +210,7 @@ def test_rethreshold_refuses_a_folder_it_cannot_rerun(tmp_path, content, message
     assert str(folder) in str(err.value) or "gone.nii.gz" in str(err.value)
     image = tmp_path / "image.nii.gz"
     image.write_bytes(b"")
-    (folder / "result.json").write_text(json.dumps({"method": "itermask3d", "inputs": {"image": str(image)}}))
+    (folder / "result.json").write_text(json.dumps({"method": "itermask3d", "amp": False, "inputs": {"image": str(image)}}))
     assert rethreshold_module.read_previous(folder, {"method": "itermask3d"}, "m.pt")["inputs"]["image"] == str(image)
 
 
