@@ -37,8 +37,9 @@ report: install
 
 # The long form of the fault-injection suite (marker faults: a SIGKILL inside every stage) is
 # left out of `make test`, which runs its bounded subset; `make test-faults` runs all of it.
+# --durations: the 15 slowest tests close the log, so a slow CI run shows where its time went.
 test: install
-	$(BIN)/python -m pytest -q -ra -m "not faults" tests
+	$(BIN)/python -m pytest -q -ra --durations=15 -m "not faults" tests
 
 test-faults: install
 	$(BIN)/python -m pytest -q -ra tests/workflow/test_faults.py
