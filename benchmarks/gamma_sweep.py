@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     variant = input_variant(settings.variant)  # the network input, as itermask3d.run_volumes passes it
     fpr = float(study.config["evaluation"]["honest_fpr"])
     try:
-        nets, meta = load_trained(args.model, "cpu")
+        nets, meta = load_trained(args.model, "cpu", channels_last=True)
         if meta.get("method") != "itermask3d":
             raise InputError(f"model of method '{meta.get('method')}', not itermask3d", path=args.model)
         check_model_variant(settings.variant, meta, args.model)

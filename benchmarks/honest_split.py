@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     study = Study(load_config(args.config), base_dir=ROOT)
     settings = study.settings(args.experiment)
     cfg = settings.infer
-    nets, meta = load_trained(args.model, "cpu")
+    nets, meta = load_trained(args.model, "cpu", channels_last=True)
     variant = input_variant(settings.variant)
     folders = [Path(args.preproc) / f"sub-{s}" for s in args.subjects]
     x, hf, brain, label = load_subjects(folders, settings.sequence, meta["hf_radius"], variant, len(folders))

@@ -22,6 +22,7 @@ if RES.infer_subjects_per_job == 1:
             settings=lambda w: STUDY.settings(w.experiment).for_inference().to_dict(),
             runs=infer_runs,
             field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
+            channels_last=RES.channels_last,
         log:
             f"{R}/logs/infer/{{experiment}}_{{dataset}}_{{subject}}.log",
         benchmark:
@@ -52,6 +53,7 @@ else:
                 settings=STUDY.settings(_exp).for_inference().to_dict(),
                 runs=chunk_runs(_exp, _ds, _subjects),
                 field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
+                channels_last=RES.channels_last,
             log:
                 f"{R}/logs/infer/{_exp}_{_ds}_chunk{_chunk}.log",
             benchmark:

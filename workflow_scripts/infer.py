@@ -15,6 +15,7 @@ with rule_context(smk) as log:
         ExperimentSettings.from_dict(smk.params.settings),
         device=device_of(smk),
         amp=amp_of(smk),
+        channels_last=smk.params.channels_last,
         field_of_view_mm=smk.params.field_of_view_mm,
         log=log.info,
     )

@@ -79,8 +79,10 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
     tau = float(tau)
     name = output_name(out_name, tau)
     dev = resolve_device(device)
-    networks, meta = load_trained(model_path, dev)
+    networks, meta = load_trained(model_path, dev, channels_last=False)
     prev = read_previous(folder, meta, model_path)
+    if prev.get("channels_last"):  # the run's layout, replayed; runs before it was recorded ran contiguous
+        networks, _ = load_trained(model_path, dev, channels_last=True)
     method = methods.get(meta["method"])
     ctx = InferenceContext(settings=None, meta=meta, device=dev, amp=prev["amp"],  # the run's
                            seed=lambda *k: 0, model_path=str(model_path), log=log,

@@ -54,6 +54,7 @@ def infer_subject(
     subject: str,
     device: str,
     amp: bool,
+    channels_last: bool,
     field_of_view_mm: float,
     log: Callable[[str], Any],
 ) -> None:
@@ -61,10 +62,11 @@ def infer_subject(
 
     ``conditions``: condition name -> input item (``{"image", "hf", "brain", "label"}`` or
     ``{"slices"}``), as the method's ``condition_inputs`` declared them; ``field_of_view_mm``:
-    the 2D field of view (config ``preprocess.slices2d``) of a 2D model run on volumes.
+    the 2D field of view (config ``preprocess.slices2d``) of a 2D model run on volumes;
+    ``channels_last``: config ``resources.channels_last`` (3D networks' layout, ``load_trained``).
     """
     infer_runs(model_path, [Run(dataset, subject, conditions, out_dir)], settings, device=device, amp=amp,
-               field_of_view_mm=field_of_view_mm, log=log)
+               channels_last=channels_last, field_of_view_mm=field_of_view_mm, log=log)
 
 
 def infer_runs(
@@ -74,6 +76,7 @@ def infer_runs(
     *,
     device: str,
     amp: bool,
+    channels_last: bool,
     field_of_view_mm: float,
     log: Callable[[str], Any],
 ) -> None:
@@ -82,7 +85,7 @@ def infer_runs(
     t_start = time.perf_counter()
     dev = resolve_device(device)
     method = methods.get(settings.method)
-    networks, meta = load_trained(model_path, dev)
+    networks, meta = load_trained(model_path, dev, channels_last=channels_last)
     _check_model(meta, settings, model_path)
     keys: dict[str, tuple[Run, str]] = {}
     for i, run in enumerate(runs):
@@ -102,6 +105,7 @@ def infer_runs(
     for run in runs:
         common = {"method": settings.method, "variant": settings.variant, "model": str(model_path),
                   "device": str(dev), "amp": amp, "precision": precision_label(dev.type, amp),
+                  "channels_last": channels_last,
                   "base_seed": settings.seed, "dataset": run.dataset, "subject": run.subject,
                   "hf_radius": meta.get("hf_radius")}
         with atomic_dir(run.out_dir) as tmp:

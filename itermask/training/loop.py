@@ -22,6 +22,7 @@ from torch import nn
 from itermask import methods
 from itermask.config.settings import ExperimentSettings, TrainSettings
 from itermask.core.networks import check_divisible, count_parameters, save_models
+from itermask.core.networks.layout import in_layout, memory_format
 from itermask.errors import ConfigError, InputError
 from itermask.io.device import precision_labels, resolve_device
 from itermask.io.seeds import derive_seed
@@ -181,7 +182,7 @@ def train_experiment(
                          "train_items": train_items, "val_items": val_items,
                          "data": [data_fingerprint(train_items), data_fingerprint(val_items)]})
     torch.manual_seed(derive_seed(settings.seed, 0))
-    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     models = {k: in_layout(m.to(dev), layout) for k, m in method.networks_from_meta(net_meta).items()}
     state = new_state(models, settings.train, n_steps, dev, precision, method.primary_network)
     checkpoint_dir = resume(state, checkpoint_dir, chash, n_steps, log)
@@ -203,15 +204,6 @@ def train_experiment(
     plot_losses(out_loss_png, state.history, name)
     save_models(out_model, state.final, meta)
     log(f"[{name}] saved {out_model}")
-
-
-def in_layout(model: nn.Module, layout: torch.memory_format) -> nn.Module:
-    """``model`` with its 5-D (3D convolution) weights in ``layout``; other parameters as they are
-    (a method's networks may be 2D or 3D: baselines choose per experiment)."""
-    for p in model.parameters():
-        if p.dim() == 5:
-            p.data = p.data.contiguous(memory_format=layout)
-    return model
 
 
 def _to(t: torch.Tensor, dev: torch.device, layout: torch.memory_format) -> torch.Tensor:

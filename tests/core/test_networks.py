@@ -185,7 +185,7 @@ def test_save_load_roundtrip(tmp_path):
             "calibration": {"tau": 0.5}}
     path = tmp_path / "model.pt"
     save_models(path, models, meta)
-    loaded, meta2 = load_trained(path, "cpu")
+    loaded, meta2 = load_trained(path, "cpu", channels_last=True)
     assert meta2 == meta
     x = torch.randn(2, 2, 32, 32)
     for k, m in models.items():
@@ -200,22 +200,22 @@ def test_load_trained_errors(tmp_path):
     from itermask.inference.model import load_trained
 
     with pytest.raises(InputError, match="does not exist"):
-        load_trained(tmp_path / "none.pt", "cpu")
+        load_trained(tmp_path / "none.pt", "cpu", channels_last=True)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     with pytest.raises(InputError, match="cannot read"):
-        load_trained(bad, "cpu")
+        load_trained(bad, "cpu", channels_last=True)
     cfg = net3d(channels=[2, 4])
     path = tmp_path / "m.pt"
     save_models(path, {"masked": build_network("itermask3d", 2, cfg)},
                 {"method": "itermask3d", "network": net3d(channels=[2, 8]), "in_channels": {"masked": 2}})
     with pytest.raises(InputError, match="does not match"):
-        load_trained(path, "cpu")
+        load_trained(path, "cpu", channels_last=True)
     old = tmp_path / "old.pt"  # a meta without a network setting: no Python default fills it in
     save_models(old, {"masked": build_network("itermask3d", 2, cfg)},
                 {"method": "itermask3d", "network": {"channels": [2, 4]}, "in_channels": {"masked": 2}})
     with pytest.raises(InputError, match="lack \\['dropout', 'residual', 'input_skip'\\]") as err:
-        load_trained(old, "cpu")
+        load_trained(old, "cpu", channels_last=True)
     assert err.value.path == str(old)
 
 

@@ -50,7 +50,7 @@ def _subject_files(tmp_path, seed, lo, hi):
 
 def _fake_loader(monkeypatch, models, meta):
     """Serve ``models`` and ``meta`` for any model path (stage and re-threshold)."""
-    def load(path, device):
+    def load(path, device, *, channels_last):
         return models, meta
 
     monkeypatch.setattr(inference, "load_trained", load)
@@ -59,7 +59,7 @@ def _fake_loader(monkeypatch, models, meta):
 
 def infer(model, conditions, settings, out):
     inference.infer_subject(model, conditions, settings, str(out), dataset="ds", subject=out.name.replace("sub-", ""),
-                            device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
+                            device="cpu", amp=False, channels_last=True, field_of_view_mm=FOV, log=lambda m: None)
 
 
 def test_inference_records_its_precision_and_rethreshold_reuses_it(tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_inference_records_its_precision_and_rethreshold_reuses_it(tmp_path, mon
     cfg = experiment_settings("itermask3d", infer={"step_percent": 50, "max_iterations": 2})
     out = tmp_path / "sub-01"
     inference.infer_subject("model.pt", {"lesion": cond}, cfg, str(out), dataset="ds", subject="01", device="cpu",
-                            amp=True, field_of_view_mm=FOV, log=lambda m: None)
+                            amp=True, channels_last=True, field_of_view_mm=FOV, log=lambda m: None)
     res = json.loads((out / "lesion" / "result.json").read_text())
     assert res["amp"] is True and res["precision"] == "autocast bfloat16"
     assert seen and set(seen) == {torch.bfloat16}
@@ -473,7 +473,7 @@ def test_condition_seeds_come_from_keys_not_from_output_paths(tmp_path, monkeypa
     cfg = experiment_settings("itermask3d", infer={"step_percent": 10, "max_iterations": 3})
     for folder in ("a/sub-01", "b/elsewhere"):
         inference.infer_subject("m.pt", {"lesion": c1}, cfg, str(tmp_path / folder), dataset="ds", subject="01",
-                                device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
+                                device="cpu", amp=False, channels_last=True, field_of_view_mm=FOV, log=lambda m: None)
     ra, rb = (json.loads((tmp_path / f / "lesion" / "result.json").read_text()) for f in ("a/sub-01", "b/elsewhere"))
     assert ra["seed"] == rb["seed"] == seed(0, "ds", "01", "lesion")
     assert (tmp_path / "a/sub-01/lesion/mask.nii.gz").read_bytes() == (tmp_path / "b/elsewhere/lesion/mask.nii.gz").read_bytes()
@@ -538,10 +538,12 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
     # s1's labelled scan is a validation one (val_lesion): same inputs, no per-image-best oracle
     runs = [inference.Run("ds", f"s{k}", {("lesion", "val_lesion")[k]: c, "healthy": {**c, "label": None}},
                           str(tmp_path / "joint" / f"sub-s{k}")) for k, c in enumerate(conds)]
-    inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
+    inference.infer_runs(str(tmp_path / "m.pt"), runs, s3, device="cpu", amp=False, channels_last=True,
+                         field_of_view_mm=FOV, log=lambda m: None)
     for k, run in enumerate(runs):
         inference.infer_subject(str(tmp_path / "m.pt"), run.conditions, s3, str(tmp_path / "alone" / f"sub-s{k}"),
-                                dataset="ds", subject=f"s{k}", device="cpu", amp=False, field_of_view_mm=FOV, log=lambda m: None)
+                                dataset="ds", subject=f"s{k}", device="cpu", amp=False, channels_last=True,
+                                field_of_view_mm=FOV, log=lambda m: None)
         for cond in run.conditions:
             joint, alone = (tmp_path / w / f"sub-s{k}" / cond for w in ("joint", "alone"))
             rj, ra = (json.loads((p / "result.json").read_text()) for p in (joint, alone))
@@ -552,6 +554,53 @@ def test_infer_runs_several_subjects_match_one_at_a_time(tmp_path):
             np.testing.assert_allclose(nib.load(str(joint / "error.nii.gz")).get_fdata(),
                                        nib.load(str(alone / "error.nii.gz")).get_fdata(), rtol=1e-4, atol=1e-6)
     assert {p.name for p in (tmp_path / "joint").iterdir()} == {"sub-s0", "sub-s1"}
+
+
+def test_channels_last_inference_matches_the_default_layout_and_rethreshold_replays_it(tmp_path, monkeypatch):
+    """resources.channels_last: a real 3D model run channels-last gives the default layout's
+    errors and tau to rounding; result.json records the layout and a re-threshold loads the model
+    in it (a record without the key, from before it was recorded, ran contiguous)."""
+    from itermask.core.networks import save_models
+    from itermask.methods import get
+
+    x, hf, brain, h, anomaly = cube_subject(31, (9, 9, 9), (14, 14, 14))
+    cond = {"image": _write(tmp_path / "image.nii.gz", x.numpy()), "hf": _write(tmp_path / "hf.nii.gz", hf.numpy()),
+            "brain": _write(tmp_path / "brain.nii.gz", brain.numpy().astype(np.uint8)),
+            "label": _write(tmp_path / "label.nii.gz", anomaly.numpy().astype(np.uint8))}
+    s3 = experiment_settings("itermask3d", network={"channels": [2, 4, 4, 8, 8]}, hf_radius=3,
+                             infer={"step_percent": 25, "max_iterations": 4})
+    im3 = get("itermask3d")
+    meta = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
+            **im3.build_networks(s3, (S, S, S))}
+    torch.manual_seed(0)
+    save_models(tmp_path / "m.pt", im3.networks_from_meta(meta), meta)
+    res = {}
+    for cl in (False, True):
+        out = tmp_path / f"cl{int(cl)}" / "sub-01"
+        inference.infer_subject(str(tmp_path / "m.pt"), {"lesion": cond}, s3, str(out), dataset="ds", subject="01",
+                                device="cpu", amp=False, channels_last=cl, field_of_view_mm=FOV, log=lambda m: None)
+        res[cl] = json.loads((out / "lesion" / "result.json").read_text())
+        assert res[cl]["channels_last"] is cl
+    assert res[True]["tau"] == pytest.approx(res[False]["tau"], rel=1e-5)
+    errors = [nib.load(str(tmp_path / f"cl{k}" / "sub-01" / "lesion" / "error.nii.gz")).get_fdata() for k in (0, 1)]
+    np.testing.assert_allclose(errors[1], errors[0], rtol=1e-4, atol=1e-6)
+    layouts = []
+    real = rethreshold_module.load_trained
+
+    def spy(path, device, *, channels_last):
+        layouts.append(channels_last)
+        return real(path, device, channels_last=channels_last)
+
+    monkeypatch.setattr(rethreshold_module, "load_trained", spy)
+    lesion = tmp_path / "cl1" / "sub-01" / "lesion"
+    rethreshold(str(tmp_path / "m.pt"), str(lesion), 0.5, device="cpu")
+    assert layouts[-1] is True
+    record = json.loads((lesion / "result.json").read_text())
+    del record["channels_last"]
+    (lesion / "result.json").write_text(json.dumps(record))
+    layouts.clear()
+    rethreshold(str(tmp_path / "m.pt"), str(lesion), 0.5, device="cpu")
+    assert layouts == [False]
 
 
 def test_phase_b_start_reaches_the_run_and_is_recorded(tmp_path, monkeypatch):

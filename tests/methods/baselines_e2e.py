@@ -95,7 +95,7 @@ def infer(tmp_path: Path, model: Path, settings, dims: int) -> Path:
                   "lesion": {k: v for k, v in lesion.items() if k != "subject"}}
     out = tmp_path / "infer" / "sub-x"
     infer_subject(str(model), conditions, settings, str(out), dataset="toy", subject="x", device="cpu", amp=False,
-                  field_of_view_mm=float(N), log=lambda m: None)
+                  channels_last=True, field_of_view_mm=float(N), log=lambda m: None)
     return out
 
 

@@ -173,7 +173,7 @@ def test_train_then_infer_without_the_intermediate(tmp_path, dims):
     conditions = {c: {k: v for k, v in i.items() if k != "subject"} for c, i in (("healthy", healthy), ("lesion", lesion))}
     folder = tmp_path / "infer"
     infer_subject(str(out / "model.pt"), conditions, s, str(folder), dataset="toy", subject="x", device="cpu", amp=False,
-                  field_of_view_mm=float(N), log=lambda m: None)
+                  channels_last=True, field_of_view_mm=float(N), log=lambda m: None)
     for cond in ("healthy", "lesion"):
         r = result(folder / cond)
         assert r["method"] == "cyclic_unet" and r["score_name"] == "mean_error"
@@ -181,7 +181,7 @@ def test_train_then_infer_without_the_intermediate(tmp_path, dims):
     if dims == 3:  # known answer: the written reconstruction is B(F(x)) of the loaded networks
         from itermask.inference.model import load_trained
 
-        nets, _ = load_trained(out / "model.pt", "cpu")
+        nets, _ = load_trained(out / "model.pt", "cpu", channels_last=True)
         x = load(tmp_path, "l_image.nii.gz")
         with torch.no_grad():
             expected = nets["backward"](nets["forward"](torch.from_numpy(x)[None, None]))[0, 0].numpy()

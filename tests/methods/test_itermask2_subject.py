@@ -45,11 +45,11 @@ def _run(tmp_path, monkeypatch, folder, infer):
     nets = {"first": healthy, "masked": healthy}
     meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "network": {"image_size": S},
             "calibration": {"tau": CALIBRATION_TAU, "percentile": 80.0}}
-    monkeypatch.setattr(stage, "load_trained", lambda p, d: (nets, meta))
+    monkeypatch.setattr(stage, "load_trained", lambda p, d, channels_last: (nets, meta))
     cfg = experiment_settings("itermask2", infer={"max_iterations": 5, "oracle_tau_factors": [], **infer}, hf_radius=3)
     out = tmp_path / folder
     stage.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(out), dataset="ds", subject="01",
-                        device="cpu", amp=False, field_of_view_mm=None, log=lambda m: None)
+                        device="cpu", amp=False, channels_last=True, field_of_view_mm=None, log=lambda m: None)
     mask = nib.load(str(out / "lesion" / "mask.nii.gz")).get_fdata() > 0  # (H, W, n)
     return json.loads((out / "lesion" / "result.json").read_text()), np.moveaxis(mask, -1, 0), anomaly
 
@@ -92,11 +92,11 @@ def test_slicewise_volume_records_tau_and_k_star_per_slice_without_curves(tmp_pa
     nets = {"first": HalfHF(), "masked": HalfHF()}
     meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "network": {"image_size": 16},
             "calibration": {"tau": 0.5, "percentile": 80.0}}
-    monkeypatch.setattr(stage, "load_trained", lambda p, d: (nets, meta))
+    monkeypatch.setattr(stage, "load_trained", lambda p, d, channels_last: (nets, meta))
     cfg = experiment_settings("itermask2", infer={"threshold": "subject", "step_percent": 5, "max_iterations": 3},
                               hf_radius=3)
     stage.infer_subject("m.pt", {"healthy": {**files, "label": None}}, cfg, str(tmp_path / "out"), dataset="ds",
-                        subject="01", device="cpu", amp=False, field_of_view_mm=32.0, log=lambda m: None)
+                        subject="01", device="cpu", amp=False, channels_last=True, field_of_view_mm=32.0, log=lambda m: None)
     res = json.loads((tmp_path / "out" / "healthy" / "result.json").read_text())
     assert res["kind"] == "slicewise" and len(res["slices"]) == 8
     assert len(res["subject_tau"]) == len(res["k_star"]) == 8 and len(set(res["subject_tau"])) > 1

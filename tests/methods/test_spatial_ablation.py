@@ -60,10 +60,10 @@ def test_itermask2_no_spatial_experiment_runs_no_masked_iteration(tmp_path, monk
     nets = {"first": Const(torch.zeros((1, 1, 8, 8))), "masked": Const(torch.ones((1, 1, 8, 8)))}
     meta = {"method": "itermask2", "variant": "full", "hf_radius": 3, "network": {"image_size": 8},
             "calibration": {"tau": 0.5, "percentile": 80.0}}
-    monkeypatch.setattr(stage, "load_trained", lambda p, d: (nets, meta))
+    monkeypatch.setattr(stage, "load_trained", lambda p, d, channels_last: (nets, meta))
     cfg = experiment_settings("itermask2", "no_spatial", hf_radius=3, model_from=True)
     stage.infer_subject("m.pt", {"lesion": {"slices": str(path)}}, cfg, str(tmp_path / "o"), dataset="ds",
-                        subject="01", device="cpu", amp=False, field_of_view_mm=240.0, log=lambda m: None)
+                        subject="01", device="cpu", amp=False, channels_last=True, field_of_view_mm=240.0, log=lambda m: None)
     import json
 
     res = json.loads((tmp_path / "o" / "lesion" / "result.json").read_text())
@@ -107,10 +107,10 @@ def test_itermask3d_no_spatial_experiment_is_one_whole_brain_reconstruction(tmp_
     net = Recording3d()
     meta = {"method": "itermask3d", "variant": "full", "hf_radius": 3, "spatial_dims": 3,
             "calibration": {"tau": 0.5, "percentile": 80.0}}
-    monkeypatch.setattr(stage, "load_trained", lambda p, d: ({"masked": net}, meta))
+    monkeypatch.setattr(stage, "load_trained", lambda p, d, channels_last: ({"masked": net}, meta))
     cfg = experiment_settings("itermask3d", "no_spatial", hf_radius=3, model_from=True)
     stage.infer_subject("m.pt", {"lesion": {**files, "label": None}}, cfg, str(tmp_path / "o"), dataset="ds",
-                        subject="01", device="cpu", amp=False, field_of_view_mm=24.0, log=lambda m: None)
+                        subject="01", device="cpu", amp=False, channels_last=True, field_of_view_mm=24.0, log=lambda m: None)
     assert len(net.inputs) == 1 and net.inputs[0].shape == (1, 2, 16, 16, 16)
     image, guide = net.inputs[0][0, 0], net.inputs[0][0, 1]
     assert torch.equal(image[~brain], x[~brain]) and not torch.isclose(image[brain], x[brain]).any()

@@ -18,7 +18,8 @@ from itermask.inference.model import load_trained
 from itermask.io.nifti import save_nifti
 from itermask.methods import get as get_method
 from itermask.training.data import Samples, epoch_order, make_batch, total_steps
-from itermask.training.loop import check_train_settings, ema_update, in_layout, new_state, optimise, train_experiment
+from itermask.core.networks.layout import in_layout
+from itermask.training.loop import check_train_settings, ema_update, new_state, optimise, train_experiment
 from itermask.training.precision import Precision, pick_precision
 
 torch.set_num_threads(1)
@@ -83,7 +84,7 @@ def run(method, variant, train, val, cfg, out: Path, seed: int = 0, **kw):
 
 
 def load_models(path):
-    return load_trained(path, "cpu")
+    return load_trained(path, "cpu", channels_last=True)
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
