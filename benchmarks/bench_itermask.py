@@ -6,7 +6,8 @@ Side by side:
   (b) optimised: ``itermask.core.iterative_mask_3d.run_itermask3d``: subjects in lockstep batches, per-subject
       quantiles on the device, the pipeline's precision (``precision: auto``: bf16 forward passes on CUDA and
       on CPUs with bf16; training steps autocast on CUDA only), optionally ``--compile``
-      (torch.compile) and ``--channels-last`` (channels_last_3d).
+      (torch.compile) and channels_last_3d (on, as the pipeline's ``resources.channels_last``;
+      ``--no-channels-last`` turns it off).
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
 convergence stop, so the timings do not depend on what a random network converges to).
@@ -17,7 +18,7 @@ compare the two columns of one run.
 
     .venv/bin/python benchmarks/bench_itermask.py                       # CPU, 48^3, small net
     .venv/bin/python benchmarks/bench_itermask.py --size 192 --device cuda --channels 16,32,64,128,256 \
-        --step 1 --subjects 4 --compile --channels-last
+        --step 1 --subjects 4 --compile
 """
 from __future__ import annotations
 
@@ -170,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--step", type=float, default=20.0, help="phase-A step in percent (reference 1)")
     ap.add_argument("--phase-b", type=int, default=2, help="phase-B iterations (forced)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network in (b)")
-    ap.add_argument("--channels-last", action="store_true", help="channels_last_3d memory format in (b)")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                    help="channels_last_3d memory format in (b), as the pipeline (resources.channels_last) "
+                         "[default on; --no-channels-last: the default layout]")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = ap.parse_args(argv)
     if args.size < 2 * SPATIAL_DIVISOR or args.size % SPATIAL_DIVISOR:
