@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from itermask import methods
+from itermask.core.networks.layout import in_layout, memory_format
 from itermask.errors import InputError
 from itermask.inference.model import load_trained
 from itermask.inference.outputs import finite
@@ -81,8 +82,8 @@ def rethreshold(model_path: str, condition_dir: str, tau: float, *, device: str,
     dev = resolve_device(device)
     networks, meta = load_trained(model_path, dev, channels_last=False)
     prev = read_previous(folder, meta, model_path)
-    if prev.get("channels_last"):  # the run's layout, replayed; runs before it was recorded ran contiguous
-        networks, _ = load_trained(model_path, dev, channels_last=True)
+    layout = memory_format(bool(prev.get("channels_last")))  # the run's; runs before it was recorded ran contiguous
+    networks = {k: in_layout(net, layout) for k, net in networks.items()}
     method = methods.get(meta["method"])
     ctx = InferenceContext(settings=None, meta=meta, device=dev, amp=prev["amp"],  # the run's
                            seed=lambda *k: 0, model_path=str(model_path), log=log,

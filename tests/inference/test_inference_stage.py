@@ -585,22 +585,23 @@ def test_channels_last_inference_matches_the_default_layout_and_rethreshold_repl
     errors = [nib.load(str(tmp_path / f"cl{k}" / "sub-01" / "lesion" / "error.nii.gz")).get_fdata() for k in (0, 1)]
     np.testing.assert_allclose(errors[1], errors[0], rtol=1e-4, atol=1e-6)
     layouts = []
-    real = rethreshold_module.load_trained
+    method = get("itermask3d")
+    real = method.rethreshold
 
-    def spy(path, device, *, channels_last):
-        layouts.append(channels_last)
-        return real(path, device, channels_last=channels_last)
+    def spy(networks, prev, tau, ctx):
+        layouts.append(networks["masked"].encoder[0].conv[0].conv.weight.is_contiguous(
+            memory_format=torch.channels_last_3d))
+        return real(networks, prev, tau, ctx)
 
-    monkeypatch.setattr(rethreshold_module, "load_trained", spy)
+    monkeypatch.setattr(method, "rethreshold", spy)
     lesion = tmp_path / "cl1" / "sub-01" / "lesion"
     rethreshold(str(tmp_path / "m.pt"), str(lesion), 0.5, device="cpu")
-    assert layouts[-1] is True
+    assert layouts == [True]
     record = json.loads((lesion / "result.json").read_text())
     del record["channels_last"]
     (lesion / "result.json").write_text(json.dumps(record))
-    layouts.clear()
     rethreshold(str(tmp_path / "m.pt"), str(lesion), 0.5, device="cpu")
-    assert layouts == [False]
+    assert layouts == [True, False]
 
 
 def test_phase_b_start_reaches_the_run_and_is_recorded(tmp_path, monkeypatch):
