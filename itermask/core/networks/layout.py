@@ -1,7 +1,7 @@
 """Memory layout of the 3D networks: channels-last (NDHWC) or PyTorch's default (NCDHW).
 
 On CPU oneDNN runs a 3D convolution channels-last about 1.3x faster per training step and
-1.5-1.9x per lockstep forward at the demo size (docs/performance.md); config
+1.5-2x per lockstep forward at the demo size (docs/performance.md); config
 ``resources.channels_last`` chooses it for training and inference alike. Only 5-D weights and
 tensors change layout, so a method's 2D networks are left as they are.
 """
