@@ -4,7 +4,9 @@ Encoder: one residual unit per level (two MONAI ``Convolution`` blocks, BatchNor
 PReLU), stride 2 on every level but the last; the residual path is a parameter-free average pool
 added onto the first input-width channels (reference) or MONAI's convolutional ``ResidualUnit``
 (``residual: conv``). Decoder: concatenate the skip, nearest upsampling, two 3x3x3 convolutions;
-``skip_connections=False`` drops the skips (a bottleneck autoencoder: the AE baseline).
+``skip_connections=False`` drops the skips (a bottleneck autoencoder: the AE baseline). The
+upsampling and the first convolution run as one transposed convolution of the same parameters
+(``upsample_conv.py``: equal to rounding, 2-3x faster).
 ``input_skip=True`` (not in the reference) also concatenates the network input to the last
 decoder stage after its upsampling: a full-resolution skip. The reference's first level is
 strided, so its finest features are at twice the voxel size: fine at 1 mm, but at the demo's
@@ -20,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from itermask.core.networks.shapes import check_divisible
+from itermask.core.networks.upsample_conv import upsample_conv3d
 from itermask.errors import ConfigError
 
 
@@ -138,11 +141,11 @@ class ResUNet3D(nn.Module):
         for k, stage in enumerate(self.decoder):
             skip = skips.pop()
             h = torch.cat([h, skip], dim=1) if self.skip_connections else h
-            if self.input_skip and k == len(self.decoder) - 1:  # upsample, then the input joins
-                upsample, *convs = stage
-                h = torch.cat([upsample(h), x], dim=1)
-                for conv in convs:
-                    h = conv(h)
-            else:
-                h = stage(h)
+            full_res = x if self.input_skip and k == len(self.decoder) - 1 else None
+            _upsample, first, *rest = stage  # upsample + first conv as one transposed convolution
+            h = upsample_conv3d(h, first.conv, full_res)  # (the input joins after the upsampling)
+            for name, block in first.named_children():
+                h = h if name == "conv" else block(h)  # the first block's norm, dropout, activation
+            for block in rest:
+                h = block(h)
         return h
