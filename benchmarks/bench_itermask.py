@@ -2,12 +2,14 @@
 
 Side by side:
   (a) reference-style: fp32, eager, batch 1, one subject after the other, the phase-A
-      threshold computed on the host with NumPy each iteration (as a straightforward loop does);
+      threshold computed on the host with NumPy each iteration (as a straightforward loop does),
+      the decoder upsampling and then convolving (as the reference code);
   (b) optimised: ``itermask.core.iterative_mask_3d.run_itermask3d``: subjects in lockstep batches, per-subject
       quantiles on the device, the pipeline's precision (``precision: auto``: bf16 forward passes on CUDA and
       on CPUs with bf16; training steps autocast on CUDA only), optionally ``--compile``
       (torch.compile) and channels_last_3d (on, as the pipeline's ``resources.channels_last``;
-      ``--no-channels-last`` turns it off).
+      ``--no-channels-last`` turns it off); the decoder's upsampling and first convolution as one
+      transposed convolution, as the pipeline's (``core/networks/upsample_conv.py``).
 Random-weight networks from ``itermask.core.networks.build_network``; random volumes with a ball
 "brain". Phase B runs exactly ``--phase-b`` iterations in both paths (tol < 0 disables the
 convergence stop, so the timings do not depend on what a random network converges to).
@@ -55,15 +57,21 @@ def itermask3d_defaults() -> dict:
 PHASE_B = {k: itermask3d_defaults()["infer"][k] for k in ("phase_b_noise", "phase_b_start")}
 
 
-def build_model(channels: list[int], device: torch.device) -> nn.Module:
-    """The reference 3D UNet (the schema's network settings) with encoder widths ``channels``."""
+def build_model(channels: list[int], device: torch.device, *, two_step_decoder: bool = False) -> nn.Module:
+    """The reference 3D UNet (the schema's network settings) with encoder widths ``channels``;
+    ``two_step_decoder``: its decoder upsamples, then convolves, as the reference code (the
+    pipeline runs the two as one transposed convolution of the same weights)."""
     try:
         from itermask.core.networks import build_network
     except ImportError as exc:  # pragma: no cover - only while the package is incomplete
         raise SystemExit(f"itermask.core.networks.build_network is not available ({exc}); cannot benchmark") from exc
     torch.manual_seed(0)
     network = {**itermask3d_defaults()["network"], "channels": channels}
-    return build_network("itermask3d", 2, network).to(device)
+    net = build_network("itermask3d", 2, network).to(device)
+    for module in net.modules():
+        if hasattr(module, "transposed_upsampling"):
+            module.transposed_upsampling = not two_step_decoder
+    return net
 
 
 class ChannelsLast(nn.Module):
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     cuda = device.type == "cuda"
     batch = args.batch or args.subjects
     s = args.size
-    ref = build_model(channels, device).eval()
+    ref = build_model(channels, device, two_step_decoder=True).eval()
     opt_net = build_model(channels, device).eval()
     opt_net.load_state_dict(ref.state_dict())
     if args.channels_last:
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(b): forward {precision_label(device.type, True)}, training step "
           f"{precision_label(device.type, True, training=True)} (the pipeline's), "
           f"compile {args.compile}, "
-          f"channels_last_3d {args.channels_last}, lockstep batch {batch}")
+          f"channels_last_3d {args.channels_last}, lockstep batch {batch}, decoder upsampling as transposed convolutions")
     print(f"timings: median of {args.repeats} (forward, training step) and {args.inference_repeats} "
           "(full inference) runs, each after one warm-up call")
     rows: list[tuple[str, str, float, float | None, float, float | None]] = []

@@ -5,8 +5,9 @@
      training step, seeded device generators, lockstep inference equal to one subject at a time,
   3. a tiny pipeline with ``device: cuda`` (tests/configs/tiny.yaml; deepbet runs on CUDA there),
   4. side by side at 192^3 with the reference 3D UNet (16-32-64-128-256): the
-     reference-equivalent loop (fp32, eager, batch 1, per-iteration host round trips) against
-     the optimised path (lockstep batches, autocast, channels-last, ``torch.compile``) for the
+     reference-equivalent loop (fp32, eager, batch 1, per-iteration host round trips, the
+     decoder upsampling then convolving) against the optimised path (lockstep batches,
+     autocast, channels-last, the decoder's transposed convolutions, ``torch.compile``) for the
      forward, a training step (batch 2) and full IterMask3D inference per subject (1 % steps,
      100 phase-A iterations + phase B), with peak GPU memory per subject.
 
@@ -194,7 +195,7 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
     from itermask.io.device import autocast, precision_label
 
     cuda = device.type == "cuda"
-    ref = build_model(channels, device).eval()
+    ref = build_model(channels, device, two_step_decoder=True).eval()
     fast = build_model(channels, device).eval()
     fast.load_state_dict(ref.state_dict())
     fast = ChannelsLast(fast)
@@ -202,10 +203,11 @@ def compare(device: torch.device, size: int, channels: list[int], step: float, p
         fast, compile_net = compiled_or_eager(fast, size, batch, device)
     n_params = sum(p.numel() for p in ref.parameters()) / 1e6
     print(f"  {device}, {size}^3, widths {channels} ({n_params:.2f} M parameters), torch {torch.__version__}")
-    print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}; "
+    print(f"  (a): fp32 eager, batch 1{' (TF32 convolutions: cuDNN default, as the reference code)' if cuda else ''}, "
+          "upsample then convolve; "
           f"(b): lockstep batch {batch}, forward {precision_label(device.type, True)}, training step "
           f"{precision_label(device.type, True, training=True)} "
-          f"(the pipeline's), channels_last_3d, torch.compile {'on' if compile_net else 'off'}")
+          f"(the pipeline's), channels_last_3d, transposed-convolution decoder, torch.compile {'on' if compile_net else 'off'}")
     rows = []
     x1, xb = torch.randn(1, 2, size, size, size, device=device), torch.randn(batch, 2, size, size, size, device=device)
 

@@ -52,6 +52,10 @@ rule train:
     conda:
         "../envs/torch.yaml"
     threads: RES.threads
+    # Ahead of other ready jobs: Snakemake's greedy scheduler otherwise prefers the jobs with the
+    # largest inputs (inference, preprocessing), so a long training and its inference ran last,
+    # alone on one core, at the end of the demo.
+    priority: 1
     resources:
         mem_mb=RES.train_mem_mb,
         runtime=RES.train_runtime,

@@ -77,6 +77,11 @@ class ResUNet3D(nn.Module):
     the AE baseline's UNet without skips.
     """
 
+    #: each decoder stage's upsampling and first convolution as one transposed convolution
+    #: (``upsample_conv.py``); False runs the two steps, as the reference code (the benchmarks'
+    #: reference path). The same function of the same weights either way.
+    transposed_upsampling: bool = True
+
     def __init__(
         self,
         in_channels: int,
@@ -141,11 +146,13 @@ class ResUNet3D(nn.Module):
         for k, stage in enumerate(self.decoder):
             skip = skips.pop()
             h = torch.cat([h, skip], dim=1) if self.skip_connections else h
-            full_res = x if self.input_skip and k == len(self.decoder) - 1 else None
-            _upsample, first, *rest = stage  # upsample + first conv as one transposed convolution
-            h = upsample_conv3d(h, first.conv, full_res)  # (the input joins after the upsampling)
-            for name, block in first.named_children():
-                h = h if name == "conv" else block(h)  # the first block's norm, dropout, activation
+            full_res = x if self.input_skip and k == len(self.decoder) - 1 else None  # joins after upsampling
+            upsample, first, *rest = stage
+            if self.transposed_upsampling:
+                h = first.adn(upsample_conv3d(h, first.conv, full_res))
+            else:
+                h = upsample(h)
+                h = first(h if full_res is None else torch.cat([h, full_res], dim=1))
             for block in rest:
                 h = block(h)
         return h
