@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from itermask.core.networks import upsample_conv
 from itermask.core.networks.upsample_conv import transposed_kernel, upsample_conv3d
 from itermask.core.networks.unet3d import ResUNet3D
 
@@ -79,3 +80,15 @@ def test_unet_decoder_equals_upsample_then_convolve(kw):
         net.transposed_upsampling = False
         two_steps = net(x)
     torch.testing.assert_close(fused, two_steps, rtol=0, atol=1e-12)
+
+
+def test_training_after_inference_in_the_same_process():
+    """The taps are cached from the first call, which may run under inference mode; a backward
+    pass through the kernel built from them still works (nothing saves them for backward)."""
+    upsample_conv._taps.cache_clear()  # the taps are made by the first call: under inference mode
+    conv = nn.Conv3d(2, 2, 3, padding=1)
+    h = torch.randn(1, 2, 2, 2, 2)
+    with torch.inference_mode():
+        upsample_conv3d(h, conv)
+    upsample_conv3d(h, conv).sum().backward()
+    assert conv.weight.grad is not None

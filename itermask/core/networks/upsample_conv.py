@@ -12,6 +12,8 @@ model files and outputs stay those of the upsample-then-convolve network.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -20,10 +22,17 @@ from torch.nn import functional as F
 _TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 
+@functools.lru_cache(maxsize=None)
+def _taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``_TAPS`` on ``device``, made once: a host-to-device copy at every call would make each
+    decoder stage wait for the GPU."""
+    return torch.tensor(_TAPS, dtype=dtype, device=device)
+
+
 def transposed_kernel(weight: torch.Tensor) -> torch.Tensor:
     """(out, in, 3, 3, 3) convolution weight -> the (in, out, 4, 4, 4) transposed-convolution
     weight of the same upsample-then-convolve map."""
-    taps = torch.tensor(_TAPS, dtype=weight.dtype, device=weight.device)
+    taps = _taps(weight.device, weight.dtype)
     return torch.einsum("td,ue,vf,oidef->iotuv", taps, taps, taps, weight)
 
 
