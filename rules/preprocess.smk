@@ -9,12 +9,18 @@
 include: "inputs/preprocess.smk"
 
 
-# Per dataset one rule for its subjects without a label (preprocess_subject__<dataset>) and one
+# resources.preprocess_subjects_per_job sets how many subjects share a job. 1 (default, clusters):
+# per dataset one rule for its subjects without a label (preprocess_subject__<dataset>) and one
 # for those with one (preprocess_labelled__<dataset>: + the label), told apart by a subject
-# constraint built from the labelled IDs (a rule's outputs are fixed patterns). The input check
-# runs first, so a missing or malformed raw file fails this job (--keep-going finishes the other
-# subjects) before anything heavy runs.
-for _dataset, _labelled in preprocess_rules():
+# constraint built from the labelled IDs (a rule's outputs are fixed patterns), one job per
+# subject. The input check runs first, so a missing or malformed raw file fails this job
+# (--keep-going finishes the other subjects) before anything heavy runs. N > 1, or 0 = all (local
+# runs, the demo): rules preprocess__<dataset>__<chunk>, one process for N subjects of a dataset
+# (the imports and the skull-stripper loaded once: about 5 s of a 10 s job at the demo's size),
+# every subject's input check before any skull-stripping; the same files either way. A bad file
+# then fails its chunk's subjects together.
+_PER_JOB = RES.preprocess_subjects_per_job
+for _dataset, _labelled in preprocess_rules() if _PER_JOB == 1 else ():
 
     rule:
         name:
@@ -64,6 +70,37 @@ for _dataset, _labelled in preprocess_rules():
             gpu=STUDY.skullstrip_gpus,
         script:
             "../workflow_scripts/preprocess_subject.py"
+
+
+for _dataset, _chunk, _subjects in preprocess_chunks(_PER_JOB) if _PER_JOB != 1 else ():
+
+    rule:
+        name:
+            f"preprocess__{_dataset.name}__{_chunk}"
+        input:
+            chunk_preprocess_inputs(_dataset, _subjects),
+        output:
+            chunk_outputs(_dataset, _subjects),
+        params:
+            dataset=_dataset.name,
+            subjects=chunk_subjects(_dataset, _subjects),
+            missing=chunk_missing_raw_files(_dataset, _subjects),
+            settings=preprocess_settings(_dataset),
+            slices=slice_settings(),
+            device=STUDY.skullstrip_device,
+        log:
+            f"{R}/logs/preprocess_subject/{_dataset.name}_chunk{_chunk}.log",
+        benchmark:
+            f"{R}/benchmarks/preprocess_subject/{_dataset.name}_chunk{_chunk}.tsv"
+        conda:
+            "../envs/preprocess.yaml"
+        threads: RES.threads
+        resources:
+            mem_mb=3000,  # one subject at a time
+            runtime=sum(preprocess_runtime(_dataset, s in labelled_subjects(_dataset)) for s in _subjects),
+            gpu=STUDY.skullstrip_gpus,
+        script:
+            "../workflow_scripts/preprocess_chunk.py"
 
 
 # The HF image at a radius other than preprocess.hf_radius (preprocess_subject writes that one).

@@ -161,6 +161,7 @@ class ResourceSettings(Section):
     infer_runtime: int
     infer_mem_mb: int
     infer_subjects_per_job: int
+    preprocess_subjects_per_job: int
     channels_last: bool
 
 

@@ -1,5 +1,7 @@
 """Rules preprocess_subject__<dataset> and preprocess_labelled__<dataset> (its subjects with a
-label): a subject's whole preprocessing in one job (METHOD.md §1).
+label): a subject's whole preprocessing in one job (METHOD.md §1); rules
+preprocess__<dataset>__<chunk> (``resources.preprocess_subjects_per_job`` > 1): several subjects
+in one job (``preprocess_subjects``), the same stages and outputs for each.
 
 In order: the header check of every raw file (``check_inputs``: a bad file fails the job
 before deepbet or antspyx run), the native brain mask, its resampled copy (the subject's grid)
@@ -52,6 +54,17 @@ class SubjectOutputs:
     slices: Mapping[str, str] = field(default_factory=dict)  # sequence -> its 2D slices file
 
 
+def outputs_from_named(named: Mapping[str, str], sequences: Sequence[str]) -> SubjectOutputs:
+    """SubjectOutputs from a rule's named outputs: checked, mask, grid, qc, qc_png, qc_json,
+    image_<sequence>, hf_<sequence>, slices_<sequence> (those written), label (labelled subjects)."""
+    return SubjectOutputs(
+        checked=named["checked"], native_mask=named["mask"], grid=named["grid"], qc=named["qc"],
+        images={q: named[f"image_{q}"] for q in sequences}, hf={q: named[f"hf_{q}"] for q in sequences},
+        qc_png=named["qc_png"], qc_json=named["qc_json"], label=named.get("label"),
+        slices={q: named[f"slices_{q}"] for q in sequences if f"slices_{q}" in named},
+    )
+
+
 @dataclass(frozen=True)
 class SliceParams:
     """``preprocess.slices2d`` and the subject's role (itermask.preprocess.slices2d.extract_slices2d)."""
@@ -94,16 +107,56 @@ def check_plan(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams) -> None:
         raise ValueError("slice outputs without slice settings (PreprocessParams.slices)")
 
 
+@dataclass(frozen=True)
+class SubjectJob:
+    """One subject of a multi-subject job: its raw files, outputs and settings (their
+    ``slices.role`` is the subject's own)."""
+
+    subject: str
+    raw: RawFiles
+    out: SubjectOutputs
+    params: PreprocessParams
+
+
 def preprocess_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, *, dataset: str, subject: str,
                        logger: logging.Logger = log) -> None:
     """Check, skull-strip and normalise one subject (every sequence), then its label, slices and
     QC; InputError names the dataset, subject, file and problem of the first failure. Progress
     goes to ``logger`` (the rule's log in a job)."""
-    ids = dict(dataset=dataset, subject=subject)
+    check_subject(raw, out, p, dataset=dataset, subject=subject, logger=logger)
+    process_subject(raw, out, p, dataset=dataset, subject=subject, logger=logger)
+
+
+def preprocess_subjects(jobs: Sequence[SubjectJob], *, dataset: str, logger: logging.Logger = log) -> None:
+    """`preprocess_subject` for several subjects of ``dataset`` in one process (the skull-stripper
+    and the imports loaded once): every subject's input check first, so a bad file fails the job
+    before any subject's skull-stripping, then each subject in turn. Each subject's outputs are
+    those `preprocess_subject` writes, byte for byte."""
+    if len({j.subject for j in jobs}) != len(jobs):
+        raise ValueError(f"a subject twice in one job: {[j.subject for j in jobs]}")
+    for j in jobs:
+        check_subject(j.raw, j.out, j.params, dataset=dataset, subject=j.subject, logger=logger)
+    for i, j in enumerate(jobs, 1):
+        logger.info("subject %s (%d of %d)", j.subject, i, len(jobs))
+        process_subject(j.raw, j.out, j.params, dataset=dataset, subject=j.subject, logger=logger)
+
+
+def check_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, *, dataset: str, subject: str,
+                  logger: logging.Logger = log) -> None:
+    """The plan's consistency (`check_plan`) and every raw file's header (``check_inputs``,
+    which writes ``out.checked``); warnings go to ``logger``."""
     check_plan(raw, out, p)
-    checked = check_inputs(dict(raw.images), raw.label, raw.mask, out.checked, mask_sequence=p.mask_sequence, **ids)
+    checked = check_inputs(dict(raw.images), raw.label, raw.mask, out.checked, mask_sequence=p.mask_sequence,
+                           dataset=dataset, subject=subject)
     for warning in checked["warnings"]:
         logger.warning("%s", warning)
+
+
+def process_subject(raw: RawFiles, out: SubjectOutputs, p: PreprocessParams, *, dataset: str, subject: str,
+                    logger: logging.Logger = log) -> None:
+    """The stages after the check: brain mask, its grid and QC, each sequence's resampling,
+    z-score and HF image, then `derived_outputs`."""
+    ids = dict(dataset=dataset, subject=subject)
     logger.info("inputs checked; brain mask (%s) from %s", p.mask_method, p.mask_sequence)
     image = raw.images[p.mask_sequence]
     make_brain_mask(image, out.native_mask, method=p.mask_method, mask_path=raw.mask, device=p.device,

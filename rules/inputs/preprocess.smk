@@ -2,6 +2,7 @@
 # several times per job while it plans: what follows from the config alone is worked out once
 # per subject (functools.cache); whether a raw file exists is asked at every call.
 from functools import cache
+from types import SimpleNamespace
 
 from itermask.config.preprocess_plan import id_pattern, labelled_subjects, slice_role as split_role, slice_sequences
 
@@ -171,3 +172,65 @@ def slice_role(wildcards):
 def radius_of(wildcards):
     """The {radius} wildcard as a number (param of the HF and slice rules)."""
     return int(wildcards.radius)
+
+
+# -- multi-subject preprocessing jobs (resources.preprocess_subjects_per_job > 1, or 0 = all) ---
+def preprocess_chunks(per_job):
+    """(dataset, chunk index, subjects) of the multi-subject preprocessing jobs: each dataset's
+    subjects in their split order, in groups of `per_job` (0: all of them)."""
+    chunks = []
+    for d in STUDY.datasets.values():
+        subjects = d.subjects
+        n = per_job or len(subjects)
+        chunks += [(d, i // n, subjects[i:i + n]) for i in range(0, len(subjects), n)]
+    return chunks
+
+
+def chunk_subject_outputs(d, subject):
+    """The named outputs of `subject`'s preprocessing (those of preprocess_subject__<dataset>)."""
+    labelled = subject in labelled_subjects(d)
+    named = {"checked": INPUTS_CHECKED, "mask": NATIVE_BRAIN, "grid": BRAIN, "qc": QC_SKULLSTRIP,
+             "qc_png": QC_SUBJECT_PNG, "qc_json": QC_SUBJECT_JSON, **subject_outputs(d, labelled)}
+    return {key: at(p, dataset=d.name, subject=subject) for key, p in named.items()}
+
+
+def chunk_outputs(d, subjects):
+    """Every file of the subjects' preprocessing; the QC pictures in the report, as the per-subject rules'."""
+    out = []
+    for s in subjects:
+        for key, f in chunk_subject_outputs(d, s).items():
+            if key == "qc":
+                f = report(f, caption="../report/captions/qc_skullstrip.rst", category="Quality control",
+                           subcategory=f"skull-strip {d.name}")
+            elif key == "qc_png":
+                f = report(f, caption="../report/captions/qc_subject.rst", category="Quality control",
+                           subcategory=d.name)
+            out.append(f)
+    return out
+
+
+def chunk_preprocess_inputs(d, subjects):
+    """Input function of a multi-subject preprocessing job: the raw files of its subjects that are there."""
+    per_subject = preprocess_inputs(d.name)
+
+    def inputs(wildcards):
+        files = (per_subject(SimpleNamespace(subject=s)) for s in subjects)
+        return list(dict.fromkeys(f for p in files for f in p.values()))
+
+    return signed(inputs)
+
+
+def chunk_missing_raw_files(d, subjects):
+    """Param of a multi-subject preprocessing job: its subjects' raw files missing now."""
+
+    def missing(wildcards):
+        return sorted(f for s in subjects for f in STUDY.datasets[d.name].raw_files(s) if not available(f))
+
+    return signed(missing)
+
+
+def chunk_subjects(d, subjects):
+    """Param of a multi-subject preprocessing job: per subject its raw files, named outputs and
+    slices2d role (workflow_scripts/preprocess_chunk.py)."""
+    return [{"subject": s, "raw": subject_raw_files(d.name, s), "outputs": chunk_subject_outputs(d, s),
+             "slice_role": split_role(d.split_of(s))} for s in subjects]

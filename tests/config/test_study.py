@@ -433,7 +433,7 @@ def test_validation_fills_defaults_of_a_minimal_config():
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
     assert cfg["resources"] == {"gpu": 1, "threads": 2, "train_runtime": 240, "train_mem_mb": 16000,
                                 "infer_runtime": 60, "infer_mem_mb": 12000, "infer_subjects_per_job": 1,
-                                "channels_last": True}
+                                "preprocess_subjects_per_job": 1, "channels_last": True}
     assert cfg["preprocess"] == {"spacing_mm": 1.0, "box": [16, 16, 16], "zscore_repeats": 4, "zscore_clip_sd": 3.0,
                                  "background": "min", "hf_radius": 15,
                                  "slices2d": {"size": 128, "field_of_view_mm": 240, "train_range_fraction": [0.4635, 0.5677], "hf_radius": 15}}

@@ -1,6 +1,6 @@
 """itermask.preprocess.preprocess_subject.preprocess_subject: the whole per-subject job (rules
 preprocess_subject__<dataset>, preprocess_labelled__<dataset>) on real small NIfTI files,
-against its stage functions."""
+against its stage functions; preprocess_subjects (rules preprocess__<dataset>__<chunk>) against it."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +17,8 @@ import itermask.preprocess.preprocess_subject as stage
 from itermask.preprocess.brain_mask import make_brain_mask, resample_mask
 from itermask.preprocess.normalise import resample_and_normalise
 from itermask.preprocess.preprocess_subject import (
-    PreprocessParams, RawFiles, SliceParams, SubjectOutputs, preprocess_subject,
+    PreprocessParams, RawFiles, SliceParams, SubjectJob, SubjectOutputs, outputs_from_named, preprocess_subject,
+    preprocess_subjects,
 )
 from itermask.preprocess.qc import qc_subject
 from itermask.preprocess.resample_label import resample_label
@@ -190,3 +191,60 @@ def test_outputs_must_fit_the_raw_files_and_settings(tmp_path):
     with pytest.raises(ValueError, match="slice outputs without slice settings"):
         preprocess_subject(raw, outputs(tmp_path, slices=("FLAIR",)), PARAMS, **IDS)
     assert written(tmp_path) == []
+
+
+def _two_subjects(tmp_path: Path, folder: str) -> list[SubjectJob]:
+    """A labelled subject with FLAIR test slices and an unlabelled one with training slices of
+    both sequences (raw files shared by the calls: the same inputs each time)."""
+    paths, _, _ = synthetic_subject(tmp_path)
+    images = {q: str(paths[q]) for q in SEQUENCES}
+    return [SubjectJob("a1", RawFiles(images=images, label=str(paths["label"]), mask=None),
+                       outputs(tmp_path / folder / "a1", labelled=True, slices=("FLAIR",)), with_slices("test")),
+            SubjectJob("b2", RawFiles(images=images, label=None, mask=None),
+                       outputs(tmp_path / folder / "b2", slices=SEQUENCES), with_slices("train"))]
+
+
+def test_a_multi_subject_job_writes_each_subjects_files_byte_for_byte(tmp_path):
+    """preprocess_subjects = preprocess_subject per subject, file by file."""
+    jobs = _two_subjects(tmp_path, "chunk")
+    preprocess_subjects(jobs, dataset="dsX")
+    for j in _two_subjects(tmp_path, "single"):
+        preprocess_subject(j.raw, j.out, j.params, dataset="dsX", subject=j.subject)
+    for subject in ("a1", "b2"):
+        names = written(tmp_path / "chunk" / subject)
+        assert names == written(tmp_path / "single" / subject) and len(names) >= 12
+        for name in names:
+            ours, theirs = tmp_path / "chunk" / subject / name, tmp_path / "single" / subject / name
+            assert ours.read_bytes() == theirs.read_bytes(), (subject, name)
+
+
+def test_a_bad_file_of_any_subject_fails_the_job_before_any_heavy_stage(tmp_path, monkeypatch):
+    """Every subject's input check runs first: a bad file of the second subject fails the job,
+    naming it, before the first subject's skull-stripping."""
+    def heavy(*args, **kwargs):
+        raise AssertionError("a heavy stage ran before the input checks")
+
+    monkeypatch.setattr(stage, "make_brain_mask", heavy)
+    good = good_image(tmp_path / "t1.nii.gz")
+    bad = write_bad(tmp_path, "random_bytes")
+    jobs = [SubjectJob("001", RawFiles(images={"T1w": str(good), "FLAIR": str(good)}, label=None, mask=None),
+                       outputs(tmp_path / "001"), PARAMS),
+            SubjectJob(IDS["subject"], RawFiles(images={"T1w": str(good), "FLAIR": str(bad)}, label=None, mask=None),
+                       outputs(tmp_path / "007"), PARAMS)]
+    with pytest.raises(InputError) as exc:
+        preprocess_subjects(jobs, dataset=IDS["dataset"])
+    assert_error(exc, bad, "cannot read NIfTI header")
+    assert written(tmp_path / "001") == ["inputs_checked.json"] and written(tmp_path / "007") == []
+    with pytest.raises(ValueError, match="a subject twice in one job"):
+        preprocess_subjects([jobs[0], jobs[0]], dataset=IDS["dataset"])
+
+
+def test_outputs_from_a_rules_named_outputs(tmp_path):
+    """The rules' output names (rules/inputs/preprocess.smk) map onto SubjectOutputs."""
+    out = outputs(tmp_path, labelled=True, slices=("FLAIR",))
+    named = {"checked": out.checked, "mask": out.native_mask, "grid": out.grid, "qc": out.qc, "qc_png": out.qc_png,
+             "qc_json": out.qc_json, "label": out.label, "slices_FLAIR": out.slices["FLAIR"],
+             **{f"image_{q}": out.images[q] for q in SEQUENCES}, **{f"hf_{q}": out.hf[q] for q in SEQUENCES}}
+    assert outputs_from_named(named, SEQUENCES) == out
+    del named["label"], named["slices_FLAIR"]
+    assert outputs_from_named(named, SEQUENCES) == outputs(tmp_path)

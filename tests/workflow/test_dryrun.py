@@ -45,20 +45,25 @@ def test_demo_config_dry_run(tmp_path):
     cfg = load_config(ROOT / "config.yaml")
     assert counts["demo_data"] == 1
     study = Study(cfg, base_dir=ROOT)  # + the failed-strip scans of the derived dataset demofailedstrip
-    # one preprocessing job per subject (per dataset one rule for the subjects with a label, one
-    # for the others), the derived dataset's subjects included
-    demo = study.datasets["demo"]
-    labelled = len(demo.splits["val_lesion"]) + len(demo.splits["test_lesion"])
-    assert counts["preprocess_labelled__demo"] == labelled == 16
-    assert counts["preprocess_subject__demo"] == len(demo.subjects) - labelled
-    assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
-    assert "preprocess_labelled__demofailedstrip" not in counts
+    # the demo's preprocessing: resources.preprocess_subjects_per_job subjects of a dataset per job,
+    # in split order, the derived dataset's subjects included
+    demo, per_job = study.datasets["demo"], cfg["resources"]["preprocess_subjects_per_job"]
+    assert per_job > 1 and len(demo.subjects) == 26
+    chunks = {r: n for r, n in counts.items() if r.startswith("preprocess")}
+    assert chunks == {**{f"preprocess__demo__{k}": 1 for k in range(-(-26 // per_job))}, "preprocess__demofailedstrip__0": 1}
     assert not {"check_inputs", "brain_mask", "normalise", "resample_label", "slices2d", "qc_subject"} & set(counts)
     made = {f: j["rule"] for j in _jobs(res.stdout) for f in j["output"]}
     pre, qc = f"{cfg['results_dir']}/preproc/demo", f"{cfg['results_dir']}/qc/demo"
-    assert made[f"{pre}/sub-d11/label.nii.gz"] == made[f"{qc}/sub-d11.json"] == "preprocess_labelled__demo"
-    assert made[f"{pre}/sub-d11/FLAIR_slices2d-r15.npz"] == "preprocess_labelled__demo"  # im2_flair segments it
-    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == made[f"{qc}/sub-d01.png"] == "preprocess_subject__demo"
+    for k in range(-(-26 // per_job)):  # every file of each of the chunk's subjects, labelled or not
+        for s in demo.subjects[k * per_job:(k + 1) * per_job]:
+            files = [f"{pre}/sub-{s}/{name}" for name in ("inputs_checked.json", "native_brainmask.nii.gz", "brainmask.nii.gz",
+                                                          "T1w.nii.gz", "FLAIR.nii.gz", "T2w.nii.gz", "FLAIR_hf-r15.nii.gz")]
+            files += [f"{qc}/sub-{s}{end}" for end in ("_skullstrip.png", ".png", ".json")]
+            assert {made[f] for f in files} == {f"preprocess__demo__{k}"}, s
+            label = made.get(f"{pre}/sub-{s}/label.nii.gz")
+            assert label == (f"preprocess__demo__{k}" if s in demo.splits["val_lesion"] + demo.splits["test_lesion"] else None)
+    assert made[f"{pre}/sub-d11/FLAIR_slices2d-r15.npz"] and made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"]
+    assert made[f"{cfg['results_dir']}/preproc/demofailedstrip/sub-d09/FLAIR.nii.gz"] == "preprocess__demofailedstrip__0"
     assert not any(f.endswith("T1w_slices2d-r15.npz") for f in made)  # no slice-input experiment on T1w
     assert counts["table"] == len(cfg["tables"])
     assert [t["name"] for t in cfg["tables"]] == PAPER_TABLES  # the demo builds the same ten tables
@@ -274,9 +279,9 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     pre = "results/preproc/demo"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r10.nii.gz"] == "high_frequency"
     assert made[f"{pre}/sub-d01/FLAIR_hf-r7.nii.gz"] == "high_frequency"
-    assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "preprocess_subject__demo"  # the default radius: same job
+    assert made[f"{pre}/sub-d01/FLAIR_hf-r15.nii.gz"] == "preprocess__demo__0"  # the default radius: same job
     assert made[f"{pre}/sub-d01/FLAIR_slices2d-r5.npz"] == "slices2d"
-    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "preprocess_subject__demo"
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == "preprocess__demo__0"
     assert made[f"{pre}/sub-d11/FLAIR_slices2d-r5.npz"] == "slices2d"  # a labelled subject's
     art = "results/artefacts/demo/FLAIR/sub-d09/ghosting-s1"
     assert made[f"{art}/image_hf-r10.nii.gz"] == "artefact_high_frequency"
@@ -286,7 +291,7 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
               f"{art}/image_hf-r10.nii.gz"):
         assert f in read
     hf_files = [f for f in made if "_hf-r" in f or "_slices2d-r" in f]
-    assert all(made[f].split("__")[0] in ("preprocess_subject", "preprocess_labelled", "high_frequency", "artefacts",
+    assert all(made[f].split("__")[0] in ("preprocess", "high_frequency", "artefacts",
                                           "artefact_high_frequency", "slices2d")
                for f in hf_files)
     train = {j["output"][0].split("/")[2]: j["input"] for j in jobs if j["rule"] == "training_items"}
@@ -294,6 +299,32 @@ def test_hf_radius_sweep_asks_the_dag_for_hf_files_at_each_radius(tmp_path):
     assert all("-r5" in f for f in train["im2_flair__hf_radius_5"])
     assert not any(j["rule"] in ("high_frequency", "artefact_high_frequency", "slices2d") and "-r15" in j["output"][0]
                    for j in jobs)
+
+
+def test_demo_config_with_one_preprocessing_job_per_subject(tmp_path):
+    """resources.preprocess_subjects_per_job 1 (the default, clusters): per dataset one rule for
+    the subjects with a label, one for the others, one job per subject."""
+    import yaml
+
+    cfg = load_config(ROOT / "config.yaml")
+    cfg["resources"]["preprocess_subjects_per_job"] = 1
+    path = tmp_path / "per_subject.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr + res.stdout
+    counts, study = _job_counts(res.stdout), Study(cfg, base_dir=ROOT)
+    demo = study.datasets["demo"]
+    labelled = len(demo.splits["val_lesion"]) + len(demo.splits["test_lesion"])
+    assert counts["preprocess_labelled__demo"] == labelled == 16
+    assert counts["preprocess_subject__demo"] == len(demo.subjects) - labelled
+    assert counts["preprocess_subject__demofailedstrip"] == len(study.failed_strip_candidates("demo"))
+    assert "preprocess_labelled__demofailedstrip" not in counts and not any(r.startswith("preprocess__") for r in counts)
+    made = {f: j["rule"] for j in _jobs(res.stdout) for f in j["output"]}
+    pre, qc = f"{cfg['results_dir']}/preproc/demo", f"{cfg['results_dir']}/qc/demo"
+    assert made[f"{pre}/sub-d11/label.nii.gz"] == made[f"{qc}/sub-d11.json"] == "preprocess_labelled__demo"
+    assert made[f"{pre}/sub-d11/FLAIR_slices2d-r15.npz"] == "preprocess_labelled__demo"  # im2_flair segments it
+    assert made[f"{pre}/sub-d01/FLAIR_slices2d-r15.npz"] == made[f"{qc}/sub-d01.png"] == "preprocess_subject__demo"
+    assert not any(f.endswith("T1w_slices2d-r15.npz") for f in made)  # no slice-input experiment on T1w
 
 
 def test_a_method_file_is_an_input_of_the_jobs_that_read_it(tmp_path):

@@ -152,3 +152,21 @@ def test_rules_for_a_non_default_hf_radius_run(tiny_run, tmp_path):
     assert r10["hf"].dtype == np.float32
     np.testing.assert_allclose(r10["hf"], expected, atol=1e-5 * np.abs(expected).max())
     assert not np.allclose(r10["hf"], r15["hf"], atol=1e-3)
+
+
+def test_multi_subject_preprocessing_jobs_write_the_same_files(tiny_run, tmp_path):
+    """resources.preprocess_subjects_per_job 3: rules preprocess__tiny__<chunk> (3 jobs for the 8
+    subjects) write every preprocessing and QC file byte for byte as the per-subject jobs did."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["resources"]["preprocess_subjects_per_job"] = 3
+    config = tmp_path / "chunks.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = run_snakemake(tmp_path, "results_tiny/qc/tiny_qc.tsv", configfile=config)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ran = re.findall(r"^(?:local)?rule (\w+):", res.stdout + res.stderr, flags=re.M)
+    assert sorted(r for r in ran if r.startswith("preprocess")) == [f"preprocess__tiny__{k}" for k in range(3)]
+    ours = sorted(p.relative_to(tmp_path) for d in ("preproc", "qc") for p in (tmp_path / "results_tiny" / d).rglob("*")
+                  if p.is_file())
+    assert len(ours) >= 8 * 10
+    for f in ours:
+        assert (tmp_path / f).read_bytes() == (tiny_run / f).read_bytes(), f
