@@ -95,6 +95,7 @@ for _dataset, _chunk, _subjects in preprocess_chunks(_PER_JOB) if _PER_JOB != 1 
         conda:
             "../envs/preprocess.yaml"
         threads: RES.threads
+        priority: chunk_priority(_dataset, _subjects)
         resources:
             mem_mb=3000,  # one subject at a time
             runtime=sum(preprocess_runtime(_dataset, s in labelled_subjects(_dataset)) for s in _subjects),

@@ -234,3 +234,10 @@ def chunk_subjects(d, subjects):
     slices2d role (workflow_scripts/preprocess_chunk.py)."""
     return [{"subject": s, "raw": subject_raw_files(d.name, s), "outputs": chunk_subject_outputs(d, s),
              "slice_role": split_role(d.split_of(s))} for s in subjects]
+
+
+def chunk_priority(d, subjects):
+    """1 for a chunk with training or validation subjects (training, the longest chain, waits for
+    them; rule train has priority 1 too), else 0: the greedy scheduler would otherwise order the
+    chunks by the size of their inputs."""
+    return int(any(d.split_of(s) in ("train", "val") for s in subjects))
