@@ -19,6 +19,7 @@ rule training_items:
     log:
         f"{R}/logs/training_items/{{experiment}}.log",
     localrule: True
+    priority: 1  # as rule train: the training chain goes ahead of other ready jobs
     conda:
         "../envs/torch.yaml"
     threads: 1

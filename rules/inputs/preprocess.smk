@@ -238,6 +238,6 @@ def chunk_subjects(d, subjects):
 
 def chunk_priority(d, subjects):
     """1 for a chunk with training or validation subjects (training, the longest chain, waits for
-    them; rule train has priority 1 too), else 0: the greedy scheduler would otherwise order the
+    them; training has priority 1 too), else 0: the greedy scheduler would otherwise order the
     chunks by the size of their inputs."""
     return int(any(d.split_of(s) in ("train", "val") for s in subjects))
