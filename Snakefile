@@ -20,7 +20,8 @@ if workflow.is_main_process:
     from itermask.io.locks import clear_stale_locks, record_lock_owner
 
     clear_stale_locks(Path.cwd(), lambda message: print(message, file=sys.stderr))
-    # Missing raw files, said once before planning (a dry-run too): each fails only its subject's job.
+    # Missing raw files, said once before planning (a dry-run too): each fails only its subject's job
+    # (its chunk's, with resources.preprocess_subjects_per_job other than 1).
     from itermask.config.raw_files import missing_raw_files_message
 
     if (missing := missing_raw_files_message(STUDY)) is not None:

@@ -28,5 +28,8 @@ def missing_raw_files_message(study: Study, shown: int = 10) -> str | None:
         return None
     lines = "\n".join(f"  dataset '{d}', subject '{s}': {f}" for d, s, f in missing[:shown])
     more = f"\n  ... and {len(missing) - shown} more" if len(missing) > shown else ""
-    return (f"warning: {len(missing)} declared raw file(s) do not exist; each fails its subject's preprocessing "
-            f"job (snakemake -k finishes the other subjects):\n{lines}{more}")
+    per_job = study.resources.preprocess_subjects_per_job
+    fails = ("its subject's preprocessing job (snakemake -k finishes the other subjects)" if per_job == 1 else
+             f"the preprocessing job of its subject and the others in that job (resources.preprocess_subjects_per_job "
+             f"{per_job}; snakemake -k finishes the other jobs)")
+    return f"warning: {len(missing)} declared raw file(s) do not exist; each fails {fails}:\n{lines}{more}"

@@ -33,5 +33,8 @@ def test_missing_images_labels_and_mask_files_are_named(tmp_path):
     assert message.startswith("warning: 4 declared raw file(s) do not exist")
     assert f"  dataset 'ext', subject 'b2': {tmp_path / 'sub-b2_mask.nii.gz'}" in message
     assert message.endswith("  ... and 2 more")
+    assert "fails the preprocessing job of its subject and the others in that job" in message  # the demo's 7 per job
+    cfg["resources"]["preprocess_subjects_per_job"] = 1
+    assert "each fails its subject's preprocessing job" in missing_raw_files_message(Study(cfg, base_dir=ROOT))
     del cfg["datasets"]["ext"]
     assert missing_raw_files_message(Study(load_config(ROOT / "config.yaml"), base_dir=ROOT)) is None
