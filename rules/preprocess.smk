@@ -28,23 +28,7 @@ for _dataset, _labelled in preprocess_rules() if _PER_JOB == 1 else ():
         input:
             unpack(preprocess_inputs(_dataset.name)),
         output:
-            checked=at(INPUTS_CHECKED, dataset=_dataset.name),
-            mask=at(NATIVE_BRAIN, dataset=_dataset.name),
-            grid=at(BRAIN, dataset=_dataset.name),
-            qc=report(
-                at(QC_SKULLSTRIP, dataset=_dataset.name),
-                caption="../report/captions/qc_skullstrip.rst",
-                category="Quality control",
-                subcategory=f"skull-strip {_dataset.name}",
-            ),
-            qc_png=report(
-                at(QC_SUBJECT_PNG, dataset=_dataset.name),
-                caption="../report/captions/qc_subject.rst",
-                category="Quality control",
-                subcategory=_dataset.name,
-            ),
-            qc_json=at(QC_SUBJECT_JSON, dataset=_dataset.name),
-            **subject_outputs(_dataset, _labelled),
+            **in_report(_dataset, preprocess_outputs(_dataset, _labelled)),
         wildcard_constraints:
             subject=subject_constraint(_dataset, _labelled),
         params:
@@ -80,7 +64,7 @@ for _dataset, _chunk, _subjects in preprocess_chunks(_PER_JOB) if _PER_JOB != 1 
         input:
             chunk_preprocess_inputs(_dataset, _subjects),
         output:
-            chunk_outputs(_dataset, _subjects),
+            [f for s in _subjects for f in in_report(_dataset, chunk_subject_outputs(_dataset, s)).values()],
         params:
             dataset=_dataset.name,
             subjects=chunk_subjects(_dataset, _subjects),

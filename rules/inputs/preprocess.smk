@@ -124,6 +124,24 @@ def subject_outputs(d, labelled):
     return {**out, "label": at(LABEL, dataset=d.name)} if labelled else out
 
 
+def preprocess_outputs(d, labelled):
+    """The named outputs of a subject's preprocessing in dataset `d` (the subject wildcard kept):
+    the check's report, the brain masks and skull-strip QC, subject_outputs, the subject's QC."""
+    return {"checked": at(INPUTS_CHECKED, dataset=d.name), "mask": at(NATIVE_BRAIN, dataset=d.name),
+            "grid": at(BRAIN, dataset=d.name), "qc": at(QC_SKULLSTRIP, dataset=d.name),
+            "qc_png": at(QC_SUBJECT_PNG, dataset=d.name), "qc_json": at(QC_SUBJECT_JSON, dataset=d.name),
+            **subject_outputs(d, labelled)}
+
+
+def in_report(d, named):
+    """`named` outputs with the two QC pictures (qc, qc_png) marked for the HTML report."""
+    return {**named,
+            "qc": report(named["qc"], caption="../report/captions/qc_skullstrip.rst", category="Quality control",
+                         subcategory=f"skull-strip {d.name}"),
+            "qc_png": report(named["qc_png"], caption="../report/captions/qc_subject.rst", category="Quality control",
+                             subcategory=d.name)}
+
+
 def preprocess_runtime(d, labelled):
     """Minutes: the sum of the merged stages' (check 5, brain mask 15, 10 per sequence, label
     10, 10 per slices file, QC 10)."""
@@ -187,26 +205,9 @@ def preprocess_chunks(per_job):
 
 
 def chunk_subject_outputs(d, subject):
-    """The named outputs of `subject`'s preprocessing (those of preprocess_subject__<dataset>)."""
-    labelled = subject in labelled_subjects(d)
-    named = {"checked": INPUTS_CHECKED, "mask": NATIVE_BRAIN, "grid": BRAIN, "qc": QC_SKULLSTRIP,
-             "qc_png": QC_SUBJECT_PNG, "qc_json": QC_SUBJECT_JSON, **subject_outputs(d, labelled)}
-    return {key: at(p, dataset=d.name, subject=subject) for key, p in named.items()}
-
-
-def chunk_outputs(d, subjects):
-    """Every file of the subjects' preprocessing; the QC pictures in the report, as the per-subject rules'."""
-    out = []
-    for s in subjects:
-        for key, f in chunk_subject_outputs(d, s).items():
-            if key == "qc":
-                f = report(f, caption="../report/captions/qc_skullstrip.rst", category="Quality control",
-                           subcategory=f"skull-strip {d.name}")
-            elif key == "qc_png":
-                f = report(f, caption="../report/captions/qc_subject.rst", category="Quality control",
-                           subcategory=d.name)
-            out.append(f)
-    return out
+    """`preprocess_outputs` of one subject, its wildcard filled."""
+    named = preprocess_outputs(d, subject in labelled_subjects(d))
+    return {key: at(p, subject=subject) for key, p in named.items()}
 
 
 def chunk_preprocess_inputs(d, subjects):
