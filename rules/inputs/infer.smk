@@ -71,8 +71,7 @@ def inference_chunks(per_job):
         for d, s in STUDY.inference_subjects(experiment):
             by_dataset.setdefault(d, []).append(s)
         for d, subjects in by_dataset.items():
-            n = per_job or len(subjects)
-            chunks += [(experiment, d, i // n, subjects[i:i + n]) for i in range(0, len(subjects), n)]
+            chunks += [(experiment, d, k, chunk) for k, chunk in chunks_of(subjects, per_job)]
     return chunks
 
 

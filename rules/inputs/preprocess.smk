@@ -196,12 +196,7 @@ def radius_of(wildcards):
 def preprocess_chunks(per_job):
     """(dataset, chunk index, subjects) of the multi-subject preprocessing jobs: each dataset's
     subjects in their split order, in groups of `per_job` (0: all of them)."""
-    chunks = []
-    for d in STUDY.datasets.values():
-        subjects = d.subjects
-        n = per_job or len(subjects)
-        chunks += [(d, i // n, subjects[i:i + n]) for i in range(0, len(subjects), n)]
-    return chunks
+    return [(d, k, chunk) for d in STUDY.datasets.values() for k, chunk in chunks_of(d.subjects, per_job)]
 
 
 def chunk_subject_outputs(d, subject):
@@ -222,10 +217,11 @@ def chunk_preprocess_inputs(d, subjects):
 
 
 def chunk_missing_raw_files(d, subjects):
-    """Param of a multi-subject preprocessing job: its subjects' raw files missing now."""
+    """Param of a multi-subject preprocessing job: its subjects' raw files missing now (missing_raw_files')."""
+    per_subject = missing_raw_files(d.name)
 
     def missing(wildcards):
-        return sorted(f for s in subjects for f in STUDY.datasets[d.name].raw_files(s) if not available(f))
+        return sorted(f for s in subjects for f in per_subject(SimpleNamespace(subject=s)))
 
     return signed(missing)
 
