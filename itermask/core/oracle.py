@@ -11,9 +11,9 @@ the earliest). IterMask2 starts from the first-iteration mask of each first-step
 a grid (the reference searches keeping 90 % to 40 % of the brain) and keeps shrinking
 (M <- M & [e > tau_k], converged when the relative shrink < tol); IterMask3D starts from the
 whole brain and re-thresholds each iteration (M <- [e > tau_k], phase B's rule and change).
-Samples run together in one batch (a subject's few test slices, or one volume), each with its
-own convergence; noise per sample from its own seed (IterMask3D: drawn once or per iteration,
-as its phase B).
+Samples run together in one batch (IterMask2: a subject's few test slices at every first-step
+percentile of the grid; IterMask3D: one volume), each with its own convergence; noise per sample
+from its own seed (IterMask3D: drawn once or per iteration, as its phase B).
 """
 from __future__ import annotations
 
@@ -47,17 +47,26 @@ def dice(mask: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 
 
 class _Best:
+    """The best candidate mask of each of ``n`` samples: the highest Dice, ties to the candidate
+    first in (group, iteration) order, the order in which a one-group-at-a-time search meets them."""
+
     def __init__(self, n: int) -> None:
         self.items: list[OracleResult | None] = [None] * n
+        self.keys: list[tuple[int, int]] = [(0, 0)] * n
 
-    def offer(self, masks: torch.Tensor, label: torch.Tensor, iteration: int, tau: float | None,
-              first: float | None, index: Sequence[int] | None = None) -> None:
-        """Candidate masks of the samples ``index`` (default: every sample, in order)."""
+    def offer(self, masks: torch.Tensor, label: torch.Tensor, iteration: int | Sequence[int], tau: float | None,
+              first: float | None | Sequence[float], index: Sequence[int] | None = None,
+              group: int | Sequence[int] = 0) -> None:
+        """Candidate masks of the samples ``index`` (default: every sample, in order);
+        ``iteration``, ``first`` and ``group``: one value for all, or one per candidate."""
         scores = dice(masks, label).tolist()
         for pos, d in enumerate(scores):
             j = pos if index is None else index[pos]
-            if self.items[j] is None or d > self.items[j].dice:
-                self.items[j] = OracleResult(masks[pos, 0].cpu().clone(), float(d), iteration, tau, first)
+            it, fp, g = (v[pos] if isinstance(v, Sequence) else v for v in (iteration, first, group))
+            held = self.items[j]
+            if held is None or d > held.dice or (d == held.dice and (g, it) < self.keys[j]):
+                self.items[j] = OracleResult(masks[pos, 0].cpu().clone(), float(d), it, tau, fp)
+                self.keys[j] = (g, it)
 
 
 def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, hf: torch.Tensor,
@@ -65,31 +74,44 @@ def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, 
               first_percentiles: Sequence[float], factors: Sequence[float], variant: str,
               device: torch.device | str, tol: float, max_iterations: int, amp: bool) -> list[OracleResult]:
     """IterMask2's oracle on n slices ((n, H, W) tensors; module docstring); ``amp``: config
-    ``precision`` auto, as the inference's."""
+    ``precision`` auto, as the inference's.
+
+    The first-step percentiles run side by side: one batch of (percentile, slice) samples, each
+    with its own generator from its slice's seed and its own iteration count per percentile, so
+    every sample draws and iterates as a search of that percentile alone would."""
     device = torch.device(device)
     x, hf = (t.float()[:, None].to(device) for t in (x, hf))
     brain, label = (t.bool()[:, None].to(device) for t in (brain, label))
-    best = _Best(len(x))
+    n, groups = len(x), len(first_percentiles)
+    best = _Best(n)
     x_hat = reconstruct(first_model.eval(), compose_input(x, hf, brain, "hf_only"), amp=amp)
     err1 = squared_error(x, x_hat, brain)
-    for fp in first_percentiles:
-        mask = (err1 > brain_quantile(err1, brain, fp).view(-1, 1, 1, 1)) & brain
-        best.offer(mask, label, 0, None, float(fp))
-        gens = [make_generator(s, device) for s in seeds]
-        k = 0
-        for f in factors:
-            active = list(range(len(x)))  # a converged slice waits for tau's raise: no draw, no reconstruction
-            for _ in range(max_iterations):
-                k += 1
-                noise = sample_noise([gens[i] for i in active], x.shape[1:], device)
-                xa, ba, old = x[active], brain[active], mask[active]
-                x_hat = reconstruct(masked_model.eval(), compose_input(xa, hf[active], old, variant, noise=noise), amp=amp)
-                new = old & (squared_error(xa, x_hat, ba) > tau * f)
-                mask[active] = new
-                best.offer(new, label[active], k, tau * f, float(fp), index=active)
-                active = [i for i, s in zip(active, mask_shrink(new, old).tolist()) if s >= tol]
-                if not active:
-                    break
+    firsts = []
+    for g, fp in enumerate(first_percentiles):
+        firsts.append((err1 > brain_quantile(err1, brain, fp).view(-1, 1, 1, 1)) & brain)
+        best.offer(firsts[-1], label, 0, None, float(fp), group=g)
+    if not groups:
+        return best.items  # type: ignore[return-value]
+    mask = torch.cat(firsts)  # sample s: percentile s // n, slice s % n
+    xs, hfs, brains, labels = (t.repeat(groups, 1, 1, 1) for t in (x, hf, brain, label))
+    gens = [make_generator(s, device) for _ in first_percentiles for s in seeds]
+    k = [0] * groups  # reconstructions so far per percentile, as its own search counts them
+    for f in factors:
+        active = list(range(len(xs)))  # a converged sample waits for tau's raise: no draw, no reconstruction
+        for _ in range(max_iterations):
+            for g in sorted({s // n for s in active}):
+                k[g] += 1
+            noise = sample_noise([gens[s] for s in active], x.shape[1:], device)
+            xa, ba, old = xs[active], brains[active], mask[active]
+            x_hat = reconstruct(masked_model.eval(), compose_input(xa, hfs[active], old, variant, noise=noise), amp=amp)
+            new = old & (squared_error(xa, x_hat, ba) > tau * f)
+            mask[active] = new
+            best.offer(new, labels[active], [k[s // n] for s in active], tau * f,
+                       [float(first_percentiles[s // n]) for s in active], index=[s % n for s in active],
+                       group=[s // n for s in active])
+            active = [s for s, shrink in zip(active, mask_shrink(new, old).tolist()) if shrink >= tol]
+            if not active:
+                break
     return best.items  # type: ignore[return-value]
 
 
