@@ -19,13 +19,31 @@ def _check_model_from(study: "Study", name: str) -> None:
     if src not in study.experiments:
         raise ConfigError(f"config key '{key}.model_from': '{src}' is not an experiment")
     src_exp = study.experiments[src]
-    if any(src_exp[k] != exp[k] for k in ("method", "dataset", "sequence")):
-        raise ConfigError(f"config key '{key}.model_from': '{src}' must have the same method, dataset and sequence")
+    if any(src_exp[k] != exp[k] for k in ("dataset", "sequence")):
+        raise ConfigError(f"config key '{key}.model_from': '{src}' must have the same dataset and sequence")
+    _check_shared_method(study, name, src)
     if "no_freq" in (exp["variant"], src_exp["variant"]) and exp["variant"] != src_exp["variant"]:
         raise ConfigError(f"config key '{key}.model_from': a no_freq model cannot be shared with other variants")
     own, theirs = study.settings(name).hf_radius, study.settings(src).hf_radius
     if own != theirs:
         raise ConfigError(f"config key '{key}.hf_radius': {own} differs from the radius of model_from '{src}' ({theirs})")
+
+
+def _check_shared_method(study: "Study", name: str, src: str) -> None:
+    """The same method, or one of its family (``Method.model_family``: DDPM and AutoDDPM train the
+    same network) that does not calibrate anything when training ends: a calibration stored in
+    the model file is made on the training method's own map."""
+    from itermask import methods
+
+    key, own, theirs = f"experiments.{name}.model_from", study.experiments[name]["method"], study.experiments[src]["method"]
+    if own == theirs:
+        return
+    if not methods.get(own).shares_models_with(methods.get(theirs)):
+        raise ConfigError(f"config key '{key}': '{src}' is a '{theirs}' experiment; a '{own}' experiment can use "
+                          f"only a model of its own method or of its family")
+    if methods.get(own).needs_validation(study.settings(name)):
+        raise ConfigError(f"config key '{key}': '{name}' calibrates on validation data when training ends (e.g. "
+                          f"infer.mask_threshold_val_percentile), which needs a model trained as '{own}': train its own")
 
 
 def check_experiment(study: "Study", name: str) -> None:

@@ -26,10 +26,12 @@ NETWORK_KEYS = ("attention_levels", "num_res_blocks", "num_head_channels", "norm
 
 
 class DiffusionBaseline(Method):
-    """A 2D diffusion model on slices; subclasses give the test-time procedure."""
+    """A 2D diffusion model on slices; subclasses give the test-time procedure. They train the
+    same network in the same way, so one may use another's model (``model_family``)."""
 
     spatial_dims = 2
     primary_network = "net"
+    model_family = "diffusion"
 
     # -- inputs and checks ----------------------------------------------------------------
     def train_inputs(self, settings: Any) -> InputSpec:

@@ -103,6 +103,13 @@ class Method:
     #: the ``infer`` keys the training job reads (``check``, ``finish_training``); None: all of
     #: them. Rule train's params hold only these, so changing another infer key does not retrain.
     training_infer_keys: ClassVar[tuple[str, ...] | None] = None
+    #: methods of one family train the same networks in the same way, so an experiment may use
+    #: the model of another method of its family (config ``model_from``; None: its own method only)
+    model_family: ClassVar[str | None] = None
+
+    def shares_models_with(self, other: "Method") -> bool:
+        """Whether a model trained by ``other`` is one this method can use (the same method or family)."""
+        return other.name == self.name or (self.model_family is not None and other.model_family == self.model_family)
 
     # -- what the workflow asks -------------------------------------------------------
     def needs_validation(self, settings: "ExperimentSettings") -> bool:

@@ -597,4 +597,5 @@ def test_an_lpips_module_is_an_input_of_autoddpm_inference_and_calibrating_train
     assert study.method_files("autoddpm_flair", "train") == []  # no calibration: training never loads it
     assert study.method_files("im3d_flair_seg", "infer") == study.method_files("im3d_flair_seg", "train") == []
     auto["infer"]["mask_threshold_val_percentile"] = 99
+    auto.pop("model_from", None)  # a calibrating AutoDDPM trains its own model (test_shared_models.py)
     assert Study(demo_config, base_dir=ROOT).method_files("autoddpm_flair", "train") == ["models/lpips.pt"]
