@@ -99,7 +99,7 @@ def oracle_2d(first_model: nn.Module, masked_model: nn.Module, x: torch.Tensor, 
     for f in factors:
         active = list(range(len(xs)))  # a converged sample waits for tau's raise: no draw, no reconstruction
         for _ in range(max_iterations):
-            for g in sorted({s // n for s in active}):
+            for g in {s // n for s in active}:
                 k[g] += 1
             noise = sample_noise([gens[s] for s in active], x.shape[1:], device)
             xa, ba, old = xs[active], brains[active], mask[active]

@@ -117,8 +117,7 @@ def infer_runs(
 
 def _check_model(meta: Mapping[str, Any], settings: ExperimentSettings, model_path: str) -> None:
     trained = str(meta.get("method"))
-    if trained != settings.method and (trained not in methods.names()
-                                       or not methods.get(settings.method).shares_models_with(methods.get(trained))):
+    if trained not in methods.names() or not methods.get(settings.method).shares_models_with(methods.get(trained)):
         raise InputError(f"experiment method '{settings.method}' but the model is a '{meta.get('method')}' model",
                          path=model_path)
     if meta.get("hf_radius") is not None and int(meta["hf_radius"]) != settings.hf_radius:
