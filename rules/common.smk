@@ -98,9 +98,6 @@ wildcard_constraints:
     tool="hd_bet|template",
 
 
-# Radii of the HF images of rules high_frequency and artefact_high_frequency: any but
-# preprocess.hf_radius, which the subject's preprocessing job and rule artefacts write, so no HF
-# file has two candidate jobs (tests/workflow/test_dag_planning.py).
 def chunks_of(items, per_job):
     """(index, items) of `items` in consecutive groups of `per_job` (0: one group of all); the
     multi-subject inference and preprocessing jobs."""
@@ -108,6 +105,9 @@ def chunks_of(items, per_job):
     return [(i // n, items[i:i + n]) for i in range(0, len(items), n)]
 
 
+# Radii of the HF images of rules high_frequency and artefact_high_frequency: any but
+# preprocess.hf_radius, which the subject's preprocessing job and rule artefacts write, so no HF
+# file has two candidate jobs (tests/workflow/test_dag_planning.py).
 def radius_other_than(radius):
     """A {radius} wildcard constraint: any whole number but `radius`."""
     return f"(?!{radius}(?![0-9]))[0-9]+"
