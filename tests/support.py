@@ -31,9 +31,10 @@ def experiment_settings(method: str, variant: str = "full", *, network: dict | N
         "preprocess": {"spacing_mm": 1.0, "box": [32, 32, 32]},
         "experiments": {"e": exp},
     }
-    if model_from:
+    if model_from:  # the model's network and training are its owner's
         config["experiments"]["src"] = {k: v for k, v in exp.items() if k != "infer"}
         exp["model_from"] = "src"
+        exp.pop("network", None), exp.pop("train")
     study = Study(config)
     return study.training_settings("e") if training else study.settings("e")
 

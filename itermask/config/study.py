@@ -6,7 +6,6 @@ the workflow's questions: each experiment's frozen settings, subjects, condition
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from functools import cached_property
@@ -19,10 +18,11 @@ from itermask import methods
 from itermask.config.checks import check_references
 from itermask.config.conditions import HEALTHY, LESION, VAL, VAL_LESION
 from itermask.config.datasets import Dataset, resolve_dataset
+from itermask.config.experiment_settings import build_settings
 from itermask.config.schema import validate_schema
 from itermask.config.settings import (
     DemoSettings, EvaluationSettings, ExperimentSettings, FailedSkullstripSettings, PreprocessSettings,
-    ResourceSettings, TrainSettings, freeze,
+    ResourceSettings,
 )
 from itermask.errors import ConfigError, Named
 from itermask.methods import InputSpec
@@ -31,17 +31,6 @@ from itermask.methods import InputSpec
 FAILED_STRIP_SUFFIX = "failedstrip"  # derived dataset <dataset>failedstrip
 # a failed-strip candidate's outlying mask (rule failed_skullstrip_masks; rules/common.smk FS_OUTLIER)
 FAILED_STRIP_MASK = "{results}/failed_skullstrip/{dataset}/sub-{subject}/outlier_brainmask.nii.gz"
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """Return `base` updated recursively with `override` (neither is modified)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def load_config(path: str | Path) -> dict:
@@ -140,48 +129,10 @@ class Study:
 
     # -- experiments ------------------------------------------------------------------
     def settings(self, name: str) -> ExperimentSettings:
-        """Frozen settings of an experiment: method defaults deep-merged with its own keys (cached)."""
+        """Frozen settings of an experiment (cached): ``itermask.config.experiment_settings``."""
         if name not in self._settings:
-            self._settings[name] = self._build_settings(name)
+            self._settings[name] = build_settings(self, name)
         return self._settings[name]
-
-    def _build_settings(self, name: str) -> ExperimentSettings:
-        exp = self.experiments[name]
-        own = {k: exp[k] for k in ("network", "train", "infer") if k in exp}
-        defaults = self.config["method_defaults"][exp["method"]]
-        for section, values in own.items():  # keys of another method (e.g. a DAE key on the AE)
-            unknown = sorted(set(values) - set(defaults[section]))
-            if unknown:
-                raise ConfigError(f"config key 'experiments.{name}.{section}': {', '.join(map(repr, unknown))} "
-                                  f"not a setting of method '{exp['method']}' (its keys: "
-                                  f"{', '.join(sorted(defaults[section]))})")
-        merged = deep_merge(defaults, own)
-        if (merged["train"]["steps"] is None) == (merged["train"]["epochs"] is None):
-            raise ConfigError(f"config key 'experiments.{name}.train': set exactly one of 'steps' and 'epochs' "
-                              "(here or in method_defaults; set the other to null)")
-        settings = ExperimentSettings(
-            name=name, method=exp["method"], dataset=exp["dataset"], sequence=exp["sequence"],
-            variant=exp["variant"], label=exp.get("label", name), model_owner=self.model_experiment(name),
-            hf_radius=self.preprocess.hf_radius, detect=self._testsets(exp, "detect"),
-            segment=self._testsets(exp, "segment"), network=freeze(merged["network"]),
-            train=TrainSettings.from_dict(merged["train"]), infer=freeze(merged["infer"]), seed=self.seed,
-        )
-        method = methods.get(settings.method)
-        if "hf_radius" in exp:
-            radius = int(exp["hf_radius"])
-        elif method.train_inputs(settings).kind == "slices":
-            radius = self.preprocess.slices2d.hf_radius
-        else:
-            radius = self.preprocess.hf_radius
-        settings = dataclasses.replace(settings, hf_radius=radius)
-        method.check(settings)
-        return settings
-
-    @staticmethod
-    def _testsets(exp: dict, kind: str) -> tuple[str, ...]:
-        """Datasets an experiment runs on for `kind` ('detect' or 'segment')."""
-        value = exp[kind]
-        return (exp["dataset"],) if value is True else () if value is False else tuple(value)
 
     def training_settings(self, name: str) -> ExperimentSettings:
         """The settings its training job reads (``ExperimentSettings.for_training``)."""

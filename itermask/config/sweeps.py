@@ -53,8 +53,7 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
     if param == "hf_radius":
         entry["variant"] = "no_spatial"  # Fig. 3: the single-step model
         if float(value) == study.setting(base, param):  # the base's radius: the base's model
-            entry["model_from"] = base
-            return entry
+            return _on_model_of(entry, base)
         owner = study.experiments[study.model_experiment(base)]
         entry.pop("model_from", None)
         for key in ("network", "train"):  # train as the model the base uses was trained
@@ -64,8 +63,16 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
                 entry.pop(key, None)
         entry["hf_radius"] = int(value)
     else:
-        entry["model_from"] = base
+        entry = _on_model_of(entry, base)
         entry["infer"] = {**entry.get("infer", {}), param: value}
+    return entry
+
+
+def _on_model_of(entry: dict, base: str) -> dict:
+    """``entry`` on the model of ``base``: a shared model's network and training are its owner's."""
+    entry["model_from"] = base
+    for key in ("network", "train"):
+        entry.pop(key, None)
     return entry
 
 

@@ -84,15 +84,19 @@ def table_experiments(spec: dict[str, Any]) -> list[str]:
 
 def row_training(spec: dict[str, Any], study: Any) -> dict[str, str]:
     """Row label -> how its models were trained ("450 steps, batch 2"), from the settings of the
-    experiments that trained them (``model_from`` followed); distinct trainings of one row's
-    blocks joined with " / "."""
+    experiments that trained them (``model_from`` followed), naming a model another experiment
+    trained ("150 steps, batch 2, the model of IterMask3D": the owner's row label in this table,
+    else its experiment name); distinct trainings of one row's blocks joined with " / "."""
+    labels = {e: row["label"] for row in spec["rows"] for e in row_cells(spec, row).values()}
     out = {}
     for row in spec["rows"]:
         texts = []
         for e in row_cells(spec, row).values():
-            t = study.settings(study.model_experiment(e)).train
+            owner = study.model_experiment(e)
+            t = study.settings(owner).train
             length = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
-            texts.append(f"{length}, batch {t.batch_size}")
+            shared = f", the model of {labels.get(owner, owner)}" if owner != e else ""
+            texts.append(f"{length}, batch {t.batch_size}{shared}")
         if texts:
             out[row["label"]] = " / ".join(dict.fromkeys(texts))
     return out

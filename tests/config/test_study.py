@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from itermask.config.datasets import bids_pattern, glob_subjects
-from itermask.config.study import Study, deep_merge, load_config
+from itermask.config.experiment_settings import deep_merge
+from itermask.config.study import Study, load_config
 from itermask.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,6 +315,19 @@ def test_hf_radius_sweep_of_a_shared_model_trains_like_its_owner(demo_config):
     assert "model_from" not in entry and entry["train"] == {"steps": 7} and entry["variant"] == "no_spatial"
 
 
+def test_a_sweep_member_on_its_bases_model_has_the_bases_network_and_training(demo_config):
+    cfg = copy.deepcopy(demo_config)
+    cfg["experiments"]["im2_flair"]["train"] = {"steps": 7}
+    cfg["experiments"]["im2_flair"]["network"] = {"dropout": 0.3}
+    cfg["sweeps"] = [{"experiment": "im2_flair", "param": "tau_percentile", "values": [60]}]
+    study = Study(cfg, base_dir=ROOT)
+    name = "im2_flair__tau_percentile_60"
+    entry = study.experiments[name]
+    assert entry["model_from"] == "im2_flair" and "train" not in entry and "network" not in entry
+    member, base = study.settings(name), study.settings("im2_flair")
+    assert (member.train, member.network) == (base.train, base.network) and member.train.steps == 7
+
+
 def test_sweep_errors(demo_config):
     def fails(sweep, match, **exp_changes):
         cfg = copy.deepcopy(demo_config)
@@ -597,5 +611,6 @@ def test_an_lpips_module_is_an_input_of_autoddpm_inference_and_calibrating_train
     assert study.method_files("autoddpm_flair", "train") == []  # no calibration: training never loads it
     assert study.method_files("im3d_flair_seg", "infer") == study.method_files("im3d_flair_seg", "train") == []
     auto["infer"]["mask_threshold_val_percentile"] = 99
-    auto.pop("model_from", None)  # a calibrating AutoDDPM trains its own model (test_shared_models.py)
+    auto.pop("model_from", None)  # a calibrating AutoDDPM trains its own model (test_shared_models.py) ...
+    auto["train"] = demo_config["experiments"]["ddpm_flair"]["train"]  # ... as the DDPM's
     assert Study(demo_config, base_dir=ROOT).method_files("autoddpm_flair", "train") == ["models/lpips.pt"]

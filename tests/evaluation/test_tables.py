@@ -193,12 +193,18 @@ def test_caption_names_each_rows_training_from_the_trained_experiments_settings(
                  blocks=[{"key": "b", "dataset": "demo"}],
                  rows=[{"label": "AE", "experiment": "ae_flair"},
                        {"label": "IterMask3D fixed", "experiment": "im3d_flair_seg_fixed"},  # model_from im3d_flair_seg
-                       {"label": "IterMask2", "experiment": "im2_flair"}])
+                       {"label": "IterMask2", "experiment": "im2_flair"},
+                       {"label": "DDPM", "experiment": "ddpm_flair"},
+                       {"label": "AutoDDPM", "experiment": "autoddpm_flair"}])  # model_from ddpm_flair
     training = row_training(spec, study)
     e = config["experiments"]
     ae_steps, seg_steps = e["ae_flair"]["train"]["steps"], e["im3d_flair_seg"]["train"]["steps"]
-    assert training == {"AE": f"{ae_steps} steps, batch 2", "IterMask3D fixed": f"{seg_steps} steps, batch 2",
-                        "IterMask2": f"{config['method_defaults']['itermask2']['train']['steps']} steps, batch 8"}
+    ddpm = f"{e['ddpm_flair']['train']['steps']} steps, batch {e['ddpm_flair']['train']['batch_size']}"
+    assert training == {"AE": f"{ae_steps} steps, batch 2",
+                        # a shared model's owner: its experiment's name when no row of the table shows it ...
+                        "IterMask3D fixed": f"{seg_steps} steps, batch 2, the model of im3d_flair_seg",
+                        "IterMask2": f"{config['method_defaults']['itermask2']['train']['steps']} steps, batch 8",
+                        "DDPM": ddpm, "AutoDDPM": f"{ddpm}, the model of DDPM"}  # ... else the row's label
     assert ae_steps != seg_steps  # the rows' texts come from their own models
     rows = _seg("ae_flair", [("demo", "s1", "paper", 0.6, 0.5, "small", "")])
     out = [str(tmp_path / f"t.{x}") for x in ("md", "csv", "tex")]

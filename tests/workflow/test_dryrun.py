@@ -338,7 +338,8 @@ def test_a_method_file_is_an_input_of_the_jobs_that_read_it(tmp_path):
     lpips.write_bytes(b"")
     auto = cfg["experiments"]["autoddpm_flair"]
     auto["infer"] = {**auto.get("infer", {}), "lpips_model": str(lpips), "mask_threshold_val_percentile": 99}
-    auto.pop("model_from", None)  # a calibrating AutoDDPM trains its own model (the demo's uses the DDPM's)
+    auto.pop("model_from", None)  # a calibrating AutoDDPM trains its own model (the demo's uses the DDPM's) ...
+    auto["train"] = cfg["experiments"]["ddpm_flair"]["train"]  # ... as the DDPM's
     cfg["resources"]["infer_subjects_per_job"] = 1  # one inference job per subject, as on a cluster
     path = tmp_path / "lpips.yaml"
     path.write_text(yaml.safe_dump(cfg))
