@@ -85,9 +85,13 @@ def table_experiments(spec: dict[str, Any]) -> list[str]:
 def row_training(spec: dict[str, Any], study: Any) -> dict[str, str]:
     """Row label -> how its models were trained ("450 steps, batch 2"), from the settings of the
     experiments that trained them (``model_from`` followed), naming a model another experiment
-    trained ("150 steps, batch 2, the model of IterMask3D": the owner's row label in this table,
-    else its experiment name); distinct trainings of one row's blocks joined with " / "."""
-    labels = {e: row["label"] for row in spec["rows"] for e in row_cells(spec, row).values()}
+    trained ("150 steps, batch 2, the model of IterMask3D": the label of the first row of this
+    table that shows the owner, else its experiment name); distinct trainings of one row's blocks
+    joined with " / "."""
+    labels: dict[str, str] = {}
+    for row in spec["rows"]:
+        for e in row_cells(spec, row).values():
+            labels.setdefault(e, row["label"])
     out = {}
     for row in spec["rows"]:
         texts = []

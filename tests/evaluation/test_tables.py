@@ -195,7 +195,8 @@ def test_caption_names_each_rows_training_from_the_trained_experiments_settings(
                        {"label": "IterMask3D fixed", "experiment": "im3d_flair_seg_fixed"},  # model_from im3d_flair_seg
                        {"label": "IterMask2", "experiment": "im2_flair"},
                        {"label": "DDPM", "experiment": "ddpm_flair"},
-                       {"label": "AutoDDPM", "experiment": "autoddpm_flair"}])  # model_from ddpm_flair
+                       {"label": "AutoDDPM", "experiment": "autoddpm_flair"},  # model_from ddpm_flair
+                       {"label": "DDPM, honest", "experiment": "ddpm_flair", "protocol": "honest"}])
     training = row_training(spec, study)
     e = config["experiments"]
     ae_steps, seg_steps = e["ae_flair"]["train"]["steps"], e["im3d_flair_seg"]["train"]["steps"]
@@ -204,7 +205,8 @@ def test_caption_names_each_rows_training_from_the_trained_experiments_settings(
                         # a shared model's owner: its experiment's name when no row of the table shows it ...
                         "IterMask3D fixed": f"{seg_steps} steps, batch 2, the model of im3d_flair_seg",
                         "IterMask2": f"{config['method_defaults']['itermask2']['train']['steps']} steps, batch 8",
-                        "DDPM": ddpm, "AutoDDPM": f"{ddpm}, the model of DDPM"}  # ... else the row's label
+                        "DDPM": ddpm, "DDPM, honest": ddpm,
+                        "AutoDDPM": f"{ddpm}, the model of DDPM"}  # ... else the first row's label that shows it
     assert ae_steps != seg_steps  # the rows' texts come from their own models
     rows = _seg("ae_flair", [("demo", "s1", "paper", 0.6, 0.5, "small", "")])
     out = [str(tmp_path / f"t.{x}") for x in ("md", "csv", "tex")]
