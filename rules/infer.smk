@@ -19,7 +19,7 @@ if RES.infer_subjects_per_job == 1:
         output:
             directory(INFERENCE),
         params:
-            settings=lambda w: STUDY.settings(w.experiment).for_inference().to_dict(),
+            settings=lambda w: inference_settings(w.experiment),
             runs=infer_runs,
             field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
             channels_last=RES.channels_last,
@@ -50,7 +50,7 @@ else:
             output:
                 [directory(path(INFERENCE, experiment=_exp, dataset=_ds, subject=s)) for s in _subjects],
             params:
-                settings=STUDY.settings(_exp).for_inference().to_dict(),
+                settings=inference_settings(_exp),
                 runs=chunk_runs(_exp, _ds, _subjects),
                 field_of_view_mm=STUDY.preprocess.slices2d.field_of_view_mm,
                 channels_last=RES.channels_last,

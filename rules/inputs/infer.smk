@@ -1,4 +1,5 @@
 # Input functions and parameters of the rules in rules/infer.smk.
+from functools import cache
 from types import SimpleNamespace
 
 from itermask.artefacts.failed_skullstrip import selected_subjects
@@ -108,3 +109,10 @@ def inference_runs(experiment, dataset=None):
         if dataset is None or d == dataset
     ]
 
+
+@cache
+def inference_settings(experiment):
+    """Param of the inference rules: the experiment's settings as an inference job reads them
+    (``ExperimentSettings.for_inference``), one dict per experiment shared by its jobs (read it,
+    do not change it): a cohort's dry-run asks for it once per subject."""
+    return STUDY.settings(experiment).for_inference().to_dict()
