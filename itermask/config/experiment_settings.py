@@ -1,7 +1,8 @@
 """One experiment's frozen settings (`ExperimentSettings`): its method's defaults deep-merged with
 the experiment's own `network`, `train` and `infer` keys. An experiment that uses another's model
 (`model_from`) takes that model's network and training settings from the experiment that trained
-it, and may not set its own: they would describe a model it does not run."""
+it, and may not set its own: they would describe a model it does not run. It takes the model's
+high-frequency radius too, unless it repeats it (`hf_radius`)."""
 from __future__ import annotations
 
 import copy
@@ -55,6 +56,8 @@ def build_settings(study: "Study", name: str) -> ExperimentSettings:
     method = methods.get(settings.method)
     if "hf_radius" in exp:
         radius = int(exp["hf_radius"])
+    elif owner != name:  # the model's input (an own hf_radius must equal it: itermask.config.checks)
+        radius = study.settings(owner).hf_radius
     elif method.train_inputs(settings).kind == "slices":
         radius = study.preprocess.slices2d.hf_radius
     else:

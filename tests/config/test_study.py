@@ -354,7 +354,10 @@ def test_sweep_errors(demo_config):
     cfg["experiments"]["sensitivity"] = cfg["experiments"]["im2_flair"]
     with pytest.raises(ConfigError, match="reserved"):
         Study(cfg, base_dir=ROOT)
-    # a model shared across HF radii is refused
+    # an experiment on a shared model takes its radius; one that names another radius is refused
+    assert "hf_radius" not in demo_config["experiments"]["im3d_flair_nospatial"]
+    assert Study(copy.deepcopy(demo_config), base_dir=ROOT).settings("im3d_flair_nospatial").hf_radius == \
+        demo_config["experiments"]["im3d_flair_seg"]["hf_radius"] == 6
     cfg = copy.deepcopy(demo_config)
     cfg["experiments"]["im3d_flair_nospatial"]["hf_radius"] = 9
     with pytest.raises(ConfigError, match=r"im3d_flair_nospatial\.hf_radius': 9 differs .*'im3d_flair_seg' \(6\)"):
