@@ -19,6 +19,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from itermask.config.experiment_settings import MODEL_SECTIONS
 from itermask.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
             return _on_model_of(entry, base)
         owner = study.experiments[study.model_experiment(base)]
         entry.pop("model_from", None)
-        for key in ("network", "train"):  # train as the model the base uses was trained
+        for key in MODEL_SECTIONS:  # train as the model the base uses was trained
             if key in owner:
                 entry[key] = copy.deepcopy(owner[key])
             else:
@@ -71,7 +72,7 @@ def derived_entry(study: "Study", base: str, param: str, value: float) -> dict:
 def _on_model_of(entry: dict, base: str) -> dict:
     """``entry`` on the model of ``base``: a shared model's network and training are its owner's."""
     entry["model_from"] = base
-    for key in ("network", "train"):
+    for key in MODEL_SECTIONS:
         entry.pop(key, None)
     return entry
 
