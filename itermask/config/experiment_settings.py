@@ -33,14 +33,15 @@ def deep_merge(base: dict, override: dict) -> dict:
 def build_settings(study: "Study", name: str) -> ExperimentSettings:
     """The settings of experiment `name` (ConfigError naming the config key when they are not valid)."""
     exp, owner = study.experiments[name], study.model_experiment(name)
+    model = None  # the settings of the experiment that trained the model, when another did
     if owner != name:
         for key in MODEL_SECTIONS:
             if key in exp:
                 raise ConfigError(f"config key 'experiments.{name}.{key}': '{name}' uses the model of '{owner}' "
                                   f"(model_from), whose {key} settings are that experiment's: remove this key")
-    merged = _merged_sections(study, name)
-    if owner != name:
         model = study.settings(owner)
+    merged = _merged_sections(study, name)
+    if model is not None:
         network, train = model.network, model.train
     elif (merged["train"]["steps"] is None) == (merged["train"]["epochs"] is None):
         raise ConfigError(f"config key 'experiments.{name}.train': set exactly one of 'steps' and 'epochs' "
@@ -56,8 +57,8 @@ def build_settings(study: "Study", name: str) -> ExperimentSettings:
     method = methods.get(settings.method)
     if "hf_radius" in exp:
         radius = int(exp["hf_radius"])
-    elif owner != name:  # the model's input (an own hf_radius must equal it: itermask.config.checks)
-        radius = study.settings(owner).hf_radius
+    elif model is not None:  # the model's input (an own hf_radius must equal it: itermask.config.checks)
+        radius = model.hf_radius
     elif method.train_inputs(settings).kind == "slices":
         radius = study.preprocess.slices2d.hf_radius
     else:
