@@ -6,6 +6,7 @@ import copy
 from functools import lru_cache
 from typing import Any
 
+from itermask.config.experiment_settings import MODEL_SECTIONS
 from itermask.config.schema import schema_defaults
 from itermask.config.settings import ExperimentSettings
 from itermask.config.study import Study
@@ -34,7 +35,8 @@ def experiment_settings(method: str, variant: str = "full", *, network: dict | N
     if model_from:  # the model's network and training are its owner's
         config["experiments"]["src"] = {k: v for k, v in exp.items() if k != "infer"}
         exp["model_from"] = "src"
-        exp.pop("network", None), exp.pop("train")
+        for key in MODEL_SECTIONS:
+            exp.pop(key, None)
     study = Study(config)
     return study.training_settings("e") if training else study.settings("e")
 
